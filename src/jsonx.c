@@ -1,0 +1,87 @@
+/* Exact double <-> JSON text conversion for greedylr (see jsonx.h). */
+#include "jsonx.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *nonfinite_name(double v)
+{
+    if (isnan(v))
+        return "NaN";
+    return v > 0 ? "Infinity" : "-Infinity";
+}
+
+size_t jsonx_format_double(double v, char buf[JSONX_DOUBLE_MAX])
+{
+    if (!isfinite(v)) {
+        const char *name = nonfinite_name(v);
+        size_t len = strlen(name);
+        memcpy(buf, name, len + 1);
+        return len;
+    }
+    /* 17 significant digits always round-trip; fewer usually do and read better. */
+    int len = 0;
+    for (int precision = 15; precision <= 17; precision++) {
+        len = snprintf(buf, JSONX_DOUBLE_MAX, "%.*g", precision, v);
+        if (strtod(buf, NULL) == v)
+            break;
+    }
+    return (size_t)len;
+}
+
+cJSON *jsonx_number(double v)
+{
+    if (!isfinite(v))
+        return cJSON_CreateString(nonfinite_name(v));
+    char buf[JSONX_DOUBLE_MAX];
+    jsonx_format_double(v, buf);
+    /* A raw item is printed verbatim, so the digits chosen above reach the output. */
+    return cJSON_CreateRaw(buf);
+}
+
+cJSON *jsonx_number_or_null(double v)
+{
+    return isfinite(v) ? jsonx_number(v) : cJSON_CreateNull();
+}
+
+bool jsonx_get_double(const cJSON *item, double *out)
+{
+    if (cJSON_IsNumber(item)) {
+        *out = item->valuedouble;
+        return true;
+    }
+    if (cJSON_IsRaw(item) && item->valuestring) {
+        /* Raw items are ones this module made: read the digits back. */
+        char *end = NULL;
+        double v = strtod(item->valuestring, &end);
+        if (end == item->valuestring || *end != '\0')
+            return false;
+        *out = v;
+        return true;
+    }
+    if (!cJSON_IsString(item) || !item->valuestring)
+        return false;
+    if (strcmp(item->valuestring, "NaN") == 0)
+        *out = NAN;
+    else if (strcmp(item->valuestring, "Infinity") == 0)
+        *out = INFINITY;
+    else if (strcmp(item->valuestring, "-Infinity") == 0)
+        *out = -INFINITY;
+    else
+        return false;
+    return true;
+}
+
+bool jsonx_add_number(cJSON *object, const char *key, double v)
+{
+    cJSON *item = jsonx_number(v);
+    if (!item)
+        return false;
+    if (!cJSON_AddItemToObject(object, key, item)) {
+        cJSON_Delete(item);
+        return false;
+    }
+    return true;
+}

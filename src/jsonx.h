@@ -1,0 +1,46 @@
+/*
+ * JSON helpers that cJSON lacks: doubles written so that they read back bit for bit
+ * (cJSON's own printer may drop the last digits), and non-finite numbers spelled the way
+ * Python and JavaScript spell them ("NaN", "Infinity", "-Infinity").
+ */
+#ifndef GLR_JSONX_H
+#define GLR_JSONX_H
+
+#include <cjson/cJSON.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+/* Room for the longest shortest-round-trip text of a double plus its NUL. */
+#define JSONX_DOUBLE_MAX 32
+
+/*
+ * Writes the shortest decimal text that strtod() reads back as exactly v into buf
+ * (JSONX_DOUBLE_MAX bytes) and returns its length. Non-finite values are written as
+ * NaN, Infinity or -Infinity, which are not JSON numbers: callers that emit JSON use
+ * jsonx_number() instead.
+ */
+size_t jsonx_format_double(double v, char buf[JSONX_DOUBLE_MAX]);
+
+/*
+ * Returns a new cJSON item for v: a number written with jsonx_format_double() when v is
+ * finite, else the string "NaN", "Infinity" or "-Infinity". Returns NULL when out of
+ * memory. The caller owns the item.
+ */
+cJSON *jsonx_number(double v);
+
+/* Like jsonx_number(), but a non-finite v becomes JSON null. */
+cJSON *jsonx_number_or_null(double v);
+
+/*
+ * Reads a double from a cJSON number or from one of the strings "NaN", "Infinity",
+ * "-Infinity". Returns false (leaving *out alone) for any other item, NULL included.
+ */
+bool jsonx_get_double(const cJSON *item, double *out);
+
+/*
+ * Adds v to object under key with jsonx_number(). Returns false when out of memory;
+ * the object is then unchanged.
+ */
+bool jsonx_add_number(cJSON *object, const char *key, double v);
+
+#endif

@@ -1,0 +1,68 @@
+/*
+ * Internals of the scheduling core, shared by glr.c and the policy files: the layout of a
+ * scheduler and the table of operations each policy provides. Nothing outside the core
+ * includes this header; the contract is glr.h.
+ */
+#ifndef GLR_POLICY_H
+#define GLR_POLICY_H
+
+#include <stdbool.h>
+
+#include "cfg.h"
+#include "glr.h"
+
+struct glr_sched {
+    const struct glr_policy *policy;
+    void *priv; /* the policy's own parameters and state, owned by the scheduler */
+    size_t groups;
+    bool lr_is_array; /* the initial lr was given as an array: answer in the same shape */
+    double *lrs;      /* current learning rates: points into storage[] */
+    double *init_lrs; /* initial learning rates: points into storage[] */
+    double storage[]; /* 2 * groups doubles */
+};
+
+/*
+ * One policy. Every function receives a scheduler whose groups, lrs and init_lrs are set.
+ * Functions that build JSON add keys to an object the caller owns and return false when
+ * out of memory.
+ */
+struct glr_policy {
+    const char *name;
+    /* Reads the config (cfg_finish() is the caller's) and allocates sched->priv. */
+    int (*create)(struct glr_sched *sched, struct cfg *cfg, char *err);
+    void (*destroy)(struct glr_sched *sched);
+    /* Sets the state right after creation; sched->lrs already equals init_lrs. */
+    void (*reset)(struct glr_sched *sched);
+    /* One step; the caller has checked the step number. Must not allocate. */
+    void (*step)(struct glr_sched *sched, int64_t step, double metric,
+                 struct glr_step_result *result);
+    bool (*config_json)(const struct glr_sched *sched, cJSON *object);
+    bool (*counters_json)(const struct glr_sched *sched, cJSON *object);
+    bool (*state_save)(const struct glr_sched *sched, cJSON *object);
+    /* Checks the whole tree first; changes sched->priv only on success. */
+    int (*state_load)(struct glr_sched *sched, const cJSON *object, char *err);
+};
+
+extern const struct glr_policy glr_policy_greedylr;
+extern const struct glr_policy glr_policy_plateau;
+extern const struct glr_policy glr_policy_constant;
+extern const struct glr_policy glr_policy_step;
+extern const struct glr_policy glr_policy_exponential;
+extern const struct glr_policy glr_policy_cosine;
+extern const struct glr_policy glr_policy_linear;
+
+/*
+ * Helpers for state_load: read a named field of a saved state, failing with
+ * GLR_ECORRUPT and a message naming the field.
+ */
+int state_get_double(const cJSON *state, const char *key, double *out, char *err);
+int state_get_count(const cJSON *state, const char *key, int64_t max, int64_t *out, char *err);
+
+/* Adds an array of n doubles to object under key; false when out of memory. */
+bool json_add_doubles(cJSON *object, const char *key, const double *values, size_t n);
+
+/* Adds values[0] when !as_array, else the whole array of n doubles. */
+bool json_add_group_values(cJSON *object, const char *key, const double *values, size_t n,
+                           bool as_array);
+
+#endif

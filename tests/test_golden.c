@@ -1,0 +1,218 @@
+/*
+ * The golden vectors: every case of tests/data/schedulers.json (GreedyLR from the
+ * reference algorithm, ReduceLROnPlateau from PyTorch) must be reproduced bit for bit,
+ * straight through and with the state saved and restored at random points.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "testutil.h"
+
+/* The number of cases and of steps in the shared golden file. */
+#define GOLDEN_CASES 75
+#define GOLDEN_STEPS 62800
+
+/* One case, unpacked into flat arrays so that each forked test reads it cheaply. */
+struct golden_case {
+    char name[64];
+    char policy[16];
+    cJSON *lr;     /* as given */
+    cJSON *config; /* as given */
+    int steps;
+    size_t groups;
+    double *losses;   /* steps values */
+    double *expected; /* steps * groups values */
+    int *events;      /* steps values, or NULL when the case has none */
+};
+
+static struct golden_case cases[GOLDEN_CASES];
+static int case_count;
+
+static double number(const cJSON *item)
+{
+    if (!cJSON_IsNumber(item))
+        ck_abort_msg("golden data: expected a number");
+    return item->valuedouble;
+}
+
+static void unpack_case(struct golden_case *gc, const cJSON *c)
+{
+    snprintf(gc->name, sizeof(gc->name), "%s",
+             cJSON_GetObjectItemCaseSensitive(c, "name")->valuestring);
+    snprintf(gc->policy, sizeof(gc->policy), "%s",
+             cJSON_GetObjectItemCaseSensitive(c, "policy")->valuestring);
+    gc->lr = cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(c, "lr"), 1);
+    gc->config = cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(c, "config"), 1);
+    gc->groups = cJSON_IsArray(gc->lr) ? (size_t)cJSON_GetArraySize(gc->lr) : 1;
+    const cJSON *losses = cJSON_GetObjectItemCaseSensitive(c, "losses");
+    const cJSON *expected = cJSON_GetObjectItemCaseSensitive(c, "expected_lr");
+    const cJSON *events = cJSON_GetObjectItemCaseSensitive(c, "expected_event");
+    gc->steps = cJSON_GetArraySize(losses);
+    ck_assert_int_eq(cJSON_GetArraySize(expected), gc->steps);
+    gc->losses = calloc((size_t)gc->steps, sizeof(double));
+    gc->expected = calloc((size_t)gc->steps * gc->groups, sizeof(double));
+    gc->events = events ? calloc((size_t)gc->steps, sizeof(int)) : NULL;
+    ck_assert(gc->losses && gc->expected && (gc->events || !events));
+
+    int k = 0;
+    const cJSON *item;
+    cJSON_ArrayForEach(item, losses) gc->losses[k++] = number(item);
+    k = 0;
+    cJSON_ArrayForEach(item, expected)
+    {
+        if (cJSON_IsArray(item)) {
+            ck_assert_int_eq(cJSON_GetArraySize(item), (int)gc->groups);
+            size_t g = 0;
+            const cJSON *v;
+            cJSON_ArrayForEach(v, item) gc->expected[(size_t)k * gc->groups + g++] = number(v);
+        } else {
+            ck_assert_int_eq(gc->groups, 1);
+            gc->expected[k] = number(item);
+        }
+        k++;
+    }
+    if (events) {
+        ck_assert_int_eq(cJSON_GetArraySize(events), gc->steps);
+        k = 0;
+        cJSON_ArrayForEach(item, events)
+        {
+            enum glr_event event;
+            ck_assert(cJSON_IsString(item));
+            ck_assert_int_eq(glr_event_parse(item->valuestring, &event), GLR_OK);
+            gc->events[k++] = (int)event;
+        }
+    }
+}
+
+static void load_golden(void)
+{
+    cJSON *golden = testutil_load_data("schedulers.json");
+    const cJSON *c;
+    cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(golden, "cases"))
+    {
+        if (case_count < GOLDEN_CASES)
+            unpack_case(&cases[case_count], c);
+        case_count++;
+    }
+    cJSON_Delete(golden);
+}
+
+static void free_golden(void)
+{
+    for (int i = 0; i < case_count && i < GOLDEN_CASES; i++) {
+        cJSON_Delete(cases[i].lr);
+        cJSON_Delete(cases[i].config);
+        free(cases[i].losses);
+        free(cases[i].expected);
+        free(cases[i].events);
+    }
+    case_count = 0;
+}
+
+static struct glr_sched *create(const struct golden_case *gc)
+{
+    struct glr_sched *sched = NULL;
+    char err[GLR_ERR_MAX] = "";
+    int rc = glr_sched_create(gc->policy, gc->lr, gc->config, &sched, err);
+    ck_assert_msg(rc == GLR_OK, "%s: create failed: %s", gc->name, err);
+    return sched;
+}
+
+/* Saves sched's state as JSON text, parses it, and loads it into a new scheduler. */
+static struct glr_sched *save_and_restore(struct glr_sched *sched, const struct golden_case *gc)
+{
+    cJSON *state = glr_sched_state_save(sched);
+    ck_assert_ptr_nonnull(state);
+    char *text = cJSON_PrintUnformatted(state);
+    cJSON_Delete(state);
+    ck_assert_ptr_nonnull(text);
+    cJSON *parsed = testutil_parse(text);
+    free(text);
+
+    struct glr_sched *restored = create(gc);
+    char err[GLR_ERR_MAX] = "";
+    int rc = glr_sched_state_load(restored, parsed, err);
+    ck_assert_msg(rc == GLR_OK, "%s: state load failed: %s", gc->name, err);
+    cJSON_Delete(parsed);
+    glr_sched_free(sched);
+    return restored;
+}
+
+/* A small deterministic generator, so that a failure can be reproduced. */
+static uint32_t next_random(uint32_t *seed)
+{
+    *seed = *seed * 1664525u + 1013904223u;
+    return *seed >> 8;
+}
+
+/*
+ * Feeds every loss of golden case `index` and compares every learning rate and event.
+ * With restore_points > 0, the state goes through save/restore at about that many random
+ * steps. Plain comparisons in the loop: every ck_assert records a checkpoint through a
+ * pipe, which would cost more than the scheduler itself.
+ */
+static void run_case(int index, int restore_points)
+{
+    ck_assert_int_eq(case_count, GOLDEN_CASES);
+    const struct golden_case *gc = &cases[index];
+    struct glr_sched *sched = create(gc);
+    ck_assert_int_eq(glr_sched_groups(sched), gc->groups);
+
+    uint32_t seed = (uint32_t)index * 2654435761u + 1;
+    for (int k = 0; k < gc->steps; k++) {
+        if (restore_points > 0 && (int)(next_random(&seed) % (uint32_t)gc->steps) < restore_points)
+            sched = save_and_restore(sched, gc);
+        struct glr_step_result result;
+        if (glr_sched_step(sched, k, gc->losses[k], &result) != GLR_OK)
+            ck_abort_msg("%s step %d: the step failed", gc->name, k);
+        const double *lrs = glr_sched_lrs(sched);
+        const double *want = &gc->expected[(size_t)k * gc->groups];
+        for (size_t g = 0; g < gc->groups; g++)
+            if (lrs[g] != want[g])
+                ck_abort_msg("%s step %d group %zu: lr %.17g, expected %.17g", gc->name, k, g,
+                             lrs[g], want[g]);
+        if (gc->events && (int)result.event != gc->events[k])
+            ck_abort_msg("%s step %d: event %s, expected %s", gc->name, k,
+                         glr_event_name(result.event),
+                         glr_event_name((enum glr_event)gc->events[k]));
+    }
+    glr_sched_free(sched);
+}
+
+START_TEST(golden_straight)
+{
+    run_case(_i, 0);
+}
+END_TEST
+
+START_TEST(golden_restored)
+{
+    run_case(_i, 5);
+}
+END_TEST
+
+START_TEST(golden_has_every_case)
+{
+    ck_assert_int_eq(case_count, GOLDEN_CASES);
+    int steps = 0;
+    for (int i = 0; i < GOLDEN_CASES; i++)
+        steps += cases[i].steps;
+    ck_assert_int_eq(steps, GOLDEN_STEPS);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *suite = suite_create("golden");
+    TCase *tc = tcase_create("golden");
+    /* Loaded once in the parent; every forked case reads its copy. */
+    tcase_add_unchecked_fixture(tc, load_golden, free_golden);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, golden_has_every_case);
+    tcase_add_loop_test(tc, golden_straight, 0, GOLDEN_CASES);
+    tcase_add_loop_test(tc, golden_restored, 0, GOLDEN_CASES);
+    suite_add_tcase(suite, tc);
+    return testutil_run(suite);
+}

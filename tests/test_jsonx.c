@@ -1,0 +1,133 @@
+/* Exact double <-> JSON text conversion (src/jsonx.h). */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "jsonx.h"
+#include "testutil.h"
+
+static double from_bits(uint64_t bits)
+{
+    double v;
+    memcpy(&v, &bits, sizeof(v));
+    return v;
+}
+
+START_TEST(random_doubles_round_trip)
+{
+    uint64_t state = 0x9E3779B97F4A7C15u;
+    for (int i = 0; i < 200000; i++) {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        double v = from_bits(state);
+        if (!isfinite(v))
+            continue;
+        char buf[JSONX_DOUBLE_MAX];
+        size_t len = jsonx_format_double(v, buf);
+        if (len >= JSONX_DOUBLE_MAX || strlen(buf) != len)
+            ck_abort_msg("length %zu for %a", len, v);
+        double back = strtod(buf, NULL);
+        if (memcmp(&back, &v, sizeof(v)) != 0)
+            ck_abort_msg("%s does not read back as %a", buf, v);
+    }
+}
+END_TEST
+
+START_TEST(shortest_form_is_chosen)
+{
+    char buf[JSONX_DOUBLE_MAX];
+    jsonx_format_double(0.1, buf);
+    ck_assert_str_eq(buf, "0.1");
+    jsonx_format_double(1e-8, buf);
+    ck_assert_str_eq(buf, "1e-08");
+    jsonx_format_double(0.95, buf);
+    ck_assert_str_eq(buf, "0.95");
+    jsonx_format_double(0.1 + 0.2, buf);
+    ck_assert_str_eq(buf, "0.30000000000000004");
+    jsonx_format_double(-2.2250738585072014e-308, buf);
+    ck_assert_str_eq(buf, "-2.2250738585072014e-308");
+}
+END_TEST
+
+START_TEST(non_finite_values_are_named)
+{
+    char buf[JSONX_DOUBLE_MAX];
+    jsonx_format_double(NAN, buf);
+    ck_assert_str_eq(buf, "NaN");
+    jsonx_format_double(INFINITY, buf);
+    ck_assert_str_eq(buf, "Infinity");
+    jsonx_format_double(-INFINITY, buf);
+    ck_assert_str_eq(buf, "-Infinity");
+
+    cJSON *item = jsonx_number(-INFINITY);
+    ck_assert(cJSON_IsString(item));
+    ck_assert_str_eq(item->valuestring, "-Infinity");
+    cJSON_Delete(item);
+    item = jsonx_number_or_null(INFINITY);
+    ck_assert(cJSON_IsNull(item));
+    cJSON_Delete(item);
+}
+END_TEST
+
+START_TEST(printed_tree_reads_back_exactly)
+{
+    /* cJSON's own printer keeps only 15 digits when they are "close enough". */
+    const double values[] = {0.043491836794039403, 1.0 / 3.0, 0.1 + 0.2, 5e-324, 1e308};
+    cJSON *object = cJSON_CreateObject();
+    for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
+        char key[8];
+        snprintf(key, sizeof(key), "v%zu", i);
+        ck_assert(jsonx_add_number(object, key, values[i]));
+    }
+    ck_assert(jsonx_add_number(object, "inf", INFINITY));
+    char *text = cJSON_PrintUnformatted(object);
+    cJSON_Delete(object);
+    cJSON *parsed = testutil_parse(text);
+    free(text);
+    for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
+        char key[8];
+        snprintf(key, sizeof(key), "v%zu", i);
+        double v = 0;
+        ck_assert(jsonx_get_double(cJSON_GetObjectItemCaseSensitive(parsed, key), &v));
+        ck_assert_msg(v == values[i], "%s: %.17g != %.17g", key, v, values[i]);
+    }
+    double inf = 0;
+    ck_assert(jsonx_get_double(cJSON_GetObjectItemCaseSensitive(parsed, "inf"), &inf));
+    ck_assert(isinf(inf) && inf > 0);
+    cJSON_Delete(parsed);
+}
+END_TEST
+
+START_TEST(get_double_refuses_other_items)
+{
+    double v = 42;
+    cJSON *s = cJSON_CreateString("infinity");
+    ck_assert(!jsonx_get_double(s, &v));
+    cJSON_Delete(s);
+    cJSON *b = cJSON_CreateTrue();
+    ck_assert(!jsonx_get_double(b, &v));
+    cJSON_Delete(b);
+    ck_assert(!jsonx_get_double(NULL, &v));
+    ck_assert(v == 42);
+    cJSON *nan = cJSON_CreateString("NaN");
+    ck_assert(jsonx_get_double(nan, &v));
+    ck_assert(isnan(v));
+    cJSON_Delete(nan);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *suite = suite_create("jsonx");
+    TCase *tc = tcase_create("jsonx");
+    tcase_add_test(tc, random_doubles_round_trip);
+    tcase_add_test(tc, shortest_form_is_chosen);
+    tcase_add_test(tc, non_finite_values_are_named);
+    tcase_add_test(tc, printed_tree_reads_back_exactly);
+    tcase_add_test(tc, get_double_refuses_other_items);
+    suite_add_tcase(suite, tc);
+    return testutil_run(suite);
+}

@@ -1,0 +1,82 @@
+/* Shared helpers for the libcheck suites (see testutil.h). */
+#include "testutil.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+int testutil_run(Suite *suite)
+{
+    SRunner *runner = srunner_create(suite);
+    /* TAP on stdout lets the Automake driver list every case by name. */
+    srunner_set_tap(runner, "-");
+    srunner_run_all(runner, CK_SILENT);
+    int failed = srunner_ntests_failed(runner);
+    srunner_free(runner);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
+
+char *testutil_read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    ck_assert_msg(f != NULL, "cannot open %s", path);
+    ck_assert_int_eq(fseek(f, 0, SEEK_END), 0);
+    long size = ftell(f);
+    ck_assert_int_ge(size, 0);
+    rewind(f);
+    char *data = malloc((size_t)size + 1);
+    ck_assert_ptr_nonnull(data);
+    ck_assert_uint_eq(fread(data, 1, (size_t)size, f), (size_t)size);
+    fclose(f);
+    data[size] = '\0';
+    if (len)
+        *len = (size_t)size;
+    return data;
+}
+
+cJSON *testutil_load_data(const char *name)
+{
+    const char *dir = getenv("GLR_TEST_DATA");
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/%s", dir ? dir : "tests/data", name);
+    char *text = testutil_read_file(path, NULL);
+    cJSON *tree = cJSON_Parse(text);
+    free(text);
+    ck_assert_msg(tree != NULL, "%s is not valid JSON", path);
+    return tree;
+}
+
+cJSON *testutil_parse(const char *text)
+{
+    if (!text)
+        return NULL;
+    cJSON *tree = cJSON_Parse(text);
+    ck_assert_msg(tree != NULL, "test JSON does not parse: %s", text);
+    return tree;
+}
+
+int testutil_create(const char *policy, const char *lr_json, const char *config_json,
+                    struct glr_sched **out, char err[GLR_ERR_MAX])
+{
+    cJSON *lr = testutil_parse(lr_json);
+    cJSON *config = testutil_parse(config_json);
+    err[0] = '\0';
+    int rc = glr_sched_create(policy, lr, config, out, err);
+    cJSON_Delete(lr);
+    cJSON_Delete(config);
+    return rc;
+}
+
+struct glr_sched *testutil_sched(const char *policy, const char *lr_json, const char *config_json)
+{
+    char err[GLR_ERR_MAX];
+    struct glr_sched *sched = NULL;
+    int rc = testutil_create(policy, lr_json, config_json, &sched, err);
+    ck_assert_msg(rc == GLR_OK, "create failed: %s", err);
+    return sched;
+}
+
+double testutil_number(const cJSON *item)
+{
+    ck_assert_msg(cJSON_IsNumber(item), "expected a JSON number");
+    return item->valuedouble;
+}

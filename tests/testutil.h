@@ -1,0 +1,40 @@
+/*
+ * Helpers shared by the libcheck suites: running a suite with TAP output (so that
+ * Automake's driver reports every case), reading test data, and building schedulers
+ * from JSON text.
+ */
+#ifndef GLR_TESTUTIL_H
+#define GLR_TESTUTIL_H
+
+#include <check.h>
+#include <cjson/cJSON.h>
+#include <stddef.h>
+
+#include "glr.h"
+
+/* Runs every case of suite (each in its own process), prints TAP, returns an exit code. */
+int testutil_run(Suite *suite);
+
+/* Reads a whole file; the caller frees the result. Fails the test when it cannot. */
+char *testutil_read_file(const char *path, size_t *len);
+
+/* Parses tests/data/NAME (found through $GLR_TEST_DATA); the caller deletes the tree. */
+cJSON *testutil_load_data(const char *name);
+
+/* Parses JSON text (NULL gives NULL); fails the test on a syntax error. */
+cJSON *testutil_parse(const char *text);
+
+/*
+ * Creates a scheduler from JSON text for lr and config (config may be NULL). Returns the
+ * status of glr_sched_create(); *out is set on success and err receives the message.
+ */
+int testutil_create(const char *policy, const char *lr_json, const char *config_json,
+                    struct glr_sched **out, char err[GLR_ERR_MAX]);
+
+/* Like testutil_create() but fails the test unless creation succeeds. */
+struct glr_sched *testutil_sched(const char *policy, const char *lr_json, const char *config_json);
+
+/* Reads a double from a cJSON number; fails the test otherwise. */
+double testutil_number(const cJSON *item);
+
+#endif

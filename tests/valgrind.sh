@@ -1,0 +1,7 @@
+#!/bin/sh
+# Runs one test program under valgrind memcheck (configure --enable-valgrind). Any error,
+# or memory that is definitely lost, fails the test.
+here=$(dirname "$0")
+exec "${VALGRIND:-valgrind}" --quiet --error-exitcode=99 --leak-check=full \
+    --errors-for-leak-kinds=definite --show-leak-kinds=definite \
+    --suppressions="$here/valgrind.supp" "$@"
