@@ -103,8 +103,8 @@ int glr_sched_create(const char *policy_name, const cJSON *lr, const cJSON *conf
                         policy_name);
 
     double values[GLR_MAX_GROUPS];
-    size_t groups;
-    bool is_array;
+    size_t groups = 0;
+    bool is_array = false;
     int rc = parse_lr(lr, values, &groups, &is_array, err);
     if (rc)
         return rc;
