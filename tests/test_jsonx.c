@@ -18,7 +18,7 @@ static double from_bits(uint64_t bits)
 START_TEST(random_doubles_round_trip)
 {
     uint64_t state = 0x9E3779B97F4A7C15u;
-    for (int i = 0; i < 200000; i++) {
+    for (int i = 0; i < 50000; i++) {
         state ^= state << 13;
         state ^= state >> 7;
         state ^= state << 17;
