@@ -169,6 +169,11 @@ size_t glr_sched_groups(const struct glr_sched *sched)
     return sched->groups;
 }
 
+bool glr_sched_lr_is_array(const struct glr_sched *sched)
+{
+    return sched->lr_is_array;
+}
+
 const double *glr_sched_lrs(const struct glr_sched *sched)
 {
     return sched->lrs;

@@ -13,6 +13,7 @@
 #define GLR_GLR_H
 
 #include <cjson/cJSON.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -88,6 +89,9 @@ const char *glr_sched_policy(const struct glr_sched *sched);
 
 /* Number of parameter groups (1 to GLR_MAX_GROUPS). */
 size_t glr_sched_groups(const struct glr_sched *sched);
+
+/* True when the initial lr was given as an array (answers then use arrays too). */
+bool glr_sched_lr_is_array(const struct glr_sched *sched);
 
 /* The current learning rates, one per group; valid until the next step or free. */
 const double *glr_sched_lrs(const struct glr_sched *sched);

@@ -8,108 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "golden.h"
 #include "testutil.h"
-
-/* The number of cases and of steps in the shared golden file. */
-#define GOLDEN_CASES 75
-#define GOLDEN_STEPS 62800
-
-/* One case, unpacked into flat arrays so that each forked test reads it cheaply. */
-struct golden_case {
-    char name[64];
-    char policy[16];
-    cJSON *lr;     /* as given */
-    cJSON *config; /* as given */
-    int steps;
-    size_t groups;
-    double *losses;   /* steps values */
-    double *expected; /* steps * groups values */
-    int *events;      /* steps values, or NULL when the case has none */
-};
-
-static struct golden_case cases[GOLDEN_CASES];
-static int case_count;
-
-static double number(const cJSON *item)
-{
-    if (!cJSON_IsNumber(item))
-        ck_abort_msg("golden data: expected a number");
-    return item->valuedouble;
-}
-
-static void unpack_case(struct golden_case *gc, const cJSON *c)
-{
-    snprintf(gc->name, sizeof(gc->name), "%s",
-             cJSON_GetObjectItemCaseSensitive(c, "name")->valuestring);
-    snprintf(gc->policy, sizeof(gc->policy), "%s",
-             cJSON_GetObjectItemCaseSensitive(c, "policy")->valuestring);
-    gc->lr = cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(c, "lr"), 1);
-    gc->config = cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(c, "config"), 1);
-    gc->groups = cJSON_IsArray(gc->lr) ? (size_t)cJSON_GetArraySize(gc->lr) : 1;
-    const cJSON *losses = cJSON_GetObjectItemCaseSensitive(c, "losses");
-    const cJSON *expected = cJSON_GetObjectItemCaseSensitive(c, "expected_lr");
-    const cJSON *events = cJSON_GetObjectItemCaseSensitive(c, "expected_event");
-    gc->steps = cJSON_GetArraySize(losses);
-    ck_assert_int_eq(cJSON_GetArraySize(expected), gc->steps);
-    gc->losses = calloc((size_t)gc->steps, sizeof(double));
-    gc->expected = calloc((size_t)gc->steps * gc->groups, sizeof(double));
-    gc->events = events ? calloc((size_t)gc->steps, sizeof(int)) : NULL;
-    ck_assert(gc->losses && gc->expected && (gc->events || !events));
-
-    int k = 0;
-    const cJSON *item;
-    cJSON_ArrayForEach(item, losses) gc->losses[k++] = number(item);
-    k = 0;
-    cJSON_ArrayForEach(item, expected)
-    {
-        if (cJSON_IsArray(item)) {
-            ck_assert_int_eq(cJSON_GetArraySize(item), (int)gc->groups);
-            size_t g = 0;
-            const cJSON *v;
-            cJSON_ArrayForEach(v, item) gc->expected[(size_t)k * gc->groups + g++] = number(v);
-        } else {
-            ck_assert_int_eq(gc->groups, 1);
-            gc->expected[k] = number(item);
-        }
-        k++;
-    }
-    if (events) {
-        ck_assert_int_eq(cJSON_GetArraySize(events), gc->steps);
-        k = 0;
-        cJSON_ArrayForEach(item, events)
-        {
-            enum glr_event event;
-            ck_assert(cJSON_IsString(item));
-            ck_assert_int_eq(glr_event_parse(item->valuestring, &event), GLR_OK);
-            gc->events[k++] = (int)event;
-        }
-    }
-}
-
-static void load_golden(void)
-{
-    cJSON *golden = testutil_load_data("schedulers.json");
-    const cJSON *c;
-    cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(golden, "cases"))
-    {
-        if (case_count < GOLDEN_CASES)
-            unpack_case(&cases[case_count], c);
-        case_count++;
-    }
-    cJSON_Delete(golden);
-}
-
-static void free_golden(void)
-{
-    for (int i = 0; i < case_count && i < GOLDEN_CASES; i++) {
-        cJSON_Delete(cases[i].lr);
-        cJSON_Delete(cases[i].config);
-        free(cases[i].losses);
-        free(cases[i].expected);
-        free(cases[i].events);
-    }
-    case_count = 0;
-}
 
 static struct glr_sched *create(const struct golden_case *gc)
 {
@@ -155,8 +55,8 @@ static uint32_t next_random(uint32_t *seed)
  */
 static void run_case(int index, int restore_points)
 {
-    ck_assert_int_eq(case_count, GOLDEN_CASES);
-    const struct golden_case *gc = &cases[index];
+    ck_assert_int_eq(golden_count, GOLDEN_CASES);
+    const struct golden_case *gc = &golden_cases[index];
     struct glr_sched *sched = create(gc);
     ck_assert_int_eq(glr_sched_groups(sched), gc->groups);
 
@@ -195,10 +95,10 @@ END_TEST
 
 START_TEST(golden_has_every_case)
 {
-    ck_assert_int_eq(case_count, GOLDEN_CASES);
+    ck_assert_int_eq(golden_count, GOLDEN_CASES);
     int steps = 0;
     for (int i = 0; i < GOLDEN_CASES; i++)
-        steps += cases[i].steps;
+        steps += golden_cases[i].steps;
     ck_assert_int_eq(steps, GOLDEN_STEPS);
 }
 END_TEST
@@ -208,7 +108,7 @@ int main(void)
     Suite *suite = suite_create("golden");
     TCase *tc = tcase_create("golden");
     /* Loaded once in the parent; every forked case reads its copy. */
-    tcase_add_unchecked_fixture(tc, load_golden, free_golden);
+    tcase_add_unchecked_fixture(tc, golden_load, golden_free);
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, golden_has_every_case);
     tcase_add_loop_test(tc, golden_straight, 0, GOLDEN_CASES);

@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "jsonx.h"
+
 int testutil_run(Suite *suite)
 {
     SRunner *runner = srunner_create(suite);
@@ -79,4 +81,40 @@ double testutil_number(const cJSON *item)
 {
     ck_assert_msg(cJSON_IsNumber(item), "expected a JSON number");
     return item->valuedouble;
+}
+
+/* Replaces every number below item with an exact raw number, in place. */
+static void make_exact(cJSON *item)
+{
+    for (cJSON *child = item->child; child; child = child->next) {
+        if (cJSON_IsNumber(child)) {
+            cJSON *exact = jsonx_number(child->valuedouble);
+            ck_assert_ptr_nonnull(exact);
+            if (child->string)
+                cJSON_ReplaceItemInObjectCaseSensitive(item, child->string, exact);
+            else
+                cJSON_ReplaceItemViaPointer(item, child, exact);
+            child = exact;
+        } else {
+            make_exact(child);
+        }
+    }
+}
+
+char *testutil_print_exact(const cJSON *tree)
+{
+    cJSON *copy = cJSON_Duplicate(tree, 1);
+    ck_assert_ptr_nonnull(copy);
+    char *text;
+    if (cJSON_IsNumber(copy)) {
+        cJSON *exact = jsonx_number(copy->valuedouble);
+        text = cJSON_PrintUnformatted(exact);
+        cJSON_Delete(exact);
+    } else {
+        make_exact(copy);
+        text = cJSON_PrintUnformatted(copy);
+    }
+    cJSON_Delete(copy);
+    ck_assert_ptr_nonnull(text);
+    return text;
 }

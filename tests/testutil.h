@@ -34,6 +34,12 @@ int testutil_create(const char *policy, const char *lr_json, const char *config_
 /* Like testutil_create() but fails the test unless creation succeeds. */
 struct glr_sched *testutil_sched(const char *policy, const char *lr_json, const char *config_json);
 
+/*
+ * Prints tree as JSON with every number written exactly (cJSON's own printer may drop the
+ * last digits). The caller frees the text.
+ */
+char *testutil_print_exact(const cJSON *tree);
+
 /* Reads a double from a cJSON number; fails the test otherwise. */
 double testutil_number(const cJSON *item);
 

@@ -1,0 +1,805 @@
+/*
+ * The HTTP layer (see api.h), on libmicrohttpd with an internal epoll thread pool. Each
+ * handler reads as: parse, validate, call the service, answer. Status codes of the
+ * service become HTTP statuses in one table (problem_for_status).
+ */
+#include "api.h"
+
+#include <arpa/inet.h>
+#include <math.h>
+#include <microhttpd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "jsonx.h"
+#include "log.h"
+
+/*
+ * The HTTP statuses greedylrd answers, by number: libmicrohttpd renamed several between
+ * the versions we support (422 and 413 among them).
+ */
+enum http_status {
+    HTTP_OK = 200,
+    HTTP_CREATED = 201,
+    HTTP_NO_CONTENT = 204,
+    HTTP_BAD_REQUEST = 400,
+    HTTP_NOT_FOUND = 404,
+    HTTP_METHOD_NOT_ALLOWED = 405,
+    HTTP_CONFLICT = 409,
+    HTTP_CONTENT_TOO_LARGE = 413,
+    HTTP_UNSUPPORTED_MEDIA_TYPE = 415,
+    HTTP_UNPROCESSABLE = 422,
+    HTTP_INTERNAL_ERROR = 500,
+    HTTP_UNAVAILABLE = 503,
+};
+
+struct api {
+    struct svc *svc;
+    struct MHD_Daemon *daemon;
+    uint16_t port;
+};
+
+/* One request being received: its body, bounded by API_BODY_MAX. */
+struct request {
+    struct timespec start;
+    char *body;
+    size_t len;
+    size_t cap;
+    bool too_big;
+    bool answered;
+    unsigned status;
+};
+
+/* The HTTP answer of each service status. */
+struct problem_kind {
+    int status;
+    unsigned http;
+    const char *slug;
+    const char *title;
+};
+
+static const struct problem_kind problem_kinds[] = {
+    {GLR_EINVAL, HTTP_UNPROCESSABLE, "invalid-value", "Invalid value"},
+    {GLR_ENOTFOUND, HTTP_NOT_FOUND, "not-found", "Not found"},
+    {GLR_ECONFLICT, HTTP_CONFLICT, "conflict", "Conflict"},
+    {GLR_ESTATE, HTTP_CONFLICT, "conflict", "Conflict"},
+    {GLR_ETOOBIG, HTTP_CONTENT_TOO_LARGE, "too-large", "Content too large"},
+    {GLR_EBUSY, HTTP_UNAVAILABLE, "busy", "Service unavailable"},
+    {GLR_ENOMEM, HTTP_UNAVAILABLE, "busy", "Service unavailable"},
+    {GLR_ECORRUPT, HTTP_INTERNAL_ERROR, "storage", "Stored data is damaged"},
+    {GLR_EIO, HTTP_INTERNAL_ERROR, "storage", "Storage failed"},
+};
+
+static const struct problem_kind *problem_for_status(int status)
+{
+    for (size_t i = 0; i < sizeof(problem_kinds) / sizeof(problem_kinds[0]); i++)
+        if (problem_kinds[i].status == status)
+            return &problem_kinds[i];
+    return &problem_kinds[sizeof(problem_kinds) / sizeof(problem_kinds[0]) - 1]; /* EIO */
+}
+
+/* ---- answers -------------------------------------------------------------------------- */
+
+/* Queues text (malloc'd, ownership passes to libmicrohttpd) with a content type. */
+static enum MHD_Result answer_text(struct MHD_Connection *conn, struct request *req,
+                                   unsigned status, char *text, const char *type,
+                                   const char *location)
+{
+    struct MHD_Response *response =
+        MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+    if (!response) {
+        free(text);
+        return MHD_NO;
+    }
+    MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+    if (location)
+        MHD_add_response_header(response, MHD_HTTP_HEADER_LOCATION, location);
+    enum MHD_Result result = MHD_queue_response(conn, status, response);
+    MHD_destroy_response(response);
+    req->answered = true;
+    req->status = status;
+    return result;
+}
+
+/* Prints tree (which it deletes) with a final newline, for curl users. */
+static char *print_line(cJSON *tree)
+{
+    char *text = tree ? cJSON_PrintUnformatted(tree) : NULL;
+    cJSON_Delete(tree);
+    if (!text)
+        return NULL;
+    size_t len = strlen(text);
+    char *line = realloc(text, len + 2);
+    if (!line) {
+        free(text);
+        return NULL;
+    }
+    line[len] = '\n';
+    line[len + 1] = '\0';
+    return line;
+}
+
+static enum MHD_Result answer_json(struct MHD_Connection *conn, struct request *req,
+                                   unsigned status, cJSON *tree, const char *location)
+{
+    char *text = print_line(tree);
+    if (!text)
+        return MHD_NO;
+    return answer_text(conn, req, status, text, "application/json", location);
+}
+
+/* An RFC 9457 problem: type, title, status and a detail that names what was wrong. */
+static enum MHD_Result answer_problem(struct MHD_Connection *conn, struct request *req,
+                                      unsigned status, const char *slug, const char *title,
+                                      const char *detail, const char *allow)
+{
+    cJSON *problem = cJSON_CreateObject();
+    char type[96];
+    snprintf(type, sizeof(type), "urn:greedylr:problem:%s", slug);
+    if (!problem || !cJSON_AddStringToObject(problem, "type", type) ||
+        !cJSON_AddStringToObject(problem, "title", title) ||
+        !cJSON_AddNumberToObject(problem, "status", status) ||
+        !cJSON_AddStringToObject(problem, "detail", detail)) {
+        cJSON_Delete(problem);
+        return MHD_NO;
+    }
+    char *text = print_line(problem);
+    if (!text)
+        return MHD_NO;
+    struct MHD_Response *response =
+        MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+    if (!response) {
+        free(text);
+        return MHD_NO;
+    }
+    MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, "application/problem+json");
+    if (allow)
+        MHD_add_response_header(response, MHD_HTTP_HEADER_ALLOW, allow);
+    enum MHD_Result result = MHD_queue_response(conn, status, response);
+    MHD_destroy_response(response);
+    req->answered = true;
+    req->status = status;
+    return result;
+}
+
+/* Answers a failed service call: rc picks the status, err is the detail. */
+static enum MHD_Result answer_status(struct MHD_Connection *conn, struct request *req, int rc,
+                                     const char *err)
+{
+    const struct problem_kind *kind = problem_for_status(rc);
+    if (kind->http >= 500)
+        log_error("%s", err);
+    return answer_problem(conn, req, kind->http, kind->slug, kind->title, err, NULL);
+}
+
+static enum MHD_Result answer_invalid(struct MHD_Connection *conn, struct request *req,
+                                      const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static enum MHD_Result answer_invalid(struct MHD_Connection *conn, struct request *req,
+                                      const char *fmt, ...)
+{
+    char detail[GLR_ERR_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(detail, sizeof(detail), fmt, ap);
+    va_end(ap);
+    return answer_status(conn, req, GLR_EINVAL, detail);
+}
+
+/* ---- request parsing ------------------------------------------------------------------- */
+
+/*
+ * Parses the request body as a JSON object. On failure the answer (400, 415 or 422) is
+ * queued, *result set, and NULL returned.
+ */
+static cJSON *parse_body(struct MHD_Connection *conn, struct request *req, enum MHD_Result *result)
+{
+    const char *type =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+    if (type && strncmp(type, "application/json", 16) != 0 && !strstr(type, "+json")) {
+        *result = answer_problem(
+            conn, req, HTTP_UNSUPPORTED_MEDIA_TYPE, "media-type", "Unsupported media type",
+            "the request body must be JSON (Content-Type: application/json)", NULL);
+        return NULL;
+    }
+    const char *end = NULL;
+    cJSON *body = req->len ? cJSON_ParseWithLengthOpts(req->body, req->len, &end, false) : NULL;
+    if (body) {
+        /* Only white space may follow the JSON value. */
+        for (const char *p = end; p < req->body + req->len; p++) {
+            if (*p != ' ' && *p != '\t' && *p != '\r' && *p != '\n') {
+                cJSON_Delete(body);
+                body = NULL;
+                end = p;
+                break;
+            }
+        }
+    }
+    if (!body) {
+        char detail[GLR_ERR_MAX];
+        if (req->len == 0)
+            snprintf(detail, sizeof(detail), "the request body is empty; a JSON object is needed");
+        else
+            snprintf(detail, sizeof(detail), "the request body is not valid JSON (at byte %zu)",
+                     (size_t)((end ? end : cJSON_GetErrorPtr()) - req->body));
+        *result = answer_problem(conn, req, HTTP_BAD_REQUEST, "malformed-json", "Malformed JSON",
+                                 detail, NULL);
+        return NULL;
+    }
+    if (!cJSON_IsObject(body)) {
+        cJSON_Delete(body);
+        *result = answer_invalid(conn, req, "the request body must be a JSON object");
+        return NULL;
+    }
+    return body;
+}
+
+/* Names the first key of object that is not in allowed (NULL-terminated), or NULL. */
+static const char *unknown_key(const cJSON *object, const char *const *allowed)
+{
+    const cJSON *item;
+    cJSON_ArrayForEach(item, object)
+    {
+        bool known = false;
+        for (size_t i = 0; allowed[i] && !known; i++)
+            known = strcmp(item->string, allowed[i]) == 0;
+        if (!known)
+            return item->string;
+    }
+    return NULL;
+}
+
+/* Reads an integer JSON number in [min, max]. */
+static bool json_integer(const cJSON *item, int64_t min, int64_t max, int64_t *out)
+{
+    if (!cJSON_IsNumber(item))
+        return false;
+    double v = item->valuedouble;
+    if (!(v >= (double)min && v <= (double)max) || v != floor(v))
+        return false;
+    *out = (int64_t)v;
+    return true;
+}
+
+/*
+ * Reads an integer query parameter in [min, max] (dflt when absent). On failure queues 422
+ * and returns false.
+ */
+static bool query_integer(struct MHD_Connection *conn, struct request *req, const char *name,
+                          int64_t min, int64_t max, int64_t dflt, int64_t *out,
+                          enum MHD_Result *result)
+{
+    const char *text = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, name);
+    *out = dflt;
+    if (!text)
+        return true;
+    char *end = NULL;
+    long long v = strtoll(text, &end, 10);
+    if (end == text || *end != '\0' || v < min || v > max) {
+        *result = answer_invalid(conn, req, "%s must be an integer from %lld to %lld", name,
+                                 (long long)min, (long long)max);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+/* ---- handlers ----------------------------------------------------------------------------- */
+
+static enum MHD_Result get_health(struct MHD_Connection *conn, struct request *req)
+{
+    cJSON *body = cJSON_CreateObject();
+    cJSON_AddStringToObject(body, "status", "ok");
+    return answer_json(conn, req, HTTP_OK, body, NULL);
+}
+
+static const char *const create_keys[] = {"policy", "lr", "config", "tags", NULL};
+
+/* PUT /v1/jobs/{id} (id given) and POST /v1/jobs (id NULL). */
+static enum MHD_Result create_job(struct api *api, struct MHD_Connection *conn, struct request *req,
+                                  const char *id)
+{
+    enum MHD_Result result;
+    cJSON *body = parse_body(conn, req, &result);
+    if (!body)
+        return result;
+    const char *unknown = unknown_key(body, create_keys);
+    const cJSON *policy = cJSON_GetObjectItemCaseSensitive(body, "policy");
+    if (unknown) {
+        result = answer_invalid(conn, req, "unknown field \"%.64s\" in the job", unknown);
+    } else if (policy && !cJSON_IsString(policy)) {
+        result = answer_invalid(conn, req, "policy must be a string");
+    } else {
+        struct svc_create create = {
+            .id = id,
+            .policy = policy ? policy->valuestring : NULL,
+            .lr = cJSON_GetObjectItemCaseSensitive(body, "lr"),
+            .config = cJSON_GetObjectItemCaseSensitive(body, "config"),
+            .tags = cJSON_GetObjectItemCaseSensitive(body, "tags"),
+        };
+        char err[GLR_ERR_MAX] = "";
+        bool created = false;
+        cJSON *job = NULL;
+        int rc = svc_job_create(api->svc, &create, &created, &job, err);
+        if (rc) {
+            result = answer_status(conn, req, rc, err);
+        } else {
+            char location[STORE_ID_MAX + 16];
+            const cJSON *job_id = cJSON_GetObjectItemCaseSensitive(job, "id");
+            snprintf(location, sizeof(location), "/v1/jobs/%s", job_id->valuestring);
+            result = answer_json(conn, req, created ? HTTP_CREATED : HTTP_OK, job,
+                                 created ? location : NULL);
+        }
+    }
+    cJSON_Delete(body);
+    return result;
+}
+
+static enum MHD_Result get_job(struct api *api, struct MHD_Connection *conn, struct request *req,
+                               const char *id)
+{
+    char err[GLR_ERR_MAX] = "";
+    cJSON *job = NULL;
+    int rc = svc_job_get(api->svc, id, &job, err);
+    if (rc)
+        return answer_status(conn, req, rc, err);
+    return answer_json(conn, req, HTTP_OK, job, NULL);
+}
+
+static const char *const patch_keys[] = {"status", "tags", NULL};
+
+static enum MHD_Result patch_job(struct api *api, struct MHD_Connection *conn, struct request *req,
+                                 const char *id)
+{
+    enum MHD_Result result;
+    cJSON *body = parse_body(conn, req, &result);
+    if (!body)
+        return result;
+    const char *unknown = unknown_key(body, patch_keys);
+    const cJSON *status = cJSON_GetObjectItemCaseSensitive(body, "status");
+    const cJSON *tags = cJSON_GetObjectItemCaseSensitive(body, "tags");
+    bool finished = true;
+    if (unknown) {
+        result = answer_invalid(conn, req, "unknown field \"%.64s\" in the patch", unknown);
+    } else if (status &&
+               !(cJSON_IsString(status) && strcmp(status->valuestring, "finished") == 0)) {
+        result = answer_invalid(conn, req, "status can only be set to \"finished\"");
+    } else if (!status && !tags) {
+        result = answer_invalid(conn, req, "a patch needs \"status\" or \"tags\"");
+    } else {
+        char err[GLR_ERR_MAX] = "";
+        cJSON *job = NULL;
+        int rc = svc_job_patch(api->svc, id, status ? &finished : NULL, tags, &job, err);
+        result =
+            rc ? answer_status(conn, req, rc, err) : answer_json(conn, req, HTTP_OK, job, NULL);
+    }
+    cJSON_Delete(body);
+    return result;
+}
+
+static enum MHD_Result delete_job(struct api *api, struct MHD_Connection *conn, struct request *req,
+                                  const char *id)
+{
+    char err[GLR_ERR_MAX] = "";
+    int rc = svc_job_delete(api->svc, id, err);
+    if (rc)
+        return answer_status(conn, req, rc, err);
+    struct MHD_Response *response =
+        MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+    if (!response)
+        return MHD_NO;
+    enum MHD_Result result = MHD_queue_response(conn, HTTP_NO_CONTENT, response);
+    MHD_destroy_response(response);
+    req->answered = true;
+    req->status = HTTP_NO_CONTENT;
+    return result;
+}
+
+static enum MHD_Result list_jobs(struct api *api, struct MHD_Connection *conn, struct request *req)
+{
+    enum MHD_Result result;
+    struct svc_list_query q = {.status = STORE_ANY};
+    if (!query_integer(conn, req, "page_size", 1, SVC_LIST_PAGE_MAX, SVC_LIST_PAGE_DEFAULT,
+                       &q.page_size, &result))
+        return result;
+    q.page_token = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "page_token");
+    const char *status = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "status");
+    if (status && strcmp(status, "running") == 0)
+        q.status = STORE_RUNNING;
+    else if (status && strcmp(status, "finished") == 0)
+        q.status = STORE_FINISHED;
+    else if (status)
+        return answer_invalid(conn, req, "status must be \"running\" or \"finished\"");
+    const char *tag = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "tag");
+    char key[SVC_TAG_KEY_MAX + 1];
+    if (tag) {
+        const char *colon = strchr(tag, ':');
+        size_t key_len = colon ? (size_t)(colon - tag) : 0;
+        if (!colon || key_len == 0 || key_len > SVC_TAG_KEY_MAX)
+            return answer_invalid(conn, req, "tag must be key:value");
+        memcpy(key, tag, key_len);
+        key[key_len] = '\0';
+        q.tag_key = key;
+        q.tag_value = colon + 1;
+    }
+    char err[GLR_ERR_MAX] = "";
+    cJSON *page = NULL;
+    int rc = svc_job_list(api->svc, &q, &page, err);
+    if (rc)
+        return answer_status(conn, req, rc, err);
+    return answer_json(conn, req, HTTP_OK, page, NULL);
+}
+
+static const char *const report_keys[] = {"step", "loss", "rank", NULL};
+
+/* Reads a loss: a number, or null / "NaN" / "Infinity" / "-Infinity" for a diverged step. */
+static bool parse_loss(const cJSON *item, double *loss)
+{
+    if (cJSON_IsNull(item)) {
+        *loss = NAN;
+        return true;
+    }
+    if (cJSON_IsString(item))
+        return jsonx_get_double(item, loss);
+    return cJSON_IsNumber(item) && jsonx_get_double(item, loss);
+}
+
+static enum MHD_Result post_report(struct api *api, struct MHD_Connection *conn,
+                                   struct request *req, const char *id)
+{
+    enum MHD_Result result;
+    cJSON *body = parse_body(conn, req, &result);
+    if (!body)
+        return result;
+    const char *unknown = unknown_key(body, report_keys);
+    const cJSON *rank_item = cJSON_GetObjectItemCaseSensitive(body, "rank");
+    const cJSON *loss_item = cJSON_GetObjectItemCaseSensitive(body, "loss");
+    int64_t step = 0, rank = 0;
+    double loss = 0;
+    if (unknown) {
+        result = answer_invalid(conn, req, "unknown field \"%.64s\" in the report", unknown);
+    } else if (!json_integer(cJSON_GetObjectItemCaseSensitive(body, "step"), 0, GLR_MAX_STEP,
+                             &step)) {
+        result = answer_invalid(conn, req, "step must be an integer from 0 to %lld",
+                                (long long)GLR_MAX_STEP);
+    } else if (rank_item && !json_integer(rank_item, 0, SVC_RANK_MAX, &rank)) {
+        result = answer_invalid(conn, req, "rank must be an integer from 0 to %d", SVC_RANK_MAX);
+    } else if (!loss_item) {
+        result = answer_invalid(conn, req, "loss is required");
+    } else if (!parse_loss(loss_item, &loss)) {
+        result = answer_invalid(conn, req,
+                                "loss must be a number, null, \"NaN\", \"Infinity\" or "
+                                "\"-Infinity\"");
+    } else {
+        char err[GLR_ERR_MAX] = "";
+        struct svc_report_result r;
+        int rc = svc_report(api->svc, id, step, rank, loss, &r, err);
+        if (rc) {
+            result = answer_status(conn, req, rc, err);
+        } else {
+            cJSON *answer = cJSON_CreateObject();
+            cJSON *lr = NULL;
+            if (r.lr_is_array) {
+                lr = cJSON_CreateArray();
+                for (size_t g = 0; lr && g < r.groups; g++)
+                    cJSON_AddItemToArray(lr, jsonx_number(r.lrs[g]));
+            } else {
+                lr = jsonx_number(r.lrs[0]);
+            }
+            cJSON_AddStringToObject(answer, "job", id);
+            cJSON_AddNumberToObject(answer, "step", (double)r.step);
+            cJSON_AddItemToObject(answer, "lr", lr);
+            cJSON_AddStringToObject(answer, "event", glr_event_name(r.event));
+            if (r.replayed)
+                cJSON_AddTrueToObject(answer, "replayed");
+            result = answer_json(conn, req, HTTP_OK, answer, NULL);
+        }
+    }
+    cJSON_Delete(body);
+    return result;
+}
+
+/* Streams a CSV export through libmicrohttpd's chunked callback response. */
+static ssize_t csv_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    (void)pos;
+    ssize_t n = svc_csv_read(cls, buf, max);
+    if (n < 0)
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    return n == 0 ? MHD_CONTENT_READER_END_OF_STREAM : n;
+}
+
+static void csv_free(void *cls)
+{
+    svc_csv_close(cls);
+}
+
+static enum MHD_Result get_history(struct api *api, struct MHD_Connection *conn,
+                                   struct request *req, const char *id)
+{
+    enum MHD_Result result;
+    struct svc_history_query q = {0};
+    if (!query_integer(conn, req, "from_step", 0, GLR_MAX_STEP, 0, &q.from_step, &result) ||
+        !query_integer(conn, req, "to_step", 0, GLR_MAX_STEP, GLR_MAX_STEP, &q.to_step, &result) ||
+        !query_integer(conn, req, "page_size", 1, SVC_HISTORY_PAGE_MAX, SVC_HISTORY_PAGE_DEFAULT,
+                       &q.page_size, &result) ||
+        !query_integer(conn, req, "max_points", 1, SVC_MAX_POINTS_MAX, 0, &q.max_points, &result))
+        return result;
+    if (q.from_step > q.to_step)
+        return answer_invalid(conn, req, "from_step must not exceed to_step");
+    q.page_token = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "page_token");
+    const char *format = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "format");
+    if (format && strcmp(format, "json") != 0 && strcmp(format, "csv") != 0)
+        return answer_invalid(conn, req, "format must be \"json\" or \"csv\"");
+    char err[GLR_ERR_MAX] = "";
+    if (format && strcmp(format, "csv") == 0) {
+        struct svc_csv *csv = NULL;
+        int rc = svc_csv_open(api->svc, id, q.from_step, q.to_step, &csv, err);
+        if (rc)
+            return answer_status(conn, req, rc, err);
+        struct MHD_Response *response = MHD_create_response_from_callback(
+            MHD_SIZE_UNKNOWN, 64 * 1024, csv_reader, csv, csv_free);
+        if (!response) {
+            svc_csv_close(csv);
+            return MHD_NO;
+        }
+        MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, "text/csv");
+        result = MHD_queue_response(conn, HTTP_OK, response);
+        MHD_destroy_response(response);
+        req->answered = true;
+        req->status = HTTP_OK;
+        return result;
+    }
+    cJSON *history = NULL;
+    int rc = svc_history(api->svc, id, &q, &history, err);
+    if (rc)
+        return answer_status(conn, req, rc, err);
+    return answer_json(conn, req, HTTP_OK, history, NULL);
+}
+
+/* ---- routing ---------------------------------------------------------------------------- */
+
+enum route { ROUTE_NONE, ROUTE_HEALTH, ROUTE_JOBS, ROUTE_JOB, ROUTE_REPORTS, ROUTE_HISTORY };
+
+static const char *const route_allow[] = {
+    [ROUTE_NONE] = "",
+    [ROUTE_HEALTH] = "GET, HEAD",
+    [ROUTE_JOBS] = "GET, HEAD, POST",
+    [ROUTE_JOB] = "GET, HEAD, PUT, PATCH, DELETE",
+    [ROUTE_REPORTS] = "POST",
+    [ROUTE_HISTORY] = "GET, HEAD",
+};
+
+/* Matches url to a route; id receives the job id of job routes. */
+static enum route match_route(const char *url, char id[STORE_ID_MAX + 1])
+{
+    if (strcmp(url, "/healthz") == 0)
+        return ROUTE_HEALTH;
+    if (strcmp(url, "/v1/jobs") == 0 || strcmp(url, "/v1/jobs/") == 0)
+        return ROUTE_JOBS;
+    const char *prefix = "/v1/jobs/";
+    if (strncmp(url, prefix, strlen(prefix)) != 0)
+        return ROUTE_NONE;
+    const char *start = url + strlen(prefix);
+    const char *slash = strchr(start, '/');
+    size_t len = slash ? (size_t)(slash - start) : strlen(start);
+    if (len == 0 || len > STORE_ID_MAX)
+        return ROUTE_NONE;
+    memcpy(id, start, len);
+    id[len] = '\0';
+    if (!slash)
+        return ROUTE_JOB;
+    if (strcmp(slash, "/reports") == 0)
+        return ROUTE_REPORTS;
+    if (strcmp(slash, "/history") == 0)
+        return ROUTE_HISTORY;
+    return ROUTE_NONE;
+}
+
+static bool is(const char *method, const char *name)
+{
+    return strcmp(method, name) == 0;
+}
+
+static enum MHD_Result dispatch(struct api *api, struct MHD_Connection *conn, struct request *req,
+                                const char *url, const char *method)
+{
+    char id[STORE_ID_MAX + 1] = "";
+    enum route route = match_route(url, id);
+    bool get = is(method, "GET") || is(method, "HEAD");
+    switch (route) {
+    case ROUTE_NONE:
+        return answer_problem(conn, req, HTTP_NOT_FOUND, "no-route", "Not found",
+                              "no such route; the API is under /v1/jobs", NULL);
+    case ROUTE_HEALTH:
+        if (get)
+            return get_health(conn, req);
+        break;
+    case ROUTE_JOBS:
+        if (get)
+            return list_jobs(api, conn, req);
+        if (is(method, "POST"))
+            return create_job(api, conn, req, NULL);
+        break;
+    case ROUTE_JOB:
+        if (get)
+            return get_job(api, conn, req, id);
+        if (is(method, "PUT"))
+            return create_job(api, conn, req, id);
+        if (is(method, "PATCH"))
+            return patch_job(api, conn, req, id);
+        if (is(method, "DELETE"))
+            return delete_job(api, conn, req, id);
+        break;
+    case ROUTE_REPORTS:
+        if (is(method, "POST"))
+            return post_report(api, conn, req, id);
+        break;
+    case ROUTE_HISTORY:
+        if (get)
+            return get_history(api, conn, req, id);
+        break;
+    }
+    char detail[96];
+    snprintf(detail, sizeof(detail), "%.16s is not allowed here; allowed: %s", method,
+             route_allow[route]);
+    return answer_problem(conn, req, HTTP_METHOD_NOT_ALLOWED, "method", "Method not allowed",
+                          detail, route_allow[route]);
+}
+
+/* Appends a chunk of the body, refusing to grow past API_BODY_MAX. */
+static bool append_body(struct request *req, const char *data, size_t size)
+{
+    if (req->len + size > API_BODY_MAX)
+        return false;
+    if (req->len + size + 1 > req->cap) {
+        size_t cap = req->cap ? req->cap : 4096;
+        while (cap < req->len + size + 1)
+            cap *= 2;
+        if (cap > API_BODY_MAX + 1)
+            cap = API_BODY_MAX + 1;
+        char *body = realloc(req->body, cap);
+        if (!body)
+            return false;
+        req->body = body;
+        req->cap = cap;
+    }
+    memcpy(req->body + req->len, data, size);
+    req->len += size;
+    req->body[req->len] = '\0';
+    return true;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
+{
+    struct api *api = cls;
+    struct request *req = *con_cls;
+    (void)version;
+    if (!req) {
+        /* The first call only sets up: answering now would cost the connection. */
+        req = calloc(1, sizeof(*req));
+        if (!req)
+            return MHD_NO;
+        clock_gettime(CLOCK_MONOTONIC, &req->start);
+        *con_cls = req;
+        return MHD_YES;
+    }
+    if (*upload_data_size > 0) {
+        size_t size = *upload_data_size;
+        *upload_data_size = 0;
+        if (req->answered)
+            return MHD_YES;
+        if (!append_body(req, upload_data, size)) {
+            /* Answer at once; libmicrohttpd closes the connection after it. */
+            char detail[96];
+            snprintf(detail, sizeof(detail), "the request body is larger than %d bytes",
+                     API_BODY_MAX);
+            return answer_problem(conn, req, HTTP_CONTENT_TOO_LARGE, "too-large",
+                                  "Content too large", detail, NULL);
+        }
+        return MHD_YES;
+    }
+    if (req->answered)
+        return MHD_YES;
+    return dispatch(api, conn, req, url, method);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode code)
+{
+    (void)cls;
+    (void)conn;
+    (void)code;
+    struct request *req = *con_cls;
+    if (!req)
+        return;
+    if (log_enabled(LOG_DEBUG)) {
+        struct timespec end;
+        clock_gettime(CLOCK_MONOTONIC, &end);
+        double ms = (double)(end.tv_sec - req->start.tv_sec) * 1e3 +
+                    (double)(end.tv_nsec - req->start.tv_nsec) / 1e6;
+        log_debug("request answered %u in %.3f ms", req->status, ms);
+    }
+    free(req->body);
+    free(req);
+    *con_cls = NULL;
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char line[512];
+    vsnprintf(line, sizeof(line), fmt, ap);
+    size_t len = strlen(line);
+    while (len > 0 && line[len - 1] == '\n')
+        line[--len] = '\0';
+    log_warn("http: %s", line);
+}
+
+int api_start(struct svc *svc, const struct api_options *options, struct api **out, char *err)
+{
+    *out = NULL;
+    struct sockaddr_storage addr;
+    memset(&addr, 0, sizeof(addr));
+    unsigned int flags =
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_USE_ITC;
+    struct sockaddr_in *v4 = (struct sockaddr_in *)&addr;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&addr;
+    if (inet_pton(AF_INET, options->host, &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons(options->port);
+    } else if (inet_pton(AF_INET6, options->host, &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons(options->port);
+        flags |= MHD_USE_IPv6;
+    } else {
+        return glr_fail(err, GLR_EINVAL, "listen address %.64s is not a numeric IP address",
+                        options->host);
+    }
+    if (options->threads < 1 || options->threads > API_THREADS_MAX)
+        return glr_fail(err, GLR_EINVAL, "threads must be from 1 to %d", API_THREADS_MAX);
+
+    struct api *api = calloc(1, sizeof(*api));
+    if (!api)
+        return glr_fail(err, GLR_ENOMEM, "out of memory");
+    api->svc = svc;
+    /* The logger goes first, so that messages about the other options reach it too. */
+    api->daemon =
+        MHD_start_daemon(flags, options->port, NULL, NULL, on_request, api,
+                         MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, api, MHD_OPTION_SOCK_ADDR, &addr,
+                         MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)options->threads,
+                         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)API_IDLE_TIMEOUT_S,
+                         MHD_OPTION_NOTIFY_COMPLETED, on_completed, api, MHD_OPTION_END);
+    if (!api->daemon) {
+        free(api);
+        return glr_fail(err, GLR_EIO, "cannot listen on %s:%u (in use, or not allowed?)",
+                        options->host, options->port);
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(api->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    api->port = info ? info->port : options->port;
+    *out = api;
+    return GLR_OK;
+}
+
+uint16_t api_port(const struct api *api)
+{
+    return api->port;
+}
+
+void api_stop(struct api *api)
+{
+    if (!api)
+        return;
+    /* Stop accepting first, so that nothing new starts while the rest finishes. */
+    MHD_socket listener = MHD_quiesce_daemon(api->daemon);
+    MHD_stop_daemon(api->daemon);
+    if (listener != MHD_INVALID_SOCKET)
+        close(listener);
+    free(api);
+}

@@ -1,0 +1,178 @@
+/*
+ * greedylrd: the learning-rate scheduling daemon. Parses options, opens the service on
+ * its database, serves the HTTP API, and shuts down cleanly on SIGINT or SIGTERM.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "api.h"
+#include "config.h"
+#include "log.h"
+#include "svc.h"
+
+/* Longest --db path accepted. */
+#define MAIN_PATH_MAX 4096
+
+struct options {
+    char host[API_HOST_MAX + 1];
+    uint16_t port;
+    const char *db;
+    unsigned threads;
+    enum log_level level;
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: greedylrd [--listen ADDR:PORT] [--db PATH] [--threads N]\n"
+                 "                 [--log-level error|warn|info|debug]\n"
+                 "       greedylrd --help | --version\n"
+                 "\n"
+                 "Serves the greedylr learning-rate scheduling API over HTTP/JSON.\n"
+                 "  --listen ADDR:PORT  numeric address and port (default 127.0.0.1:8080;\n"
+                 "                      port 0 picks a free one; IPv6 as [::1]:8080);\n"
+                 "                      also GREEDYLRD_LISTEN\n"
+                 "  --db PATH           SQLite database, created if missing (default\n"
+                 "                      ./greedylr.db); also GREEDYLRD_DB\n"
+                 "  --threads N         server threads (default: the number of CPUs)\n"
+                 "  --log-level LEVEL   what to log on standard error (default info)\n"
+                 "Once it accepts connections it prints \"listening on http://ADDR:PORT\".\n");
+}
+
+/* Splits ADDR:PORT (or [ADDR]:PORT) into o->host and o->port. Returns 0 or -1. */
+static int parse_listen(const char *text, struct options *o)
+{
+    const char *colon = strrchr(text, ':');
+    if (!colon)
+        return -1;
+    const char *host = text;
+    size_t host_len = (size_t)(colon - text);
+    if (host_len >= 2 && text[0] == '[' && colon[-1] == ']') {
+        host++;
+        host_len -= 2;
+    }
+    if (host_len == 0 || host_len > API_HOST_MAX)
+        return -1;
+    char *end = NULL;
+    errno = 0;
+    long port = strtol(colon + 1, &end, 10);
+    if (errno || end == colon + 1 || *end != '\0' || port < 0 || port > 65535)
+        return -1;
+    memcpy(o->host, host, host_len);
+    o->host[host_len] = '\0';
+    o->port = (uint16_t)port;
+    return 0;
+}
+
+/* Reads the options; returns -1 to exit with status 0 (help, version), 2 on misuse. */
+static int parse_options(int argc, char **argv, struct options *o)
+{
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    o->threads = cpus > 0 ? (unsigned)cpus : 2;
+    o->level = LOG_INFO;
+    const char *listen = getenv("GREEDYLRD_LISTEN");
+    o->db = getenv("GREEDYLRD_DB");
+    if (!o->db || !*o->db)
+        o->db = "./greedylr.db";
+    if (!listen || !*listen)
+        listen = "127.0.0.1:8080";
+
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (strcmp(arg, "--help") == 0) {
+            usage(stdout);
+            return -1;
+        }
+        if (strcmp(arg, "--version") == 0) {
+            printf("greedylrd %s\n", PACKAGE_VERSION);
+            return -1;
+        }
+        const char *value = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!value) {
+            fprintf(stderr, "greedylrd: %s needs a value (see --help)\n", arg);
+            return 2;
+        }
+        i++;
+        if (strcmp(arg, "--listen") == 0) {
+            listen = value;
+        } else if (strcmp(arg, "--db") == 0) {
+            o->db = value;
+        } else if (strcmp(arg, "--threads") == 0) {
+            char *end = NULL;
+            long n = strtol(value, &end, 10);
+            if (end == value || *end != '\0' || n < 1 || n > API_THREADS_MAX) {
+                fprintf(stderr, "greedylrd: --threads must be from 1 to %d\n", API_THREADS_MAX);
+                return 2;
+            }
+            o->threads = (unsigned)n;
+        } else if (strcmp(arg, "--log-level") == 0) {
+            if (log_parse_level(value, &o->level) != 0) {
+                fprintf(stderr, "greedylrd: --log-level must be error, warn, info or debug\n");
+                return 2;
+            }
+        } else {
+            fprintf(stderr, "greedylrd: unknown option %s (see --help)\n", arg);
+            return 2;
+        }
+    }
+    if (parse_listen(listen, o) != 0) {
+        fprintf(stderr, "greedylrd: listen address \"%s\" is not ADDR:PORT\n", listen);
+        return 2;
+    }
+    if (strlen(o->db) == 0 || strlen(o->db) > MAIN_PATH_MAX) {
+        fprintf(stderr, "greedylrd: --db must be a path of 1 to %d bytes\n", MAIN_PATH_MAX);
+        return 2;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct options o;
+    memset(&o, 0, sizeof(o));
+    int rc = parse_options(argc, argv, &o);
+    if (rc)
+        return rc < 0 ? EXIT_SUCCESS : rc;
+    log_set_level(o.level);
+
+    /*
+     * Block the stop signals before any thread starts, so that every thread inherits the
+     * mask and only sigwait() below receives them.
+     */
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    char err[GLR_ERR_MAX] = "";
+    struct svc *svc = NULL;
+    if ((rc = svc_open(o.db, &svc, err)) != GLR_OK) {
+        log_error("%s", err);
+        return EXIT_FAILURE;
+    }
+    struct api_options api_options = {.host = o.host, .port = o.port, .threads = o.threads};
+    struct api *api = NULL;
+    if ((rc = api_start(svc, &api_options, &api, err)) != GLR_OK) {
+        log_error("%s", err);
+        svc_close(svc);
+        return EXIT_FAILURE;
+    }
+    const char *open_bracket = strchr(o.host, ':') ? "[" : "";
+    const char *close_bracket = strchr(o.host, ':') ? "]" : "";
+    printf("listening on http://%s%s%s:%u\n", open_bracket, o.host, close_bracket, api_port(api));
+    fflush(stdout);
+    log_info("greedylrd %s serving %s with %u threads", PACKAGE_VERSION, o.db, o.threads);
+
+    int signal_number = 0;
+    sigwait(&stop_signals, &signal_number);
+    log_info("%s: stopping", signal_number == SIGINT ? "SIGINT" : "SIGTERM");
+    api_stop(api);
+    svc_close(svc);
+    log_info("stopped cleanly");
+    return EXIT_SUCCESS;
+}

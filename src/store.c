@@ -1,0 +1,683 @@
+/*
+ * The SQLite store (see store.h). Every SQL statement of greedylr is in this file, each
+ * with its purpose; the schema itself is in sql/.
+ */
+#include "store.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "migrations.h"
+#include "status.h"
+
+/* Statements of the writer connection. */
+enum {
+    W_BEGIN,
+    W_COMMIT,
+    W_ROLLBACK,
+    W_JOB_INSERT,
+    W_TAG_INSERT,
+    W_TAGS_CLEAR,
+    W_JOB_STATUS,
+    W_JOB_TAGS,
+    W_JOB_DELETE,
+    W_REPORT_INSERT,
+    W_JOB_ADVANCE,
+    W_COUNT
+};
+
+static const char *const writer_sql[W_COUNT] = {
+    /* A write transaction takes the lock at once, so it never has to upgrade. */
+    [W_BEGIN] = "BEGIN IMMEDIATE",
+    [W_COMMIT] = "COMMIT",
+    [W_ROLLBACK] = "ROLLBACK",
+    /* Create a job. */
+    [W_JOB_INSERT] = "INSERT INTO jobs (id, policy, initial_lr, config, tags, status, state,"
+                     " last_step, reports, created_ms, updated_ms)"
+                     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    /* The indexed copy of one tag. */
+    [W_TAG_INSERT] = "INSERT INTO job_tags (job_seq, key, value) VALUES (?1, ?2, ?3)",
+    [W_TAGS_CLEAR] = "DELETE FROM job_tags WHERE job_seq = ?1",
+    /* PATCH: finish a job (or run it again). */
+    [W_JOB_STATUS] = "UPDATE jobs SET status = ?2, updated_ms = ?3 WHERE seq = ?1",
+    /* PATCH: replace the tags. */
+    [W_JOB_TAGS] = "UPDATE jobs SET tags = ?2, updated_ms = ?3 WHERE seq = ?1",
+    /* DELETE: the job; its tags and history go by ON DELETE CASCADE. */
+    [W_JOB_DELETE] = "DELETE FROM jobs WHERE seq = ?1",
+    /* One accepted report. */
+    [W_REPORT_INSERT] = "INSERT INTO history (job_seq, step, rank, loss, metric, lr, lrs, event,"
+                        " time_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    /* The job's state after that report. */
+    [W_JOB_ADVANCE] = "UPDATE jobs SET state = ?2, last_step = ?3, reports = ?4, updated_ms = ?5"
+                      " WHERE seq = ?1",
+};
+
+/* Statements of each reader connection. */
+enum { R_JOB_LOAD, R_REPORT_FIND, R_REPORT_SCAN, R_JOB_SCAN, R_COUNT };
+
+#define JOB_COLUMNS                                                                                \
+    "seq, id, policy, initial_lr, config, tags, status, state, last_step, reports, created_ms,"    \
+    " updated_ms"
+#define REPORT_COLUMNS "step, rank, loss, metric, lr, lrs, event, time_ms"
+
+static const char *const reader_sql[R_COUNT] = {
+    /* GET a job, or load it into memory. */
+    [R_JOB_LOAD] = "SELECT " JOB_COLUMNS " FROM jobs WHERE id = ?1",
+    /* A retried report: what was answered the first time. */
+    [R_REPORT_FIND] = "SELECT " REPORT_COLUMNS " FROM history"
+                      " WHERE job_seq = ?1 AND step = ?2 AND rank = ?3",
+    /* History of a step range, in order. */
+    [R_REPORT_SCAN] = "SELECT " REPORT_COLUMNS " FROM history"
+                      " WHERE job_seq = ?1 AND (step, rank) >= (?2, ?3) AND step <= ?4"
+                      " ORDER BY step, rank LIMIT ?5",
+    /* One page of the job list, after a cursor, with optional status and tag filters. */
+    [R_JOB_SCAN] = "SELECT " JOB_COLUMNS " FROM jobs WHERE seq > ?1"
+                   " AND (?2 IS NULL OR status = ?2)"
+                   " AND (?3 IS NULL OR seq IN (SELECT job_seq FROM job_tags"
+                   "                            WHERE key = ?3 AND value = ?4))"
+                   " ORDER BY seq LIMIT ?5",
+};
+
+struct connection {
+    sqlite3 *db;
+    sqlite3_stmt **stmts;
+};
+
+struct store {
+    pthread_mutex_t write_lock;
+    struct connection writer;
+    sqlite3_stmt *writer_stmts[W_COUNT];
+
+    pthread_mutex_t pool_lock;
+    pthread_cond_t pool_free;
+    bool reader_busy[STORE_READERS];
+    struct connection readers[STORE_READERS];
+    sqlite3_stmt *reader_stmts[STORE_READERS][R_COUNT];
+};
+
+static int db_fail(char *err, sqlite3 *db, const char *what)
+{
+    return glr_fail(err, GLR_EIO, "database: %s: %s", what, db ? sqlite3_errmsg(db) : "?");
+}
+
+/* Runs one SQL text that returns no rows we need. */
+static int exec(sqlite3 *db, const char *sql, const char *what, char *err)
+{
+    char *message = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &message) != SQLITE_OK) {
+        glr_fail(err, GLR_EIO, "database: %s: %s", what, message ? message : "?");
+        sqlite3_free(message);
+        return GLR_EIO;
+    }
+    return GLR_OK;
+}
+
+/* Runs a pragma that returns one value, and returns its integer (or text via out). */
+static int pragma_text(sqlite3 *db, const char *sql, char *out, size_t out_size, char *err)
+{
+    sqlite3_stmt *stmt = NULL;
+    if (sqlite3_prepare_v2(db, sql, -1, &stmt, NULL) != SQLITE_OK)
+        return db_fail(err, db, sql);
+    int rc = sqlite3_step(stmt);
+    if (rc != SQLITE_ROW) {
+        sqlite3_finalize(stmt);
+        return db_fail(err, db, sql);
+    }
+    const unsigned char *text = sqlite3_column_text(stmt, 0);
+    snprintf(out, out_size, "%s", text ? (const char *)text : "");
+    sqlite3_finalize(stmt);
+    return GLR_OK;
+}
+
+int store_latest_version(void)
+{
+    return (int)store_migration_count;
+}
+
+static int open_connection(const char *path, struct connection *conn, sqlite3_stmt **stmts,
+                           bool writer, char *err)
+{
+    conn->stmts = stmts;
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (writer ? SQLITE_OPEN_CREATE : 0);
+    if (sqlite3_open_v2(path, &conn->db, flags, NULL) != SQLITE_OK) {
+        int rc = glr_fail(err, GLR_EIO, "database %s: %s", path,
+                          conn->db ? sqlite3_errmsg(conn->db) : "cannot open");
+        return rc;
+    }
+    sqlite3_extended_result_codes(conn->db, 1);
+    sqlite3_busy_timeout(conn->db, STORE_BUSY_TIMEOUT_MS);
+    int rc = exec(conn->db, "PRAGMA foreign_keys = ON", "enabling foreign keys", err);
+    if (rc)
+        return rc;
+    if (writer) {
+        char mode[16];
+        if ((rc = pragma_text(conn->db, "PRAGMA journal_mode = WAL", mode, sizeof(mode), err)))
+            return rc;
+        if (strcmp(mode, "wal") != 0)
+            return glr_fail(err, GLR_EIO,
+                            "database %s: WAL mode did not take (journal_mode is %s); "
+                            "is it on a file system without shared memory?",
+                            path, mode);
+        if ((rc = exec(conn->db, "PRAGMA synchronous = NORMAL", "setting synchronous", err)))
+            return rc;
+    } else if ((rc = exec(conn->db, "PRAGMA query_only = ON", "making a reader", err))) {
+        return rc;
+    }
+    return GLR_OK;
+}
+
+static int prepare_all(struct connection *conn, const char *const *sql, int count, char *err)
+{
+    for (int i = 0; i < count; i++)
+        if (sqlite3_prepare_v3(conn->db, sql[i], -1, SQLITE_PREPARE_PERSISTENT, &conn->stmts[i],
+                               NULL) != SQLITE_OK)
+            return db_fail(err, conn->db, sql[i]);
+    return GLR_OK;
+}
+
+static void close_connection(struct connection *conn, int count)
+{
+    if (!conn->db)
+        return;
+    for (int i = 0; i < count; i++)
+        sqlite3_finalize(conn->stmts[i]);
+    sqlite3_close(conn->db);
+    conn->db = NULL;
+}
+
+int store_schema_version(struct store *store)
+{
+    char text[32];
+    pthread_mutex_lock(&store->write_lock);
+    int rc = pragma_text(store->writer.db, "PRAGMA user_version", text, sizeof(text), NULL);
+    pthread_mutex_unlock(&store->write_lock);
+    return rc ? -1 : atoi(text);
+}
+
+/* Brings the schema up to date in one transaction, or refuses a newer database. */
+static int migrate(sqlite3 *db, const char *path, char *err)
+{
+    int rc = exec(db, "BEGIN IMMEDIATE", "starting the migration", err);
+    if (rc)
+        return rc;
+    char text[32];
+    if ((rc = pragma_text(db, "PRAGMA user_version", text, sizeof(text), err)))
+        goto rollback;
+    int version = atoi(text);
+    int latest = store_latest_version();
+    if (version > latest) {
+        rc = glr_fail(err, GLR_ECORRUPT,
+                      "database %s has schema version %d, newer than this greedylr knows "
+                      "(%d): use a newer greedylrd",
+                      path, version, latest);
+        goto rollback;
+    }
+    for (int v = version; v < latest; v++) {
+        const struct migration *m = &store_migrations[v];
+        char what[96];
+        snprintf(what, sizeof(what), "applying %s", m->name);
+        if ((rc = exec(db, m->sql, what, err)))
+            goto rollback;
+    }
+    if (version < latest) {
+        char sql[64];
+        snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", latest);
+        if ((rc = exec(db, sql, "recording the schema version", err)))
+            goto rollback;
+    }
+    return exec(db, "COMMIT", "committing the migration", err);
+
+rollback:
+    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    return rc;
+}
+
+int store_open(const char *path, struct store **out, char *err)
+{
+    *out = NULL;
+    struct store *store = calloc(1, sizeof(*store));
+    if (!store)
+        return glr_fail(err, GLR_ENOMEM, "out of memory");
+    pthread_mutex_init(&store->write_lock, NULL);
+    pthread_mutex_init(&store->pool_lock, NULL);
+    pthread_cond_init(&store->pool_free, NULL);
+
+    int rc = open_connection(path, &store->writer, store->writer_stmts, true, err);
+    if (!rc)
+        rc = migrate(store->writer.db, path, err);
+    if (!rc)
+        rc = prepare_all(&store->writer, writer_sql, W_COUNT, err);
+    for (int i = 0; !rc && i < STORE_READERS; i++) {
+        rc = open_connection(path, &store->readers[i], store->reader_stmts[i], false, err);
+        if (!rc)
+            rc = prepare_all(&store->readers[i], reader_sql, R_COUNT, err);
+    }
+    if (rc) {
+        store_close(store);
+        return rc;
+    }
+    *out = store;
+    return GLR_OK;
+}
+
+void store_close(struct store *store)
+{
+    if (!store)
+        return;
+    for (int i = 0; i < STORE_READERS; i++)
+        close_connection(&store->readers[i], R_COUNT);
+    /* The last connection to close checkpoints the WAL into the database file. */
+    close_connection(&store->writer, W_COUNT);
+    pthread_mutex_destroy(&store->write_lock);
+    pthread_mutex_destroy(&store->pool_lock);
+    pthread_cond_destroy(&store->pool_free);
+    free(store);
+}
+
+void store_job_clear(struct store_job *job)
+{
+    free(job->policy);
+    free(job->initial_lr);
+    free(job->config);
+    free(job->tags);
+    free(job->state);
+    memset(job, 0, sizeof(*job));
+}
+
+/* Takes a free reader connection, waiting for one if all are busy. */
+static int reader_take(struct store *store)
+{
+    pthread_mutex_lock(&store->pool_lock);
+    for (;;) {
+        for (int i = 0; i < STORE_READERS; i++) {
+            if (!store->reader_busy[i]) {
+                store->reader_busy[i] = true;
+                pthread_mutex_unlock(&store->pool_lock);
+                return i;
+            }
+        }
+        pthread_cond_wait(&store->pool_free, &store->pool_lock);
+    }
+}
+
+static void reader_give(struct store *store, int i)
+{
+    pthread_mutex_lock(&store->pool_lock);
+    store->reader_busy[i] = false;
+    pthread_cond_signal(&store->pool_free);
+    pthread_mutex_unlock(&store->pool_lock);
+}
+
+static void done(sqlite3_stmt *stmt)
+{
+    sqlite3_reset(stmt);
+    sqlite3_clear_bindings(stmt);
+}
+
+/* SQLite has no NaN: it would store NULL anyway, so say so explicitly. */
+static void bind_real(sqlite3_stmt *stmt, int index, double v)
+{
+    if (v != v)
+        sqlite3_bind_null(stmt, index);
+    else
+        sqlite3_bind_double(stmt, index, v);
+}
+
+static double column_real(sqlite3_stmt *stmt, int index)
+{
+    if (sqlite3_column_type(stmt, index) == SQLITE_NULL)
+        return (double)NAN;
+    return sqlite3_column_double(stmt, index);
+}
+
+static char *column_strdup(sqlite3_stmt *stmt, int index)
+{
+    const unsigned char *text = sqlite3_column_text(stmt, index);
+    return strdup(text ? (const char *)text : "");
+}
+
+static int read_job_row(sqlite3_stmt *stmt, struct store_job *job, char *err)
+{
+    memset(job, 0, sizeof(*job));
+    job->seq = sqlite3_column_int64(stmt, 0);
+    snprintf(job->id, sizeof(job->id), "%s", (const char *)sqlite3_column_text(stmt, 1));
+    job->policy = column_strdup(stmt, 2);
+    job->initial_lr = column_strdup(stmt, 3);
+    job->config = column_strdup(stmt, 4);
+    job->tags = column_strdup(stmt, 5);
+    const unsigned char *status = sqlite3_column_text(stmt, 6);
+    job->finished = status && strcmp((const char *)status, "finished") == 0;
+    job->state = column_strdup(stmt, 7);
+    job->last_step =
+        sqlite3_column_type(stmt, 8) == SQLITE_NULL ? -1 : sqlite3_column_int64(stmt, 8);
+    job->reports = sqlite3_column_int64(stmt, 9);
+    job->created_ms = sqlite3_column_int64(stmt, 10);
+    job->updated_ms = sqlite3_column_int64(stmt, 11);
+    if (!job->policy || !job->initial_lr || !job->config || !job->tags || !job->state) {
+        store_job_clear(job);
+        return glr_fail(err, GLR_ENOMEM, "out of memory");
+    }
+    return GLR_OK;
+}
+
+/* Little-endian doubles, so that a database file moves between machines. */
+static void encode_doubles(const double *values, size_t n, unsigned char *out)
+{
+    for (size_t i = 0; i < n; i++) {
+        uint64_t bits;
+        memcpy(&bits, &values[i], sizeof(bits));
+        for (int b = 0; b < 8; b++)
+            out[i * 8 + (size_t)b] = (unsigned char)(bits >> (8 * b));
+    }
+}
+
+static void decode_doubles(const unsigned char *in, size_t n, double *values)
+{
+    for (size_t i = 0; i < n; i++) {
+        uint64_t bits = 0;
+        for (int b = 0; b < 8; b++)
+            bits |= (uint64_t)in[i * 8 + (size_t)b] << (8 * b);
+        memcpy(&values[i], &bits, sizeof(bits));
+    }
+}
+
+static int read_report_row(sqlite3_stmt *stmt, struct store_report *r, char *err)
+{
+    r->step = sqlite3_column_int64(stmt, 0);
+    r->rank = sqlite3_column_int64(stmt, 1);
+    r->loss = column_real(stmt, 2);
+    r->metric = column_real(stmt, 3);
+    r->lrs[0] = sqlite3_column_double(stmt, 4);
+    r->groups = 1;
+    if (sqlite3_column_type(stmt, 5) == SQLITE_BLOB) {
+        int bytes = sqlite3_column_bytes(stmt, 5);
+        if (bytes <= 0 || bytes % 8 != 0 || bytes / 8 > GLR_MAX_GROUPS)
+            return glr_fail(err, GLR_ECORRUPT, "database: history lrs of step %lld is damaged",
+                            (long long)r->step);
+        r->groups = (size_t)bytes / 8;
+        decode_doubles(sqlite3_column_blob(stmt, 5), r->groups, r->lrs);
+    }
+    const unsigned char *event = sqlite3_column_text(stmt, 6);
+    if (!event || glr_event_parse((const char *)event, &r->event) != GLR_OK)
+        return glr_fail(err, GLR_ECORRUPT, "database: history event of step %lld is damaged",
+                        (long long)r->step);
+    r->time_ms = sqlite3_column_int64(stmt, 7);
+    return GLR_OK;
+}
+
+/* Runs a statement that returns no row; SQLITE_CONSTRAINT_* become GLR_ECONFLICT. */
+static int step_done(struct store *store, sqlite3_stmt *stmt, const char *what, char *err)
+{
+    int rc = sqlite3_step(stmt);
+    done(stmt);
+    if (rc == SQLITE_DONE)
+        return GLR_OK;
+    if ((rc & 0xff) == SQLITE_CONSTRAINT)
+        return glr_fail(err, GLR_ECONFLICT, "%s: %s", what, sqlite3_errmsg(store->writer.db));
+    return db_fail(err, store->writer.db, what);
+}
+
+static int write_begin(struct store *store, char *err)
+{
+    pthread_mutex_lock(&store->write_lock);
+    int rc = step_done(store, store->writer_stmts[W_BEGIN], "begin", err);
+    if (rc)
+        pthread_mutex_unlock(&store->write_lock);
+    return rc;
+}
+
+/* Commits when rc is GLR_OK, else rolls back; releases the writer; returns the outcome. */
+static int write_end(struct store *store, int rc, char *err)
+{
+    if (rc == GLR_OK)
+        rc = step_done(store, store->writer_stmts[W_COMMIT], "commit", err);
+    if (rc != GLR_OK && !sqlite3_get_autocommit(store->writer.db))
+        step_done(store, store->writer_stmts[W_ROLLBACK], "rollback", NULL);
+    pthread_mutex_unlock(&store->write_lock);
+    return rc;
+}
+
+/* Writes the job_tags rows of a JSON object of strings. */
+static int insert_tags(struct store *store, int64_t seq, const char *tags_json, char *err)
+{
+    sqlite3_stmt *clear = store->writer_stmts[W_TAGS_CLEAR];
+    sqlite3_bind_int64(clear, 1, seq);
+    int rc = step_done(store, clear, "clearing tags", err);
+    if (rc)
+        return rc;
+    cJSON *tags = cJSON_Parse(tags_json);
+    if (!cJSON_IsObject(tags)) {
+        cJSON_Delete(tags);
+        return glr_fail(err, GLR_EINVAL, "tags must be a JSON object");
+    }
+    sqlite3_stmt *insert = store->writer_stmts[W_TAG_INSERT];
+    const cJSON *tag;
+    cJSON_ArrayForEach(tag, tags)
+    {
+        if (!cJSON_IsString(tag))
+            continue;
+        sqlite3_bind_int64(insert, 1, seq);
+        sqlite3_bind_text(insert, 2, tag->string, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(insert, 3, tag->valuestring, -1, SQLITE_TRANSIENT);
+        if ((rc = step_done(store, insert, "inserting a tag", err)))
+            break;
+    }
+    cJSON_Delete(tags);
+    return rc;
+}
+
+int store_job_insert(struct store *store, struct store_job *job, char *err)
+{
+    int rc = write_begin(store, err);
+    if (rc)
+        return rc;
+    sqlite3_stmt *stmt = store->writer_stmts[W_JOB_INSERT];
+    sqlite3_bind_text(stmt, 1, job->id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 2, job->policy, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 3, job->initial_lr, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 4, job->config, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 5, job->tags, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 6, job->finished ? "finished" : "running", -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 7, job->state, -1, SQLITE_STATIC);
+    if (job->last_step >= 0)
+        sqlite3_bind_int64(stmt, 8, job->last_step);
+    else
+        sqlite3_bind_null(stmt, 8);
+    sqlite3_bind_int64(stmt, 9, job->reports);
+    sqlite3_bind_int64(stmt, 10, job->created_ms);
+    sqlite3_bind_int64(stmt, 11, job->updated_ms);
+    rc = step_done(store, stmt, "inserting the job", err);
+    if (rc == GLR_ECONFLICT)
+        glr_fail(err, GLR_ECONFLICT, "job %s exists already", job->id);
+    if (!rc) {
+        job->seq = sqlite3_last_insert_rowid(store->writer.db);
+        rc = insert_tags(store, job->seq, job->tags, err);
+    }
+    return write_end(store, rc, err);
+}
+
+int store_job_load(struct store *store, const char *id, struct store_job *out, char *err)
+{
+    int r = reader_take(store);
+    sqlite3_stmt *stmt = store->reader_stmts[r][R_JOB_LOAD];
+    sqlite3_bind_text(stmt, 1, id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(stmt);
+    if (rc == SQLITE_ROW)
+        rc = read_job_row(stmt, out, err);
+    else if (rc == SQLITE_DONE)
+        rc = glr_fail(err, GLR_ENOTFOUND, "job %.128s does not exist", id);
+    else
+        rc = db_fail(err, store->readers[r].db, "loading a job");
+    done(stmt);
+    reader_give(store, r);
+    return rc;
+}
+
+int store_job_patch(struct store *store, int64_t seq, const bool *finished, const char *tags,
+                    int64_t updated_ms, char *err)
+{
+    int rc = write_begin(store, err);
+    if (rc)
+        return rc;
+    if (finished) {
+        sqlite3_stmt *stmt = store->writer_stmts[W_JOB_STATUS];
+        sqlite3_bind_int64(stmt, 1, seq);
+        sqlite3_bind_text(stmt, 2, *finished ? "finished" : "running", -1, SQLITE_STATIC);
+        sqlite3_bind_int64(stmt, 3, updated_ms);
+        rc = step_done(store, stmt, "updating the status", err);
+        if (!rc && sqlite3_changes(store->writer.db) == 0)
+            rc = glr_fail(err, GLR_ENOTFOUND, "the job does not exist");
+    }
+    if (!rc && tags) {
+        sqlite3_stmt *stmt = store->writer_stmts[W_JOB_TAGS];
+        sqlite3_bind_int64(stmt, 1, seq);
+        sqlite3_bind_text(stmt, 2, tags, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(stmt, 3, updated_ms);
+        rc = step_done(store, stmt, "updating the tags", err);
+        if (!rc && sqlite3_changes(store->writer.db) == 0)
+            rc = glr_fail(err, GLR_ENOTFOUND, "the job does not exist");
+        if (!rc)
+            rc = insert_tags(store, seq, tags, err);
+    }
+    return write_end(store, rc, err);
+}
+
+int store_job_delete(struct store *store, int64_t seq, char *err)
+{
+    int rc = write_begin(store, err);
+    if (rc)
+        return rc;
+    sqlite3_stmt *stmt = store->writer_stmts[W_JOB_DELETE];
+    sqlite3_bind_int64(stmt, 1, seq);
+    rc = step_done(store, stmt, "deleting the job", err);
+    if (!rc && sqlite3_changes(store->writer.db) == 0)
+        rc = glr_fail(err, GLR_ENOTFOUND, "the job does not exist");
+    return write_end(store, rc, err);
+}
+
+int store_report_commit(struct store *store, int64_t seq, const struct store_report *report,
+                        const char *state, int64_t last_step, int64_t reports, char *err)
+{
+    int rc = write_begin(store, err);
+    if (rc)
+        return rc;
+    sqlite3_stmt *stmt = store->writer_stmts[W_REPORT_INSERT];
+    unsigned char blob[GLR_MAX_GROUPS * 8];
+    sqlite3_bind_int64(stmt, 1, seq);
+    sqlite3_bind_int64(stmt, 2, report->step);
+    sqlite3_bind_int64(stmt, 3, report->rank);
+    bind_real(stmt, 4, report->loss);
+    bind_real(stmt, 5, report->metric);
+    sqlite3_bind_double(stmt, 6, report->lrs[0]);
+    if (report->groups > 1) {
+        encode_doubles(report->lrs, report->groups, blob);
+        sqlite3_bind_blob(stmt, 7, blob, (int)(report->groups * 8), SQLITE_STATIC);
+    } else {
+        sqlite3_bind_null(stmt, 7);
+    }
+    sqlite3_bind_text(stmt, 8, glr_event_name(report->event), -1, SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, 9, report->time_ms);
+    rc = step_done(store, stmt, "inserting the report", err);
+    if (!rc) {
+        stmt = store->writer_stmts[W_JOB_ADVANCE];
+        sqlite3_bind_int64(stmt, 1, seq);
+        sqlite3_bind_text(stmt, 2, state, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(stmt, 3, last_step);
+        sqlite3_bind_int64(stmt, 4, reports);
+        sqlite3_bind_int64(stmt, 5, report->time_ms);
+        rc = step_done(store, stmt, "saving the job state", err);
+        if (!rc && sqlite3_changes(store->writer.db) == 0)
+            rc = glr_fail(err, GLR_ENOTFOUND, "the job does not exist");
+    }
+    return write_end(store, rc, err);
+}
+
+int store_report_find(struct store *store, int64_t seq, int64_t step, int64_t rank,
+                      struct store_report *out, char *err)
+{
+    int r = reader_take(store);
+    sqlite3_stmt *stmt = store->reader_stmts[r][R_REPORT_FIND];
+    sqlite3_bind_int64(stmt, 1, seq);
+    sqlite3_bind_int64(stmt, 2, step);
+    sqlite3_bind_int64(stmt, 3, rank);
+    int rc = sqlite3_step(stmt);
+    if (rc == SQLITE_ROW)
+        rc = read_report_row(stmt, out, err);
+    else if (rc == SQLITE_DONE)
+        rc = glr_fail(err, GLR_ENOTFOUND, "step %lld rank %lld was never reported", (long long)step,
+                      (long long)rank);
+    else
+        rc = db_fail(err, store->readers[r].db, "finding a report");
+    done(stmt);
+    reader_give(store, r);
+    return rc;
+}
+
+int store_report_scan(struct store *store, int64_t seq, int64_t from_step, int64_t from_rank,
+                      int64_t to_step, int64_t limit, store_report_fn fn, void *ctx, char *err)
+{
+    int r = reader_take(store);
+    sqlite3_stmt *stmt = store->reader_stmts[r][R_REPORT_SCAN];
+    sqlite3_bind_int64(stmt, 1, seq);
+    sqlite3_bind_int64(stmt, 2, from_step);
+    sqlite3_bind_int64(stmt, 3, from_rank);
+    sqlite3_bind_int64(stmt, 4, to_step);
+    sqlite3_bind_int64(stmt, 5, limit);
+    int rc;
+    struct store_report report;
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        if ((rc = read_report_row(stmt, &report, err)) != GLR_OK)
+            break;
+        if (!fn(ctx, &report)) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    if (rc == SQLITE_DONE)
+        rc = GLR_OK;
+    else if (rc > 0)
+        rc = db_fail(err, store->readers[r].db, "reading history");
+    done(stmt);
+    reader_give(store, r);
+    return rc;
+}
+
+int store_job_scan(struct store *store, int64_t after_seq, int64_t limit,
+                   enum store_status_filter status, const char *tag_key, const char *tag_value,
+                   store_job_fn fn, void *ctx, char *err)
+{
+    int r = reader_take(store);
+    sqlite3_stmt *stmt = store->reader_stmts[r][R_JOB_SCAN];
+    sqlite3_bind_int64(stmt, 1, after_seq);
+    if (status != STORE_ANY)
+        sqlite3_bind_text(stmt, 2, status == STORE_FINISHED ? "finished" : "running", -1,
+                          SQLITE_STATIC);
+    if (tag_key) {
+        sqlite3_bind_text(stmt, 3, tag_key, -1, SQLITE_STATIC);
+        sqlite3_bind_text(stmt, 4, tag_value ? tag_value : "", -1, SQLITE_STATIC);
+    }
+    sqlite3_bind_int64(stmt, 5, limit);
+    int rc;
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        struct store_job job;
+        if ((rc = read_job_row(stmt, &job, err)) != GLR_OK)
+            break;
+        bool go_on = fn(ctx, &job);
+        store_job_clear(&job);
+        if (!go_on) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    if (rc == SQLITE_DONE)
+        rc = GLR_OK;
+    else if (rc > 0)
+        rc = db_fail(err, store->readers[r].db, "listing jobs");
+    done(stmt);
+    reader_give(store, r);
+    return rc;
+}

@@ -1,0 +1,130 @@
+/*
+ * The store: every job's configuration, scheduler state and report history in one SQLite
+ * database. It knows SQL and nothing of HTTP; the scheduling core reaches it only as the
+ * JSON text of saved state.
+ *
+ * One writer connection (behind a mutex: SQLite allows one writer at a time anyway) and a
+ * small pool of reader connections that WAL mode lets run beside it. Every statement is
+ * prepared once per connection and kept for the life of the store.
+ */
+#ifndef GLR_STORE_H
+#define GLR_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "glr.h"
+
+/* Longest job id, in bytes. */
+#define STORE_ID_MAX 128
+/* Reader connections in the pool. */
+#define STORE_READERS 4
+/* How long a statement waits for a lock held by another process, in milliseconds. */
+#define STORE_BUSY_TIMEOUT_MS 5000
+
+struct store;
+
+enum store_status_filter { STORE_ANY, STORE_RUNNING, STORE_FINISHED };
+
+/* A row of the jobs table. The strings are owned by the row: store_job_clear(). */
+struct store_job {
+    int64_t seq;
+    char id[STORE_ID_MAX + 1];
+    char *policy;
+    char *initial_lr; /* JSON */
+    char *config;     /* JSON */
+    char *tags;       /* JSON object */
+    char *state;      /* JSON */
+    bool finished;
+    int64_t last_step; /* -1 before the first report */
+    int64_t reports;
+    int64_t created_ms;
+    int64_t updated_ms;
+};
+
+/* A row of the history table. */
+struct store_report {
+    int64_t step;
+    int64_t rank;
+    double loss; /* NaN, infinities and all */
+    double metric;
+    enum glr_event event;
+    int64_t time_ms;
+    size_t groups;
+    double lrs[GLR_MAX_GROUPS];
+};
+
+/*
+ * Opens (creating if needed) the database at path, applies the migrations it lacks in one
+ * transaction, and checks that WAL mode took. A database made by a newer greedylr is
+ * refused. On success *out is owned by the caller (store_close()).
+ * Returns GLR_OK, GLR_EIO or GLR_ECORRUPT; err says what went wrong.
+ */
+int store_open(const char *path, struct store **out, char *err);
+
+/* Closes every connection (checkpointing the WAL); NULL is accepted. */
+void store_close(struct store *store);
+
+/* The schema version of an open store (PRAGMA user_version). */
+int store_schema_version(struct store *store);
+
+/* The schema version this build creates. */
+int store_latest_version(void);
+
+/* Frees the strings of a row and zeroes it; the row itself is the caller's. */
+void store_job_clear(struct store_job *job);
+
+/*
+ * Inserts a job (job->seq receives its key). tags is a JSON object of strings, also
+ * written to job_tags. Returns GLR_OK, GLR_ECONFLICT when the id exists, or GLR_EIO.
+ */
+int store_job_insert(struct store *store, struct store_job *job, char *err);
+
+/* Loads the job with this id into *out. Returns GLR_OK, GLR_ENOTFOUND or GLR_EIO. */
+int store_job_load(struct store *store, const char *id, struct store_job *out, char *err);
+
+/*
+ * Sets status and/or tags (NULL keeps them) and updated_ms of the job seq.
+ * Returns GLR_OK, GLR_ENOTFOUND or GLR_EIO.
+ */
+int store_job_patch(struct store *store, int64_t seq, const bool *finished, const char *tags,
+                    int64_t updated_ms, char *err);
+
+/* Deletes the job and its history. Returns GLR_OK, GLR_ENOTFOUND or GLR_EIO. */
+int store_job_delete(struct store *store, int64_t seq, char *err);
+
+/*
+ * Commits one report in a single transaction: the history row and the job's new state,
+ * last_step, report count and updated time. Returns GLR_OK, GLR_ECONFLICT when the
+ * (step, rank) row exists already, or GLR_EIO; on failure nothing is changed.
+ */
+int store_report_commit(struct store *store, int64_t seq, const struct store_report *report,
+                        const char *state, int64_t last_step, int64_t reports, char *err);
+
+/* Loads the history row (seq, step, rank). Returns GLR_OK, GLR_ENOTFOUND or GLR_EIO. */
+int store_report_find(struct store *store, int64_t seq, int64_t step, int64_t rank,
+                      struct store_report *out, char *err);
+
+/* Called for each row of a scan; return false to stop early. */
+typedef bool (*store_report_fn)(void *ctx, const struct store_report *report);
+typedef bool (*store_job_fn)(void *ctx, const struct store_job *job);
+
+/*
+ * Calls fn for at most limit history rows of job seq, in (step, rank) order, starting at
+ * (from_step, from_rank) and ending at step to_step. Returns GLR_OK, GLR_ECORRUPT or
+ * GLR_EIO. The row passed to fn is valid only during the call. A reader connection is
+ * held for the duration: keep limit modest where latency matters.
+ */
+int store_report_scan(struct store *store, int64_t seq, int64_t from_step, int64_t from_rank,
+                      int64_t to_step, int64_t limit, store_report_fn fn, void *ctx, char *err);
+
+/*
+ * Calls fn for at most limit jobs with seq > after_seq in seq order, filtered by status
+ * and by one tag (tag_key NULL for none). Returns GLR_OK or GLR_EIO.
+ */
+int store_job_scan(struct store *store, int64_t after_seq, int64_t limit,
+                   enum store_status_filter status, const char *tag_key, const char *tag_value,
+                   store_job_fn fn, void *ctx, char *err);
+
+#endif

@@ -1,0 +1,1231 @@
+/*
+ * The scheduling service (see svc.h): jobs in memory over the store, and the rules of
+ * reports, retries, listing and history.
+ */
+#include "svc.h"
+
+#include <fcntl.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "jsonx.h"
+
+/* A job in memory. Fields below `lock` are guarded by it; refs and next by the map lock. */
+struct job {
+    char id[STORE_ID_MAX + 1];
+    int64_t seq;
+    int refs;
+    struct job *next;
+
+    pthread_mutex_t lock;
+    bool gone; /* deleted, or dropped after a failed write: look it up again */
+    struct glr_sched *sched;
+    char *tags; /* JSON object */
+    bool finished;
+    int64_t last_step; /* -1 before the first report */
+    int64_t reports;
+    int64_t created_ms;
+    int64_t updated_ms;
+};
+
+/* Initial number of hash buckets; the table doubles when it is full. */
+#define SVC_BUCKETS_INITIAL 1024
+
+struct svc {
+    struct store *store;
+    pthread_mutex_t map_lock;
+    struct job **buckets;
+    size_t nbuckets;
+    size_t njobs;
+};
+
+/* ---- small helpers ------------------------------------------------------------------ */
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Formats Unix milliseconds as RFC 3339 in UTC, e.g. 2026-11-28T17:35:37.123Z. */
+static void format_time(int64_t ms, char buf[32])
+{
+    time_t seconds = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&seconds, &tm);
+    snprintf(buf, 32, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+}
+
+bool svc_valid_id(const char *id)
+{
+    size_t len = 0;
+    for (const char *p = id; *p; p++, len++) {
+        char c = *p;
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '.' || c == '_' || c == '-';
+        if (!ok || len >= STORE_ID_MAX)
+            return false;
+    }
+    return len > 0;
+}
+
+/* Makes a random job id "job-" + 24 hex digits. */
+static int make_id(char id[STORE_ID_MAX + 1], char *err)
+{
+    unsigned char bytes[12];
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    ssize_t got = fd >= 0 ? read(fd, bytes, sizeof(bytes)) : -1;
+    if (fd >= 0)
+        close(fd);
+    if (got != (ssize_t)sizeof(bytes))
+        return glr_fail(err, GLR_EIO, "cannot read /dev/urandom for a job id");
+    int len = snprintf(id, STORE_ID_MAX + 1, "job-");
+    for (size_t i = 0; i < sizeof(bytes); i++)
+        len += snprintf(id + len, (size_t)(STORE_ID_MAX + 1 - len), "%02x", bytes[i]);
+    return GLR_OK;
+}
+
+/* Prints a tree without formatting; NULL when out of memory. The caller frees. */
+static char *print(const cJSON *tree)
+{
+    return tree ? cJSON_PrintUnformatted(tree) : NULL;
+}
+
+/*
+ * Checks tags (a JSON object of strings, within the limits) and returns its canonical
+ * text (the caller frees); NULL tags give "{}".
+ */
+static int canonical_tags(const cJSON *tags, char **out, char *err)
+{
+    *out = NULL;
+    if (!tags || cJSON_IsNull(tags)) {
+        *out = strdup("{}");
+        return *out ? GLR_OK : glr_fail(err, GLR_ENOMEM, "out of memory");
+    }
+    if (!cJSON_IsObject(tags))
+        return glr_fail(err, GLR_EINVAL, "tags must be an object of strings");
+    int count = 0;
+    const cJSON *tag;
+    cJSON_ArrayForEach(tag, tags)
+    {
+        if (++count > SVC_TAGS_MAX)
+            return glr_fail(err, GLR_EINVAL, "tags: at most %d tags", SVC_TAGS_MAX);
+        size_t key_len = strlen(tag->string);
+        if (key_len == 0 || key_len > SVC_TAG_KEY_MAX || strchr(tag->string, ':'))
+            return glr_fail(err, GLR_EINVAL,
+                            "tags: a key must have 1 to %d bytes and no ':' (\"%.64s\")",
+                            SVC_TAG_KEY_MAX, tag->string);
+        if (!cJSON_IsString(tag))
+            return glr_fail(err, GLR_EINVAL, "tags.%.64s must be a string", tag->string);
+        if (strlen(tag->valuestring) > SVC_TAG_VALUE_MAX)
+            return glr_fail(err, GLR_EINVAL, "tags.%.64s: at most %d bytes", tag->string,
+                            SVC_TAG_VALUE_MAX);
+        for (const cJSON *other = tag->next; other; other = other->next)
+            if (strcmp(other->string, tag->string) == 0)
+                return glr_fail(err, GLR_EINVAL, "tags.%.64s is given twice", tag->string);
+    }
+    *out = print(tags);
+    return *out ? GLR_OK : glr_fail(err, GLR_ENOMEM, "out of memory");
+}
+
+/* ---- jobs in memory ----------------------------------------------------------------- */
+
+static size_t hash_id(const char *id)
+{
+    size_t h = 1469598103934665603u; /* FNV-1a */
+    for (const unsigned char *p = (const unsigned char *)id; *p; p++)
+        h = (h ^ *p) * 1099511628211u;
+    return h;
+}
+
+static void job_free(struct job *job)
+{
+    if (!job)
+        return;
+    glr_sched_free(job->sched);
+    free(job->tags);
+    pthread_mutex_destroy(&job->lock);
+    free(job);
+}
+
+/* Builds a scheduler from a stored job: its policy, lr and config, then its saved state. */
+static int sched_from_row(const struct store_job *row, struct glr_sched **out, char *err)
+{
+    cJSON *lr = cJSON_Parse(row->initial_lr);
+    cJSON *config = cJSON_Parse(row->config);
+    cJSON *state = cJSON_Parse(row->state);
+    int rc = GLR_OK;
+    if (!lr || !config || !state)
+        rc = glr_fail(err, GLR_ECORRUPT, "database: job %s has damaged JSON", row->id);
+    if (!rc)
+        rc = glr_sched_create(row->policy, lr, config, out, err);
+    if (!rc) {
+        rc = glr_sched_state_load(*out, state, err);
+        if (rc) {
+            glr_sched_free(*out);
+            *out = NULL;
+        }
+    }
+    cJSON_Delete(lr);
+    cJSON_Delete(config);
+    cJSON_Delete(state);
+    if (rc == GLR_EINVAL)
+        rc = GLR_ECORRUPT; /* a stored config that no longer validates is damage */
+    return rc;
+}
+
+static int job_from_row(const struct store_job *row, struct job **out, char *err)
+{
+    struct job *job = calloc(1, sizeof(*job));
+    if (!job)
+        return glr_fail(err, GLR_ENOMEM, "out of memory");
+    pthread_mutex_init(&job->lock, NULL);
+    memcpy(job->id, row->id, sizeof(job->id));
+    job->seq = row->seq;
+    job->finished = row->finished;
+    job->last_step = row->last_step;
+    job->reports = row->reports;
+    job->created_ms = row->created_ms;
+    job->updated_ms = row->updated_ms;
+    job->tags = strdup(row->tags);
+    int rc = job->tags ? sched_from_row(row, &job->sched, err)
+                       : glr_fail(err, GLR_ENOMEM, "out of memory");
+    if (rc) {
+        job_free(job);
+        return rc;
+    }
+    *out = job;
+    return GLR_OK;
+}
+
+static void map_grow(struct svc *svc)
+{
+    size_t n = svc->nbuckets * 2;
+    struct job **buckets = calloc(n, sizeof(*buckets));
+    if (!buckets)
+        return; /* longer chains, still correct */
+    for (size_t i = 0; i < svc->nbuckets; i++) {
+        struct job *job = svc->buckets[i];
+        while (job) {
+            struct job *next = job->next;
+            size_t b = hash_id(job->id) & (n - 1);
+            job->next = buckets[b];
+            buckets[b] = job;
+            job = next;
+        }
+    }
+    free(svc->buckets);
+    svc->buckets = buckets;
+    svc->nbuckets = n;
+}
+
+/* Finds a job in memory and takes a reference; call with the map lock held. */
+static struct job *map_find(struct svc *svc, const char *id)
+{
+    for (struct job *job = svc->buckets[hash_id(id) & (svc->nbuckets - 1)]; job; job = job->next)
+        if (strcmp(job->id, id) == 0)
+            return job;
+    return NULL;
+}
+
+/* Removes job from the map (if it is there); call with the map lock held. */
+static void map_remove(struct svc *svc, struct job *job)
+{
+    struct job **link = &svc->buckets[hash_id(job->id) & (svc->nbuckets - 1)];
+    for (; *link; link = &(*link)->next) {
+        if (*link == job) {
+            *link = job->next;
+            job->next = NULL;
+            svc->njobs--;
+            job->refs--; /* the map's own reference */
+            return;
+        }
+    }
+}
+
+static void job_release(struct svc *svc, struct job *job)
+{
+    pthread_mutex_lock(&svc->map_lock);
+    bool last = --job->refs == 0;
+    pthread_mutex_unlock(&svc->map_lock);
+    if (last)
+        job_free(job);
+}
+
+/*
+ * Returns the job with this id, from memory or loaded from the store, with a reference
+ * the caller gives back with job_release(). Returns GLR_ENOTFOUND for an unknown id.
+ */
+static int job_acquire(struct svc *svc, const char *id, struct job **out, char *err)
+{
+    *out = NULL;
+    if (!svc_valid_id(id))
+        return glr_fail(err, GLR_ENOTFOUND, "job %.128s does not exist", id);
+    pthread_mutex_lock(&svc->map_lock);
+    struct job *job = map_find(svc, id);
+    if (job)
+        job->refs++;
+    pthread_mutex_unlock(&svc->map_lock);
+    if (job) {
+        *out = job;
+        return GLR_OK;
+    }
+
+    struct store_job row;
+    int rc = store_job_load(svc->store, id, &row, err);
+    if (rc)
+        return rc;
+    struct job *loaded = NULL;
+    rc = job_from_row(&row, &loaded, err);
+    store_job_clear(&row);
+    if (rc)
+        return rc;
+
+    pthread_mutex_lock(&svc->map_lock);
+    job = map_find(svc, id);
+    if (job) {
+        job->refs++; /* another thread loaded it first: use theirs */
+    } else {
+        job = loaded;
+        loaded = NULL;
+        job->refs = 2; /* the map's and the caller's */
+        size_t b = hash_id(id) & (svc->nbuckets - 1);
+        job->next = svc->buckets[b];
+        svc->buckets[b] = job;
+        if (++svc->njobs > svc->nbuckets)
+            map_grow(svc);
+    }
+    pthread_mutex_unlock(&svc->map_lock);
+    job_free(loaded);
+    *out = job;
+    return GLR_OK;
+}
+
+/* Drops a job from memory (after a delete or a failed write); call with job->lock held. */
+static void job_forget(struct svc *svc, struct job *job)
+{
+    job->gone = true;
+    pthread_mutex_lock(&svc->map_lock);
+    map_remove(svc, job);
+    pthread_mutex_unlock(&svc->map_lock);
+}
+
+/*
+ * Acquires and locks the job, retrying when it was dropped from memory between the two.
+ * On success the caller holds job->lock and a reference: job_unlock() gives both back.
+ */
+static int job_lock(struct svc *svc, const char *id, struct job **out, char *err)
+{
+    for (;;) {
+        int rc = job_acquire(svc, id, out, err);
+        if (rc)
+            return rc;
+        pthread_mutex_lock(&(*out)->lock);
+        if (!(*out)->gone)
+            return GLR_OK;
+        pthread_mutex_unlock(&(*out)->lock);
+        job_release(svc, *out);
+    }
+}
+
+static void job_unlock(struct svc *svc, struct job *job)
+{
+    pthread_mutex_unlock(&job->lock);
+    job_release(svc, job);
+}
+
+/* ---- jobs as JSON --------------------------------------------------------------------- */
+
+/* The fields of a job that are not in its scheduler. */
+struct job_view {
+    const char *id;
+    const char *tags;
+    bool finished;
+    int64_t last_step;
+    int64_t reports;
+    int64_t created_ms;
+    int64_t updated_ms;
+};
+
+static bool add_item(cJSON *object, const char *key, cJSON *item)
+{
+    if (!item || !cJSON_AddItemToObject(object, key, item)) {
+        cJSON_Delete(item);
+        return false;
+    }
+    return true;
+}
+
+static bool add_time(cJSON *object, const char *key, int64_t ms)
+{
+    char text[32];
+    format_time(ms, text);
+    return cJSON_AddStringToObject(object, key, text) != NULL;
+}
+
+static cJSON *describe(const struct job_view *v, const struct glr_sched *sched)
+{
+    cJSON *o = cJSON_CreateObject();
+    bool ok = o && cJSON_AddStringToObject(o, "id", v->id) &&
+              cJSON_AddStringToObject(o, "policy", glr_sched_policy(sched)) &&
+              add_item(o, "lr", glr_sched_lr_json(sched)) &&
+              add_item(o, "initial_lr", glr_sched_initial_lr_json(sched)) &&
+              add_item(o, "config", glr_sched_config_json(sched)) &&
+              add_item(o, "tags", cJSON_Parse(v->tags)) &&
+              cJSON_AddStringToObject(o, "status", v->finished ? "finished" : "running") &&
+              add_item(o, "last_step",
+                       v->last_step >= 0 ? cJSON_CreateNumber((double)v->last_step)
+                                         : cJSON_CreateNull()) &&
+              cJSON_AddNumberToObject(o, "reports", (double)v->reports) &&
+              add_item(o, "state", glr_sched_counters_json(sched)) &&
+              add_time(o, "created_at", v->created_ms) && add_time(o, "updated_at", v->updated_ms);
+    if (!ok) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return o;
+}
+
+/* Describes a job in memory; call with job->lock held. */
+static int describe_job(const struct job *job, cJSON **out, char *err)
+{
+    struct job_view v = {job->id,      job->tags,       job->finished,  job->last_step,
+                         job->reports, job->created_ms, job->updated_ms};
+    *out = describe(&v, job->sched);
+    return *out ? GLR_OK : glr_fail(err, GLR_ENOMEM, "out of memory");
+}
+
+/* ---- the service ---------------------------------------------------------------------- */
+
+int svc_open(const char *path, struct svc **out, char *err)
+{
+    *out = NULL;
+    struct svc *svc = calloc(1, sizeof(*svc));
+    if (!svc)
+        return glr_fail(err, GLR_ENOMEM, "out of memory");
+    svc->nbuckets = SVC_BUCKETS_INITIAL;
+    svc->buckets = calloc(svc->nbuckets, sizeof(*svc->buckets));
+    pthread_mutex_init(&svc->map_lock, NULL);
+    int rc = svc->buckets ? store_open(path, &svc->store, err)
+                          : glr_fail(err, GLR_ENOMEM, "out of memory");
+    if (rc) {
+        svc_close(svc);
+        return rc;
+    }
+    *out = svc;
+    return GLR_OK;
+}
+
+void svc_close(struct svc *svc)
+{
+    if (!svc)
+        return;
+    for (size_t i = 0; svc->buckets && i < svc->nbuckets; i++) {
+        struct job *job = svc->buckets[i];
+        while (job) {
+            struct job *next = job->next;
+            job_free(job);
+            job = next;
+        }
+    }
+    free(svc->buckets);
+    pthread_mutex_destroy(&svc->map_lock);
+    store_close(svc->store);
+    free(svc);
+}
+
+/* The canonical text of what a create request asks for, to tell a retry from a clash. */
+struct canonical {
+    char *initial_lr;
+    char *config;
+    char *tags;
+    char *state;
+};
+
+static void canonical_free(struct canonical *c)
+{
+    free(c->initial_lr);
+    free(c->config);
+    free(c->tags);
+    free(c->state);
+}
+
+static int make_canonical(const struct glr_sched *sched, const cJSON *tags, struct canonical *c,
+                          char *err)
+{
+    memset(c, 0, sizeof(*c));
+    int rc = canonical_tags(tags, &c->tags, err);
+    if (rc)
+        return rc;
+    cJSON *lr = glr_sched_initial_lr_json(sched);
+    cJSON *config = glr_sched_config_json(sched);
+    cJSON *state = glr_sched_state_save(sched);
+    c->initial_lr = print(lr);
+    c->config = print(config);
+    c->state = print(state);
+    cJSON_Delete(lr);
+    cJSON_Delete(config);
+    cJSON_Delete(state);
+    if (!c->initial_lr || !c->config || !c->state) {
+        canonical_free(c);
+        return glr_fail(err, GLR_ENOMEM, "out of memory");
+    }
+    return GLR_OK;
+}
+
+/* True when the stored job was created by a request equal to c. */
+static bool same_request(const struct store_job *row, const char *policy, const struct canonical *c)
+{
+    return strcmp(row->policy, policy) == 0 && strcmp(row->initial_lr, c->initial_lr) == 0 &&
+           strcmp(row->config, c->config) == 0 && strcmp(row->tags, c->tags) == 0;
+}
+
+/* Answers a create whose id exists: the same request again is fine, another is not. */
+static int existing_job(struct svc *svc, const char *policy, const struct canonical *c,
+                        const char *id, cJSON **job_out, char *err)
+{
+    struct store_job row;
+    int rc = store_job_load(svc->store, id, &row, err);
+    if (rc)
+        return rc;
+    bool same = same_request(&row, policy, c);
+    store_job_clear(&row);
+    if (!same)
+        return glr_fail(err, GLR_ECONFLICT, "job %s exists with another policy, lr, config or tags",
+                        id);
+    return svc_job_get(svc, id, job_out, err);
+}
+
+int svc_job_create(struct svc *svc, const struct svc_create *request, bool *created,
+                   cJSON **job_out, char *err)
+{
+    *created = false;
+    *job_out = NULL;
+    char id[STORE_ID_MAX + 1];
+    if (request->id) {
+        if (!svc_valid_id(request->id))
+            return glr_fail(err, GLR_EINVAL,
+                            "id must be 1 to %d characters of A-Z, a-z, 0-9, '.', '_', '-'",
+                            STORE_ID_MAX);
+        snprintf(id, sizeof(id), "%s", request->id);
+    } else {
+        int rc = make_id(id, err);
+        if (rc)
+            return rc;
+    }
+    const char *policy = request->policy ? request->policy : "greedylr";
+    struct glr_sched *sched = NULL;
+    int rc = glr_sched_create(policy, request->lr, request->config, &sched, err);
+    if (rc)
+        return rc;
+    struct canonical c;
+    rc = make_canonical(sched, request->tags, &c, err);
+    if (rc) {
+        glr_sched_free(sched);
+        return rc;
+    }
+
+    int64_t now = now_ms();
+    char policy_name[32]; /* a copy the row may point at */
+    snprintf(policy_name, sizeof(policy_name), "%s", glr_sched_policy(sched));
+    struct store_job row = {
+        .policy = policy_name,
+        .initial_lr = c.initial_lr,
+        .config = c.config,
+        .tags = c.tags,
+        .state = c.state,
+        .last_step = -1,
+        .created_ms = now,
+        .updated_ms = now,
+    };
+    memcpy(row.id, id, sizeof(row.id));
+    rc = store_job_insert(svc->store, &row, err);
+    if (rc == GLR_ECONFLICT && request->id) {
+        rc = existing_job(svc, policy, &c, id, job_out, err);
+    } else if (rc == GLR_OK) {
+        *created = true;
+        struct job_view v = {id, c.tags, false, -1, 0, now, now};
+        *job_out = describe(&v, sched);
+        if (!*job_out)
+            rc = glr_fail(err, GLR_ENOMEM, "out of memory");
+    }
+    canonical_free(&c);
+    glr_sched_free(sched);
+    return rc;
+}
+
+int svc_job_get(struct svc *svc, const char *id, cJSON **job_out, char *err)
+{
+    struct job *job;
+    int rc = job_lock(svc, id, &job, err);
+    if (rc)
+        return rc;
+    rc = describe_job(job, job_out, err);
+    job_unlock(svc, job);
+    return rc;
+}
+
+int svc_job_patch(struct svc *svc, const char *id, const bool *finished, const cJSON *tags,
+                  cJSON **job_out, char *err)
+{
+    *job_out = NULL;
+    char *tags_text = NULL;
+    if (tags) {
+        int rc = canonical_tags(tags, &tags_text, err);
+        if (rc)
+            return rc;
+    }
+    struct job *job;
+    int rc = job_lock(svc, id, &job, err);
+    if (rc) {
+        free(tags_text);
+        return rc;
+    }
+    int64_t now = now_ms();
+    rc = store_job_patch(svc->store, job->seq, finished, tags_text, now, err);
+    if (rc == GLR_OK) {
+        if (finished)
+            job->finished = *finished;
+        if (tags_text) {
+            free(job->tags);
+            job->tags = tags_text;
+            tags_text = NULL;
+        }
+        job->updated_ms = now;
+        rc = describe_job(job, job_out, err);
+    } else {
+        job_forget(svc, job); /* memory may disagree with the store now: reload next time */
+    }
+    job_unlock(svc, job);
+    free(tags_text);
+    return rc;
+}
+
+int svc_job_delete(struct svc *svc, const char *id, char *err)
+{
+    struct job *job;
+    int rc = job_lock(svc, id, &job, err);
+    if (rc)
+        return rc;
+    rc = store_job_delete(svc->store, job->seq, err);
+    job_forget(svc, job);
+    job_unlock(svc, job);
+    return rc;
+}
+
+/* ---- listing ------------------------------------------------------------------------ */
+
+struct list_ctx {
+    cJSON *jobs;
+    int64_t wanted;
+    int64_t count;
+    int64_t last_seq;
+    bool more;
+    int rc;
+    char *err;
+};
+
+static bool list_one(void *ctx_, const struct store_job *row)
+{
+    struct list_ctx *ctx = ctx_;
+    if (ctx->count == ctx->wanted) {
+        ctx->more = true; /* the extra row only says that another page exists */
+        return false;
+    }
+    struct glr_sched *sched = NULL;
+    ctx->rc = sched_from_row(row, &sched, ctx->err);
+    if (ctx->rc)
+        return false;
+    struct job_view v = {row->id,      row->tags,       row->finished,  row->last_step,
+                         row->reports, row->created_ms, row->updated_ms};
+    cJSON *job = describe(&v, sched);
+    glr_sched_free(sched);
+    if (!job || !cJSON_AddItemToArray(ctx->jobs, job)) {
+        cJSON_Delete(job);
+        ctx->rc = glr_fail(ctx->err, GLR_ENOMEM, "out of memory");
+        return false;
+    }
+    ctx->count++;
+    ctx->last_seq = row->seq;
+    return true;
+}
+
+/* Page tokens are opaque to clients; inside, "j" and the last seq of the page before. */
+static int parse_list_token(const char *token, int64_t *after, char *err)
+{
+    *after = 0;
+    if (!token)
+        return GLR_OK;
+    char *end = NULL;
+    long long v = token[0] == 'j' ? strtoll(token + 1, &end, 10) : -1;
+    if (!end || *end != '\0' || end == token + 1 || v < 0)
+        return glr_fail(err, GLR_EINVAL, "page_token is not one this server gave");
+    *after = v;
+    return GLR_OK;
+}
+
+int svc_job_list(struct svc *svc, const struct svc_list_query *query, cJSON **out, char *err)
+{
+    *out = NULL;
+    int64_t after;
+    int rc = parse_list_token(query->page_token, &after, err);
+    if (rc)
+        return rc;
+    cJSON *answer = cJSON_CreateObject();
+    struct list_ctx ctx = {
+        .jobs = cJSON_AddArrayToObject(answer, "jobs"), .wanted = query->page_size, .err = err};
+    if (!answer || !ctx.jobs) {
+        cJSON_Delete(answer);
+        return glr_fail(err, GLR_ENOMEM, "out of memory");
+    }
+    rc = store_job_scan(svc->store, after, query->page_size + 1, query->status, query->tag_key,
+                        query->tag_value, list_one, &ctx, err);
+    if (!rc)
+        rc = ctx.rc;
+    if (!rc) {
+        char token[32];
+        snprintf(token, sizeof(token), "j%lld", (long long)ctx.last_seq);
+        if (!add_item(answer, "next_page_token",
+                      ctx.more ? cJSON_CreateString(token) : cJSON_CreateNull()))
+            rc = glr_fail(err, GLR_ENOMEM, "out of memory");
+    }
+    if (rc) {
+        cJSON_Delete(answer);
+        return rc;
+    }
+    *out = answer;
+    return GLR_OK;
+}
+
+/* ---- reports ------------------------------------------------------------------------ */
+
+static bool same_loss(double a, double b)
+{
+    return (isnan(a) && isnan(b)) || a == b;
+}
+
+static void result_from_report(const struct store_report *r, bool lr_is_array,
+                               struct svc_report_result *result)
+{
+    result->step = r->step;
+    result->groups = r->groups;
+    result->lr_is_array = lr_is_array;
+    memcpy(result->lrs, r->lrs, r->groups * sizeof(double));
+    result->event = r->event;
+}
+
+/* A report of a step that is already decided: a retry, or a conflict. */
+static int answer_decided(struct svc *svc, const struct job *job, int64_t step, int64_t rank,
+                          double loss, struct svc_report_result *result, char *err)
+{
+    struct store_report stored;
+    int rc = store_report_find(svc->store, job->seq, step, rank, &stored, err);
+    if (rc == GLR_ENOTFOUND)
+        return glr_fail(err, GLR_ECONFLICT,
+                        "step %lld is at or below the last decided step %lld and was never "
+                        "reported",
+                        (long long)step, (long long)job->last_step);
+    if (rc)
+        return rc;
+    if (!same_loss(stored.loss, loss))
+        return glr_fail(err, GLR_ECONFLICT,
+                        "step %lld (rank %lld) was reported before with another loss",
+                        (long long)step, (long long)rank);
+    result_from_report(&stored, glr_sched_lr_is_array(job->sched), result);
+    result->replayed = true;
+    return GLR_OK;
+}
+
+int svc_report(struct svc *svc, const char *id, int64_t step, int64_t rank, double loss,
+               struct svc_report_result *result, char *err)
+{
+    memset(result, 0, sizeof(*result));
+    if (step < 0 || step > GLR_MAX_STEP)
+        return glr_fail(err, GLR_EINVAL, "step must be an integer from 0 to %lld",
+                        (long long)GLR_MAX_STEP);
+    if (rank < 0 || rank > SVC_RANK_MAX)
+        return glr_fail(err, GLR_EINVAL, "rank must be an integer from 0 to %d", SVC_RANK_MAX);
+    struct job *job;
+    int rc = job_lock(svc, id, &job, err);
+    if (rc)
+        return rc;
+    if (job->last_step >= 0 && step <= job->last_step) {
+        rc = answer_decided(svc, job, step, rank, loss, result, err);
+        goto out;
+    }
+    if (job->finished) {
+        rc = glr_fail(err, GLR_ECONFLICT, "job %s is finished and takes no more reports", job->id);
+        goto out;
+    }
+
+    struct glr_step_result decision;
+    rc = glr_sched_step(job->sched, step, loss, &decision);
+    if (rc) {
+        rc = glr_fail(err, GLR_EINVAL, "step %lld is out of range", (long long)step);
+        goto out;
+    }
+    struct store_report report = {
+        .step = step,
+        .rank = rank,
+        .loss = loss,
+        .metric = decision.metric,
+        .event = decision.event,
+        .time_ms = now_ms(),
+        .groups = glr_sched_groups(job->sched),
+    };
+    memcpy(report.lrs, glr_sched_lrs(job->sched), report.groups * sizeof(double));
+    cJSON *state = glr_sched_state_save(job->sched);
+    char *state_text = print(state);
+    cJSON_Delete(state);
+    if (!state_text)
+        rc = glr_fail(err, GLR_ENOMEM, "out of memory");
+    else
+        rc = store_report_commit(svc->store, job->seq, &report, state_text, step, job->reports + 1,
+                                 err);
+    free(state_text);
+    if (rc) {
+        /* The scheduler has stepped but the store has not: drop it and reload next time. */
+        job_forget(svc, job);
+        goto out;
+    }
+    job->last_step = step;
+    job->reports++;
+    job->updated_ms = report.time_ms;
+    result_from_report(&report, glr_sched_lr_is_array(job->sched), result);
+out:
+    job_unlock(svc, job);
+    return rc;
+}
+
+/* ---- history -------------------------------------------------------------------------- */
+
+/* The job's key and shape, read under its lock, for queries that then run without it. */
+struct job_key {
+    int64_t seq;
+    bool lr_is_array;
+    size_t groups;
+};
+
+static int job_key(struct svc *svc, const char *id, struct job_key *key, char *err)
+{
+    struct job *job;
+    int rc = job_lock(svc, id, &job, err);
+    if (rc)
+        return rc;
+    key->seq = job->seq;
+    key->lr_is_array = glr_sched_lr_is_array(job->sched);
+    key->groups = glr_sched_groups(job->sched);
+    job_unlock(svc, job);
+    return GLR_OK;
+}
+
+static cJSON *lrs_json(const double *lrs, size_t groups, bool as_array)
+{
+    if (!as_array)
+        return jsonx_number(lrs[0]);
+    cJSON *array = cJSON_CreateArray();
+    for (size_t g = 0; array && g < groups; g++) {
+        cJSON *item = jsonx_number(lrs[g]);
+        if (!item || !cJSON_AddItemToArray(array, item)) {
+            cJSON_Delete(item);
+            cJSON_Delete(array);
+            array = NULL;
+        }
+    }
+    return array;
+}
+
+static bool same_bits(double a, double b)
+{
+    return memcmp(&a, &b, sizeof(a)) == 0;
+}
+
+static cJSON *point_json(const struct store_report *r, bool lr_is_array)
+{
+    cJSON *p = cJSON_CreateObject();
+    bool ok = p && cJSON_AddNumberToObject(p, "step", (double)r->step) &&
+              add_item(p, "loss", jsonx_number(r->loss)) &&
+              add_item(p, "lr", lrs_json(r->lrs, r->groups, lr_is_array)) &&
+              cJSON_AddStringToObject(p, "event", glr_event_name(r->event));
+    /* The metric is shown only where the policy judged something else than the loss. */
+    if (ok && !same_bits(r->metric, r->loss) && !(isnan(r->metric) && isnan(r->loss)))
+        ok = add_item(p, "metric", jsonx_number(r->metric));
+    if (ok && r->rank != 0)
+        ok = cJSON_AddNumberToObject(p, "rank", (double)r->rank) != NULL;
+    if (!ok) {
+        cJSON_Delete(p);
+        return NULL;
+    }
+    return p;
+}
+
+struct page_ctx {
+    cJSON *points;
+    bool lr_is_array;
+    int64_t wanted;
+    int64_t count;
+    bool more;
+    int64_t next_step; /* the cursor of the next page, when there is one */
+    int64_t next_rank;
+    int rc;
+    char *err;
+};
+
+static bool page_one(void *ctx_, const struct store_report *r)
+{
+    struct page_ctx *ctx = ctx_;
+    if (ctx->count == ctx->wanted) {
+        ctx->more = true;
+        ctx->next_step = r->step;
+        ctx->next_rank = r->rank;
+        return false;
+    }
+    cJSON *point = point_json(r, ctx->lr_is_array);
+    if (!point || !cJSON_AddItemToArray(ctx->points, point)) {
+        cJSON_Delete(point);
+        ctx->rc = glr_fail(ctx->err, GLR_ENOMEM, "out of memory");
+        return false;
+    }
+    ctx->count++;
+    return true;
+}
+
+/* History page tokens: "h" STEP "." RANK, the first row of the next page. */
+static int parse_history_token(const char *token, int64_t *step, int64_t *rank, char *err)
+{
+    if (!token)
+        return GLR_OK;
+    long long s = -1, r = -1;
+    char tail;
+    if (sscanf(token, "h%lld.%lld%c", &s, &r, &tail) != 2 || s < 0 || r < 0)
+        return glr_fail(err, GLR_EINVAL, "page_token is not one this server gave");
+    *step = s;
+    *rank = r;
+    return GLR_OK;
+}
+
+/* ---- downsampling ---------------------------------------------------------------------- */
+
+/* First pass: how many rows, and how many of them changed the learning rate. */
+struct count_ctx {
+    int64_t rows;
+    int64_t changes;
+    double prev[GLR_MAX_GROUPS];
+};
+
+static bool lr_changed(const double *prev, const struct store_report *r, int64_t index)
+{
+    if (index == 0)
+        return false;
+    for (size_t g = 0; g < r->groups; g++)
+        if (!same_bits(prev[g], r->lrs[g]))
+            return true;
+    return false;
+}
+
+static bool count_one(void *ctx_, const struct store_report *r)
+{
+    struct count_ctx *ctx = ctx_;
+    if (lr_changed(ctx->prev, r, ctx->rows))
+        ctx->changes++;
+    memcpy(ctx->prev, r->lrs, r->groups * sizeof(double));
+    ctx->rows++;
+    return true;
+}
+
+/* A chosen row and its position in the range. */
+struct pick {
+    int64_t index;
+    struct store_report report;
+};
+
+/* Second pass: each bucket's lowest and highest loss, and the lr changes that fit. */
+struct sample_ctx {
+    int64_t rows;
+    int64_t buckets;
+    int64_t changes;      /* lr changes in the range */
+    int64_t change_keep;  /* how many of them fit */
+    int64_t index;        /* of the current row */
+    int64_t change_index; /* of the current change */
+    int64_t bucket;       /* of the current row */
+    bool have_low, have_high;
+    struct pick low, high;
+    double prev[GLR_MAX_GROUPS];
+    struct pick *picks;
+    size_t npicks;
+    size_t cap;
+};
+
+static void sample_add(struct sample_ctx *ctx, const struct pick *pick)
+{
+    if (ctx->npicks < ctx->cap)
+        ctx->picks[ctx->npicks++] = *pick;
+}
+
+static void bucket_flush(struct sample_ctx *ctx)
+{
+    if (ctx->have_low)
+        sample_add(ctx, &ctx->low);
+    if (ctx->have_high && ctx->high.index != ctx->low.index)
+        sample_add(ctx, &ctx->high);
+    ctx->have_low = ctx->have_high = false;
+}
+
+static bool sample_one(void *ctx_, const struct store_report *r)
+{
+    struct sample_ctx *ctx = ctx_;
+    int64_t index = ctx->index++;
+    int64_t bucket = index * ctx->buckets / ctx->rows;
+    if (bucket != ctx->bucket) {
+        bucket_flush(ctx);
+        ctx->bucket = bucket;
+    }
+    struct pick pick = {index, *r};
+    if (lr_changed(ctx->prev, r, index)) {
+        /* Keep change_keep of the changes, spread evenly over all of them. */
+        int64_t c = ctx->change_index++;
+        if (ctx->change_keep > 0 &&
+            c * ctx->change_keep / ctx->changes != (c + 1) * ctx->change_keep / ctx->changes)
+            sample_add(ctx, &pick);
+    }
+    memcpy(ctx->prev, r->lrs, r->groups * sizeof(double));
+    /* A NaN loss is never the lowest or highest; a bucket of NaNs keeps its first row. */
+    bool finite_or_first = !isnan(r->loss) || !ctx->have_low;
+    if (finite_or_first &&
+        (!ctx->have_low || isnan(ctx->low.report.loss) || r->loss < ctx->low.report.loss)) {
+        ctx->low = pick;
+        ctx->have_low = true;
+    }
+    if (!isnan(r->loss) &&
+        (!ctx->have_high || isnan(ctx->high.report.loss) || r->loss > ctx->high.report.loss)) {
+        ctx->high = pick;
+        ctx->have_high = true;
+    }
+    return true;
+}
+
+static int compare_picks(const void *a, const void *b)
+{
+    int64_t x = ((const struct pick *)a)->index, y = ((const struct pick *)b)->index;
+    return (x > y) - (x < y);
+}
+
+/*
+ * Fills points with at most max_points rows of the range: when the range has more, half
+ * the budget (at most) goes to the rows where the lr changed, the rest to the lowest and
+ * highest loss of equal-sized buckets.
+ */
+static int downsample(struct svc *svc, const struct job_key *key, const struct svc_history_query *q,
+                      cJSON *points, char *err)
+{
+    struct count_ctx counted = {0};
+    int rc = store_report_scan(svc->store, key->seq, q->from_step, 0, q->to_step, INT64_MAX,
+                               count_one, &counted, err);
+    if (rc || counted.rows == 0)
+        return rc;
+    struct sample_ctx ctx = {.rows = counted.rows, .changes = counted.changes, .bucket = -1};
+    int64_t k = q->max_points;
+    if (counted.rows <= k) {
+        ctx.buckets = counted.rows; /* one row per bucket: every row */
+        ctx.change_keep = 0;
+    } else {
+        ctx.change_keep = counted.changes < k / 2 ? counted.changes : k / 2;
+        ctx.buckets = (k - ctx.change_keep) / 2;
+        if (ctx.buckets < 1)
+            ctx.buckets = 1;
+    }
+    ctx.cap = (size_t)k;
+    ctx.picks = malloc(ctx.cap * sizeof(*ctx.picks));
+    if (!ctx.picks)
+        return glr_fail(err, GLR_ENOMEM, "out of memory");
+    rc = store_report_scan(svc->store, key->seq, q->from_step, 0, q->to_step, INT64_MAX, sample_one,
+                           &ctx, err);
+    bucket_flush(&ctx);
+    if (!rc) {
+        qsort(ctx.picks, ctx.npicks, sizeof(*ctx.picks), compare_picks);
+        for (size_t i = 0; i < ctx.npicks && !rc; i++) {
+            if (i > 0 && ctx.picks[i].index == ctx.picks[i - 1].index)
+                continue;
+            cJSON *point = point_json(&ctx.picks[i].report, key->lr_is_array);
+            if (!point || !cJSON_AddItemToArray(points, point)) {
+                cJSON_Delete(point);
+                rc = glr_fail(err, GLR_ENOMEM, "out of memory");
+            }
+        }
+    }
+    free(ctx.picks);
+    return rc;
+}
+
+int svc_history(struct svc *svc, const char *id, const struct svc_history_query *q, cJSON **out,
+                char *err)
+{
+    *out = NULL;
+    int64_t from_step = q->from_step, from_rank = 0;
+    int rc = parse_history_token(q->page_token, &from_step, &from_rank, err);
+    if (rc)
+        return rc;
+    struct job_key key;
+    if ((rc = job_key(svc, id, &key, err)))
+        return rc;
+    cJSON *answer = cJSON_CreateObject();
+    cJSON *points = NULL;
+    if (!answer || !cJSON_AddStringToObject(answer, "job", id) ||
+        !(points = cJSON_AddArrayToObject(answer, "points"))) {
+        cJSON_Delete(answer);
+        return glr_fail(err, GLR_ENOMEM, "out of memory");
+    }
+    cJSON *token = NULL;
+    if (q->max_points > 0) {
+        rc = downsample(svc, &key, q, points, err);
+        token = cJSON_CreateNull();
+    } else {
+        struct page_ctx ctx = {
+            .points = points, .lr_is_array = key.lr_is_array, .wanted = q->page_size, .err = err};
+        rc = store_report_scan(svc->store, key.seq, from_step, from_rank, q->to_step,
+                               q->page_size + 1, page_one, &ctx, err);
+        if (!rc)
+            rc = ctx.rc;
+        char text[64];
+        snprintf(text, sizeof(text), "h%lld.%lld", (long long)ctx.next_step,
+                 (long long)ctx.next_rank);
+        token = ctx.more ? cJSON_CreateString(text) : cJSON_CreateNull();
+    }
+    if (!rc && !add_item(answer, "next_page_token", token))
+        rc = glr_fail(err, GLR_ENOMEM, "out of memory");
+    else if (rc)
+        cJSON_Delete(token);
+    if (rc) {
+        cJSON_Delete(answer);
+        return rc;
+    }
+    *out = answer;
+    return GLR_OK;
+}
+
+/* ---- CSV export ------------------------------------------------------------------------ */
+
+/* Rows read from the store per batch, and the text buffer they are written into. */
+#define CSV_BATCH_ROWS 2048
+#define CSV_ROW_MAX    (64 + GLR_MAX_GROUPS * JSONX_DOUBLE_MAX)
+
+struct svc_csv {
+    struct svc *svc;
+    struct job_key key;
+    int64_t next_step, next_rank; /* where the next batch starts */
+    int64_t to_step;
+    bool header_done;
+    bool finished;
+    char *text;    /* the current batch */
+    size_t len;    /* bytes in text */
+    size_t offset; /* bytes of text already given out */
+    size_t rows;   /* rows in the current batch */
+};
+
+static void csv_append_row(struct svc_csv *csv, const struct store_report *r)
+{
+    char *p = csv->text + csv->len;
+    int n = snprintf(p, 32, "%lld,", (long long)r->step);
+    n += (int)jsonx_format_double(r->loss, p + n);
+    for (size_t g = 0; g < r->groups; g++) {
+        p[n++] = ',';
+        n += (int)jsonx_format_double(r->lrs[g], p + n);
+    }
+    n += snprintf(p + n, 16, ",%s\n", glr_event_name(r->event));
+    csv->len += (size_t)n;
+}
+
+static bool csv_one(void *ctx, const struct store_report *r)
+{
+    struct svc_csv *csv = ctx;
+    csv_append_row(csv, r);
+    csv->rows++;
+    csv->next_step = r->step;
+    csv->next_rank = r->rank + 1;
+    return true;
+}
+
+int svc_csv_open(struct svc *svc, const char *id, int64_t from_step, int64_t to_step,
+                 struct svc_csv **out, char *err)
+{
+    *out = NULL;
+    struct svc_csv *csv = calloc(1, sizeof(*csv));
+    if (!csv)
+        return glr_fail(err, GLR_ENOMEM, "out of memory");
+    csv->text = malloc((size_t)CSV_BATCH_ROWS * CSV_ROW_MAX);
+    int rc =
+        csv->text ? job_key(svc, id, &csv->key, err) : glr_fail(err, GLR_ENOMEM, "out of memory");
+    if (rc) {
+        svc_csv_close(csv);
+        return rc;
+    }
+    csv->svc = svc;
+    csv->next_step = from_step;
+    csv->to_step = to_step;
+    *out = csv;
+    return GLR_OK;
+}
+
+/* Refills the buffer with the header or the next batch; false at the end or on error. */
+static bool csv_refill(struct svc_csv *csv, bool *failed)
+{
+    csv->len = csv->offset = csv->rows = 0;
+    if (!csv->header_done) {
+        csv->header_done = true;
+        if (csv->key.groups == 1) {
+            csv->len = (size_t)sprintf(csv->text, "step,loss,lr,event\n");
+        } else {
+            csv->len = (size_t)sprintf(csv->text, "step,loss");
+            for (size_t g = 0; g < csv->key.groups; g++)
+                csv->len += (size_t)sprintf(csv->text + csv->len, ",lr_%zu", g);
+            csv->len += (size_t)sprintf(csv->text + csv->len, ",event\n");
+        }
+        return true;
+    }
+    if (csv->finished)
+        return false;
+    char err[GLR_ERR_MAX];
+    int rc = store_report_scan(csv->svc->store, csv->key.seq, csv->next_step, csv->next_rank,
+                               csv->to_step, CSV_BATCH_ROWS, csv_one, csv, err);
+    if (rc) {
+        *failed = true;
+        return false;
+    }
+    if (csv->rows < CSV_BATCH_ROWS)
+        csv->finished = true;
+    return csv->len > 0;
+}
+
+ssize_t svc_csv_read(struct svc_csv *csv, char *buf, size_t max)
+{
+    size_t given = 0;
+    while (given < max) {
+        if (csv->offset == csv->len) {
+            bool failed = false;
+            if (!csv_refill(csv, &failed))
+                return failed && given == 0 ? -1 : (ssize_t)given;
+        }
+        size_t n = csv->len - csv->offset;
+        if (n > max - given)
+            n = max - given;
+        memcpy(buf + given, csv->text + csv->offset, n);
+        csv->offset += n;
+        given += n;
+    }
+    return (ssize_t)given;
+}
+
+void svc_csv_close(struct svc_csv *csv)
+{
+    if (!csv)
+        return;
+    free(csv->text);
+    free(csv);
+}

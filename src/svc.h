@@ -1,0 +1,143 @@
+/*
+ * The scheduling service: training jobs, each a scheduler from the core whose state and
+ * history live in the store. This layer holds the rules of the API (what a retry is, which
+ * steps are accepted, what a job looks like as JSON) but knows nothing of HTTP: the HTTP
+ * layer parses requests into these calls and turns their results and status codes into
+ * responses.
+ *
+ * Active jobs are kept in memory (write-through: the store is committed before memory
+ * changes), so that a report does not read the database. Calls are thread-safe; reports
+ * to one job are applied one after the other.
+ */
+#ifndef GLR_SVC_H
+#define GLR_SVC_H
+
+#include <cjson/cJSON.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "glr.h"
+#include "store.h"
+
+/* Limits on what a client may ask for. */
+#define SVC_TAGS_MAX             64  /* tags on one job */
+#define SVC_TAG_KEY_MAX          64  /* bytes in a tag key */
+#define SVC_TAG_VALUE_MAX        256 /* bytes in a tag value */
+#define SVC_LIST_PAGE_DEFAULT    50
+#define SVC_LIST_PAGE_MAX        1000
+#define SVC_HISTORY_PAGE_DEFAULT 1000
+#define SVC_HISTORY_PAGE_MAX     10000
+#define SVC_MAX_POINTS_MAX       10000 /* largest max_points of a downsampled history */
+#define SVC_RANK_MAX             4095  /* largest rank number */
+
+struct svc;
+
+/* Opens the service on the database at path. *out is the caller's (svc_close()). */
+int svc_open(const char *path, struct svc **out, char *err);
+
+/* Frees every job in memory and closes the store; NULL is accepted. */
+void svc_close(struct svc *svc);
+
+/* True when id is a valid job id: [A-Za-z0-9._-]{1,128}. */
+bool svc_valid_id(const char *id);
+
+/* A request to create a job; the cJSON items are borrowed, each may be NULL. */
+struct svc_create {
+    const char *id;     /* NULL: the service makes one */
+    const char *policy; /* NULL: greedylr */
+    const cJSON *lr;
+    const cJSON *config;
+    const cJSON *tags;
+};
+
+/*
+ * Creates a job, or finds the same job created by the same request before (*created is
+ * then false). *job_out receives the job as JSON (the caller's).
+ * Returns GLR_OK, GLR_EINVAL (a bad id, lr, config or tags), GLR_ECONFLICT (the id is
+ * taken by a job created differently) or GLR_EIO.
+ */
+int svc_job_create(struct svc *svc, const struct svc_create *request, bool *created,
+                   cJSON **job_out, char *err);
+
+/* The job as JSON (the caller's). Returns GLR_OK, GLR_ENOTFOUND or GLR_EIO. */
+int svc_job_get(struct svc *svc, const char *id, cJSON **job_out, char *err);
+
+/*
+ * Changes the status (finished: true finishes the job) and/or replaces the tags (NULL
+ * leaves them). Returns GLR_OK, GLR_EINVAL, GLR_ENOTFOUND or GLR_EIO.
+ */
+int svc_job_patch(struct svc *svc, const char *id, const bool *finished, const cJSON *tags,
+                  cJSON **job_out, char *err);
+
+/* Deletes the job and its history. Returns GLR_OK, GLR_ENOTFOUND or GLR_EIO. */
+int svc_job_delete(struct svc *svc, const char *id, char *err);
+
+struct svc_list_query {
+    int64_t page_size;      /* 1 to SVC_LIST_PAGE_MAX */
+    const char *page_token; /* NULL for the first page */
+    enum store_status_filter status;
+    const char *tag_key; /* NULL for no tag filter */
+    const char *tag_value;
+};
+
+/*
+ * One page of jobs in creation order: {"jobs": [...], "next_page_token": "..." or null}.
+ * Returns GLR_OK, GLR_EINVAL (a bad page token) or GLR_EIO.
+ */
+int svc_job_list(struct svc *svc, const struct svc_list_query *query, cJSON **out, char *err);
+
+/* What a report was answered. */
+struct svc_report_result {
+    int64_t step;
+    size_t groups;
+    bool lr_is_array;
+    double lrs[GLR_MAX_GROUPS];
+    enum glr_event event;
+    bool replayed; /* a retry: the stored answer, nothing changed */
+};
+
+/*
+ * Reports the loss of one step. loss may be NaN or infinite (a diverged step).
+ * Returns GLR_OK; GLR_EINVAL for a step or rank out of range; GLR_ENOTFOUND;
+ * GLR_ECONFLICT for a finished job, the same step with another loss, or a step at or
+ * below the last decided one that was never reported; GLR_EIO.
+ */
+int svc_report(struct svc *svc, const char *id, int64_t step, int64_t rank, double loss,
+               struct svc_report_result *result, char *err);
+
+struct svc_history_query {
+    int64_t from_step;
+    int64_t to_step;
+    int64_t page_size;      /* 1 to SVC_HISTORY_PAGE_MAX */
+    const char *page_token; /* NULL for the first page */
+    int64_t max_points;     /* 0: all points, paged; else 1 to SVC_MAX_POINTS_MAX */
+};
+
+/*
+ * History as JSON: {"job": id, "points": [...], "next_page_token": ...}. With max_points
+ * the whole range comes in one answer of at most max_points points that keep its shape:
+ * each bucket's lowest and highest loss and the points where the lr changed.
+ * Returns GLR_OK, GLR_EINVAL (a bad page token), GLR_ENOTFOUND or GLR_EIO.
+ */
+int svc_history(struct svc *svc, const char *id, const struct svc_history_query *query, cJSON **out,
+                char *err);
+
+/* A CSV export in progress; it reads the history in batches, holding no lock between. */
+struct svc_csv;
+
+/* Starts a CSV export of steps from_step..to_step. Returns GLR_OK or GLR_ENOTFOUND. */
+int svc_csv_open(struct svc *svc, const char *id, int64_t from_step, int64_t to_step,
+                 struct svc_csv **out, char *err);
+
+/*
+ * Copies up to max bytes of CSV into buf. Returns the count, 0 at the end, or -1 when the
+ * database failed (the export is then cut short and the caller must abort the response).
+ */
+ssize_t svc_csv_read(struct svc_csv *csv, char *buf, size_t max);
+
+/* Ends an export; NULL is accepted. */
+void svc_csv_close(struct svc_csv *csv);
+
+#endif

@@ -1,0 +1,211 @@
+/* Runs greedylrd for the tests (see daemon.h). */
+#include "daemon.h"
+
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Most arguments passed to the daemon. */
+#define DAEMON_ARGS_MAX 24
+
+/* execv() wants writable strings: copy them (in the child, just before exec). */
+static void exec_args(const char *const *argv)
+{
+    char *copy[2 * DAEMON_ARGS_MAX + 2];
+    int n = 0;
+    for (; argv[n] && n < 2 * DAEMON_ARGS_MAX + 1; n++)
+        copy[n] = strdup(argv[n]);
+    copy[n] = NULL;
+    execv(copy[0], copy);
+    _exit(127);
+}
+
+static const char *daemon_path(void)
+{
+    const char *path = getenv("GLR_DAEMON");
+    return path && *path ? path : "src/greedylrd";
+}
+
+/* Builds argv: [wrapper...] greedylrd args... */
+static int build_argv(const char **argv, const char *const *args)
+{
+    int n = 0;
+    static char wrapper[1024];
+    const char *w = getenv("GLR_DAEMON_WRAPPER");
+    if (w && *w) {
+        /* The wrapper is a command with options separated by spaces. */
+        snprintf(wrapper, sizeof(wrapper), "%s", w);
+        for (char *tok = strtok(wrapper, " "); tok && n < DAEMON_ARGS_MAX / 2;
+             tok = strtok(NULL, " "))
+            argv[n++] = tok;
+    }
+    argv[n++] = daemon_path();
+    for (int i = 0; args && args[i] && n < DAEMON_ARGS_MAX; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+    return n;
+}
+
+static void launch(struct daemon *d, const char *const *extra_args)
+{
+    const char *args[DAEMON_ARGS_MAX + 1];
+    int n = 0;
+    args[n++] = "--listen";
+    args[n++] = "127.0.0.1:0";
+    args[n++] = "--db";
+    args[n++] = d->db;
+    args[n++] = "--threads";
+    args[n++] = "4";
+    for (int i = 0; extra_args && extra_args[i] && n < DAEMON_ARGS_MAX - 1; i++)
+        args[n++] = extra_args[i];
+    args[n] = NULL;
+    const char *argv[2 * DAEMON_ARGS_MAX + 2];
+    build_argv(argv, args);
+
+    int out[2];
+    ck_assert_int_eq(pipe(out), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        dup2(out[1], STDOUT_FILENO);
+        int log = open(d->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (log >= 0)
+            dup2(log, STDERR_FILENO);
+        close(out[0]);
+        close(out[1]);
+        exec_args(argv);
+    }
+    close(out[1]);
+    d->pid = pid;
+    /* Read the one line the daemon prints once it accepts connections. */
+    char line[256];
+    size_t len = 0;
+    while (len < sizeof(line) - 1) {
+        ssize_t got = read(out[0], line + len, 1);
+        if (got <= 0 || line[len] == '\n')
+            break;
+        len++;
+    }
+    line[len] = '\0';
+    close(out[0]);
+    const char *colon = strrchr(line, ':');
+    ck_assert_msg(strncmp(line, "listening on http://127.0.0.1:", 30) == 0 && colon,
+                  "greedylrd did not start (printed \"%s\"; see %s)", line, d->log);
+    d->port = atoi(colon + 1);
+    ck_assert_int_gt(d->port, 0);
+}
+
+void daemon_start(struct daemon *d, const char *db, const char *const *extra_args)
+{
+    memset(d, 0, sizeof(*d));
+    snprintf(d->dir, sizeof(d->dir), "%s/greedylr-test-XXXXXX",
+             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    ck_assert_ptr_nonnull(mkdtemp(d->dir));
+    if (db)
+        snprintf(d->db, sizeof(d->db), "%s", db);
+    else
+        snprintf(d->db, sizeof(d->db), "%s/test.db", d->dir);
+    snprintf(d->log, sizeof(d->log), "%s/daemon.log", d->dir);
+    launch(d, extra_args);
+}
+
+void daemon_restart(struct daemon *d)
+{
+    ck_assert_int_eq(d->pid, 0);
+    launch(d, NULL);
+}
+
+/* Waits for the child; returns its wait status. */
+static int reap(pid_t pid)
+{
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    return status;
+}
+
+static void show_log(const struct daemon *d)
+{
+    FILE *f = fopen(d->log, "r");
+    if (!f)
+        return;
+    char line[512];
+    while (fgets(line, sizeof(line), f))
+        fprintf(stderr, "  daemon: %s", line);
+    fclose(f);
+}
+
+void daemon_stop(struct daemon *d)
+{
+    if (d->pid <= 0)
+        return;
+    kill(d->pid, SIGTERM);
+    int status = reap(d->pid);
+    d->pid = 0;
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        show_log(d);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                  "greedylrd did not stop cleanly on SIGTERM (status %d)", status);
+}
+
+void daemon_kill(struct daemon *d)
+{
+    if (d->pid <= 0)
+        return;
+    kill(d->pid, SIGKILL);
+    reap(d->pid);
+    d->pid = 0;
+}
+
+void daemon_cleanup(struct daemon *d)
+{
+    if (d->pid > 0)
+        daemon_kill(d);
+    if (!d->dir[0])
+        return;
+    const char *suffixes[] = {"/test.db", "/test.db-wal", "/test.db-shm", "/daemon.log"};
+    char path[400];
+    for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
+        snprintf(path, sizeof(path), "%s%s", d->dir, suffixes[i]);
+        unlink(path);
+    }
+    rmdir(d->dir);
+    d->dir[0] = '\0';
+}
+
+int daemon_run(const char *const *args, char *stderr_text, size_t size)
+{
+    const char *argv[2 * DAEMON_ARGS_MAX + 2];
+    build_argv(argv, args);
+    int err[2];
+    ck_assert_int_eq(pipe(err), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, STDOUT_FILENO);
+        dup2(err[1], STDERR_FILENO);
+        close(err[0]);
+        close(err[1]);
+        exec_args(argv);
+    }
+    close(err[1]);
+    size_t len = 0;
+    ssize_t got;
+    char sink[256];
+    while ((got = read(err[0], len + 1 < size ? stderr_text + len : sink,
+                       len + 1 < size ? size - 1 - len : sizeof(sink))) > 0)
+        if (len + 1 < size)
+            len += (size_t)got;
+    stderr_text[len] = '\0';
+    close(err[0]);
+    int status = reap(pid);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
