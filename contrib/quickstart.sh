@@ -11,7 +11,7 @@ top=$(pwd)
 # Debian packages the build and the tests need.
 BUILD_PACKAGES="autoconf automake make gcc libc6-dev pkgconf libmicrohttpd-dev libcjson-dev \
 libsqlite3-dev check"
-TEST_PACKAGES="valgrind"
+TEST_PACKAGES="valgrind curl python3 python3-yaml python3-jsonschema"
 
 say() { printf 'quickstart: %s\n' "$*" >&2; }
 
@@ -67,10 +67,8 @@ run)
     install_missing $BUILD_PACKAGES
     bootstrap
     build build/release
-    say "replaying a synthetic training run through the greedylr policy"
-    awk 'BEGIN { for (s = 0; s < 300; s++) printf "%.6f\n", 4.0 / (1 + 0.02 * s) + 0.05 * sin(s) }' |
-        build/release/src/greedylr-replay --policy greedylr --lr 0.1 \
-            --config '{"patience": 5, "factor": 0.9, "min_lr": 0.001, "max_lr": 1.0}'
+    say "starting greedylrd on 127.0.0.1:8080 with ./greedylr.db (Ctrl-C stops it)"
+    exec build/release/src/greedylrd --listen 127.0.0.1:8080 --db ./greedylr.db
     ;;
 test)
     install_missing $BUILD_PACKAGES $TEST_PACKAGES

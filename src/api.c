@@ -674,6 +674,14 @@ static bool append_body(struct request *req, const char *data, size_t size)
     return true;
 }
 
+static enum MHD_Result answer_too_big(struct MHD_Connection *conn, struct request *req)
+{
+    char detail[96];
+    snprintf(detail, sizeof(detail), "the request body is larger than %d bytes", API_BODY_MAX);
+    return answer_problem(conn, req, HTTP_CONTENT_TOO_LARGE, "too-large", "Content too large",
+                          detail, NULL);
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls)
@@ -682,31 +690,33 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     struct request *req = *con_cls;
     (void)version;
     if (!req) {
-        /* The first call only sets up: answering now would cost the connection. */
         req = calloc(1, sizeof(*req));
         if (!req)
             return MHD_NO;
         clock_gettime(CLOCK_MONOTONIC, &req->start);
         *con_cls = req;
+        /*
+         * The first call only sets up: an answer queued now makes libmicrohttpd close the
+         * connection. That is what a declared body over the limit deserves, rather than
+         * reading it all; a chunked one is read and dropped, and answered at the end.
+         */
+        const char *length =
+            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (length && strtoull(length, NULL, 10) > API_BODY_MAX)
+            return answer_too_big(conn, req);
         return MHD_YES;
     }
     if (*upload_data_size > 0) {
         size_t size = *upload_data_size;
         *upload_data_size = 0;
-        if (req->answered)
-            return MHD_YES;
-        if (!append_body(req, upload_data, size)) {
-            /* Answer at once; libmicrohttpd closes the connection after it. */
-            char detail[96];
-            snprintf(detail, sizeof(detail), "the request body is larger than %d bytes",
-                     API_BODY_MAX);
-            return answer_problem(conn, req, HTTP_CONTENT_TOO_LARGE, "too-large",
-                                  "Content too large", detail, NULL);
-        }
+        if (!req->too_big && !append_body(req, upload_data, size))
+            req->too_big = true;
         return MHD_YES;
     }
     if (req->answered)
         return MHD_YES;
+    if (req->too_big)
+        return answer_too_big(conn, req);
     return dispatch(api, conn, req, url, method);
 }
 

@@ -53,14 +53,17 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Room for an RFC 3339 time with milliseconds, whatever the year. */
+#define TIME_TEXT_MAX 64
+
 /* Formats Unix milliseconds as RFC 3339 in UTC, e.g. 2026-11-28T17:35:37.123Z. */
-static void format_time(int64_t ms, char buf[32])
+static void format_time(int64_t ms, char buf[TIME_TEXT_MAX])
 {
     time_t seconds = (time_t)(ms / 1000);
     struct tm tm;
     gmtime_r(&seconds, &tm);
-    snprintf(buf, 32, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+    snprintf(buf, TIME_TEXT_MAX, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
 }
 
 bool svc_valid_id(const char *id)
@@ -365,7 +368,7 @@ static bool add_item(cJSON *object, const char *key, cJSON *item)
 
 static bool add_time(cJSON *object, const char *key, int64_t ms)
 {
-    char text[32];
+    char text[TIME_TEXT_MAX];
     format_time(ms, text);
     return cJSON_AddStringToObject(object, key, text) != NULL;
 }

@@ -210,9 +210,15 @@ int httpc_request(struct httpc *c, const char *method, const char *path, const c
         if (c->fd < 0 && (c->fd = connect_to(c->port)) < 0)
             break;
         int keep = 0;
-        if (send_all(c->fd, head, (size_t)head_len) == 0 &&
-            (!body || send_all(c->fd, body, body_len) == 0) &&
-            read_response(c->fd, method, r, &keep) == 0) {
+        /*
+         * A server may answer before it has read the whole body (413) and close: read its
+         * answer even when sending failed part way.
+         */
+        bool sent = send_all(c->fd, head, (size_t)head_len) == 0 &&
+                    (!body || send_all(c->fd, body, body_len) == 0);
+        if (read_response(c->fd, method, r, &keep) == 0) {
+            if (!sent)
+                keep = 0;
             result = 0;
             if (!keep)
                 httpc_close(c);

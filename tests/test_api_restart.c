@@ -1,0 +1,214 @@
+/*
+ * Restarts: a job's state after a restart (clean or kill -9) is exactly its state
+ * before, so the answers equal those of an uninterrupted run; the schema is created,
+ * upgraded, and a database from a newer greedylr is refused.
+ */
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "daemon.h"
+#include "golden.h"
+#include "httpc.h"
+#include "jsonx.h"
+#include "testutil.h"
+
+/* Reports golden case gc from step `from` to `to` (exclusive), comparing every answer. */
+static void report_range(struct httpc *c, const struct golden_case *gc, int from, int to)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/jobs/%s/reports", gc->name);
+    for (int k = from; k < to; k++) {
+        char loss[JSONX_DOUBLE_MAX], body[128];
+        jsonx_format_double(gc->losses[k], loss);
+        snprintf(body, sizeof(body), "{\"step\":%d,\"loss\":%s}", k, loss);
+        cJSON *a = httpc_expect(c, "POST", path, body, 200);
+        const cJSON *lr = cJSON_GetObjectItemCaseSensitive(a, "lr");
+        for (size_t g = 0; g < gc->groups; g++) {
+            double v = 0;
+            const cJSON *item = cJSON_IsArray(lr) ? cJSON_GetArrayItem(lr, (int)g) : lr;
+            if (!jsonx_get_double(item, &v) || v != gc->expected[(size_t)k * gc->groups + g])
+                ck_abort_msg("%s step %d group %zu differs after a restart", gc->name, k, g);
+        }
+        cJSON_Delete(a);
+    }
+}
+
+static void create_golden_job(struct httpc *c, const struct golden_case *gc)
+{
+    char *lr = testutil_print_exact(gc->lr);
+    char *config = testutil_print_exact(gc->config);
+    char body[4096], path[128];
+    snprintf(body, sizeof(body), "{\"policy\":\"%s\",\"lr\":%s,\"config\":%s}", gc->policy, lr,
+             config);
+    snprintf(path, sizeof(path), "/v1/jobs/%s", gc->name);
+    cJSON_Delete(httpc_expect(c, "PUT", path, body, 201));
+    free(lr);
+    free(config);
+}
+
+/* The first smoothed golden case with a few hundred steps: the window must survive too. */
+static const struct golden_case *smoothed_case(void)
+{
+    for (int i = 0; i < golden_count; i++) {
+        const cJSON *smooth = cJSON_GetObjectItemCaseSensitive(golden_cases[i].config, "smooth");
+        if (cJSON_IsTrue(smooth) && golden_cases[i].steps >= 200)
+            return &golden_cases[i];
+    }
+    ck_abort_msg("no smoothed golden case");
+    return NULL;
+}
+
+/* Runs a golden case with `restarts` stops in the middle, by SIGTERM or SIGKILL. */
+static void run_with_restarts(bool crash)
+{
+    golden_load();
+    const struct golden_case *gc = smoothed_case();
+    struct daemon d;
+    daemon_start(&d, NULL, NULL);
+    struct httpc c;
+    httpc_init(&c, d.port);
+    create_golden_job(&c, gc);
+    int cuts[] = {0, gc->steps / 3, gc->steps / 2, gc->steps};
+    for (int i = 0; i < 3; i++) {
+        report_range(&c, gc, cuts[i], cuts[i + 1]);
+        httpc_close(&c);
+        if (crash)
+            daemon_kill(&d);
+        else
+            daemon_stop(&d);
+        daemon_restart(&d);
+        httpc_init(&c, d.port);
+    }
+    report_range(&c, gc, cuts[3], gc->steps);
+    /* The retried last report is still answered from the history. */
+    char path[128], loss[JSONX_DOUBLE_MAX], body[128];
+    snprintf(path, sizeof(path), "/v1/jobs/%s/reports", gc->name);
+    jsonx_format_double(gc->losses[gc->steps - 1], loss);
+    snprintf(body, sizeof(body), "{\"step\":%d,\"loss\":%s}", gc->steps - 1, loss);
+    cJSON *a = httpc_expect(&c, "POST", path, body, 200);
+    ck_assert(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(a, "replayed")));
+    cJSON_Delete(a);
+    httpc_close(&c);
+    daemon_stop(&d);
+    daemon_cleanup(&d);
+    golden_free();
+}
+
+START_TEST(clean_restarts_continue_exactly)
+{
+    run_with_restarts(false);
+}
+END_TEST
+
+START_TEST(crashes_lose_no_acknowledged_report)
+{
+    run_with_restarts(true);
+}
+END_TEST
+
+static int user_version(const char *path)
+{
+    sqlite3 *db = NULL;
+    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_stmt *stmt = NULL;
+    ck_assert_int_eq(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &stmt, NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_step(stmt), SQLITE_ROW);
+    int version = sqlite3_column_int(stmt, 0);
+    sqlite3_finalize(stmt);
+    sqlite3_close(db);
+    return version;
+}
+
+static void exec_sql(const char *path, const char *sql)
+{
+    sqlite3 *db = NULL;
+    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+}
+
+START_TEST(an_older_database_is_upgraded)
+{
+    /* An empty SQLite file is schema version 0: everything is applied. */
+    struct daemon d;
+    daemon_start(&d, NULL, NULL);
+    daemon_stop(&d);
+    ck_assert_int_ge(user_version(d.db), 1);
+    daemon_cleanup(&d);
+
+    char dir[] = "/tmp/greedylr-old-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char path[64];
+    snprintf(path, sizeof(path), "%s/old.db", dir);
+    exec_sql(path, "CREATE TABLE unrelated (x INTEGER); PRAGMA user_version = 0;");
+    daemon_start(&d, path, NULL);
+    struct httpc c;
+    httpc_init(&c, d.port);
+    cJSON_Delete(httpc_expect(&c, "PUT", "/v1/jobs/up-1", "{\"lr\":0.1}", 201));
+    httpc_close(&c);
+    daemon_stop(&d);
+    ck_assert_int_ge(user_version(path), 1);
+    daemon_cleanup(&d);
+    char side[80];
+    const char *suffixes[] = {"", "-wal", "-shm"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(side, sizeof(side), "%s%s", path, suffixes[i]);
+        unlink(side);
+    }
+    rmdir(dir);
+}
+END_TEST
+
+START_TEST(a_newer_database_is_refused)
+{
+    char dir[] = "/tmp/greedylr-new-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char path[64];
+    snprintf(path, sizeof(path), "%s/new.db", dir);
+    exec_sql(path, "PRAGMA user_version = 999;");
+    const char *args[] = {"--listen", "127.0.0.1:0", "--db", path, NULL};
+    char stderr_text[2048];
+    int status = daemon_run(args, stderr_text, sizeof(stderr_text));
+    ck_assert_int_eq(status, 1);
+    ck_assert_msg(strstr(stderr_text, "newer"), "stderr: %s", stderr_text);
+    ck_assert_int_eq(user_version(path), 999);
+    unlink(path);
+    rmdir(dir);
+}
+END_TEST
+
+START_TEST(bad_options_are_refused)
+{
+    const char *const cases[][4] = {
+        {"--listen", "nowhere", NULL}, {"--listen", "127.0.0.1:70000", NULL},
+        {"--threads", "0", NULL},      {"--log-level", "loud", NULL},
+        {"--frobnicate", "1", NULL},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char stderr_text[1024];
+        int status = daemon_run(cases[i], stderr_text, sizeof(stderr_text));
+        ck_assert_msg(status == 2, "%s %s: exit %d", cases[i][0], cases[i][1], status);
+        ck_assert(strlen(stderr_text) > 0);
+    }
+    const char *help[] = {"--help", NULL};
+    char out[1024];
+    ck_assert_int_eq(daemon_run(help, out, sizeof(out)), 0);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *suite = suite_create("api_restart");
+    TCase *tc = tcase_create("restart");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, clean_restarts_continue_exactly);
+    tcase_add_test(tc, crashes_lose_no_acknowledged_report);
+    tcase_add_test(tc, an_older_database_is_upgraded);
+    tcase_add_test(tc, a_newer_database_is_refused);
+    tcase_add_test(tc, bad_options_are_refused);
+    suite_add_tcase(suite, tc);
+    return testutil_run(suite);
+}
