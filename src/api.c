@@ -6,6 +6,7 @@
 #include "api.h"
 
 #include <arpa/inet.h>
+#include <stdatomic.h>
 #include <math.h>
 #include <microhttpd.h>
 #include <stdarg.h>
@@ -41,6 +42,7 @@ struct api {
     struct svc *svc;
     struct MHD_Daemon *daemon;
     uint16_t port;
+    atomic_int in_flight; /* requests begun and not yet completed */
 };
 
 /* One request being received: its body, bounded by API_BODY_MAX. */
@@ -695,6 +697,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return MHD_NO;
         clock_gettime(CLOCK_MONOTONIC, &req->start);
         *con_cls = req;
+        atomic_fetch_add(&api->in_flight, 1);
         /*
          * The first call only sets up: an answer queued now makes libmicrohttpd close the
          * connection. That is what a declared body over the limit deserves, rather than
@@ -723,12 +726,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode code)
 {
-    (void)cls;
+    struct api *api = cls;
     (void)conn;
     (void)code;
     struct request *req = *con_cls;
     if (!req)
         return;
+    atomic_fetch_sub(&api->in_flight, 1);
     if (log_enabled(LOG_DEBUG)) {
         struct timespec end;
         clock_gettime(CLOCK_MONOTONIC, &end);
@@ -806,8 +810,15 @@ void api_stop(struct api *api)
 {
     if (!api)
         return;
-    /* Stop accepting first, so that nothing new starts while the rest finishes. */
+    /*
+     * Stop accepting first, then let the requests in flight be answered (a report
+     * committed but never answered would only be retried), then close every connection.
+     */
     MHD_socket listener = MHD_quiesce_daemon(api->daemon);
+    for (int waited = 0; atomic_load(&api->in_flight) > 0 && waited < API_DRAIN_MS; waited += 10) {
+        struct timespec pause = {0, 10 * 1000 * 1000};
+        nanosleep(&pause, NULL);
+    }
     MHD_stop_daemon(api->daemon);
     if (listener != MHD_INVALID_SOCKET)
         close(listener);

@@ -16,6 +16,8 @@
 #define API_HOST_MAX 64
 /* Most server threads. */
 #define API_THREADS_MAX 256
+/* Longest wait at shutdown for requests in flight to be answered, in milliseconds. */
+#define API_DRAIN_MS 10000
 /* Seconds an idle connection is kept open. */
 #define API_IDLE_TIMEOUT_S 120
 
