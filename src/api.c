@@ -194,11 +194,28 @@ static enum MHD_Result answer_invalid(struct MHD_Connection *conn, struct reques
 
 /* ---- request parsing ------------------------------------------------------------------- */
 
+/* Names the first key of object that is not in allowed (NULL-terminated), or NULL. */
+static const char *unknown_key(const cJSON *object, const char *const *allowed)
+{
+    const cJSON *item;
+    cJSON_ArrayForEach(item, object)
+    {
+        bool known = false;
+        for (size_t i = 0; allowed[i] && !known; i++)
+            known = strcmp(item->string, allowed[i]) == 0;
+        if (!known)
+            return item->string;
+    }
+    return NULL;
+}
+
 /*
- * Parses the request body as a JSON object. On failure the answer (400, 415 or 422) is
- * queued, *result set, and NULL returned.
+ * Parses the request body as a JSON object whose keys are all in allowed (what names the
+ * object in messages). On failure the answer (400, 415 or 422) is queued, *result set,
+ * and NULL returned.
  */
-static cJSON *parse_body(struct MHD_Connection *conn, struct request *req, enum MHD_Result *result)
+static cJSON *parse_body(struct MHD_Connection *conn, struct request *req,
+                         const char *const *allowed, const char *what, enum MHD_Result *result)
 {
     const char *type =
         MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
@@ -237,22 +254,13 @@ static cJSON *parse_body(struct MHD_Connection *conn, struct request *req, enum 
         *result = answer_invalid(conn, req, "the request body must be a JSON object");
         return NULL;
     }
-    return body;
-}
-
-/* Names the first key of object that is not in allowed (NULL-terminated), or NULL. */
-static const char *unknown_key(const cJSON *object, const char *const *allowed)
-{
-    const cJSON *item;
-    cJSON_ArrayForEach(item, object)
-    {
-        bool known = false;
-        for (size_t i = 0; allowed[i] && !known; i++)
-            known = strcmp(item->string, allowed[i]) == 0;
-        if (!known)
-            return item->string;
+    const char *unknown = unknown_key(body, allowed);
+    if (unknown) {
+        *result = answer_invalid(conn, req, "unknown field \"%.64s\" in the %s", unknown, what);
+        cJSON_Delete(body);
+        return NULL;
     }
-    return NULL;
+    return body;
 }
 
 /* Reads an integer JSON number in [min, max]. */
@@ -306,14 +314,11 @@ static enum MHD_Result create_job(struct api *api, struct MHD_Connection *conn, 
                                   const char *id)
 {
     enum MHD_Result result;
-    cJSON *body = parse_body(conn, req, &result);
+    cJSON *body = parse_body(conn, req, create_keys, "job", &result);
     if (!body)
         return result;
-    const char *unknown = unknown_key(body, create_keys);
     const cJSON *policy = cJSON_GetObjectItemCaseSensitive(body, "policy");
-    if (unknown) {
-        result = answer_invalid(conn, req, "unknown field \"%.64s\" in the job", unknown);
-    } else if (policy && !cJSON_IsString(policy)) {
+    if (policy && !cJSON_IsString(policy)) {
         result = answer_invalid(conn, req, "policy must be a string");
     } else {
         struct svc_create create = {
@@ -358,17 +363,13 @@ static enum MHD_Result patch_job(struct api *api, struct MHD_Connection *conn, s
                                  const char *id)
 {
     enum MHD_Result result;
-    cJSON *body = parse_body(conn, req, &result);
+    cJSON *body = parse_body(conn, req, patch_keys, "patch", &result);
     if (!body)
         return result;
-    const char *unknown = unknown_key(body, patch_keys);
     const cJSON *status = cJSON_GetObjectItemCaseSensitive(body, "status");
     const cJSON *tags = cJSON_GetObjectItemCaseSensitive(body, "tags");
     bool finished = true;
-    if (unknown) {
-        result = answer_invalid(conn, req, "unknown field \"%.64s\" in the patch", unknown);
-    } else if (status &&
-               !(cJSON_IsString(status) && strcmp(status->valuestring, "finished") == 0)) {
+    if (status && !(cJSON_IsString(status) && strcmp(status->valuestring, "finished") == 0)) {
         result = answer_invalid(conn, req, "status can only be set to \"finished\"");
     } else if (!status && !tags) {
         result = answer_invalid(conn, req, "a patch needs \"status\" or \"tags\"");
@@ -454,18 +455,14 @@ static enum MHD_Result post_report(struct api *api, struct MHD_Connection *conn,
                                    struct request *req, const char *id)
 {
     enum MHD_Result result;
-    cJSON *body = parse_body(conn, req, &result);
+    cJSON *body = parse_body(conn, req, report_keys, "report", &result);
     if (!body)
         return result;
-    const char *unknown = unknown_key(body, report_keys);
     const cJSON *rank_item = cJSON_GetObjectItemCaseSensitive(body, "rank");
     const cJSON *loss_item = cJSON_GetObjectItemCaseSensitive(body, "loss");
     int64_t step = 0, rank = 0;
     double loss = 0;
-    if (unknown) {
-        result = answer_invalid(conn, req, "unknown field \"%.64s\" in the report", unknown);
-    } else if (!json_integer(cJSON_GetObjectItemCaseSensitive(body, "step"), 0, GLR_MAX_STEP,
-                             &step)) {
+    if (!json_integer(cJSON_GetObjectItemCaseSensitive(body, "step"), 0, GLR_MAX_STEP, &step)) {
         result = answer_invalid(conn, req, "step must be an integer from 0 to %lld",
                                 (long long)GLR_MAX_STEP);
     } else if (rank_item && !json_integer(rank_item, 0, SVC_RANK_MAX, &rank)) {
@@ -484,14 +481,8 @@ static enum MHD_Result post_report(struct api *api, struct MHD_Connection *conn,
             result = answer_status(conn, req, rc, err);
         } else {
             cJSON *answer = cJSON_CreateObject();
-            cJSON *lr = NULL;
-            if (r.lr_is_array) {
-                lr = cJSON_CreateArray();
-                for (size_t g = 0; lr && g < r.groups; g++)
-                    cJSON_AddItemToArray(lr, jsonx_number(r.lrs[g]));
-            } else {
-                lr = jsonx_number(r.lrs[0]);
-            }
+            cJSON *lr =
+                r.lr_is_array ? jsonx_number_array(r.lrs, r.groups) : jsonx_number(r.lrs[0]);
             cJSON_AddStringToObject(answer, "job", id);
             cJSON_AddNumberToObject(answer, "step", (double)r.step);
             cJSON_AddItemToObject(answer, "lr", lr);

@@ -184,43 +184,10 @@ const double *glr_sched_initial_lrs(const struct glr_sched *sched)
     return sched->init_lrs;
 }
 
-/* Returns a new array of n doubles, or NULL when out of memory. */
-static cJSON *doubles_array(const double *values, size_t n)
-{
-    cJSON *array = cJSON_CreateArray();
-    for (size_t i = 0; array && i < n; i++) {
-        cJSON *item = jsonx_number(values[i]);
-        if (!item || !cJSON_AddItemToArray(array, item)) {
-            cJSON_Delete(item);
-            cJSON_Delete(array);
-            array = NULL;
-        }
-    }
-    return array;
-}
-
-bool json_add_doubles(cJSON *object, const char *key, const double *values, size_t n)
-{
-    cJSON *array = doubles_array(values, n);
-    if (!array || !cJSON_AddItemToObject(object, key, array)) {
-        cJSON_Delete(array);
-        return false;
-    }
-    return true;
-}
-
-bool json_add_group_values(cJSON *object, const char *key, const double *values, size_t n,
-                           bool as_array)
-{
-    if (as_array)
-        return json_add_doubles(object, key, values, n);
-    return jsonx_add_number(object, key, values[0]);
-}
-
 static cJSON *lr_shape_json(const struct glr_sched *sched, const double *values)
 {
     if (sched->lr_is_array)
-        return doubles_array(values, sched->groups);
+        return jsonx_number_array(values, sched->groups);
     return jsonx_number(values[0]);
 }
 
@@ -270,26 +237,6 @@ static bool save_envelope(const struct glr_sched *sched, cJSON *object)
 cJSON *glr_sched_state_save(const struct glr_sched *sched)
 {
     return build_object(sched, save_envelope);
-}
-
-int state_get_double(const cJSON *state, const char *key, double *out, char *err)
-{
-    const cJSON *item = cJSON_GetObjectItemCaseSensitive(state, key);
-    if (!jsonx_get_double(item, out))
-        return glr_fail(err, GLR_ECORRUPT, "saved state: %s is missing or not a number", key);
-    return GLR_OK;
-}
-
-int state_get_count(const cJSON *state, const char *key, int64_t max, int64_t *out, char *err)
-{
-    double v;
-    if (state_get_double(state, key, &v, err))
-        return GLR_ECORRUPT;
-    if (!(v >= 0 && v <= (double)max) || v != floor(v))
-        return glr_fail(err, GLR_ECORRUPT, "saved state: %s must be an integer in [0, %lld]", key,
-                        (long long)max);
-    *out = (int64_t)v;
-    return GLR_OK;
 }
 
 int glr_sched_state_load(struct glr_sched *sched, const cJSON *state, char *err)

@@ -41,6 +41,20 @@ cJSON *jsonx_number(double v)
     return cJSON_CreateRaw(buf);
 }
 
+cJSON *jsonx_number_array(const double *values, size_t n)
+{
+    cJSON *array = cJSON_CreateArray();
+    for (size_t i = 0; array && i < n; i++) {
+        cJSON *item = jsonx_number(values[i]);
+        if (!item || !cJSON_AddItemToArray(array, item)) {
+            cJSON_Delete(item);
+            cJSON_Delete(array);
+            array = NULL;
+        }
+    }
+    return array;
+}
+
 cJSON *jsonx_number_or_null(double v)
 {
     return isfinite(v) ? jsonx_number(v) : cJSON_CreateNull();

@@ -28,6 +28,9 @@ size_t jsonx_format_double(double v, char buf[JSONX_DOUBLE_MAX]);
  */
 cJSON *jsonx_number(double v);
 
+/* Returns a new array of n items made by jsonx_number(), or NULL when out of memory. */
+cJSON *jsonx_number_array(const double *values, size_t n);
+
 /* Like jsonx_number(), but a non-finite v becomes JSON null. */
 cJSON *jsonx_number_or_null(double v);
 

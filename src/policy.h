@@ -52,6 +52,28 @@ extern const struct glr_policy glr_policy_cosine;
 extern const struct glr_policy glr_policy_linear;
 
 /*
+ * How greedylr and plateau judge a metric: lower or higher is better, by more than an
+ * absolute or a relative threshold.
+ */
+struct judge {
+    bool maximize;
+    bool relative;
+    double threshold;
+};
+
+/* The best value before any step: +inf when minimizing, -inf when maximizing. */
+double judge_initial_best(const struct judge *judge);
+
+/* True when metric improves on best; a non-finite metric never does. */
+bool judge_is_better(const struct judge *judge, double best, double metric);
+
+/*
+ * Multiplies each group's lr by factor, not below its min_lr, and applies the change only
+ * when it is larger than eps.
+ */
+void lrs_reduce(double *lrs, size_t groups, double factor, const double *min_lr, double eps);
+
+/*
  * Helpers for state_load: read a named field of a saved state, failing with
  * GLR_ECORRUPT and a message naming the field.
  */

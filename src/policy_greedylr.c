@@ -20,6 +20,7 @@ struct greedy {
     /* configuration */
     int mode;
     int threshold_mode;
+    struct judge judge; /* mode, threshold_mode and threshold together */
     double factor;
     double threshold;
     double eps;
@@ -47,11 +48,6 @@ struct greedy {
     double *window;      /* window_size values when smoothing, in storage[]; else NULL */
     double storage[];
 };
-
-static double initial_best(const struct greedy *g)
-{
-    return g->mode == MODE_MIN ? INFINITY : -INFINITY;
-}
 
 static int greedy_create(struct glr_sched *sched, struct cfg *cfg, char *err)
 {
@@ -102,6 +98,9 @@ static int greedy_create(struct glr_sched *sched, struct cfg *cfg, char *err)
                             max_lr[i]);
     }
 
+    tmp.judge = (struct judge){.maximize = tmp.mode == MODE_MAX,
+                               .relative = tmp.threshold_mode == THRESHOLD_REL,
+                               .threshold = tmp.threshold};
     size_t window_len = tmp.smooth ? (size_t)tmp.window_size : 0;
     struct greedy *g = malloc(sizeof(*g) + (2 * groups + window_len) * sizeof(double));
     if (!g)
@@ -124,7 +123,7 @@ static void greedy_destroy(struct glr_sched *sched)
 /* The state of a new scheduler, also the state a reset returns to (lrs aside). */
 static void restart(struct greedy *g)
 {
-    g->best = initial_best(g);
+    g->best = judge_initial_best(&g->judge);
     g->num_good = 0;
     g->num_bad = 0;
     g->cooldown_counter = 0;
@@ -159,20 +158,6 @@ static double smooth_metric(struct greedy *g, double m)
     return g->window_sum / (double)g->window_count;
 }
 
-static bool is_better(const struct greedy *g, double m)
-{
-    if (!isfinite(m))
-        return false; /* a diverged step is never an improvement */
-    if (g->mode == MODE_MIN) {
-        if (g->threshold_mode == THRESHOLD_REL)
-            return m < g->best * (1.0 - g->threshold);
-        return m < g->best - g->threshold;
-    }
-    if (g->threshold_mode == THRESHOLD_REL)
-        return m > g->best * (g->threshold + 1.0);
-    return m > g->best + g->threshold;
-}
-
 static void increase(struct glr_sched *sched, struct greedy *g)
 {
     for (size_t i = 0; i < sched->groups; i++) {
@@ -187,15 +172,11 @@ static void increase(struct glr_sched *sched, struct greedy *g)
 /* Lowers every group's lr; returns true when the job sat at the floor long enough to reset. */
 static bool reduce(struct glr_sched *sched, struct greedy *g)
 {
+    lrs_reduce(sched->lrs, sched->groups, g->factor, g->min_lr, g->eps);
     bool all_at_floor = true;
-    for (size_t i = 0; i < sched->groups; i++) {
-        double lr = sched->lrs[i];
-        double lowered = fmax(lr * g->factor, g->min_lr[i]);
-        if (lr - lowered > g->eps)
-            sched->lrs[i] = lowered;
+    for (size_t i = 0; i < sched->groups; i++)
         if (sched->lrs[i] > g->min_lr[i])
             all_at_floor = false;
-    }
     if (!all_at_floor)
         return false;
     g->reset_left -= 1;
@@ -229,7 +210,7 @@ static void greedy_step(struct glr_sched *sched, int64_t step, double metric,
         result->event = GLR_EVENT_WARMUP;
         return;
     }
-    if (is_better(g, metric)) {
+    if (judge_is_better(&g->judge, g->best, metric)) {
         g->best = metric;
         g->num_bad = 0;
         g->num_good += 1;

@@ -19,6 +19,7 @@ struct plateau {
     /* configuration */
     int mode;
     int threshold_mode;
+    struct judge judge; /* mode, threshold_mode and threshold together */
     double factor;
     double threshold;
     double eps;
@@ -61,6 +62,9 @@ static int plateau_create(struct glr_sched *sched, struct cfg *cfg, char *err)
         if (min_lr[i] < 0)
             return glr_fail(err, GLR_EINVAL, "min_lr must be >= 0, got %.17g", min_lr[i]);
 
+    tmp.judge = (struct judge){.maximize = tmp.mode == MODE_MAX,
+                               .relative = tmp.threshold_mode == THRESHOLD_REL,
+                               .threshold = tmp.threshold};
     struct plateau *p = malloc(sizeof(*p) + sched->groups * sizeof(double));
     if (!p)
         return glr_fail(err, GLR_ENOMEM, "out of memory");
@@ -79,24 +83,10 @@ static void plateau_destroy(struct glr_sched *sched)
 static void plateau_reset(struct glr_sched *sched)
 {
     struct plateau *p = sched->priv;
-    p->best = p->mode == MODE_MIN ? INFINITY : -INFINITY;
+    p->best = judge_initial_best(&p->judge);
     p->num_bad_epochs = 0;
     p->cooldown_counter = 0;
     p->last_epoch = 0;
-}
-
-static bool is_better(const struct plateau *p, double a)
-{
-    if (!isfinite(a))
-        return false;
-    if (p->mode == MODE_MIN) {
-        if (p->threshold_mode == THRESHOLD_REL)
-            return a < p->best * (1.0 - p->threshold);
-        return a < p->best - p->threshold;
-    }
-    if (p->threshold_mode == THRESHOLD_REL)
-        return a > p->best * (p->threshold + 1.0);
-    return a > p->best + p->threshold;
 }
 
 static void plateau_step(struct glr_sched *sched, int64_t step, double metric,
@@ -107,7 +97,7 @@ static void plateau_step(struct glr_sched *sched, int64_t step, double metric,
     result->metric = metric;
     result->event = GLR_EVENT_HOLD;
     p->last_epoch += 1;
-    if (is_better(p, metric)) {
+    if (judge_is_better(&p->judge, p->best, metric)) {
         p->best = metric;
         p->num_bad_epochs = 0;
     } else {
@@ -119,12 +109,7 @@ static void plateau_step(struct glr_sched *sched, int64_t step, double metric,
         result->event = GLR_EVENT_COOLDOWN;
     }
     if (p->num_bad_epochs > p->patience) {
-        for (size_t i = 0; i < sched->groups; i++) {
-            double old_lr = sched->lrs[i];
-            double new_lr = fmax(old_lr * p->factor, p->min_lr[i]);
-            if (old_lr - new_lr > p->eps)
-                sched->lrs[i] = new_lr;
-        }
+        lrs_reduce(sched->lrs, sched->groups, p->factor, p->min_lr, p->eps);
         p->cooldown_counter = p->cooldown;
         p->num_bad_epochs = 0;
         result->event = GLR_EVENT_DECREASE;

@@ -831,18 +831,7 @@ static int job_key(struct svc *svc, const char *id, struct job_key *key, char *e
 
 static cJSON *lrs_json(const double *lrs, size_t groups, bool as_array)
 {
-    if (!as_array)
-        return jsonx_number(lrs[0]);
-    cJSON *array = cJSON_CreateArray();
-    for (size_t g = 0; array && g < groups; g++) {
-        cJSON *item = jsonx_number(lrs[g]);
-        if (!item || !cJSON_AddItemToArray(array, item)) {
-            cJSON_Delete(item);
-            cJSON_Delete(array);
-            array = NULL;
-        }
-    }
-    return array;
+    return as_array ? jsonx_number_array(lrs, groups) : jsonx_number(lrs[0]);
 }
 
 static bool same_bits(double a, double b)

@@ -7,13 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "daemon.h"
-#include "httpc.h"
+#include "apitest.h"
 #include "jsonx.h"
 #include "testutil.h"
-
-static struct daemon server;
-static struct httpc client;
 
 /* The long job every case reads: its losses, and its lrs as the reports answered them. */
 #define LONG_STEPS 3000
@@ -31,9 +27,9 @@ static double loss_at(int k)
     return v;
 }
 
-static void setup(void)
+/* Reports the long job once, before the cases. */
+static void report_long_job(void)
 {
-    daemon_start(&server, NULL, NULL);
     struct httpc c;
     httpc_init(&c, server.port);
     cJSON_Delete(httpc_expect(&c, "PUT", "/v1/jobs/long",
@@ -48,22 +44,6 @@ static void setup(void)
         cJSON_Delete(a);
     }
     httpc_close(&c);
-}
-
-static void teardown(void)
-{
-    daemon_stop(&server);
-    daemon_cleanup(&server);
-}
-
-static void connect_client(void)
-{
-    httpc_init(&client, server.port);
-}
-
-static void disconnect_client(void)
-{
-    httpc_close(&client);
 }
 
 static double point_number(const cJSON *point, const char *key)
@@ -251,8 +231,7 @@ int main(void)
 {
     Suite *suite = suite_create("api_history");
     TCase *tc = tcase_create("history");
-    tcase_add_unchecked_fixture(tc, setup, teardown);
-    tcase_add_checked_fixture(tc, connect_client, disconnect_client);
+    apitest_fixtures(tc, report_long_job);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, pages_walk_the_range_in_order);
     tcase_add_test(tc, downsampling_keeps_extremes_and_lr_changes);

@@ -9,33 +9,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "daemon.h"
-#include "httpc.h"
+#include "apitest.h"
 #include "testutil.h"
-
-static struct daemon server;
-static struct httpc client;
-
-static void setup(void)
-{
-    daemon_start(&server, NULL, NULL);
-}
-
-static void teardown(void)
-{
-    daemon_stop(&server);
-    daemon_cleanup(&server);
-}
-
-static void connect_client(void)
-{
-    httpc_init(&client, server.port);
-}
-
-static void disconnect_client(void)
-{
-    httpc_close(&client);
-}
 
 static const char *str(const cJSON *object, const char *key)
 {
@@ -330,8 +305,7 @@ int main(void)
 {
     Suite *suite = suite_create("api_jobs");
     TCase *tc = tcase_create("jobs");
-    tcase_add_unchecked_fixture(tc, setup, teardown);
-    tcase_add_checked_fixture(tc, connect_client, disconnect_client);
+    apitest_fixtures(tc, NULL);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, health_answers_ok);
     tcase_add_test(tc, put_creates_then_repeats_then_conflicts);

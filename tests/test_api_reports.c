@@ -10,34 +10,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "daemon.h"
-#include "httpc.h"
+#include "apitest.h"
 #include "jsonx.h"
 #include "testutil.h"
-
-static struct daemon server;
-static struct httpc client;
-
-static void setup(void)
-{
-    daemon_start(&server, NULL, NULL);
-}
-
-static void teardown(void)
-{
-    daemon_stop(&server);
-    daemon_cleanup(&server);
-}
-
-static void connect_client(void)
-{
-    httpc_init(&client, server.port);
-}
-
-static void disconnect_client(void)
-{
-    httpc_close(&client);
-}
 
 static void create(const char *id, const char *body)
 {
@@ -275,8 +250,7 @@ int main(void)
 {
     Suite *suite = suite_create("api_reports");
     TCase *tc = tcase_create("reports");
-    tcase_add_unchecked_fixture(tc, setup, teardown);
-    tcase_add_checked_fixture(tc, connect_client, disconnect_client);
+    apitest_fixtures(tc, NULL);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, answer_has_job_step_lr_and_event);
     tcase_add_test(tc, retry_replays_the_stored_answer);

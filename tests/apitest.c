@@ -1,0 +1,38 @@
+/* Shared fixtures of the API suites (see apitest.h). */
+#include "apitest.h"
+
+#include <stddef.h>
+
+struct daemon server;
+struct httpc client;
+static void (*prepare_hook)(void);
+
+static void start_server(void)
+{
+    daemon_start(&server, NULL, NULL);
+    if (prepare_hook)
+        prepare_hook();
+}
+
+static void stop_server(void)
+{
+    daemon_stop(&server);
+    daemon_cleanup(&server);
+}
+
+static void connect_client(void)
+{
+    httpc_init(&client, server.port);
+}
+
+static void disconnect_client(void)
+{
+    httpc_close(&client);
+}
+
+void apitest_fixtures(TCase *tc, void (*prepare)(void))
+{
+    prepare_hook = prepare;
+    tcase_add_unchecked_fixture(tc, start_server, stop_server);
+    tcase_add_checked_fixture(tc, connect_client, disconnect_client);
+}
