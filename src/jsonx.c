@@ -99,3 +99,13 @@ bool jsonx_add_number(cJSON *object, const char *key, double v)
     }
     return true;
 }
+
+bool jsonx_add_number_or_null(cJSON *object, const char *key, double v)
+{
+    cJSON *item = jsonx_number_or_null(v);
+    if (!item || !cJSON_AddItemToObject(object, key, item)) {
+        cJSON_Delete(item);
+        return false;
+    }
+    return true;
+}

@@ -46,4 +46,7 @@ bool jsonx_get_double(const cJSON *item, double *out);
  */
 bool jsonx_add_number(cJSON *object, const char *key, double v);
 
+/* Adds v to object under key with jsonx_number_or_null(); false when out of memory. */
+bool jsonx_add_number_or_null(cJSON *object, const char *key, double v);
+
 #endif

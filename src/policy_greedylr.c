@@ -262,12 +262,7 @@ static bool add_counters(const struct greedy *g, cJSON *o)
 static bool greedy_counters_json(const struct glr_sched *sched, cJSON *o)
 {
     const struct greedy *g = sched->priv;
-    cJSON *best = jsonx_number_or_null(g->best);
-    if (!best || !cJSON_AddItemToObject(o, "best", best)) {
-        cJSON_Delete(best);
-        return false;
-    }
-    return add_counters(g, o);
+    return jsonx_add_number_or_null(o, "best", g->best) && add_counters(g, o);
 }
 
 static bool greedy_state_save(const struct glr_sched *sched, cJSON *o)

@@ -139,12 +139,7 @@ static bool add_counters(const struct plateau *p, cJSON *o)
 static bool plateau_counters_json(const struct glr_sched *sched, cJSON *o)
 {
     const struct plateau *p = sched->priv;
-    cJSON *best = jsonx_number_or_null(p->best);
-    if (!best || !cJSON_AddItemToObject(o, "best", best)) {
-        cJSON_Delete(best);
-        return false;
-    }
-    return add_counters(p, o);
+    return jsonx_add_number_or_null(o, "best", p->best) && add_counters(p, o);
 }
 
 static bool plateau_state_save(const struct glr_sched *sched, cJSON *o)

@@ -837,8 +837,7 @@ def check_history(checker, jobs):
     points = response.json()["points"] if response.status == 200 else []
     losses = [point["loss"] for point in points]
     shown = {"NaN", "Infinity", "-Infinity"} <= set(losses) and any("rank" in p for p in points)
-    tap.check(shown,
-              "the history shows non-finite losses as strings and the rank")
+    tap.check(shown, "the history shows non-finite losses as strings and the rank")
     first = checker.call("GET", path + "?page_size=3", 200, "one page of 3")
     token = first.json().get("next_page_token") if first.status == 200 else None
     tap.check(isinstance(token, str), "history?page_size=3 gives a next_page_token")
