@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -194,6 +195,28 @@ static enum MHD_Result answer_invalid(struct MHD_Connection *conn, struct reques
 
 /* ---- request parsing ------------------------------------------------------------------- */
 
+/*
+ * True for application/json and application/<anything>+json, in any case, with or without
+ * parameters (charset=utf-8).
+ */
+static bool is_json_media_type(const char *type)
+{
+    while (*type == ' ' || *type == '\t')
+        type++;
+    size_t len = strcspn(type, ";");
+    while (len > 0 && (type[len - 1] == ' ' || type[len - 1] == '\t'))
+        len--;
+    const char *prefix = "application/";
+    size_t prefix_len = strlen(prefix);
+    if (len <= prefix_len || strncasecmp(type, prefix, prefix_len) != 0)
+        return false;
+    const char *subtype = type + prefix_len;
+    size_t subtype_len = len - prefix_len;
+    if (subtype_len == 4 && strncasecmp(subtype, "json", 4) == 0)
+        return true;
+    return subtype_len > 5 && strncasecmp(subtype + subtype_len - 5, "+json", 5) == 0;
+}
+
 /* Names the first key of object that is not in allowed (NULL-terminated), or NULL. */
 static const char *unknown_key(const cJSON *object, const char *const *allowed)
 {
@@ -219,7 +242,7 @@ static cJSON *parse_body(struct MHD_Connection *conn, struct request *req,
 {
     const char *type =
         MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
-    if (type && strncmp(type, "application/json", 16) != 0 && !strstr(type, "+json")) {
+    if (type && !is_json_media_type(type)) {
         *result = answer_problem(
             conn, req, HTTP_UNSUPPORTED_MEDIA_TYPE, "media-type", "Unsupported media type",
             "the request body must be JSON (Content-Type: application/json)", NULL);
@@ -567,8 +590,14 @@ static const char *const route_allow[] = {
     [ROUTE_HISTORY] = "GET, HEAD",
 };
 
+/*
+ * Longest path segment taken as a job id: longer than any valid id, so that the service
+ * can say what is wrong with it (422 on create, 404 elsewhere).
+ */
+#define API_ID_SEGMENT_MAX 1024
+
 /* Matches url to a route; id receives the job id of job routes. */
-static enum route match_route(const char *url, char id[STORE_ID_MAX + 1])
+static enum route match_route(const char *url, char id[API_ID_SEGMENT_MAX + 1])
 {
     if (strcmp(url, "/healthz") == 0)
         return ROUTE_HEALTH;
@@ -580,7 +609,7 @@ static enum route match_route(const char *url, char id[STORE_ID_MAX + 1])
     const char *start = url + strlen(prefix);
     const char *slash = strchr(start, '/');
     size_t len = slash ? (size_t)(slash - start) : strlen(start);
-    if (len == 0 || len > STORE_ID_MAX)
+    if (len == 0 || len > API_ID_SEGMENT_MAX)
         return ROUTE_NONE;
     memcpy(id, start, len);
     id[len] = '\0';
@@ -601,7 +630,7 @@ static bool is(const char *method, const char *name)
 static enum MHD_Result dispatch(struct api *api, struct MHD_Connection *conn, struct request *req,
                                 const char *url, const char *method)
 {
-    char id[STORE_ID_MAX + 1] = "";
+    char id[API_ID_SEGMENT_MAX + 1] = "";
     enum route route = match_route(url, id);
     bool get = is(method, "GET") || is(method, "HEAD");
     switch (route) {

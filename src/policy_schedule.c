@@ -3,6 +3,7 @@
  * metric is only recorded. After the report of step s the learning rate is f(s + 1), so
  * that the rate a trainer uses for step s + 1 is the schedule's value there.
  */
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 
@@ -154,6 +155,8 @@ static double value_at(const struct schedule *s, double lr0, int64_t t)
         break;
     }
     }
+    /* A growing schedule (gamma > 1) overflows in the end: stay at the largest double. */
+    v = fmin(v, DBL_MAX);
     if (t < s->warmup_steps)
         v = v * (double)t / (double)s->warmup_steps;
     return v;

@@ -483,11 +483,14 @@ static int make_canonical(const struct glr_sched *sched, const cJSON *tags, stru
     return GLR_OK;
 }
 
-/* True when the stored job was created by a request equal to c. */
+/*
+ * True when the stored job was created with the same policy, lr and config as c. Tags do
+ * not count: they change with PATCH, and a repeated create must still be recognised.
+ */
 static bool same_request(const struct store_job *row, const char *policy, const struct canonical *c)
 {
     return strcmp(row->policy, policy) == 0 && strcmp(row->initial_lr, c->initial_lr) == 0 &&
-           strcmp(row->config, c->config) == 0 && strcmp(row->tags, c->tags) == 0;
+           strcmp(row->config, c->config) == 0;
 }
 
 /* Answers a create whose id exists: the same request again is fine, another is not. */
@@ -501,8 +504,7 @@ static int existing_job(struct svc *svc, const char *policy, const struct canoni
     bool same = same_request(&row, policy, c);
     store_job_clear(&row);
     if (!same)
-        return glr_fail(err, GLR_ECONFLICT, "job %s exists with another policy, lr, config or tags",
-                        id);
+        return glr_fail(err, GLR_ECONFLICT, "job %s exists with another policy, lr or config", id);
     return svc_job_get(svc, id, job_out, err);
 }
 

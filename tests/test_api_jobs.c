@@ -301,6 +301,48 @@ START_TEST(list_filters_by_status_and_tag)
 }
 END_TEST
 
+START_TEST(json_media_types_are_recognised)
+{
+    const char *accepted[] = {"application/json", "Application/JSON; charset=UTF-8",
+                              "application/merge-patch+json", " application/json ; x=1"};
+    for (size_t i = 0; i < sizeof(accepted) / sizeof(accepted[0]); i++) {
+        char path[64];
+        snprintf(path, sizeof(path), "/v1/jobs/media-%zu", i);
+        struct httpc_response r;
+        ck_assert_int_eq(httpc_request(&client, "PUT", path, accepted[i], "{\"lr\":0.1}", 10, &r),
+                         0);
+        ck_assert_msg(r.status == 201, "%s: %d", accepted[i], r.status);
+        httpc_response_free(&r);
+    }
+    const char *refused[] = {"application/jsonfoo", "text/plain; x=+json", "text/json",
+                             "application/x-www-form-urlencoded"};
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++)
+        expect_problem("PUT", "/v1/jobs/media-x", refused[i], "{\"lr\":0.1}", 415, "JSON");
+}
+END_TEST
+
+START_TEST(long_ids_are_invalid_values)
+{
+    char path[256] = "/v1/jobs/";
+    memset(path + 9, 'a', 129);
+    path[9 + 129] = '\0';
+    expect_problem("PUT", path, "application/json", "{\"lr\":0.1}", 422, "id");
+    expect_problem("GET", path, NULL, NULL, 404, "does not exist");
+}
+END_TEST
+
+START_TEST(repeated_create_after_retagging_is_the_same_job)
+{
+    const char *body = "{\"lr\":0.1,\"tags\":{\"a\":\"1\"}}";
+    cJSON_Delete(httpc_expect(&client, "PUT", "/v1/jobs/retag-1", body, 201));
+    cJSON_Delete(
+        httpc_expect(&client, "PATCH", "/v1/jobs/retag-1", "{\"tags\":{\"a\":\"2\"}}", 200));
+    cJSON *job = httpc_expect(&client, "PUT", "/v1/jobs/retag-1", body, 200);
+    ck_assert_str_eq(str(cJSON_GetObjectItemCaseSensitive(job, "tags"), "a"), "2");
+    cJSON_Delete(job);
+}
+END_TEST
+
 int main(void)
 {
     Suite *suite = suite_create("api_jobs");
@@ -316,6 +358,9 @@ int main(void)
     tcase_add_test(tc, delete_removes_job_and_history);
     tcase_add_test(tc, pagination_sees_every_job_once_while_jobs_are_created);
     tcase_add_test(tc, list_filters_by_status_and_tag);
+    tcase_add_test(tc, json_media_types_are_recognised);
+    tcase_add_test(tc, long_ids_are_invalid_values);
+    tcase_add_test(tc, repeated_create_after_retagging_is_the_same_job);
     suite_add_tcase(suite, tc);
     return testutil_run(suite);
 }

@@ -109,6 +109,41 @@ START_TEST(crashes_lose_no_acknowledged_report)
 }
 END_TEST
 
+START_TEST(extreme_states_survive_a_restart)
+{
+    struct daemon d;
+    daemon_start(&d, NULL, NULL);
+    struct httpc c;
+    httpc_init(&c, d.port);
+    cJSON_Delete(httpc_expect(&c, "PUT", "/v1/jobs/grow",
+                              "{\"policy\":\"exponential\",\"lr\":0.1,\"config\":{\"gamma\":2}}",
+                              201));
+    cJSON_Delete(
+        httpc_expect(&c, "POST", "/v1/jobs/grow/reports", "{\"step\":1100,\"loss\":1}", 200));
+    cJSON_Delete(httpc_expect(&c, "PUT", "/v1/jobs/huge",
+                              "{\"lr\":0.1,\"config\":{\"smooth\":true,\"window_size\":2}}", 201));
+    cJSON_Delete(
+        httpc_expect(&c, "POST", "/v1/jobs/huge/reports", "{\"step\":0,\"loss\":1e308}", 200));
+    cJSON_Delete(
+        httpc_expect(&c, "POST", "/v1/jobs/huge/reports", "{\"step\":1,\"loss\":1e308}", 200));
+    httpc_close(&c);
+    daemon_stop(&d);
+    daemon_restart(&d);
+    httpc_init(&c, d.port);
+    cJSON *job = httpc_expect(&c, "GET", "/v1/jobs/grow", NULL, 200);
+    double lr = 0;
+    ck_assert(cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(job, "lr")));
+    ck_assert(jsonx_get_double(cJSON_GetObjectItemCaseSensitive(job, "lr"), &lr) && lr > 1e300);
+    cJSON_Delete(job);
+    cJSON_Delete(httpc_expect(&c, "GET", "/v1/jobs/huge", NULL, 200));
+    cJSON_Delete(httpc_expect(&c, "GET", "/v1/jobs", NULL, 200));
+    cJSON_Delete(httpc_expect(&c, "POST", "/v1/jobs/huge/reports", "{\"step\":2,\"loss\":1}", 200));
+    httpc_close(&c);
+    daemon_stop(&d);
+    daemon_cleanup(&d);
+}
+END_TEST
+
 static int user_version(const char *path)
 {
     sqlite3 *db = NULL;
@@ -206,6 +241,7 @@ int main(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, clean_restarts_continue_exactly);
     tcase_add_test(tc, crashes_lose_no_acknowledged_report);
+    tcase_add_test(tc, extreme_states_survive_a_restart);
     tcase_add_test(tc, an_older_database_is_upgraded);
     tcase_add_test(tc, a_newer_database_is_refused);
     tcase_add_test(tc, bad_options_are_refused);

@@ -229,6 +229,30 @@ START_TEST(reset_returns_to_the_start)
 }
 END_TEST
 
+START_TEST(overflowing_window_sum_is_restorable)
+{
+    /* Finite losses near DBL_MAX overflow the running sum, as in the reference. */
+    const char *config = "{\"smooth\": true, \"window_size\": 2}";
+    struct glr_sched *sched = testutil_sched("greedylr", "0.1", config);
+    step(sched, 0, 1e308);
+    step(sched, 1, 1e308);
+    cJSON *state = glr_sched_state_save(sched);
+    struct glr_sched *restored = testutil_sched("greedylr", "0.1", config);
+    char err[GLR_ERR_MAX] = "";
+    ck_assert_msg(glr_sched_state_load(restored, state, err) == GLR_OK, "%s", err);
+    for (int k = 2; k < 20; k++) {
+        struct glr_step_result a, b;
+        glr_sched_step(sched, k, 1.0, &a);
+        glr_sched_step(restored, k, 1.0, &b);
+        ck_assert(a.event == b.event);
+        ck_assert(glr_sched_lrs(sched)[0] == glr_sched_lrs(restored)[0]);
+    }
+    cJSON_Delete(state);
+    glr_sched_free(restored);
+    glr_sched_free(sched);
+}
+END_TEST
+
 int main(void)
 {
     Suite *suite = suite_create("greedylr");
@@ -245,6 +269,7 @@ int main(void)
     tcase_add_test(tc, max_mode_rewards_a_rising_metric);
     tcase_add_test(tc, smoothing_reports_the_mean);
     tcase_add_test(tc, reset_returns_to_the_start);
+    tcase_add_test(tc, overflowing_window_sum_is_restorable);
     suite_add_tcase(suite, tc);
     return testutil_run(suite);
 }

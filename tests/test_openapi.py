@@ -673,8 +673,10 @@ def check_create(checker, client):
     check_body_errors(checker, client, "PUT", path)
     checker.call("PUT", "/v1/jobs/bad!id", 422, "with an id that has '!'", {"lr": 0.1},
                  body_valid=True)
-    checker.call("PUT", "/v1/jobs/" + "a" * 129, 404, "with an id of 129 characters", {"lr": 0.1},
+    checker.call("PUT", "/v1/jobs/" + "a" * 129, 422, "with an id of 129 characters", {"lr": 0.1},
                  body_valid=True)
+    checker.call("PUT", "/v1/jobs/" + "a" * 1025, 404, "with a path segment of 1025 characters",
+                 {"lr": 0.1}, body_valid=True)
     checker.call("PUT", "/v1/jobs/" + "a" * 128, 201, "with an id of 128 characters", {"lr": 0.1})
     checker.call("PUT", "/v1/jobs/bad-config", 422, "with a config that is not an object",
                  {"lr": 0.1, "config": 3})

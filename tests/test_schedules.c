@@ -107,6 +107,23 @@ START_TEST(step_numbers_are_bounded)
 }
 END_TEST
 
+START_TEST(growing_schedule_stays_finite)
+{
+    /* An lr range test grows the lr; far enough out a double overflows. */
+    struct glr_sched *sched = testutil_sched("exponential", "0.1", "{\"gamma\": 2}");
+    double lr = lr_after(sched, 1100, NULL);
+    ck_assert(isfinite(lr) && lr > 1e300);
+    cJSON *state = glr_sched_state_save(sched);
+    struct glr_sched *restored = testutil_sched("exponential", "0.1", "{\"gamma\": 2}");
+    char err[GLR_ERR_MAX] = "";
+    ck_assert_msg(glr_sched_state_load(restored, state, err) == GLR_OK, "%s", err);
+    ck_assert(glr_sched_lrs(restored)[0] == lr);
+    cJSON_Delete(state);
+    glr_sched_free(restored);
+    glr_sched_free(sched);
+}
+END_TEST
+
 int main(void)
 {
     Suite *suite = suite_create("schedules");
@@ -118,6 +135,7 @@ int main(void)
     tcase_add_test(tc, linear_moves_between_factors);
     tcase_add_test(tc, warmup_ramps_from_zero);
     tcase_add_test(tc, step_numbers_are_bounded);
+    tcase_add_test(tc, growing_schedule_stays_finite);
     suite_add_tcase(suite, tc);
     return testutil_run(suite);
 }
