@@ -519,6 +519,31 @@ static enum MHD_Result post_report(struct api *api, struct MHD_Connection *conn,
     return result;
 }
 
+static const char *const rewind_keys[] = {"to_step", NULL};
+
+static enum MHD_Result post_rewind(struct api *api, struct MHD_Connection *conn,
+                                   struct request *req, const char *id)
+{
+    enum MHD_Result result;
+    cJSON *body = parse_body(conn, req, rewind_keys, "rewind", &result);
+    if (!body)
+        return result;
+    int64_t to_step = 0;
+    if (!json_integer(cJSON_GetObjectItemCaseSensitive(body, "to_step"), -1, GLR_MAX_STEP,
+                      &to_step)) {
+        result = answer_invalid(conn, req, "to_step must be an integer from -1 to %lld",
+                                (long long)GLR_MAX_STEP);
+    } else {
+        char err[GLR_ERR_MAX] = "";
+        cJSON *job = NULL;
+        int rc = svc_rewind(api->svc, id, to_step, &job, err);
+        result =
+            rc ? answer_status(conn, req, rc, err) : answer_json(conn, req, HTTP_OK, job, NULL);
+    }
+    cJSON_Delete(body);
+    return result;
+}
+
 /* Streams a CSV export through libmicrohttpd's chunked callback response. */
 static ssize_t csv_reader(void *cls, uint64_t pos, char *buf, size_t max)
 {
@@ -579,7 +604,15 @@ static enum MHD_Result get_history(struct api *api, struct MHD_Connection *conn,
 
 /* ---- routing ---------------------------------------------------------------------------- */
 
-enum route { ROUTE_NONE, ROUTE_HEALTH, ROUTE_JOBS, ROUTE_JOB, ROUTE_REPORTS, ROUTE_HISTORY };
+enum route {
+    ROUTE_NONE,
+    ROUTE_HEALTH,
+    ROUTE_JOBS,
+    ROUTE_JOB,
+    ROUTE_REPORTS,
+    ROUTE_HISTORY,
+    ROUTE_REWIND
+};
 
 static const char *const route_allow[] = {
     [ROUTE_NONE] = "",
@@ -588,6 +621,7 @@ static const char *const route_allow[] = {
     [ROUTE_JOB] = "GET, HEAD, PUT, PATCH, DELETE",
     [ROUTE_REPORTS] = "POST",
     [ROUTE_HISTORY] = "GET, HEAD",
+    [ROUTE_REWIND] = "POST",
 };
 
 /*
@@ -619,6 +653,8 @@ static enum route match_route(const char *url, char id[API_ID_SEGMENT_MAX + 1])
         return ROUTE_REPORTS;
     if (strcmp(slash, "/history") == 0)
         return ROUTE_HISTORY;
+    if (strcmp(slash, "/rewind") == 0)
+        return ROUTE_REWIND;
     return ROUTE_NONE;
 }
 
@@ -664,6 +700,10 @@ static enum MHD_Result dispatch(struct api *api, struct MHD_Connection *conn, st
     case ROUTE_HISTORY:
         if (get)
             return get_history(api, conn, req, id);
+        break;
+    case ROUTE_REWIND:
+        if (is(method, "POST"))
+            return post_rewind(api, conn, req, id);
         break;
     }
     char detail[96];

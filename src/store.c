@@ -27,6 +27,10 @@ enum {
     W_JOB_DELETE,
     W_REPORT_INSERT,
     W_JOB_ADVANCE,
+    W_SNAPSHOT_INSERT,
+    W_HISTORY_TRUNCATE,
+    W_SNAPSHOTS_TRUNCATE,
+    W_JOB_REWIND,
     W_COUNT
 };
 
@@ -54,14 +58,22 @@ static const char *const writer_sql[W_COUNT] = {
     /* The job's state after that report. */
     [W_JOB_ADVANCE] = "UPDATE jobs SET state = ?2, last_step = ?3, reports = ?4, updated_ms = ?5"
                       " WHERE seq = ?1",
+    /* Every few thousand reports, the state after one of them, for fast rewinds. */
+    [W_SNAPSHOT_INSERT] = "INSERT INTO snapshots (job_seq, step, reports, state)"
+                          " VALUES (?1, ?2, ?3, ?4)",
+    /* A rewind forgets everything after the step it goes back to. */
+    [W_HISTORY_TRUNCATE] = "DELETE FROM history WHERE job_seq = ?1 AND step > ?2",
+    [W_SNAPSHOTS_TRUNCATE] = "DELETE FROM snapshots WHERE job_seq = ?1 AND step > ?2",
+    [W_JOB_REWIND] = "UPDATE jobs SET state = ?2, last_step = ?3, reports = ?4, updated_ms = ?5,"
+                     " rewinds = rewinds + 1, status = 'running' WHERE seq = ?1",
 };
 
 /* Statements of each reader connection. */
-enum { R_JOB_LOAD, R_REPORT_FIND, R_REPORT_SCAN, R_JOB_SCAN, R_COUNT };
+enum { R_JOB_LOAD, R_REPORT_FIND, R_REPORT_SCAN, R_JOB_SCAN, R_SNAPSHOT_FIND, R_COUNT };
 
 #define JOB_COLUMNS                                                                                \
     "seq, id, policy, initial_lr, config, tags, status, state, last_step, reports, created_ms,"    \
-    " updated_ms"
+    " updated_ms, rewinds"
 #define REPORT_COLUMNS "step, rank, loss, metric, lr, lrs, event, time_ms"
 
 static const char *const reader_sql[R_COUNT] = {
@@ -80,6 +92,9 @@ static const char *const reader_sql[R_COUNT] = {
                    " AND (?3 IS NULL OR seq IN (SELECT job_seq FROM job_tags"
                    "                            WHERE key = ?3 AND value = ?4))"
                    " ORDER BY seq LIMIT ?5",
+    /* The latest snapshot at or before a step, where a rewind starts replaying. */
+    [R_SNAPSHOT_FIND] = "SELECT step, reports, state FROM snapshots"
+                        " WHERE job_seq = ?1 AND step <= ?2 ORDER BY step DESC LIMIT 1",
 };
 
 struct connection {
@@ -357,6 +372,7 @@ static int read_job_row(sqlite3_stmt *stmt, struct store_job *job, char *err)
     job->reports = sqlite3_column_int64(stmt, 9);
     job->created_ms = sqlite3_column_int64(stmt, 10);
     job->updated_ms = sqlite3_column_int64(stmt, 11);
+    job->rewinds = sqlite3_column_int64(stmt, 12);
     if (!job->policy || !job->initial_lr || !job->config || !job->tags || !job->state) {
         store_job_clear(job);
         return glr_fail(err, GLR_ENOMEM, "out of memory");
@@ -560,7 +576,8 @@ int store_job_delete(struct store *store, int64_t seq, char *err)
 }
 
 int store_report_commit(struct store *store, int64_t seq, const struct store_report *report,
-                        const char *state, int64_t last_step, int64_t reports, char *err)
+                        const char *state, int64_t last_step, int64_t reports, bool snapshot,
+                        char *err)
 {
     int rc = write_begin(store, err);
     if (rc)
@@ -590,6 +607,68 @@ int store_report_commit(struct store *store, int64_t seq, const struct store_rep
         sqlite3_bind_int64(stmt, 4, reports);
         sqlite3_bind_int64(stmt, 5, report->time_ms);
         rc = step_done(store, stmt, "saving the job state", err);
+        if (!rc && sqlite3_changes(store->writer.db) == 0)
+            rc = glr_fail(err, GLR_ENOTFOUND, "the job does not exist");
+    }
+    if (!rc && snapshot) {
+        stmt = store->writer_stmts[W_SNAPSHOT_INSERT];
+        sqlite3_bind_int64(stmt, 1, seq);
+        sqlite3_bind_int64(stmt, 2, report->step);
+        sqlite3_bind_int64(stmt, 3, reports);
+        sqlite3_bind_text(stmt, 4, state, -1, SQLITE_STATIC);
+        rc = step_done(store, stmt, "saving a snapshot", err);
+    }
+    return write_end(store, rc, err);
+}
+
+int store_snapshot_find(struct store *store, int64_t seq, int64_t max_step,
+                        struct store_snapshot *out, char *err)
+{
+    int r = reader_take(store);
+    sqlite3_stmt *stmt = store->reader_stmts[r][R_SNAPSHOT_FIND];
+    sqlite3_bind_int64(stmt, 1, seq);
+    sqlite3_bind_int64(stmt, 2, max_step);
+    int rc = sqlite3_step(stmt);
+    if (rc == SQLITE_ROW) {
+        out->step = sqlite3_column_int64(stmt, 0);
+        out->reports = sqlite3_column_int64(stmt, 1);
+        out->state = column_strdup(stmt, 2);
+        rc = out->state ? GLR_OK : glr_fail(err, GLR_ENOMEM, "out of memory");
+    } else if (rc == SQLITE_DONE) {
+        rc =
+            glr_fail(err, GLR_ENOTFOUND, "no snapshot at or before step %lld", (long long)max_step);
+    } else {
+        rc = db_fail(err, store->readers[r].db, "finding a snapshot");
+    }
+    done(stmt);
+    reader_give(store, r);
+    return rc;
+}
+
+int store_rewind_commit(struct store *store, int64_t seq, int64_t to_step, const char *state,
+                        int64_t last_step, int64_t reports, int64_t updated_ms, char *err)
+{
+    int rc = write_begin(store, err);
+    if (rc)
+        return rc;
+    const int truncations[] = {W_HISTORY_TRUNCATE, W_SNAPSHOTS_TRUNCATE};
+    for (size_t i = 0; i < 2 && !rc; i++) {
+        sqlite3_stmt *stmt = store->writer_stmts[truncations[i]];
+        sqlite3_bind_int64(stmt, 1, seq);
+        sqlite3_bind_int64(stmt, 2, to_step);
+        rc = step_done(store, stmt, "forgetting the steps after the rewind", err);
+    }
+    if (!rc) {
+        sqlite3_stmt *stmt = store->writer_stmts[W_JOB_REWIND];
+        sqlite3_bind_int64(stmt, 1, seq);
+        sqlite3_bind_text(stmt, 2, state, -1, SQLITE_STATIC);
+        if (last_step >= 0)
+            sqlite3_bind_int64(stmt, 3, last_step);
+        else
+            sqlite3_bind_null(stmt, 3);
+        sqlite3_bind_int64(stmt, 4, reports);
+        sqlite3_bind_int64(stmt, 5, updated_ms);
+        rc = step_done(store, stmt, "saving the rewound state", err);
         if (!rc && sqlite3_changes(store->writer.db) == 0)
             rc = glr_fail(err, GLR_ENOTFOUND, "the job does not exist");
     }

@@ -41,6 +41,14 @@ struct store_job {
     int64_t reports;
     int64_t created_ms;
     int64_t updated_ms;
+    int64_t rewinds;
+};
+
+/* A saved state of a job after some step. state is owned: free() it. */
+struct store_snapshot {
+    int64_t step;
+    int64_t reports; /* reports up to and including step */
+    char *state;
 };
 
 /* A row of the history table. */
@@ -96,11 +104,28 @@ int store_job_delete(struct store *store, int64_t seq, char *err);
 
 /*
  * Commits one report in a single transaction: the history row and the job's new state,
- * last_step, report count and updated time. Returns GLR_OK, GLR_ECONFLICT when the
- * (step, rank) row exists already, or GLR_EIO; on failure nothing is changed.
+ * last_step, report count and updated time, and (when snapshot is true) a snapshot of that
+ * state for rewinds. Returns GLR_OK, GLR_ECONFLICT when the (step, rank) row exists
+ * already, or GLR_EIO; on failure nothing is changed.
  */
 int store_report_commit(struct store *store, int64_t seq, const struct store_report *report,
-                        const char *state, int64_t last_step, int64_t reports, char *err);
+                        const char *state, int64_t last_step, int64_t reports, bool snapshot,
+                        char *err);
+
+/*
+ * Loads the latest snapshot of job seq at or before max_step into *out.
+ * Returns GLR_OK, GLR_ENOTFOUND (none) or GLR_EIO.
+ */
+int store_snapshot_find(struct store *store, int64_t seq, int64_t max_step,
+                        struct store_snapshot *out, char *err);
+
+/*
+ * Commits a rewind in one transaction: history and snapshots after to_step are deleted,
+ * the job gets its state as of to_step (last_step -1 for none), its report count, and one
+ * more rewind, and runs again if it was finished. Returns GLR_OK, GLR_ENOTFOUND or GLR_EIO.
+ */
+int store_rewind_commit(struct store *store, int64_t seq, int64_t to_step, const char *state,
+                        int64_t last_step, int64_t reports, int64_t updated_ms, char *err);
 
 /* Loads the history row (seq, step, rank). Returns GLR_OK, GLR_ENOTFOUND or GLR_EIO. */
 int store_report_find(struct store *store, int64_t seq, int64_t step, int64_t rank,

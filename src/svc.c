@@ -31,6 +31,7 @@ struct job {
     int64_t reports;
     int64_t created_ms;
     int64_t updated_ms;
+    int64_t rewinds;
 };
 
 /* Initial number of hash buckets; the table doubles when it is full. */
@@ -197,6 +198,7 @@ static int job_from_row(const struct store_job *row, struct job **out, char *err
     job->reports = row->reports;
     job->created_ms = row->created_ms;
     job->updated_ms = row->updated_ms;
+    job->rewinds = row->rewinds;
     job->tags = strdup(row->tags);
     int rc = job->tags ? sched_from_row(row, &job->sched, err)
                        : glr_fail(err, GLR_ENOMEM, "out of memory");
@@ -353,6 +355,7 @@ struct job_view {
     bool finished;
     int64_t last_step;
     int64_t reports;
+    int64_t rewinds;
     int64_t created_ms;
     int64_t updated_ms;
 };
@@ -387,6 +390,7 @@ static cJSON *describe(const struct job_view *v, const struct glr_sched *sched)
                        v->last_step >= 0 ? cJSON_CreateNumber((double)v->last_step)
                                          : cJSON_CreateNull()) &&
               cJSON_AddNumberToObject(o, "reports", (double)v->reports) &&
+              cJSON_AddNumberToObject(o, "rewinds", (double)v->rewinds) &&
               add_item(o, "state", glr_sched_counters_json(sched)) &&
               add_time(o, "created_at", v->created_ms) && add_time(o, "updated_at", v->updated_ms);
     if (!ok) {
@@ -399,8 +403,8 @@ static cJSON *describe(const struct job_view *v, const struct glr_sched *sched)
 /* Describes a job in memory; call with job->lock held. */
 static int describe_job(const struct job *job, cJSON **out, char *err)
 {
-    struct job_view v = {job->id,      job->tags,       job->finished,  job->last_step,
-                         job->reports, job->created_ms, job->updated_ms};
+    struct job_view v = {job->id,      job->tags,    job->finished,   job->last_step,
+                         job->reports, job->rewinds, job->created_ms, job->updated_ms};
     *out = describe(&v, job->sched);
     return *out ? GLR_OK : glr_fail(err, GLR_ENOMEM, "out of memory");
 }
@@ -556,7 +560,7 @@ int svc_job_create(struct svc *svc, const struct svc_create *request, bool *crea
         rc = existing_job(svc, policy, &c, id, job_out, err);
     } else if (rc == GLR_OK) {
         *created = true;
-        struct job_view v = {id, c.tags, false, -1, 0, now, now};
+        struct job_view v = {id, c.tags, false, -1, 0, 0, now, now};
         *job_out = describe(&v, sched);
         if (!*job_out)
             rc = glr_fail(err, GLR_ENOMEM, "out of memory");
@@ -648,8 +652,8 @@ static bool list_one(void *ctx_, const struct store_job *row)
     ctx->rc = sched_from_row(row, &sched, ctx->err);
     if (ctx->rc)
         return false;
-    struct job_view v = {row->id,      row->tags,       row->finished,  row->last_step,
-                         row->reports, row->created_ms, row->updated_ms};
+    struct job_view v = {row->id,      row->tags,    row->finished,   row->last_step,
+                         row->reports, row->rewinds, row->created_ms, row->updated_ms};
     cJSON *job = describe(&v, sched);
     glr_sched_free(sched);
     if (!job || !cJSON_AddItemToArray(ctx->jobs, job)) {
@@ -793,7 +797,7 @@ int svc_report(struct svc *svc, const char *id, int64_t step, int64_t rank, doub
         rc = glr_fail(err, GLR_ENOMEM, "out of memory");
     else
         rc = store_report_commit(svc->store, job->seq, &report, state_text, step, job->reports + 1,
-                                 err);
+                                 (job->reports + 1) % SVC_SNAPSHOT_EVERY == 0, err);
     free(state_text);
     if (rc) {
         /* The scheduler has stepped but the store has not: drop it and reload next time. */
@@ -1222,4 +1226,107 @@ void svc_csv_close(struct svc_csv *csv)
         return;
     free(csv->text);
     free(csv);
+}
+
+/* ---- rewind ---------------------------------------------------------------------------- */
+
+/* Replays stored history through a scheduler, checking it answers what was answered. */
+struct replay_ctx {
+    struct glr_sched *sched;
+    int64_t last_step;
+    int64_t reports;
+    int rc;
+    char *err;
+};
+
+static bool replay_one(void *ctx_, const struct store_report *r)
+{
+    struct replay_ctx *ctx = ctx_;
+    struct glr_step_result decision;
+    if (glr_sched_step(ctx->sched, r->step, r->loss, &decision) != GLR_OK ||
+        decision.event != r->event || glr_sched_groups(ctx->sched) != r->groups ||
+        memcmp(glr_sched_lrs(ctx->sched), r->lrs, r->groups * sizeof(double)) != 0) {
+        ctx->rc =
+            glr_fail(ctx->err, GLR_ECORRUPT, "replaying step %lld does not give the stored answer",
+                     (long long)r->step);
+        return false;
+    }
+    ctx->last_step = r->step;
+    ctx->reports++;
+    return true;
+}
+
+/* Puts job->sched in its state right after to_step: the nearest snapshot, then history. */
+static int replay_to(struct svc *svc, struct job *job, int64_t to_step, struct replay_ctx *ctx,
+                     char *err)
+{
+    struct store_snapshot snapshot = {.step = -1};
+    int rc = store_snapshot_find(svc->store, job->seq, to_step, &snapshot, err);
+    if (rc == GLR_OK) {
+        cJSON *state = cJSON_Parse(snapshot.state);
+        free(snapshot.state);
+        rc = state ? glr_sched_state_load(job->sched, state, err)
+                   : glr_fail(err, GLR_ECORRUPT, "database: a snapshot is damaged JSON");
+        cJSON_Delete(state);
+        ctx->last_step = snapshot.step;
+        ctx->reports = snapshot.reports;
+    } else if (rc == GLR_ENOTFOUND) {
+        snapshot.step = -1;
+        glr_sched_reset(job->sched);
+        rc = GLR_OK;
+    }
+    if (rc)
+        return rc;
+    ctx->sched = job->sched;
+    ctx->err = err;
+    rc = store_report_scan(svc->store, job->seq, snapshot.step + 1, 0, to_step, INT64_MAX,
+                           replay_one, ctx, err);
+    return rc ? rc : ctx->rc;
+}
+
+int svc_rewind(struct svc *svc, const char *id, int64_t to_step, cJSON **job_out, char *err)
+{
+    *job_out = NULL;
+    if (to_step < -1 || to_step > GLR_MAX_STEP)
+        return glr_fail(err, GLR_EINVAL, "to_step must be an integer from -1 to %lld",
+                        (long long)GLR_MAX_STEP);
+    struct job *job;
+    int rc = job_lock(svc, id, &job, err);
+    if (rc)
+        return rc;
+    if (to_step >= job->last_step) {
+        /* Nothing after to_step: the job already is in that state. */
+        rc = describe_job(job, job_out, err);
+        job_unlock(svc, job);
+        return rc;
+    }
+    struct replay_ctx ctx = {.last_step = -1};
+    rc = replay_to(svc, job, to_step, &ctx, err);
+    char *state_text = NULL;
+    if (!rc) {
+        cJSON *state = glr_sched_state_save(job->sched);
+        state_text = print(state);
+        cJSON_Delete(state);
+        if (!state_text)
+            rc = glr_fail(err, GLR_ENOMEM, "out of memory");
+    }
+    int64_t now = now_ms();
+    if (!rc)
+        rc = store_rewind_commit(svc->store, job->seq, to_step, state_text, ctx.last_step,
+                                 ctx.reports, now, err);
+    free(state_text);
+    if (rc) {
+        /* The scheduler may be half way back: reload the job from the store next time. */
+        job_forget(svc, job);
+        job_unlock(svc, job);
+        return rc;
+    }
+    job->last_step = ctx.last_step;
+    job->reports = ctx.reports;
+    job->rewinds++;
+    job->finished = false;
+    job->updated_ms = now;
+    rc = describe_job(job, job_out, err);
+    job_unlock(svc, job);
+    return rc;
 }

@@ -31,6 +31,7 @@
 #define SVC_HISTORY_PAGE_MAX     10000
 #define SVC_MAX_POINTS_MAX       10000 /* largest max_points of a downsampled history */
 #define SVC_RANK_MAX             4095  /* largest rank number */
+#define SVC_SNAPSHOT_EVERY       4096  /* reports between two state snapshots (rewind speed) */
 
 struct svc;
 
@@ -106,6 +107,16 @@ struct svc_report_result {
  */
 int svc_report(struct svc *svc, const char *id, int64_t step, int64_t rank, double loss,
                struct svc_report_result *result, char *err);
+
+/*
+ * Puts the job back in the state it had right after step to_step (-1, or a step before
+ * the first report: the initial state) and forgets the history after it, in one
+ * transaction; a finished job runs again. Reporting the same losses again then gives the
+ * same answers. *job_out receives the job (the caller's).
+ * Returns GLR_OK, GLR_EINVAL, GLR_ENOTFOUND, GLR_ECORRUPT (the stored history does not
+ * replay to the stored answers) or GLR_EIO.
+ */
+int svc_rewind(struct svc *svc, const char *id, int64_t to_step, cJSON **job_out, char *err);
 
 struct svc_history_query {
     int64_t from_step;

@@ -165,27 +165,53 @@ static void exec_sql(const char *path, const char *sql)
     sqlite3_close(db);
 }
 
+/* Runs sql/NAME from the source tree on the database at path. */
+static void apply_migration_file(const char *path, const char *name)
+{
+    const char *srcdir = getenv("GLR_SRCDIR");
+    char file[512];
+    snprintf(file, sizeof(file), "%s/sql/%s", srcdir ? srcdir : ".", name);
+    char *sql = testutil_read_file(file, NULL);
+    exec_sql(path, sql);
+    free(sql);
+}
+
 START_TEST(an_older_database_is_upgraded)
 {
     /* An empty SQLite file is schema version 0: everything is applied. */
     struct daemon d;
     daemon_start(&d, NULL, NULL);
     daemon_stop(&d);
-    ck_assert_int_ge(user_version(d.db), 1);
+    ck_assert_int_eq(user_version(d.db), 2);
     daemon_cleanup(&d);
 
+    /* A database of schema version 1, with a job and its history, as greedylr 1 left it. */
     char dir[] = "/tmp/greedylr-old-XXXXXX";
     ck_assert_ptr_nonnull(mkdtemp(dir));
     char path[64];
     snprintf(path, sizeof(path), "%s/old.db", dir);
-    exec_sql(path, "CREATE TABLE unrelated (x INTEGER); PRAGMA user_version = 0;");
+    apply_migration_file(path, "001_init.sql");
+    exec_sql(path, "PRAGMA user_version = 1;");
     daemon_start(&d, path, NULL);
     struct httpc c;
     httpc_init(&c, d.port);
     cJSON_Delete(httpc_expect(&c, "PUT", "/v1/jobs/up-1", "{\"lr\":0.1}", 201));
+    cJSON_Delete(httpc_expect(&c, "POST", "/v1/jobs/up-1/reports", "{\"step\":0,\"loss\":1}", 200));
     httpc_close(&c);
     daemon_stop(&d);
-    ck_assert_int_ge(user_version(path), 1);
+    /* Take it back to version 1 as that version would have written it, then upgrade. */
+    exec_sql(path, "DROP TABLE snapshots; ALTER TABLE jobs DROP COLUMN rewinds; "
+                   "PRAGMA user_version = 1;");
+    daemon_restart(&d);
+    httpc_init(&c, d.port);
+    cJSON *job = httpc_expect(&c, "GET", "/v1/jobs/up-1", NULL, 200);
+    ck_assert_int_eq((int)cJSON_GetObjectItemCaseSensitive(job, "rewinds")->valuedouble, 0);
+    ck_assert_int_eq((int)cJSON_GetObjectItemCaseSensitive(job, "reports")->valuedouble, 1);
+    cJSON_Delete(job);
+    cJSON_Delete(httpc_expect(&c, "POST", "/v1/jobs/up-1/rewind", "{\"to_step\":-1}", 200));
+    httpc_close(&c);
+    daemon_stop(&d);
+    ck_assert_int_eq(user_version(path), 2);
     daemon_cleanup(&d);
     char side[80];
     const char *suffixes[] = {"", "-wal", "-shm"};

@@ -747,11 +747,12 @@ def check_patch_and_delete(checker, client, jobs):
     checker.call("DELETE", "/v1/jobs/doomed", 404, "again")
 
 
-def report_many(checker, job_id, losses, rank=None):
-    """Reports losses as steps 0, 1, ...; one TAP line for all. Returns the answers."""
+def report_many(checker, job_id, losses, rank=None, first_step=0):
+    """Reports losses as steps first_step, first_step + 1, ...; one TAP line for all.
+    Returns the answers."""
     answers = []
     problems = []
-    for step, loss in enumerate(losses):
+    for step, loss in enumerate(losses, start=first_step):
         body = {"step": step, "loss": loss}
         if rank is not None:
             body["rank"] = rank
@@ -809,6 +810,33 @@ def check_reports(checker, client, jobs):
                  {"step": 0, "loss": 1.0})
     finished = f"/v1/jobs/{jobs['posted']}/reports"
     checker.call("POST", finished, 409, "to a finished job", {"step": 0, "loss": 1.0})
+
+
+def check_rewind(checker, client, jobs):
+    """POST /v1/jobs/{id}/rewind: back to a step, then the same losses give the same answers."""
+    tap = checker.tap
+    job_id = jobs["smooth"]
+    path = f"/v1/jobs/{job_id}/rewind"
+    history = checker.call("GET", f"/v1/jobs/{job_id}/history", 200, "before a rewind")
+    before = history.json()["points"] if history.status == 200 else []
+    response = checker.call("POST", path, 200, "to step 4", {"to_step": 4})
+    if response.status == 200:
+        job = response.json()
+        tap.check(job["last_step"] == 4 and job["rewinds"] == 1,
+                  "a rewound job shows its last step and one rewind", [json.dumps(job)])
+    again = [point for point in before if point["step"] > 4]
+    answers = report_many(checker, job_id, [point["loss"] for point in again], first_step=5)
+    tap.check([a["lr"] for a in answers] == [p["lr"] for p in again],
+              "the same losses after a rewind give the same learning rates")
+    checker.call("POST", path, 200, "to the initial state", {"to_step": -1})
+    checker.call("POST", path, 200, "past the last step (nothing to undo)", {"to_step": 10**6})
+    check_body_errors(checker, client, "POST", path)
+    for what, body in [("with to_step -2", {"to_step": -2}),
+                       ("with to_step 1.5", {"to_step": 1.5}),
+                       ("without to_step", {}),
+                       ("with an unknown field", {"to_step": 1, "force": True})]:
+        checker.call("POST", path, 422, what, body)
+    checker.call("POST", "/v1/jobs/no-such-job/rewind", 404, "of an unknown job", {"to_step": 0})
 
 
 def check_csv(checker, job_id, groups):
@@ -916,6 +944,7 @@ def main():
                 check_patch_and_delete(checker, client, jobs)
                 check_reports(checker, client, jobs)
                 check_history(checker, jobs)
+                check_rewind(checker, client, jobs)
                 check_coverage(tap, spec, checker)
                 print(f"# requests took {time.monotonic() - started:.1f} s")
         except Exception:  # a crash is a failed check, and the daemon must still stop
