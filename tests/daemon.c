@@ -96,7 +96,7 @@ static void launch(struct daemon *d, const char *const *extra_args)
     line[len] = '\0';
     close(out[0]);
     const char *colon = strrchr(line, ':');
-    ck_assert_msg(strncmp(line, "listening on http://127.0.0.1:", 30) == 0 && colon,
+    ck_assert_msg(strncmp(line, "listening on http://", 20) == 0 && colon,
                   "greedylrd did not start (printed \"%s\"; see %s)", line, d->log);
     d->port = atoi(colon + 1);
     ck_assert_int_gt(d->port, 0);
@@ -113,13 +113,14 @@ void daemon_start(struct daemon *d, const char *db, const char *const *extra_arg
     else
         snprintf(d->db, sizeof(d->db), "%s/test.db", d->dir);
     snprintf(d->log, sizeof(d->log), "%s/daemon.log", d->dir);
+    d->extra_args = extra_args;
     launch(d, extra_args);
 }
 
 void daemon_restart(struct daemon *d)
 {
     ck_assert_int_eq(d->pid, 0);
-    launch(d, NULL);
+    launch(d, d->extra_args);
 }
 
 /* Waits for the child; returns its wait status. */

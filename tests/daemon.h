@@ -13,9 +13,10 @@
 struct daemon {
     pid_t pid;
     int port;
-    char dir[256]; /* temporary directory holding the database */
-    char db[300];  /* database path */
-    char log[300]; /* the daemon's standard error */
+    char dir[256];                 /* temporary directory holding the database */
+    char db[300];                  /* database path */
+    char log[300];                 /* the daemon's standard error */
+    const char *const *extra_args; /* kept for restarts; the caller keeps them alive */
 };
 
 /*
@@ -25,7 +26,10 @@ struct daemon {
  */
 void daemon_start(struct daemon *d, const char *db, const char *const *extra_args);
 
-/* Starts the daemon again on the same database (after daemon_stop or daemon_kill). */
+/*
+ * Starts the daemon again on the same database with the same extra arguments (after
+ * daemon_stop or daemon_kill).
+ */
 void daemon_restart(struct daemon *d);
 
 /* SIGTERM; fails the test unless the daemon exits with status 0. */
