@@ -6,10 +6,12 @@
 #include "api.h"
 
 #include <arpa/inet.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <math.h>
 #include <microhttpd.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +37,7 @@ enum http_status {
     HTTP_CONTENT_TOO_LARGE = 413,
     HTTP_UNSUPPORTED_MEDIA_TYPE = 415,
     HTTP_UNPROCESSABLE = 422,
+    HTTP_TOO_MANY_REQUESTS = 429,
     HTTP_INTERNAL_ERROR = 500,
     HTTP_UNAVAILABLE = 503,
 };
@@ -47,6 +50,15 @@ struct api {
 };
 
 /* One request being received: its body, bounded by API_BODY_MAX. */
+/* Where a request that waits for other ranks (or for a decision) stands. */
+enum wait_state {
+    WAIT_NONE,      /* not waiting */
+    WAIT_PENDING,   /* registered with the service, connection not suspended yet */
+    WAIT_SUSPENDED, /* connection suspended until the service answers */
+    WAIT_DONE,      /* the service answered: reply with what it said */
+};
+
+/* One request being received: its body, bounded by API_BODY_MAX. */
 struct request {
     struct timespec start;
     char *body;
@@ -55,6 +67,17 @@ struct request {
     bool too_big;
     bool answered;
     unsigned status;
+
+    /* A request whose answer comes later (svc_waiter.done runs on any thread). */
+    struct svc_waiter waiter; /* waiter_done() finds the request from it (offsetof) */
+    struct MHD_Connection *conn;
+    pthread_mutex_t wait_lock;
+    enum wait_state wait_state;
+    bool lookup; /* an lr lookup, else a report */
+    int wait_status;
+    struct svc_report_result wait_result;
+    char wait_err[GLR_ERR_MAX];
+    char job_id[STORE_ID_MAX + 1];
 };
 
 /* The HTTP answer of each service status. */
@@ -71,6 +94,8 @@ static const struct problem_kind problem_kinds[] = {
     {GLR_ECONFLICT, HTTP_CONFLICT, "conflict", "Conflict"},
     {GLR_ESTATE, HTTP_CONFLICT, "conflict", "Conflict"},
     {GLR_ETOOBIG, HTTP_CONTENT_TOO_LARGE, "too-large", "Content too large"},
+    {GLR_ELIMIT, HTTP_TOO_MANY_REQUESTS, "too-many-waiting", "Too many requests"},
+    {GLR_EAGAIN, HTTP_NOT_FOUND, "not-yet", "Not decided yet"},
     {GLR_EBUSY, HTTP_UNAVAILABLE, "busy", "Service unavailable"},
     {GLR_ENOMEM, HTTP_UNAVAILABLE, "busy", "Service unavailable"},
     {GLR_ECORRUPT, HTTP_INTERNAL_ERROR, "storage", "Stored data is damaged"},
@@ -162,6 +187,8 @@ static enum MHD_Result answer_problem(struct MHD_Connection *conn, struct reques
     MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, "application/problem+json");
     if (allow)
         MHD_add_response_header(response, MHD_HTTP_HEADER_ALLOW, allow);
+    if (status == HTTP_TOO_MANY_REQUESTS || status == HTTP_UNAVAILABLE)
+        MHD_add_response_header(response, MHD_HTTP_HEADER_RETRY_AFTER, "1");
     enum MHD_Result result = MHD_queue_response(conn, status, response);
     MHD_destroy_response(response);
     req->answered = true;
@@ -330,7 +357,8 @@ static enum MHD_Result get_health(struct MHD_Connection *conn, struct request *r
     return answer_json(conn, req, HTTP_OK, body, NULL);
 }
 
-static const char *const create_keys[] = {"policy", "lr", "config", "tags", NULL};
+static const char *const create_keys[] = {
+    "policy", "lr", "config", "tags", "world_size", "aggregate", "aggregate_timeout_ms", NULL};
 
 /* PUT /v1/jobs/{id} (id given) and POST /v1/jobs (id NULL). */
 static enum MHD_Result create_job(struct api *api, struct MHD_Connection *conn, struct request *req,
@@ -350,6 +378,9 @@ static enum MHD_Result create_job(struct api *api, struct MHD_Connection *conn, 
             .lr = cJSON_GetObjectItemCaseSensitive(body, "lr"),
             .config = cJSON_GetObjectItemCaseSensitive(body, "config"),
             .tags = cJSON_GetObjectItemCaseSensitive(body, "tags"),
+            .world_size = cJSON_GetObjectItemCaseSensitive(body, "world_size"),
+            .aggregate = cJSON_GetObjectItemCaseSensitive(body, "aggregate"),
+            .aggregate_timeout_ms = cJSON_GetObjectItemCaseSensitive(body, "aggregate_timeout_ms"),
         };
         char err[GLR_ERR_MAX] = "";
         bool created = false;
@@ -462,6 +493,93 @@ static enum MHD_Result list_jobs(struct api *api, struct MHD_Connection *conn, s
 
 static const char *const report_keys[] = {"step", "loss", "rank", NULL};
 
+/* The answer of a report or an lr lookup: {"job","step","lr","event"} and what else applies. */
+static cJSON *decision_json(const char *id, const struct svc_report_result *r)
+{
+    cJSON *answer = cJSON_CreateObject();
+    cJSON *lr = r->lr_is_array ? jsonx_number_array(r->lrs, r->groups) : jsonx_number(r->lrs[0]);
+    if (!answer || !lr || !cJSON_AddStringToObject(answer, "job", id) ||
+        !cJSON_AddNumberToObject(answer, "step", (double)r->step) ||
+        !cJSON_AddItemToObject(answer, "lr", lr) ||
+        !cJSON_AddStringToObject(answer, "event", glr_event_name(r->event)) ||
+        (r->ranks > 1 && !cJSON_AddNumberToObject(answer, "ranks", (double)r->ranks)) ||
+        (r->replayed && !cJSON_AddTrueToObject(answer, "replayed")) ||
+        (r->late && !cJSON_AddTrueToObject(answer, "late"))) {
+        cJSON_Delete(answer);
+        return NULL;
+    }
+    return answer;
+}
+
+/* Answers a report or lookup: the decision, 204 for "not decided yet", or a problem. */
+static enum MHD_Result answer_decision(struct MHD_Connection *conn, struct request *req, int rc,
+                                       const struct svc_report_result *r, const char *err)
+{
+    if (rc == GLR_OK)
+        return answer_json(conn, req, HTTP_OK, decision_json(req->job_id, r), NULL);
+    if (rc == GLR_EAGAIN && req->lookup) {
+        struct MHD_Response *response =
+            MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+        if (!response)
+            return MHD_NO;
+        MHD_add_response_header(response, MHD_HTTP_HEADER_RETRY_AFTER, "1");
+        enum MHD_Result result = MHD_queue_response(conn, HTTP_NO_CONTENT, response);
+        MHD_destroy_response(response);
+        req->answered = true;
+        req->status = HTTP_NO_CONTENT;
+        return result;
+    }
+    return answer_status(conn, req, rc, err);
+}
+
+/* Called by the service, on any thread, when a waiting request has its answer. */
+static void waiter_done(struct svc_waiter *waiter, int status,
+                        const struct svc_report_result *result, const char *err)
+{
+    struct request *req =
+        (struct request *)(void *)((char *)waiter - offsetof(struct request, waiter));
+    pthread_mutex_lock(&req->wait_lock);
+    req->wait_status = status;
+    if (result)
+        req->wait_result = *result;
+    snprintf(req->wait_err, sizeof(req->wait_err), "%s", err ? err : "");
+    bool suspended = req->wait_state == WAIT_SUSPENDED;
+    req->wait_state = WAIT_DONE;
+    /* libmicrohttpd calls on_request again for this connection, which then answers. */
+    if (suspended)
+        MHD_resume_connection(req->conn);
+    pthread_mutex_unlock(&req->wait_lock);
+}
+
+/* Prepares req to be a waiter before calling the service. */
+static void start_waiting(struct request *req, struct MHD_Connection *conn, const char *id,
+                          bool lookup)
+{
+    req->conn = conn;
+    req->lookup = lookup;
+    req->waiter.done = waiter_done;
+    req->wait_state = WAIT_PENDING;
+    snprintf(req->job_id, sizeof(req->job_id), "%s", id);
+}
+
+/*
+ * The service will answer later: suspend the connection, so that no server thread is
+ * held, unless the answer came already (another thread may have decided meanwhile).
+ */
+static enum MHD_Result wait_for_answer(struct MHD_Connection *conn, struct request *req)
+{
+    pthread_mutex_lock(&req->wait_lock);
+    bool done = req->wait_state == WAIT_DONE;
+    if (!done) {
+        MHD_suspend_connection(conn);
+        req->wait_state = WAIT_SUSPENDED;
+    }
+    pthread_mutex_unlock(&req->wait_lock);
+    if (done)
+        return answer_decision(conn, req, req->wait_status, &req->wait_result, req->wait_err);
+    return MHD_YES;
+}
+
 /* Reads a loss: a number, or null / "NaN" / "Infinity" / "-Infinity" for a diverged step. */
 static bool parse_loss(const cJSON *item, double *loss)
 {
@@ -488,8 +606,9 @@ static enum MHD_Result post_report(struct api *api, struct MHD_Connection *conn,
     if (!json_integer(cJSON_GetObjectItemCaseSensitive(body, "step"), 0, GLR_MAX_STEP, &step)) {
         result = answer_invalid(conn, req, "step must be an integer from 0 to %lld",
                                 (long long)GLR_MAX_STEP);
-    } else if (rank_item && !json_integer(rank_item, 0, SVC_RANK_MAX, &rank)) {
-        result = answer_invalid(conn, req, "rank must be an integer from 0 to %d", SVC_RANK_MAX);
+    } else if (rank_item && !json_integer(rank_item, 0, SVC_WORLD_MAX - 1, &rank)) {
+        result =
+            answer_invalid(conn, req, "rank must be an integer from 0 to %d", SVC_WORLD_MAX - 1);
     } else if (!loss_item) {
         result = answer_invalid(conn, req, "loss is required");
     } else if (!parse_loss(loss_item, &loss)) {
@@ -499,24 +618,35 @@ static enum MHD_Result post_report(struct api *api, struct MHD_Connection *conn,
     } else {
         char err[GLR_ERR_MAX] = "";
         struct svc_report_result r;
-        int rc = svc_report(api->svc, id, step, rank, loss, &r, err);
-        if (rc) {
-            result = answer_status(conn, req, rc, err);
-        } else {
-            cJSON *answer = cJSON_CreateObject();
-            cJSON *lr =
-                r.lr_is_array ? jsonx_number_array(r.lrs, r.groups) : jsonx_number(r.lrs[0]);
-            cJSON_AddStringToObject(answer, "job", id);
-            cJSON_AddNumberToObject(answer, "step", (double)r.step);
-            cJSON_AddItemToObject(answer, "lr", lr);
-            cJSON_AddStringToObject(answer, "event", glr_event_name(r.event));
-            if (r.replayed)
-                cJSON_AddTrueToObject(answer, "replayed");
-            result = answer_json(conn, req, HTTP_OK, answer, NULL);
-        }
+        start_waiting(req, conn, id, false);
+        int rc = svc_report(api->svc, id, step, rank, loss, &req->waiter, &r, err);
+        if (rc == GLR_EWAIT)
+            result = wait_for_answer(conn, req);
+        else
+            result = answer_decision(conn, req, rc, &r, err);
     }
     cJSON_Delete(body);
     return result;
+}
+
+/* GET /v1/jobs/{id}/lr?step=S&wait_ms=W: the decision of a step, waiting for it if asked. */
+static enum MHD_Result get_lr(struct api *api, struct MHD_Connection *conn, struct request *req,
+                              const char *id)
+{
+    enum MHD_Result result;
+    int64_t step = 0, wait_ms = 0;
+    if (!MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "step"))
+        return answer_invalid(conn, req, "step is required");
+    if (!query_integer(conn, req, "step", 0, GLR_MAX_STEP, 0, &step, &result) ||
+        !query_integer(conn, req, "wait_ms", 0, SVC_WAIT_MAX_MS, 0, &wait_ms, &result))
+        return result;
+    char err[GLR_ERR_MAX] = "";
+    struct svc_report_result r;
+    start_waiting(req, conn, id, true);
+    int rc = svc_lr(api->svc, id, step, wait_ms, &req->waiter, &r, err);
+    if (rc == GLR_EWAIT)
+        return wait_for_answer(conn, req);
+    return answer_decision(conn, req, rc, &r, err);
 }
 
 static const char *const rewind_keys[] = {"to_step", NULL};
@@ -611,7 +741,8 @@ enum route {
     ROUTE_JOB,
     ROUTE_REPORTS,
     ROUTE_HISTORY,
-    ROUTE_REWIND
+    ROUTE_REWIND,
+    ROUTE_LR
 };
 
 static const char *const route_allow[] = {
@@ -622,6 +753,7 @@ static const char *const route_allow[] = {
     [ROUTE_REPORTS] = "POST",
     [ROUTE_HISTORY] = "GET, HEAD",
     [ROUTE_REWIND] = "POST",
+    [ROUTE_LR] = "GET, HEAD",
 };
 
 /*
@@ -655,6 +787,8 @@ static enum route match_route(const char *url, char id[API_ID_SEGMENT_MAX + 1])
         return ROUTE_HISTORY;
     if (strcmp(slash, "/rewind") == 0)
         return ROUTE_REWIND;
+    if (strcmp(slash, "/lr") == 0)
+        return ROUTE_LR;
     return ROUTE_NONE;
 }
 
@@ -704,6 +838,10 @@ static enum MHD_Result dispatch(struct api *api, struct MHD_Connection *conn, st
     case ROUTE_REWIND:
         if (is(method, "POST"))
             return post_rewind(api, conn, req, id);
+        break;
+    case ROUTE_LR:
+        if (get)
+            return get_lr(api, conn, req, id);
         break;
     }
     char detail[96];
@@ -756,6 +894,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (!req)
             return MHD_NO;
         clock_gettime(CLOCK_MONOTONIC, &req->start);
+        pthread_mutex_init(&req->wait_lock, NULL);
         *con_cls = req;
         atomic_fetch_add(&api->in_flight, 1);
         /*
@@ -776,7 +915,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             req->too_big = true;
         return MHD_YES;
     }
-    if (req->answered)
+    if (req->wait_state == WAIT_DONE && !req->answered) /* resumed: the answer is here */
+        return answer_decision(conn, req, req->wait_status, &req->wait_result, req->wait_err);
+    if (req->answered || req->wait_state != WAIT_NONE)
         return MHD_YES;
     if (req->too_big)
         return answer_too_big(conn, req);
@@ -800,6 +941,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                     (double)(end.tv_nsec - req->start.tv_nsec) / 1e6;
         log_debug("request answered %u in %.3f ms", req->status, ms);
     }
+    pthread_mutex_destroy(&req->wait_lock);
     free(req->body);
     free(req);
     *con_cls = NULL;
@@ -821,8 +963,8 @@ int api_start(struct svc *svc, const struct api_options *options, struct api **o
     *out = NULL;
     struct sockaddr_storage addr;
     memset(&addr, 0, sizeof(addr));
-    unsigned int flags =
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_USE_ITC;
+    unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
+                         MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME;
     struct sockaddr_in *v4 = (struct sockaddr_in *)&addr;
     struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&addr;
     if (inet_pton(AF_INET, options->host, &v4->sin_addr) == 1) {
@@ -875,6 +1017,8 @@ void api_stop(struct api *api)
      * committed but never answered would only be retried), then close every connection.
      */
     MHD_socket listener = MHD_quiesce_daemon(api->daemon);
+    /* A suspended connection left at MHD_stop_daemon is a crash: answer them all first. */
+    svc_cancel_waiters(api->svc);
     for (int waited = 0; atomic_load(&api->in_flight) > 0 && waited < API_DRAIN_MS; waited += 10) {
         struct timespec pause = {0, 10 * 1000 * 1000};
         nanosleep(&pause, NULL);

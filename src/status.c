@@ -27,6 +27,12 @@ const char *glr_status_name(int status)
         return "busy";
     case GLR_ESTATE:
         return "wrong state";
+    case GLR_ELIMIT:
+        return "limit reached";
+    case GLR_EAGAIN:
+        return "not yet";
+    case GLR_EWAIT:
+        return "answered later";
     }
     return "unknown status";
 }

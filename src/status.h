@@ -17,6 +17,9 @@ enum glr_status {
     GLR_EIO = -7,       /* the operating system or the database failed */
     GLR_EBUSY = -8,     /* a resource is temporarily exhausted; try again */
     GLR_ESTATE = -9,    /* the object is in a state that forbids the call */
+    GLR_ELIMIT = -10,   /* a per-client or per-job limit was reached; slow down */
+    GLR_EAGAIN = -11,   /* not yet: what was asked for does not exist yet */
+    GLR_EWAIT = -12,    /* not an error: the answer will come later, through a callback */
 };
 
 /* Size of every error message buffer; longer messages are truncated. */

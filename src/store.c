@@ -31,6 +31,8 @@ enum {
     W_HISTORY_TRUNCATE,
     W_SNAPSHOTS_TRUNCATE,
     W_JOB_REWIND,
+    W_RANK_LOSS_INSERT,
+    W_RANK_LOSSES_TRUNCATE,
     W_COUNT
 };
 
@@ -41,8 +43,9 @@ static const char *const writer_sql[W_COUNT] = {
     [W_ROLLBACK] = "ROLLBACK",
     /* Create a job. */
     [W_JOB_INSERT] = "INSERT INTO jobs (id, policy, initial_lr, config, tags, status, state,"
-                     " last_step, reports, created_ms, updated_ms)"
-                     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                     " last_step, reports, created_ms, updated_ms, world_size, aggregate,"
+                     " aggregate_timeout_ms)"
+                     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
     /* The indexed copy of one tag. */
     [W_TAG_INSERT] = "INSERT INTO job_tags (job_seq, key, value) VALUES (?1, ?2, ?3)",
     [W_TAGS_CLEAR] = "DELETE FROM job_tags WHERE job_seq = ?1",
@@ -54,7 +57,7 @@ static const char *const writer_sql[W_COUNT] = {
     [W_JOB_DELETE] = "DELETE FROM jobs WHERE seq = ?1",
     /* One accepted report. */
     [W_REPORT_INSERT] = "INSERT INTO history (job_seq, step, rank, loss, metric, lr, lrs, event,"
-                        " time_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                        " time_ms, ranks) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     /* The job's state after that report. */
     [W_JOB_ADVANCE] = "UPDATE jobs SET state = ?2, last_step = ?3, reports = ?4, updated_ms = ?5"
                       " WHERE seq = ?1",
@@ -64,17 +67,29 @@ static const char *const writer_sql[W_COUNT] = {
     /* A rewind forgets everything after the step it goes back to. */
     [W_HISTORY_TRUNCATE] = "DELETE FROM history WHERE job_seq = ?1 AND step > ?2",
     [W_SNAPSHOTS_TRUNCATE] = "DELETE FROM snapshots WHERE job_seq = ?1 AND step > ?2",
+    /* One rank's loss of a step of a job of several ranks. */
+    [W_RANK_LOSS_INSERT] = "INSERT INTO rank_losses (job_seq, step, rank, loss, late)"
+                           " VALUES (?1, ?2, ?3, ?4, ?5)",
+    [W_RANK_LOSSES_TRUNCATE] = "DELETE FROM rank_losses WHERE job_seq = ?1 AND step > ?2",
     [W_JOB_REWIND] = "UPDATE jobs SET state = ?2, last_step = ?3, reports = ?4, updated_ms = ?5,"
                      " rewinds = rewinds + 1, status = 'running' WHERE seq = ?1",
 };
 
 /* Statements of each reader connection. */
-enum { R_JOB_LOAD, R_REPORT_FIND, R_REPORT_SCAN, R_JOB_SCAN, R_SNAPSHOT_FIND, R_COUNT };
+enum {
+    R_JOB_LOAD,
+    R_REPORT_FIND,
+    R_REPORT_SCAN,
+    R_JOB_SCAN,
+    R_SNAPSHOT_FIND,
+    R_RANK_LOSS_FIND,
+    R_COUNT
+};
 
 #define JOB_COLUMNS                                                                                \
     "seq, id, policy, initial_lr, config, tags, status, state, last_step, reports, created_ms,"    \
-    " updated_ms, rewinds"
-#define REPORT_COLUMNS "step, rank, loss, metric, lr, lrs, event, time_ms"
+    " updated_ms, rewinds, world_size, aggregate, aggregate_timeout_ms"
+#define REPORT_COLUMNS "step, rank, loss, metric, lr, lrs, event, time_ms, ranks"
 
 static const char *const reader_sql[R_COUNT] = {
     /* GET a job, or load it into memory. */
@@ -95,6 +110,9 @@ static const char *const reader_sql[R_COUNT] = {
     /* The latest snapshot at or before a step, where a rewind starts replaying. */
     [R_SNAPSHOT_FIND] = "SELECT step, reports, state FROM snapshots"
                         " WHERE job_seq = ?1 AND step <= ?2 ORDER BY step DESC LIMIT 1",
+    /* A rank's report of a step of a job of several ranks: a retry, or late. */
+    [R_RANK_LOSS_FIND] = "SELECT loss FROM rank_losses WHERE job_seq = ?1 AND step = ?2"
+                         " AND rank = ?3",
 };
 
 struct connection {
@@ -373,6 +391,11 @@ static int read_job_row(sqlite3_stmt *stmt, struct store_job *job, char *err)
     job->created_ms = sqlite3_column_int64(stmt, 10);
     job->updated_ms = sqlite3_column_int64(stmt, 11);
     job->rewinds = sqlite3_column_int64(stmt, 12);
+    job->world_size = sqlite3_column_int64(stmt, 13);
+    const unsigned char *aggregate = sqlite3_column_text(stmt, 14);
+    snprintf(job->aggregate, sizeof(job->aggregate), "%s",
+             aggregate ? (const char *)aggregate : "mean");
+    job->aggregate_timeout_ms = sqlite3_column_int64(stmt, 15);
     if (!job->policy || !job->initial_lr || !job->config || !job->tags || !job->state) {
         store_job_clear(job);
         return glr_fail(err, GLR_ENOMEM, "out of memory");
@@ -422,6 +445,7 @@ static int read_report_row(sqlite3_stmt *stmt, struct store_report *r, char *err
         return glr_fail(err, GLR_ECORRUPT, "database: history event of step %lld is damaged",
                         (long long)r->step);
     r->time_ms = sqlite3_column_int64(stmt, 7);
+    r->ranks = sqlite3_column_int64(stmt, 8);
     return GLR_OK;
 }
 
@@ -506,6 +530,9 @@ int store_job_insert(struct store *store, struct store_job *job, char *err)
     sqlite3_bind_int64(stmt, 9, job->reports);
     sqlite3_bind_int64(stmt, 10, job->created_ms);
     sqlite3_bind_int64(stmt, 11, job->updated_ms);
+    sqlite3_bind_int64(stmt, 12, job->world_size);
+    sqlite3_bind_text(stmt, 13, job->aggregate, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, 14, job->aggregate_timeout_ms);
     rc = step_done(store, stmt, "inserting the job", err);
     if (rc == GLR_ECONFLICT)
         glr_fail(err, GLR_ECONFLICT, "job %s exists already", job->id);
@@ -575,7 +602,21 @@ int store_job_delete(struct store *store, int64_t seq, char *err)
     return write_end(store, rc, err);
 }
 
+/* Inserts one rank_losses row; call inside a write transaction. */
+static int insert_rank_loss(struct store *store, int64_t seq, int64_t step,
+                            const struct store_rank_loss *rl, bool late, char *err)
+{
+    sqlite3_stmt *stmt = store->writer_stmts[W_RANK_LOSS_INSERT];
+    sqlite3_bind_int64(stmt, 1, seq);
+    sqlite3_bind_int64(stmt, 2, step);
+    sqlite3_bind_int64(stmt, 3, rl->rank);
+    bind_real(stmt, 4, rl->loss);
+    sqlite3_bind_int(stmt, 5, late ? 1 : 0);
+    return step_done(store, stmt, "inserting a rank's loss", err);
+}
+
 int store_report_commit(struct store *store, int64_t seq, const struct store_report *report,
+                        const struct store_rank_loss *rank_losses, size_t nrank_losses,
                         const char *state, int64_t last_step, int64_t reports, bool snapshot,
                         char *err)
 {
@@ -598,7 +639,10 @@ int store_report_commit(struct store *store, int64_t seq, const struct store_rep
     }
     sqlite3_bind_text(stmt, 8, glr_event_name(report->event), -1, SQLITE_STATIC);
     sqlite3_bind_int64(stmt, 9, report->time_ms);
+    sqlite3_bind_int64(stmt, 10, report->ranks);
     rc = step_done(store, stmt, "inserting the report", err);
+    for (size_t i = 0; !rc && i < nrank_losses; i++)
+        rc = insert_rank_loss(store, seq, report->step, &rank_losses[i], false, err);
     if (!rc) {
         stmt = store->writer_stmts[W_JOB_ADVANCE];
         sqlite3_bind_int64(stmt, 1, seq);
@@ -651,8 +695,8 @@ int store_rewind_commit(struct store *store, int64_t seq, int64_t to_step, const
     int rc = write_begin(store, err);
     if (rc)
         return rc;
-    const int truncations[] = {W_HISTORY_TRUNCATE, W_SNAPSHOTS_TRUNCATE};
-    for (size_t i = 0; i < 2 && !rc; i++) {
+    const int truncations[] = {W_HISTORY_TRUNCATE, W_SNAPSHOTS_TRUNCATE, W_RANK_LOSSES_TRUNCATE};
+    for (size_t i = 0; i < sizeof(truncations) / sizeof(truncations[0]) && !rc; i++) {
         sqlite3_stmt *stmt = store->writer_stmts[truncations[i]];
         sqlite3_bind_int64(stmt, 1, seq);
         sqlite3_bind_int64(stmt, 2, to_step);
@@ -759,4 +803,38 @@ int store_job_scan(struct store *store, int64_t after_seq, int64_t limit,
     done(stmt);
     reader_give(store, r);
     return rc;
+}
+
+int store_rank_loss_find(struct store *store, int64_t seq, int64_t step, int64_t rank, double *loss,
+                         char *err)
+{
+    int r = reader_take(store);
+    sqlite3_stmt *stmt = store->reader_stmts[r][R_RANK_LOSS_FIND];
+    sqlite3_bind_int64(stmt, 1, seq);
+    sqlite3_bind_int64(stmt, 2, step);
+    sqlite3_bind_int64(stmt, 3, rank);
+    int rc = sqlite3_step(stmt);
+    if (rc == SQLITE_ROW) {
+        *loss = column_real(stmt, 0);
+        rc = GLR_OK;
+    } else if (rc == SQLITE_DONE) {
+        rc = glr_fail(err, GLR_ENOTFOUND, "rank %lld never reported step %lld", (long long)rank,
+                      (long long)step);
+    } else {
+        rc = db_fail(err, store->readers[r].db, "finding a rank's loss");
+    }
+    done(stmt);
+    reader_give(store, r);
+    return rc;
+}
+
+int store_rank_loss_add_late(struct store *store, int64_t seq, int64_t step, int64_t rank,
+                             double loss, char *err)
+{
+    int rc = write_begin(store, err);
+    if (rc)
+        return rc;
+    struct store_rank_loss rl = {rank, loss};
+    rc = insert_rank_loss(store, seq, step, &rl, true, err);
+    return write_end(store, rc, err);
 }

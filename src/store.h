@@ -42,6 +42,9 @@ struct store_job {
     int64_t created_ms;
     int64_t updated_ms;
     int64_t rewinds;
+    int64_t world_size;           /* ranks that report each step */
+    char aggregate[8];            /* mean, max, min or rank0 */
+    int64_t aggregate_timeout_ms; /* longest wait for every rank of a step */
 };
 
 /* A saved state of a job after some step. state is owned: free() it. */
@@ -59,8 +62,15 @@ struct store_report {
     double metric;
     enum glr_event event;
     int64_t time_ms;
+    int64_t ranks; /* how many ranks' losses the decision combined */
     size_t groups;
     double lrs[GLR_MAX_GROUPS];
+};
+
+/* One rank's loss of a step of a job of several ranks. */
+struct store_rank_loss {
+    int64_t rank;
+    double loss;
 };
 
 /*
@@ -103,14 +113,27 @@ int store_job_patch(struct store *store, int64_t seq, const bool *finished, cons
 int store_job_delete(struct store *store, int64_t seq, char *err);
 
 /*
- * Commits one report in a single transaction: the history row and the job's new state,
- * last_step, report count and updated time, and (when snapshot is true) a snapshot of that
- * state for rewinds. Returns GLR_OK, GLR_ECONFLICT when the (step, rank) row exists
- * already, or GLR_EIO; on failure nothing is changed.
+ * Commits one decision in a single transaction: the history row, the losses of the ranks
+ * it combined (none for a job of one rank), and the job's new state, last_step, report
+ * count and updated time, and (when snapshot is true) a snapshot of that state for
+ * rewinds. Returns GLR_OK, GLR_ECONFLICT when the step's row exists already, or GLR_EIO;
+ * on failure nothing is changed.
  */
 int store_report_commit(struct store *store, int64_t seq, const struct store_report *report,
+                        const struct store_rank_loss *rank_losses, size_t nrank_losses,
                         const char *state, int64_t last_step, int64_t reports, bool snapshot,
                         char *err);
+
+/*
+ * Reads the loss rank reported for step of job seq (a job of several ranks).
+ * Returns GLR_OK, GLR_ENOTFOUND or GLR_EIO.
+ */
+int store_rank_loss_find(struct store *store, int64_t seq, int64_t step, int64_t rank, double *loss,
+                         char *err);
+
+/* Records the loss of a rank that reported after its step was decided without it. */
+int store_rank_loss_add_late(struct store *store, int64_t seq, int64_t step, int64_t rank,
+                             double loss, char *err);
 
 /*
  * Loads the latest snapshot of job seq at or before max_step into *out.

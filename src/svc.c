@@ -32,7 +32,25 @@ struct job {
     int64_t created_ms;
     int64_t updated_ms;
     int64_t rewinds;
+    int64_t world_size;
+    int aggregate; /* enum aggregate */
+    int64_t aggregate_timeout_ms;
+
+    /* Gathering the ranks of one step (jobs of several ranks). */
+    int64_t pending_step; /* -1: none */
+    int64_t pending_count;
+    int64_t pending_deadline_ms;
+    double *pending_losses;      /* world_size values */
+    unsigned char *pending_seen; /* world_size flags */
+    struct svc_waiter *waiters;  /* ranks and lookups waiting for a decision */
+    int64_t nwaiters;
+    bool in_waiting_list; /* guarded by svc->waiting_lock */
+    struct job *waiting_next;
 };
+
+/* How the losses of the ranks of one step become the loss the policy judges. */
+enum aggregate { AGGREGATE_MEAN, AGGREGATE_MAX, AGGREGATE_MIN, AGGREGATE_RANK0 };
+static const char *const aggregate_names[] = {"mean", "max", "min", "rank0", NULL};
 
 /* Initial number of hash buckets; the table doubles when it is full. */
 #define SVC_BUCKETS_INITIAL 1024
@@ -43,7 +61,22 @@ struct svc {
     struct job **buckets;
     size_t nbuckets;
     size_t njobs;
+
+    /* Jobs with a step being gathered or requests waiting, for the timer thread. */
+    pthread_mutex_t waiting_lock;
+    pthread_cond_t waiting_wake;
+    struct job *waiting; /* each holds a reference */
+    int64_t nwaiters;    /* waiting requests of all jobs */
+    bool stopping;
+    bool timer_started;
+    pthread_t timer;
 };
+
+/* Waiting requests (defined with the reports below). */
+static void wake(struct svc *svc, struct job *job, int64_t from, int64_t to, int status,
+                 const struct svc_report_result *result, const char *err);
+static void drop_pending(struct job *job);
+static void *timer_main(void *arg);
 
 /* ---- small helpers ------------------------------------------------------------------ */
 
@@ -155,6 +188,8 @@ static void job_free(struct job *job)
         return;
     glr_sched_free(job->sched);
     free(job->tags);
+    free(job->pending_losses);
+    free(job->pending_seen);
     pthread_mutex_destroy(&job->lock);
     free(job);
 }
@@ -199,8 +234,20 @@ static int job_from_row(const struct store_job *row, struct job **out, char *err
     job->created_ms = row->created_ms;
     job->updated_ms = row->updated_ms;
     job->rewinds = row->rewinds;
+    job->world_size = row->world_size;
+    job->aggregate_timeout_ms = row->aggregate_timeout_ms;
+    job->pending_step = -1;
+    for (int i = 0; aggregate_names[i]; i++)
+        if (strcmp(row->aggregate, aggregate_names[i]) == 0)
+            job->aggregate = i;
     job->tags = strdup(row->tags);
-    int rc = job->tags ? sched_from_row(row, &job->sched, err)
+    if (job->world_size > 1) {
+        job->pending_losses = calloc((size_t)job->world_size, sizeof(double));
+        job->pending_seen = calloc((size_t)job->world_size, 1);
+    }
+    bool allocated =
+        job->tags && (job->world_size <= 1 || (job->pending_losses && job->pending_seen));
+    int rc = allocated ? sched_from_row(row, &job->sched, err)
                        : glr_fail(err, GLR_ENOMEM, "out of memory");
     if (rc) {
         job_free(job);
@@ -358,6 +405,9 @@ struct job_view {
     int64_t rewinds;
     int64_t created_ms;
     int64_t updated_ms;
+    int64_t world_size;
+    const char *aggregate;
+    int64_t aggregate_timeout_ms;
 };
 
 static bool add_item(cJSON *object, const char *key, cJSON *item)
@@ -391,6 +441,9 @@ static cJSON *describe(const struct job_view *v, const struct glr_sched *sched)
                                          : cJSON_CreateNull()) &&
               cJSON_AddNumberToObject(o, "reports", (double)v->reports) &&
               cJSON_AddNumberToObject(o, "rewinds", (double)v->rewinds) &&
+              cJSON_AddNumberToObject(o, "world_size", (double)v->world_size) &&
+              cJSON_AddStringToObject(o, "aggregate", v->aggregate) &&
+              cJSON_AddNumberToObject(o, "aggregate_timeout_ms", (double)v->aggregate_timeout_ms) &&
               add_item(o, "state", glr_sched_counters_json(sched)) &&
               add_time(o, "created_at", v->created_ms) && add_time(o, "updated_at", v->updated_ms);
     if (!ok) {
@@ -403,8 +456,17 @@ static cJSON *describe(const struct job_view *v, const struct glr_sched *sched)
 /* Describes a job in memory; call with job->lock held. */
 static int describe_job(const struct job *job, cJSON **out, char *err)
 {
-    struct job_view v = {job->id,      job->tags,    job->finished,   job->last_step,
-                         job->reports, job->rewinds, job->created_ms, job->updated_ms};
+    struct job_view v = {job->id,
+                         job->tags,
+                         job->finished,
+                         job->last_step,
+                         job->reports,
+                         job->rewinds,
+                         job->created_ms,
+                         job->updated_ms,
+                         job->world_size,
+                         aggregate_names[job->aggregate],
+                         job->aggregate_timeout_ms};
     *out = describe(&v, job->sched);
     return *out ? GLR_OK : glr_fail(err, GLR_ENOMEM, "out of memory");
 }
@@ -420,8 +482,16 @@ int svc_open(const char *path, struct svc **out, char *err)
     svc->nbuckets = SVC_BUCKETS_INITIAL;
     svc->buckets = calloc(svc->nbuckets, sizeof(*svc->buckets));
     pthread_mutex_init(&svc->map_lock, NULL);
+    pthread_mutex_init(&svc->waiting_lock, NULL);
+    pthread_cond_init(&svc->waiting_wake, NULL);
     int rc = svc->buckets ? store_open(path, &svc->store, err)
                           : glr_fail(err, GLR_ENOMEM, "out of memory");
+    if (!rc) {
+        if (pthread_create(&svc->timer, NULL, timer_main, svc) == 0)
+            svc->timer_started = true;
+        else
+            rc = glr_fail(err, GLR_ENOMEM, "cannot start the timer thread");
+    }
     if (rc) {
         svc_close(svc);
         return rc;
@@ -434,6 +504,16 @@ void svc_close(struct svc *svc)
 {
     if (!svc)
         return;
+    if (svc->timer_started) {
+        svc_cancel_waiters(svc); /* also tells the timer to stop */
+        pthread_join(svc->timer, NULL);
+    }
+    /* Jobs dropped from the map but still watched are only on the watch list now. */
+    for (struct job *job = svc->waiting, *next; job; job = next) {
+        next = job->waiting_next;
+        if (job->gone)
+            job_free(job);
+    }
     for (size_t i = 0; svc->buckets && i < svc->nbuckets; i++) {
         struct job *job = svc->buckets[i];
         while (job) {
@@ -444,6 +524,8 @@ void svc_close(struct svc *svc)
     }
     free(svc->buckets);
     pthread_mutex_destroy(&svc->map_lock);
+    pthread_mutex_destroy(&svc->waiting_lock);
+    pthread_cond_destroy(&svc->waiting_wake);
     store_close(svc->store);
     free(svc);
 }
@@ -487,28 +569,76 @@ static int make_canonical(const struct glr_sched *sched, const cJSON *tags, stru
     return GLR_OK;
 }
 
+/* How the ranks of a job report: read from a create request. */
+struct ranks_config {
+    int64_t world_size;
+    int aggregate;
+    int64_t timeout_ms;
+};
+
+static int read_integer(const cJSON *item, const char *key, int64_t dflt, int64_t min, int64_t max,
+                        int64_t *out, char *err)
+{
+    *out = dflt;
+    if (!item)
+        return GLR_OK;
+    double v = cJSON_IsNumber(item) ? item->valuedouble : NAN;
+    if (!(v >= (double)min && v <= (double)max) || v != floor(v))
+        return glr_fail(err, GLR_EINVAL, "%s must be an integer from %lld to %lld", key,
+                        (long long)min, (long long)max);
+    *out = (int64_t)v;
+    return GLR_OK;
+}
+
+static int read_ranks_config(const struct svc_create *request, struct ranks_config *out, char *err)
+{
+    int rc =
+        read_integer(request->world_size, "world_size", 1, 1, SVC_WORLD_MAX, &out->world_size, err);
+    if (!rc)
+        rc = read_integer(request->aggregate_timeout_ms, "aggregate_timeout_ms", 30000, 1,
+                          SVC_AGGREGATE_TIMEOUT_MAX, &out->timeout_ms, err);
+    if (rc)
+        return rc;
+    out->aggregate = AGGREGATE_MEAN;
+    if (!request->aggregate)
+        return GLR_OK;
+    for (int i = 0; aggregate_names[i]; i++) {
+        if (cJSON_IsString(request->aggregate) &&
+            strcmp(request->aggregate->valuestring, aggregate_names[i]) == 0) {
+            out->aggregate = i;
+            return GLR_OK;
+        }
+    }
+    return glr_fail(err, GLR_EINVAL, "aggregate must be \"mean\", \"max\", \"min\" or \"rank0\"");
+}
+
 /*
- * True when the stored job was created with the same policy, lr and config as c. Tags do
+ * True when the stored job was created with the same policy, lr, config and ranks as c. Tags do
  * not count: they change with PATCH, and a repeated create must still be recognised.
  */
-static bool same_request(const struct store_job *row, const char *policy, const struct canonical *c)
+static bool same_request(const struct store_job *row, const char *policy, const struct canonical *c,
+                         const struct ranks_config *ranks)
 {
     return strcmp(row->policy, policy) == 0 && strcmp(row->initial_lr, c->initial_lr) == 0 &&
-           strcmp(row->config, c->config) == 0;
+           strcmp(row->config, c->config) == 0 && row->world_size == ranks->world_size &&
+           strcmp(row->aggregate, aggregate_names[ranks->aggregate]) == 0 &&
+           row->aggregate_timeout_ms == ranks->timeout_ms;
 }
 
 /* Answers a create whose id exists: the same request again is fine, another is not. */
 static int existing_job(struct svc *svc, const char *policy, const struct canonical *c,
-                        const char *id, cJSON **job_out, char *err)
+                        const struct ranks_config *ranks, const char *id, cJSON **job_out,
+                        char *err)
 {
     struct store_job row;
     int rc = store_job_load(svc->store, id, &row, err);
     if (rc)
         return rc;
-    bool same = same_request(&row, policy, c);
+    bool same = same_request(&row, policy, c, ranks);
     store_job_clear(&row);
     if (!same)
-        return glr_fail(err, GLR_ECONFLICT, "job %s exists with another policy, lr or config", id);
+        return glr_fail(err, GLR_ECONFLICT,
+                        "job %s exists with another policy, lr, config or ranks", id);
     return svc_job_get(svc, id, job_out, err);
 }
 
@@ -530,8 +660,12 @@ int svc_job_create(struct svc *svc, const struct svc_create *request, bool *crea
             return rc;
     }
     const char *policy = request->policy ? request->policy : "greedylr";
+    struct ranks_config ranks;
+    int rc = read_ranks_config(request, &ranks, err);
+    if (rc)
+        return rc;
     struct glr_sched *sched = NULL;
-    int rc = glr_sched_create(policy, request->lr, request->config, &sched, err);
+    rc = glr_sched_create(policy, request->lr, request->config, &sched, err);
     if (rc)
         return rc;
     struct canonical c;
@@ -553,14 +687,27 @@ int svc_job_create(struct svc *svc, const struct svc_create *request, bool *crea
         .last_step = -1,
         .created_ms = now,
         .updated_ms = now,
+        .world_size = ranks.world_size,
+        .aggregate_timeout_ms = ranks.timeout_ms,
     };
     memcpy(row.id, id, sizeof(row.id));
+    snprintf(row.aggregate, sizeof(row.aggregate), "%s", aggregate_names[ranks.aggregate]);
     rc = store_job_insert(svc->store, &row, err);
     if (rc == GLR_ECONFLICT && request->id) {
-        rc = existing_job(svc, policy, &c, id, job_out, err);
+        rc = existing_job(svc, policy, &c, &ranks, id, job_out, err);
     } else if (rc == GLR_OK) {
         *created = true;
-        struct job_view v = {id, c.tags, false, -1, 0, 0, now, now};
+        struct job_view v = {id,
+                             c.tags,
+                             false,
+                             -1,
+                             0,
+                             0,
+                             now,
+                             now,
+                             ranks.world_size,
+                             aggregate_names[ranks.aggregate],
+                             ranks.timeout_ms};
         *job_out = describe(&v, sched);
         if (!*job_out)
             rc = glr_fail(err, GLR_ENOMEM, "out of memory");
@@ -624,6 +771,8 @@ int svc_job_delete(struct svc *svc, const char *id, char *err)
     if (rc)
         return rc;
     rc = store_job_delete(svc->store, job->seq, err);
+    drop_pending(job);
+    wake(svc, job, 0, INT64_MAX, GLR_ENOTFOUND, NULL, "the job was deleted");
     job_forget(svc, job);
     job_unlock(svc, job);
     return rc;
@@ -652,8 +801,17 @@ static bool list_one(void *ctx_, const struct store_job *row)
     ctx->rc = sched_from_row(row, &sched, ctx->err);
     if (ctx->rc)
         return false;
-    struct job_view v = {row->id,      row->tags,    row->finished,   row->last_step,
-                         row->reports, row->rewinds, row->created_ms, row->updated_ms};
+    struct job_view v = {row->id,
+                         row->tags,
+                         row->finished,
+                         row->last_step,
+                         row->reports,
+                         row->rewinds,
+                         row->created_ms,
+                         row->updated_ms,
+                         row->world_size,
+                         row->aggregate,
+                         row->aggregate_timeout_ms};
     cJSON *job = describe(&v, sched);
     glr_sched_free(sched);
     if (!job || !cJSON_AddItemToArray(ctx->jobs, job)) {
@@ -728,65 +886,94 @@ static void result_from_report(const struct store_report *r, bool lr_is_array,
     result->lr_is_array = lr_is_array;
     memcpy(result->lrs, r->lrs, r->groups * sizeof(double));
     result->event = r->event;
+    result->ranks = r->ranks;
 }
 
-/* A report of a step that is already decided: a retry, or a conflict. */
-static int answer_decided(struct svc *svc, const struct job *job, int64_t step, int64_t rank,
-                          double loss, struct svc_report_result *result, char *err)
+/*
+ * Answers the waiting requests of job for steps from..to with status (and result), and
+ * takes them off the job; call with job->lock held.
+ */
+static void wake(struct svc *svc, struct job *job, int64_t from, int64_t to, int status,
+                 const struct svc_report_result *result, const char *err)
 {
-    struct store_report stored;
-    int rc = store_report_find(svc->store, job->seq, step, rank, &stored, err);
-    if (rc == GLR_ENOTFOUND)
-        return glr_fail(err, GLR_ECONFLICT,
-                        "step %lld is at or below the last decided step %lld and was never "
-                        "reported",
-                        (long long)step, (long long)job->last_step);
-    if (rc)
-        return rc;
-    if (!same_loss(stored.loss, loss))
-        return glr_fail(err, GLR_ECONFLICT,
-                        "step %lld (rank %lld) was reported before with another loss",
-                        (long long)step, (long long)rank);
-    result_from_report(&stored, glr_sched_lr_is_array(job->sched), result);
-    result->replayed = true;
-    return GLR_OK;
+    struct svc_waiter **link = &job->waiters;
+    int64_t woken = 0;
+    while (*link) {
+        struct svc_waiter *w = *link;
+        if (w->step < from || w->step > to) {
+            link = &w->next;
+            continue;
+        }
+        *link = w->next;
+        woken++;
+        w->done(w, status, result, err);
+    }
+    job->nwaiters -= woken;
+    pthread_mutex_lock(&svc->waiting_lock);
+    svc->nwaiters -= woken;
+    pthread_mutex_unlock(&svc->waiting_lock);
 }
 
-int svc_report(struct svc *svc, const char *id, int64_t step, int64_t rank, double loss,
-               struct svc_report_result *result, char *err)
+/* Puts the job on the timer's list (it then holds a reference); call with job->lock held. */
+static void watch(struct svc *svc, struct job *job)
 {
-    memset(result, 0, sizeof(*result));
-    if (step < 0 || step > GLR_MAX_STEP)
-        return glr_fail(err, GLR_EINVAL, "step must be an integer from 0 to %lld",
-                        (long long)GLR_MAX_STEP);
-    if (rank < 0 || rank > SVC_RANK_MAX)
-        return glr_fail(err, GLR_EINVAL, "rank must be an integer from 0 to %d", SVC_RANK_MAX);
-    struct job *job;
-    int rc = job_lock(svc, id, &job, err);
-    if (rc)
-        return rc;
-    if (job->last_step >= 0 && step <= job->last_step) {
-        rc = answer_decided(svc, job, step, rank, loss, result, err);
-        goto out;
+    pthread_mutex_lock(&svc->waiting_lock);
+    if (!job->in_waiting_list) {
+        job->in_waiting_list = true;
+        job->waiting_next = svc->waiting;
+        svc->waiting = job;
+        pthread_mutex_lock(&svc->map_lock);
+        job->refs++;
+        pthread_mutex_unlock(&svc->map_lock);
     }
-    if (job->finished) {
-        rc = glr_fail(err, GLR_ECONFLICT, "job %s is finished and takes no more reports", job->id);
-        goto out;
-    }
+    pthread_mutex_unlock(&svc->waiting_lock);
+}
 
+/*
+ * Adds a waiting request for step, within the per-job and global limits; call with
+ * job->lock held. Returns GLR_EWAIT, GLR_ELIMIT or GLR_EBUSY.
+ */
+static int add_waiter(struct svc *svc, struct job *job, struct svc_waiter *waiter, int64_t step,
+                      char *err)
+{
+    if (job->nwaiters >= 2 * job->world_size + SVC_WAITERS_SPARE)
+        return glr_fail(err, GLR_ELIMIT, "too many requests wait on job %s already", job->id);
+    pthread_mutex_lock(&svc->waiting_lock);
+    bool full = svc->nwaiters >= SVC_WAITERS_MAX || svc->stopping;
+    if (!full)
+        svc->nwaiters++;
+    pthread_mutex_unlock(&svc->waiting_lock);
+    if (full)
+        return glr_fail(err, GLR_EBUSY, "too many requests wait already, or the service stops");
+    waiter->step = step;
+    waiter->next = job->waiters;
+    job->waiters = waiter;
+    job->nwaiters++;
+    watch(svc, job);
+    return GLR_EWAIT;
+}
+
+/*
+ * Steps the policy on `input` for step, commits the decision (and the ranks' losses), and
+ * answers the requests waiting for it; call with job->lock held. On failure the job is
+ * dropped from memory (the store is the truth) and the waiting requests get the error.
+ */
+static int decide(struct svc *svc, struct job *job, int64_t step, double input,
+                  const struct store_rank_loss *rank_losses, size_t nrank_losses, int64_t ranks,
+                  struct svc_report_result *result, char *err)
+{
     struct glr_step_result decision;
-    rc = glr_sched_step(job->sched, step, loss, &decision);
-    if (rc) {
-        rc = glr_fail(err, GLR_EINVAL, "step %lld is out of range", (long long)step);
-        goto out;
-    }
+    int rc = glr_sched_step(job->sched, step, input, &decision);
+    if (rc)
+        return glr_fail(err, GLR_EINVAL, "step %lld is out of range", (long long)step);
     struct store_report report = {
         .step = step,
-        .rank = rank,
-        .loss = loss,
+        .rank = 0,
+        .loss = input,
         .metric = decision.metric,
         .event = decision.event,
         .time_ms = now_ms(),
+        .ranks = ranks,
         .groups = glr_sched_groups(job->sched),
     };
     memcpy(report.lrs, glr_sched_lrs(job->sched), report.groups * sizeof(double));
@@ -796,21 +983,330 @@ int svc_report(struct svc *svc, const char *id, int64_t step, int64_t rank, doub
     if (!state_text)
         rc = glr_fail(err, GLR_ENOMEM, "out of memory");
     else
-        rc = store_report_commit(svc->store, job->seq, &report, state_text, step, job->reports + 1,
+        rc = store_report_commit(svc->store, job->seq, &report, rank_losses, nrank_losses,
+                                 state_text, step, job->reports + 1,
                                  (job->reports + 1) % SVC_SNAPSHOT_EVERY == 0, err);
     free(state_text);
     if (rc) {
         /* The scheduler has stepped but the store has not: drop it and reload next time. */
+        wake(svc, job, 0, INT64_MAX, rc, NULL, err);
         job_forget(svc, job);
-        goto out;
+        return rc;
     }
     job->last_step = step;
     job->reports++;
     job->updated_ms = report.time_ms;
     result_from_report(&report, glr_sched_lr_is_array(job->sched), result);
-out:
+    wake(svc, job, step, step, GLR_OK, result, NULL);
+    /* Lookups of steps that were skipped will never see them decided. */
+    wake(svc, job, 0, step - 1, GLR_ENOTFOUND, NULL,
+         "that step was never decided: later steps were");
+    return GLR_OK;
+}
+
+/* The loss the policy judges, from the losses of the ranks that reported. */
+static double combine(const struct job *job)
+{
+    if (job->aggregate == AGGREGATE_RANK0 && job->pending_seen[0])
+        return job->pending_losses[0];
+    double sum = 0, low = INFINITY, high = -INFINITY;
+    bool diverged = false;
+    /* In rank order, so that the sum and so the mean are the same on every replay. */
+    for (int64_t r = 0; r < job->world_size; r++) {
+        if (!job->pending_seen[r])
+            continue;
+        double v = job->pending_losses[r];
+        diverged |= isnan(v);
+        sum += v;
+        low = fmin(low, v);
+        high = fmax(high, v);
+    }
+    if (diverged)
+        return NAN; /* one diverged rank makes the step diverged */
+    switch (job->aggregate) {
+    case AGGREGATE_MAX:
+        return high;
+    case AGGREGATE_MIN:
+        return low;
+    default: /* mean, and rank0 when rank 0 did not report */
+        return sum / (double)job->pending_count;
+    }
+}
+
+/* Decides the step being gathered with the ranks that reported; call with job->lock held. */
+static int close_pending(struct svc *svc, struct job *job, struct svc_report_result *result,
+                         char *err)
+{
+    struct store_rank_loss *losses = malloc((size_t)job->pending_count * sizeof(*losses));
+    if (!losses)
+        return glr_fail(err, GLR_ENOMEM, "out of memory");
+    size_t n = 0;
+    for (int64_t r = 0; r < job->world_size; r++)
+        if (job->pending_seen[r])
+            losses[n++] = (struct store_rank_loss){r, job->pending_losses[r]};
+    int64_t step = job->pending_step;
+    int64_t ranks = job->pending_count;
+    double input = combine(job);
+    drop_pending(job);
+    int rc = decide(svc, job, step, input, losses, n, ranks, result, err);
+    free(losses);
+    return rc;
+}
+
+/* A report of a step that is already decided: a retry, a late rank, or a conflict. */
+static int answer_decided(struct svc *svc, struct job *job, int64_t step, int64_t rank, double loss,
+                          struct svc_report_result *result, char *err)
+{
+    struct store_report stored;
+    int rc = store_report_find(svc->store, job->seq, step, 0, &stored, err);
+    if (rc == GLR_ENOTFOUND)
+        return glr_fail(err, GLR_ECONFLICT,
+                        "step %lld is at or below the last decided step %lld and was never "
+                        "decided",
+                        (long long)step, (long long)job->last_step);
+    if (rc)
+        return rc;
+    double reported = stored.loss;
+    if (job->world_size > 1) {
+        rc = store_rank_loss_find(svc->store, job->seq, step, rank, &reported, err);
+        if (rc == GLR_ENOTFOUND) {
+            /* Decided without this rank: keep its loss, answer the decision. */
+            rc = store_rank_loss_add_late(svc->store, job->seq, step, rank, loss, err);
+            if (rc)
+                return rc;
+            result_from_report(&stored, glr_sched_lr_is_array(job->sched), result);
+            result->late = true;
+            return GLR_OK;
+        }
+        if (rc)
+            return rc;
+    }
+    if (!same_loss(reported, loss))
+        return glr_fail(err, GLR_ECONFLICT,
+                        "step %lld (rank %lld) was reported before with another loss",
+                        (long long)step, (long long)rank);
+    result_from_report(&stored, glr_sched_lr_is_array(job->sched), result);
+    result->replayed = true;
+    return GLR_OK;
+}
+
+/* One rank's report of a step not decided yet, in a job of several ranks. */
+static int gather(struct svc *svc, struct job *job, int64_t step, int64_t rank, double loss,
+                  struct svc_waiter *waiter, struct svc_report_result *result, char *err)
+{
+    int rc;
+    if (job->pending_step >= 0 && step < job->pending_step)
+        return glr_fail(err, GLR_ECONFLICT,
+                        "step %lld is older than step %lld, whose ranks are reporting",
+                        (long long)step, (long long)job->pending_step);
+    if (job->pending_step >= 0 && step > job->pending_step) {
+        /* A rank moved on: the step before is over, decide it with who reported. */
+        struct svc_report_result earlier;
+        if ((rc = close_pending(svc, job, &earlier, err)))
+            return rc;
+    }
+    if (job->pending_seen && job->pending_step == step && job->pending_seen[rank]) {
+        if (!same_loss(job->pending_losses[rank], loss))
+            return glr_fail(err, GLR_ECONFLICT,
+                            "step %lld (rank %lld) was reported before with another loss",
+                            (long long)step, (long long)rank);
+        return add_waiter(svc, job, waiter, step, err); /* a retry while waiting */
+    }
+    if (job->pending_count + 1 < job->world_size) {
+        /* Not the last rank: wait, within the limits, before taking the loss. */
+        rc = add_waiter(svc, job, waiter, step, err);
+        if (rc != GLR_EWAIT)
+            return rc;
+    }
+    if (job->pending_step < 0) {
+        job->pending_step = step;
+        job->pending_deadline_ms = now_ms() + job->aggregate_timeout_ms;
+    }
+    job->pending_seen[rank] = 1;
+    job->pending_losses[rank] = loss;
+    job->pending_count++;
+    if (job->pending_count < job->world_size)
+        return GLR_EWAIT;
+    return close_pending(svc, job, result, err);
+}
+
+int svc_report(struct svc *svc, const char *id, int64_t step, int64_t rank, double loss,
+               struct svc_waiter *waiter, struct svc_report_result *result, char *err)
+{
+    memset(result, 0, sizeof(*result));
+    if (step < 0 || step > GLR_MAX_STEP)
+        return glr_fail(err, GLR_EINVAL, "step must be an integer from 0 to %lld",
+                        (long long)GLR_MAX_STEP);
+    struct job *job;
+    int rc = job_lock(svc, id, &job, err);
+    if (rc)
+        return rc;
+    waiter->lookup = false;
+    if (rank < 0 || rank >= job->world_size)
+        rc = glr_fail(err, GLR_EINVAL, "rank must be an integer from 0 to %lld (world_size %lld)",
+                      (long long)job->world_size - 1, (long long)job->world_size);
+    else if (job->last_step >= 0 && step <= job->last_step)
+        rc = answer_decided(svc, job, step, rank, loss, result, err);
+    else if (job->finished)
+        rc = glr_fail(err, GLR_ECONFLICT, "job %s is finished and takes no more reports", job->id);
+    else if (job->world_size > 1)
+        rc = gather(svc, job, step, rank, loss, waiter, result, err);
+    else
+        rc = decide(svc, job, step, loss, NULL, 0, 1, result, err);
     job_unlock(svc, job);
     return rc;
+}
+
+int svc_lr(struct svc *svc, const char *id, int64_t step, int64_t wait_ms,
+           struct svc_waiter *waiter, struct svc_report_result *result, char *err)
+{
+    memset(result, 0, sizeof(*result));
+    if (step < 0 || step > GLR_MAX_STEP)
+        return glr_fail(err, GLR_EINVAL, "step must be an integer from 0 to %lld",
+                        (long long)GLR_MAX_STEP);
+    if (wait_ms < 0 || wait_ms > SVC_WAIT_MAX_MS)
+        return glr_fail(err, GLR_EINVAL, "wait_ms must be an integer from 0 to %d",
+                        SVC_WAIT_MAX_MS);
+    struct job *job;
+    int rc = job_lock(svc, id, &job, err);
+    if (rc)
+        return rc;
+    if (job->last_step >= 0 && step <= job->last_step) {
+        struct store_report stored;
+        rc = store_report_find(svc->store, job->seq, step, 0, &stored, err);
+        if (rc == GLR_ENOTFOUND)
+            rc = glr_fail(err, GLR_ENOTFOUND, "step %lld was never decided: later steps were",
+                          (long long)step);
+        if (!rc)
+            result_from_report(&stored, glr_sched_lr_is_array(job->sched), result);
+    } else if (wait_ms == 0) {
+        rc = glr_fail(err, GLR_EAGAIN, "step %lld is not decided yet", (long long)step);
+    } else {
+        waiter->lookup = true;
+        waiter->deadline_ms = now_ms() + wait_ms;
+        rc = add_waiter(svc, job, waiter, step, err);
+    }
+    job_unlock(svc, job);
+    return rc;
+}
+
+/* Decides steps whose ranks took too long, and ends lookups that waited long enough. */
+static void expire(struct svc *svc, struct job *job, int64_t now)
+{
+    if (job->pending_step >= 0 && now >= job->pending_deadline_ms) {
+        char err[GLR_ERR_MAX];
+        struct svc_report_result result;
+        close_pending(svc, job, &result, err);
+    }
+    struct svc_waiter **link = &job->waiters;
+    int64_t woken = 0;
+    while (*link) {
+        struct svc_waiter *w = *link;
+        if (!w->lookup || now < w->deadline_ms) {
+            link = &w->next;
+            continue;
+        }
+        *link = w->next;
+        woken++;
+        w->done(w, GLR_EAGAIN, NULL, "the step is not decided yet");
+    }
+    job->nwaiters -= woken;
+    pthread_mutex_lock(&svc->waiting_lock);
+    svc->nwaiters -= woken;
+    pthread_mutex_unlock(&svc->waiting_lock);
+}
+
+/* Visits every watched job: fn runs with the job locked; idle jobs leave the list. */
+static void visit_watched(struct svc *svc, void (*fn)(struct svc *, struct job *, int64_t),
+                          int64_t arg)
+{
+    pthread_mutex_lock(&svc->waiting_lock);
+    size_t n = 0;
+    for (struct job *j = svc->waiting; j; j = j->waiting_next)
+        n++;
+    struct job **jobs = n ? malloc(n * sizeof(*jobs)) : NULL;
+    n = 0;
+    for (struct job *j = svc->waiting; jobs && j; j = j->waiting_next) {
+        pthread_mutex_lock(&svc->map_lock);
+        j->refs++;
+        pthread_mutex_unlock(&svc->map_lock);
+        jobs[n++] = j;
+    }
+    pthread_mutex_unlock(&svc->waiting_lock);
+    for (size_t i = 0; i < n; i++) {
+        struct job *job = jobs[i];
+        pthread_mutex_lock(&job->lock);
+        fn(svc, job, arg);
+        bool idle = job->pending_step < 0 && !job->waiters;
+        bool drop = false;
+        pthread_mutex_lock(&svc->waiting_lock);
+        if (idle && job->in_waiting_list) {
+            for (struct job **link = &svc->waiting; *link; link = &(*link)->waiting_next) {
+                if (*link == job) {
+                    *link = job->waiting_next;
+                    break;
+                }
+            }
+            job->in_waiting_list = false;
+            drop = true; /* the list's reference */
+        }
+        pthread_mutex_unlock(&svc->waiting_lock);
+        pthread_mutex_unlock(&job->lock);
+        if (drop)
+            job_release(svc, job);
+        job_release(svc, job);
+    }
+    free(jobs);
+}
+
+static void *timer_main(void *arg)
+{
+    struct svc *svc = arg;
+    pthread_mutex_lock(&svc->waiting_lock);
+    while (!svc->stopping) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += SVC_TICK_MS * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&svc->waiting_wake, &svc->waiting_lock, &until);
+        if (svc->stopping || !svc->waiting)
+            continue;
+        pthread_mutex_unlock(&svc->waiting_lock);
+        visit_watched(svc, expire, now_ms());
+        pthread_mutex_lock(&svc->waiting_lock);
+    }
+    pthread_mutex_unlock(&svc->waiting_lock);
+    return NULL;
+}
+
+/* Forgets the ranks gathered for a step not decided; call with job->lock held. */
+static void drop_pending(struct job *job)
+{
+    if (job->pending_step < 0)
+        return;
+    job->pending_step = -1;
+    job->pending_count = 0;
+    memset(job->pending_seen, 0, (size_t)job->world_size);
+}
+
+/* Answers every waiting request of job with "stopping" and drops its gathered ranks. */
+static void cancel(struct svc *svc, struct job *job, int64_t unused)
+{
+    (void)unused;
+    drop_pending(job);
+    wake(svc, job, 0, INT64_MAX, GLR_EBUSY, NULL, "the service is stopping; try again");
+}
+
+void svc_cancel_waiters(struct svc *svc)
+{
+    pthread_mutex_lock(&svc->waiting_lock);
+    svc->stopping = true;
+    pthread_cond_broadcast(&svc->waiting_wake);
+    pthread_mutex_unlock(&svc->waiting_lock);
+    visit_watched(svc, cancel, 0);
 }
 
 /* ---- history -------------------------------------------------------------------------- */
@@ -855,8 +1351,8 @@ static cJSON *point_json(const struct store_report *r, bool lr_is_array)
     /* The metric is shown only where the policy judged something else than the loss. */
     if (ok && !same_bits(r->metric, r->loss) && !(isnan(r->metric) && isnan(r->loss)))
         ok = add_item(p, "metric", jsonx_number(r->metric));
-    if (ok && r->rank != 0)
-        ok = cJSON_AddNumberToObject(p, "rank", (double)r->rank) != NULL;
+    if (ok && r->ranks > 1)
+        ok = cJSON_AddNumberToObject(p, "ranks", (double)r->ranks) != NULL;
     if (!ok) {
         cJSON_Delete(p);
         return NULL;
@@ -1294,6 +1790,11 @@ int svc_rewind(struct svc *svc, const char *id, int64_t to_step, cJSON **job_out
     int rc = job_lock(svc, id, &job, err);
     if (rc)
         return rc;
+    /* Ranks gathered, and requests waiting, for steps after to_step have no future. */
+    if (job->pending_step > to_step)
+        drop_pending(job);
+    wake(svc, job, to_step + 1, INT64_MAX, GLR_ECONFLICT, NULL,
+         "the job was rewound to an earlier step; report again from there");
     if (to_step >= job->last_step) {
         /* Nothing after to_step: the job already is in that state. */
         rc = describe_job(job, job_out, err);

@@ -22,16 +22,22 @@
 #include "store.h"
 
 /* Limits on what a client may ask for. */
-#define SVC_TAGS_MAX             64  /* tags on one job */
-#define SVC_TAG_KEY_MAX          64  /* bytes in a tag key */
-#define SVC_TAG_VALUE_MAX        256 /* bytes in a tag value */
-#define SVC_LIST_PAGE_DEFAULT    50
-#define SVC_LIST_PAGE_MAX        1000
-#define SVC_HISTORY_PAGE_DEFAULT 1000
-#define SVC_HISTORY_PAGE_MAX     10000
-#define SVC_MAX_POINTS_MAX       10000 /* largest max_points of a downsampled history */
-#define SVC_RANK_MAX             4095  /* largest rank number */
-#define SVC_SNAPSHOT_EVERY       4096  /* reports between two state snapshots (rewind speed) */
+#define SVC_TAGS_MAX              64  /* tags on one job */
+#define SVC_TAG_KEY_MAX           64  /* bytes in a tag key */
+#define SVC_TAG_VALUE_MAX         256 /* bytes in a tag value */
+#define SVC_LIST_PAGE_DEFAULT     50
+#define SVC_LIST_PAGE_MAX         1000
+#define SVC_HISTORY_PAGE_DEFAULT  1000
+#define SVC_HISTORY_PAGE_MAX      10000
+#define SVC_MAX_POINTS_MAX        10000   /* largest max_points of a downsampled history */
+#define SVC_RANK_MAX              4095    /* largest rank number */
+#define SVC_SNAPSHOT_EVERY        4096    /* reports between two state snapshots (rewind speed) */
+#define SVC_WORLD_MAX             4096    /* most ranks of one job */
+#define SVC_AGGREGATE_TIMEOUT_MAX 3600000 /* longest wait for every rank of a step (ms) */
+#define SVC_WAIT_MAX_MS           60000   /* longest wait_ms of an lr lookup */
+#define SVC_WAITERS_MAX           10000   /* requests waiting at once, all jobs together */
+#define SVC_WAITERS_SPARE         16      /* waiting requests per job beyond two per rank */
+#define SVC_TICK_MS               10      /* how often timeouts are checked */
 
 struct svc;
 
@@ -51,6 +57,9 @@ struct svc_create {
     const cJSON *lr;
     const cJSON *config;
     const cJSON *tags;
+    const cJSON *world_size;           /* NULL: 1 */
+    const cJSON *aggregate;            /* NULL: "mean" */
+    const cJSON *aggregate_timeout_ms; /* NULL: 30000 */
 };
 
 /*
@@ -89,24 +98,63 @@ struct svc_list_query {
  */
 int svc_job_list(struct svc *svc, const struct svc_list_query *query, cJSON **out, char *err);
 
-/* What a report was answered. */
+/* What a report (or an lr lookup) was answered. */
 struct svc_report_result {
     int64_t step;
     size_t groups;
     bool lr_is_array;
     double lrs[GLR_MAX_GROUPS];
     enum glr_event event;
+    int64_t ranks; /* how many ranks' losses the decision combined */
     bool replayed; /* a retry: the stored answer, nothing changed */
+    bool late;     /* the step was decided without this rank; its loss is kept */
 };
 
 /*
- * Reports the loss of one step. loss may be NaN or infinite (a diverged step).
- * Returns GLR_OK; GLR_EINVAL for a step or rank out of range; GLR_ENOTFOUND;
- * GLR_ECONFLICT for a finished job, the same step with another loss, or a step at or
- * below the last decided one that was never reported; GLR_EIO.
+ * A request whose answer comes later: a rank waiting for the other ranks of its step, or
+ * an lr lookup waiting for a decision. The caller owns it and sets done; the service calls
+ * done exactly once, from any thread (never from inside the call that returned
+ * GLR_EWAIT... except that it may run on another thread before that call returns), with a
+ * status (GLR_OK and the result, or an error and its message). The waiter must stay valid
+ * until then.
+ */
+struct svc_waiter {
+    void (*done)(struct svc_waiter *waiter, int status, const struct svc_report_result *result,
+                 const char *err);
+    /* The service's own fields. */
+    struct svc_waiter *next;
+    int64_t step;
+    int64_t deadline_ms; /* lr lookups only */
+    bool lookup;
+};
+
+/*
+ * Reports the loss of one step by one rank. loss may be NaN or infinite (a diverged
+ * step). In a job of one rank the step is decided at once. In a job of several ranks the
+ * policy steps once all ranks of the step have reported (or the job's timeout passed) on
+ * their combined loss; until then the call returns GLR_EWAIT and waiter->done answers.
+ * Returns GLR_OK (result filled); GLR_EWAIT; GLR_EINVAL for a step or rank out of range;
+ * GLR_ENOTFOUND; GLR_ECONFLICT for a finished job, the same step with another loss, or a
+ * step at or below the last decided one that was never reported; GLR_ELIMIT or GLR_EBUSY
+ * when too many requests wait already (per job, and in all); GLR_EIO.
  */
 int svc_report(struct svc *svc, const char *id, int64_t step, int64_t rank, double loss,
-               struct svc_report_result *result, char *err);
+               struct svc_waiter *waiter, struct svc_report_result *result, char *err);
+
+/*
+ * The decision of step: GLR_OK with result when it is decided; GLR_ENOTFOUND for an
+ * unknown job or a step that was skipped; else, with wait_ms > 0, GLR_EWAIT and
+ * waiter->done later (GLR_EAGAIN when wait_ms passed first); with wait_ms 0, GLR_EAGAIN.
+ */
+int svc_lr(struct svc *svc, const char *id, int64_t step, int64_t wait_ms,
+           struct svc_waiter *waiter, struct svc_report_result *result, char *err);
+
+/*
+ * Answers every waiting request with GLR_EBUSY ("stopping"), before the HTTP server stops.
+ * Ranks gathered but not decided are dropped: none of them was answered, so their
+ * clients retry.
+ */
+void svc_cancel_waiters(struct svc *svc);
 
 /*
  * Puts the job back in the state it had right after step to_step (-1, or a step before

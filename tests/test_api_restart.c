@@ -176,42 +176,59 @@ static void apply_migration_file(const char *path, const char *name)
     free(sql);
 }
 
+/* Copies a table's rows between two database files, naming the columns to copy. */
+static void copy_rows(const char *from, const char *to, const char *table, const char *columns)
+{
+    char sql[1024];
+    snprintf(sql, sizeof(sql),
+             "ATTACH DATABASE '%s' AS old; INSERT INTO old.%s (%s) SELECT %s FROM main.%s; "
+             "DETACH DATABASE old;",
+             to, table, columns, columns, table);
+    exec_sql(from, sql);
+}
+
 START_TEST(an_older_database_is_upgraded)
 {
     /* An empty SQLite file is schema version 0: everything is applied. */
     struct daemon d;
     daemon_start(&d, NULL, NULL);
+    struct httpc c;
+    httpc_init(&c, d.port);
+    cJSON_Delete(httpc_expect(&c, "PUT", "/v1/jobs/up-1", "{\"lr\":0.1}", 201));
+    for (int k = 0; k < 3; k++) {
+        char body[64];
+        snprintf(body, sizeof(body), "{\"step\":%d,\"loss\":%d}", k, 3 - k);
+        cJSON_Delete(httpc_expect(&c, "POST", "/v1/jobs/up-1/reports", body, 200));
+    }
+    httpc_close(&c);
     daemon_stop(&d);
-    ck_assert_int_eq(user_version(d.db), 2);
-    daemon_cleanup(&d);
+    ck_assert_int_eq(user_version(d.db), 3);
 
-    /* A database of schema version 1, with a job and its history, as greedylr 1 left it. */
+    /* The same job in a database of schema version 1, as greedylr 1 wrote it. */
     char dir[] = "/tmp/greedylr-old-XXXXXX";
     ck_assert_ptr_nonnull(mkdtemp(dir));
     char path[64];
     snprintf(path, sizeof(path), "%s/old.db", dir);
     apply_migration_file(path, "001_init.sql");
     exec_sql(path, "PRAGMA user_version = 1;");
+    copy_rows(d.db, path, "jobs",
+              "seq, id, policy, initial_lr, config, tags, status, state, last_step, reports, "
+              "created_ms, updated_ms");
+    copy_rows(d.db, path, "history", "job_seq, step, rank, loss, metric, lr, lrs, event, time_ms");
+    daemon_cleanup(&d);
+
     daemon_start(&d, path, NULL);
-    struct httpc c;
-    httpc_init(&c, d.port);
-    cJSON_Delete(httpc_expect(&c, "PUT", "/v1/jobs/up-1", "{\"lr\":0.1}", 201));
-    cJSON_Delete(httpc_expect(&c, "POST", "/v1/jobs/up-1/reports", "{\"step\":0,\"loss\":1}", 200));
-    httpc_close(&c);
-    daemon_stop(&d);
-    /* Take it back to version 1 as that version would have written it, then upgrade. */
-    exec_sql(path, "DROP TABLE snapshots; ALTER TABLE jobs DROP COLUMN rewinds; "
-                   "PRAGMA user_version = 1;");
-    daemon_restart(&d);
     httpc_init(&c, d.port);
     cJSON *job = httpc_expect(&c, "GET", "/v1/jobs/up-1", NULL, 200);
     ck_assert_int_eq((int)cJSON_GetObjectItemCaseSensitive(job, "rewinds")->valuedouble, 0);
-    ck_assert_int_eq((int)cJSON_GetObjectItemCaseSensitive(job, "reports")->valuedouble, 1);
+    ck_assert_int_eq((int)cJSON_GetObjectItemCaseSensitive(job, "world_size")->valuedouble, 1);
+    ck_assert_int_eq((int)cJSON_GetObjectItemCaseSensitive(job, "reports")->valuedouble, 3);
     cJSON_Delete(job);
-    cJSON_Delete(httpc_expect(&c, "POST", "/v1/jobs/up-1/rewind", "{\"to_step\":-1}", 200));
+    cJSON_Delete(httpc_expect(&c, "POST", "/v1/jobs/up-1/rewind", "{\"to_step\":0}", 200));
+    cJSON_Delete(httpc_expect(&c, "POST", "/v1/jobs/up-1/reports", "{\"step\":1,\"loss\":2}", 200));
     httpc_close(&c);
     daemon_stop(&d);
-    ck_assert_int_eq(user_version(path), 2);
+    ck_assert_int_eq(user_version(path), 3);
     daemon_cleanup(&d);
     char side[80];
     const char *suffixes[] = {"", "-wal", "-shm"};

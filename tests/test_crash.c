@@ -1,9 +1,9 @@
 /*
- * Crashes lose nothing that was acknowledged. Concurrent clients report as fast as they
- * can while the daemon is killed with SIGKILL at random moments and restarted, several
- * times in a row; clients retry whatever got no answer. At the end every report answered
- * 200 is in the history with the lr and event it was answered, and replaying each job's
- * history through the policy gives the stored state.
+ * Crashes lose nothing that was acknowledged. Concurrent clients (several jobs, one of them
+ * of three ranks) report as fast as they can while the daemon is killed with SIGKILL at random
+ * moments and restarted, several times in a row; clients retry whatever got no answer. At the end
+ * every report answered 200 is in the history with the lr and event it was answered, and replaying
+ * each job's history through the policy gives the stored state.
  *
  * Longer soak on demand: GLR_CRASH_ROUNDS (kills, default 5), GLR_CRASH_STEPS (reports per
  * job, default 1500), GLR_CRASH_SEED (to repeat a run; the seed used is printed).
@@ -31,16 +31,19 @@ struct crash_job {
     const char *policy;
     const char *lr;
     const char *config;
+    int world_size; /* one client per rank */
 };
 
 static const struct crash_job jobs[] = {
     {"crash-smooth", "greedylr", "0.1",
-     "{\"patience\":2,\"smooth\":true,\"window_size\":5,\"reset_start\":3,\"min_lr\":0.01}"},
-    {"crash-groups", "greedylr", "[0.1,0.05,0.2]", "{\"patience\":1,\"factor\":0.9}"},
-    {"crash-plateau", "plateau", "0.1", "{\"patience\":1,\"cooldown\":1}"},
-    {"crash-cosine", "cosine", "0.1", "{\"t_max\":300,\"warmup_steps\":20}"},
+     "{\"patience\":2,\"smooth\":true,\"window_size\":5,\"reset_start\":3,\"min_lr\":0.01}", 1},
+    {"crash-groups", "greedylr", "[0.1,0.05,0.2]", "{\"patience\":1,\"factor\":0.9}", 1},
+    {"crash-plateau", "plateau", "0.1", "{\"patience\":1,\"cooldown\":1}", 1},
+    {"crash-cosine", "cosine", "0.1", "{\"t_max\":300,\"warmup_steps\":20}", 1},
+    {"crash-ranks", "greedylr", "0.1", "{\"patience\":1,\"smooth\":true,\"window_size\":3}", 3},
 };
 #define JOB_COUNT ((int)(sizeof(jobs) / sizeof(jobs[0])))
+#define MAX_RANKS 3
 
 static long env_long(const char *name, long dflt)
 {
@@ -48,9 +51,19 @@ static long env_long(const char *name, long dflt)
     return v && *v ? strtol(v, NULL, 10) : dflt;
 }
 
-static double loss_at(int job, int step)
+static double loss_at(int job, int rank, int step)
 {
-    return 3.0 / (1.0 + 0.01 * step) + 0.3 * sin(step * (0.5 + job)) + (step % 50 == 7 ? 5 : 0);
+    return 3.0 / (1.0 + 0.01 * step) + 0.3 * sin(step * (0.5 + job) + rank) +
+           (step % 50 == 7 ? 5 : 0);
+}
+
+/* The loss the service gives the policy: the mean of the ranks, summed in rank order. */
+static double combined_loss(int job, int step)
+{
+    double sum = 0;
+    for (int r = 0; r < jobs[job].world_size; r++)
+        sum += loss_at(job, r, step);
+    return sum / jobs[job].world_size;
 }
 
 /* A port nothing listens on now, for a daemon that must come back on the same one. */
@@ -66,18 +79,11 @@ static int free_port(void)
     return ntohs(addr.sin_port);
 }
 
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
-
 /*
  * One client: reports steps 0..steps-1 of its job, retrying each until it is answered 200,
  * and writes "step lr... event" for every answer to out.
  */
-static void run_client(int port, int j, int steps, FILE *out)
+static void run_client(int port, int j, int rank, int steps, FILE *out)
 {
     struct httpc c;
     httpc_init(&c, port);
@@ -86,8 +92,9 @@ static void run_client(int port, int j, int steps, FILE *out)
     int retries = 0;
     for (int k = 0; k < steps; k++) {
         char loss[JSONX_DOUBLE_MAX], body[128];
-        jsonx_format_double(loss_at(j, k), loss);
-        int n = snprintf(body, sizeof(body), "{\"step\":%d,\"loss\":%s}", k, loss);
+        jsonx_format_double(loss_at(j, rank, k), loss);
+        int n =
+            snprintf(body, sizeof(body), "{\"step\":%d,\"rank\":%d,\"loss\":%s}", k, rank, loss);
         for (int attempt = 0;; attempt++) {
             struct httpc_response r;
             if (attempt > 3000)
@@ -95,7 +102,7 @@ static void run_client(int port, int j, int steps, FILE *out)
             if (httpc_request(&c, "POST", path, "application/json", body, (size_t)n, &r) != 0) {
                 retries++;
                 httpc_close(&c);
-                sleep_ms(20);
+                testutil_sleep_ms(20);
                 continue;
             }
             int status = r.status;
@@ -117,12 +124,13 @@ static void run_client(int port, int j, int steps, FILE *out)
                 break;
             if (status < 500)
                 _exit(4); /* a refusal is a bug: reports here are always valid */
-            sleep_ms(20);
+            testutil_sleep_ms(20);
         }
     }
     fflush(out);
     /* The kills must land while clients are busy, or the test proves nothing. */
-    fprintf(stderr, "# %s: %d requests without an answer, retried\n", jobs[j].id, retries);
+    fprintf(stderr, "# %s rank %d: %d requests without an answer, retried\n", jobs[j].id, rank,
+            retries);
 }
 
 /* One stored history point: what the service says it answered. */
@@ -207,6 +215,8 @@ static void check_replay(struct httpc *c, int j, const struct stored *points, in
     cJSON_Delete(config);
     for (int k = 0; k < steps; k++) {
         ck_assert_msg(points[k].present, "%s: step %d is missing", jobs[j].id, k);
+        ck_assert_msg(points[k].loss == combined_loss(j, k), "%s step %d: stored loss %.17g",
+                      jobs[j].id, k, points[k].loss);
         struct glr_step_result r;
         glr_sched_step(sched, k, points[k].loss, &r);
         for (size_t g = 0; g < points[k].groups; g++)
@@ -248,35 +258,40 @@ START_TEST(sigkill_loses_no_acknowledged_report)
     for (int j = 0; j < JOB_COUNT; j++) {
         char path[128], body[512];
         snprintf(path, sizeof(path), "/v1/jobs/%s", jobs[j].id);
-        snprintf(body, sizeof(body), "{\"policy\":\"%s\",\"lr\":%s,\"config\":%s}", jobs[j].policy,
-                 jobs[j].lr, jobs[j].config);
+        snprintf(body, sizeof(body),
+                 "{\"policy\":\"%s\",\"lr\":%s,\"config\":%s,\"world_size\":%d}", jobs[j].policy,
+                 jobs[j].lr, jobs[j].config, jobs[j].world_size);
         cJSON_Delete(httpc_expect(&c, "PUT", path, body, 201));
     }
     httpc_close(&c);
 
-    FILE *answers[JOB_COUNT];
-    pid_t clients[JOB_COUNT];
+    FILE *answers[JOB_COUNT][MAX_RANKS];
+    pid_t clients[JOB_COUNT][MAX_RANKS];
     for (int j = 0; j < JOB_COUNT; j++) {
-        answers[j] = tmpfile();
-        ck_assert_ptr_nonnull(answers[j]);
-        clients[j] = fork();
-        ck_assert_int_ge(clients[j], 0);
-        if (clients[j] == 0) {
-            run_client(d.port, j, steps, answers[j]);
-            _exit(0);
+        for (int r = 0; r < jobs[j].world_size; r++) {
+            answers[j][r] = tmpfile();
+            ck_assert_ptr_nonnull(answers[j][r]);
+            clients[j][r] = fork();
+            ck_assert_int_ge(clients[j][r], 0);
+            if (clients[j][r] == 0) {
+                run_client(d.port, j, r, steps, answers[j][r]);
+                _exit(0);
+            }
         }
     }
     for (int round = 0; round < rounds; round++) {
-        sleep_ms(50 + rand() % 300);
+        testutil_sleep_ms(50 + rand() % 300);
         daemon_kill(&d);
-        sleep_ms(rand() % 50);
+        testutil_sleep_ms(rand() % 50);
         daemon_restart(&d);
     }
     for (int j = 0; j < JOB_COUNT; j++) {
-        int status;
-        waitpid(clients[j], &status, 0);
-        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-                      "client of %s failed (status %d)", jobs[j].id, status);
+        for (int r = 0; r < jobs[j].world_size; r++) {
+            int status;
+            waitpid(clients[j][r], &status, 0);
+            ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                          "client of %s rank %d failed (status %d)", jobs[j].id, r, status);
+        }
     }
 
     /* One more crash with everything quiet, then check from a fresh start. */
@@ -287,9 +302,11 @@ START_TEST(sigkill_loses_no_acknowledged_report)
     for (int j = 0; j < JOB_COUNT; j++) {
         memset(points, 0, (size_t)steps * sizeof(*points));
         load_history(&c, jobs[j].id, points, steps);
-        check_answers(answers[j], points, jobs[j].id);
+        for (int r = 0; r < jobs[j].world_size; r++) {
+            check_answers(answers[j][r], points, jobs[j].id);
+            fclose(answers[j][r]);
+        }
         check_replay(&c, j, points, steps);
-        fclose(answers[j]);
     }
     free(points);
     httpc_close(&c);

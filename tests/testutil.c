@@ -2,7 +2,9 @@
 #include "testutil.h"
 
 #include <stdio.h>
+#include <errno.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "jsonx.h"
 
@@ -117,4 +119,11 @@ char *testutil_print_exact(const cJSON *tree)
     cJSON_Delete(copy);
     ck_assert_ptr_nonnull(text);
     return text;
+}
+
+void testutil_sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
 }

@@ -40,6 +40,9 @@ struct glr_sched *testutil_sched(const char *policy, const char *lr_json, const 
  */
 char *testutil_print_exact(const cJSON *tree);
 
+/* Sleeps ms milliseconds, resuming after signals. */
+void testutil_sleep_ms(long ms);
+
 /* Reads a double from a cJSON number; fails the test otherwise. */
 double testutil_number(const cJSON *item);
 
