@@ -112,11 +112,11 @@ struct svc_report_result {
 
 /*
  * A request whose answer comes later: a rank waiting for the other ranks of its step, or
- * an lr lookup waiting for a decision. The caller owns it and sets done; the service calls
- * done exactly once, from any thread (never from inside the call that returned
- * GLR_EWAIT... except that it may run on another thread before that call returns), with a
- * status (GLR_OK and the result, or an error and its message). The waiter must stay valid
- * until then.
+ * an lr lookup waiting for a decision. The caller owns it and sets done. When a call
+ * returns GLR_EWAIT, the service calls done exactly once, later, from any thread (possibly
+ * before the call that returned GLR_EWAIT has gone back to its caller), with a status:
+ * GLR_OK and the result, or an error and its message. The waiter must stay valid until
+ * then. When a call returns anything else, done is never called.
  */
 struct svc_waiter {
     void (*done)(struct svc_waiter *waiter, int status, const struct svc_report_result *result,

@@ -287,3 +287,12 @@ cJSON *httpc_expect(struct httpc *c, const char *method, const char *path, const
     httpc_response_free(&r);
     return tree;
 }
+
+bool httpc_next_page(const cJSON *page, char *token, size_t size)
+{
+    const cJSON *next = cJSON_GetObjectItemCaseSensitive(page, "next_page_token");
+    if (!cJSON_IsString(next))
+        return false;
+    snprintf(token, size, "%s", next->valuestring);
+    return true;
+}

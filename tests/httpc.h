@@ -6,6 +6,7 @@
 #define GLR_TEST_HTTPC_H
 
 #include <cjson/cJSON.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 /* Largest response accepted (bytes of headers plus body). */
@@ -48,6 +49,12 @@ const char *httpc_header(const struct httpc_response *r, const char *name, char 
 cJSON *httpc_body_json(const struct httpc_response *r);
 
 void httpc_response_free(struct httpc_response *r);
+
+/*
+ * Copies the next_page_token of a page of a paged answer into token (size bytes).
+ * Returns false on the last page (the token is null).
+ */
+bool httpc_next_page(const cJSON *page, char *token, size_t size);
 
 /*
  * One call: sends method/path with a JSON body, asserts the status, and returns the

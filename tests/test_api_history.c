@@ -76,10 +76,7 @@ START_TEST(pages_walk_the_range_in_order)
             next_step++;
         }
         pages++;
-        const cJSON *next = cJSON_GetObjectItemCaseSensitive(h, "next_page_token");
-        bool done = cJSON_IsNull(next);
-        if (!done)
-            snprintf(token, sizeof(token), "%s", next->valuestring);
+        bool done = !httpc_next_page(h, token, sizeof(token));
         cJSON_Delete(h);
         if (done)
             break;

@@ -261,10 +261,7 @@ START_TEST(pagination_sees_every_job_once_while_jobs_are_created)
             }
             seen_total++;
         }
-        const cJSON *next = cJSON_GetObjectItemCaseSensitive(list, "next_page_token");
-        bool done = cJSON_IsNull(next);
-        if (!done)
-            snprintf(token, sizeof(token), "%s", next->valuestring);
+        bool done = !httpc_next_page(list, token, sizeof(token));
         cJSON_Delete(list);
         if (done)
             break;

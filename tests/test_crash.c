@@ -167,10 +167,7 @@ static void load_history(struct httpc *c, const char *id, struct stored *points,
             snprintf(p->event, sizeof(p->event), "%s",
                      cJSON_GetObjectItemCaseSensitive(point, "event")->valuestring);
         }
-        const cJSON *next = cJSON_GetObjectItemCaseSensitive(h, "next_page_token");
-        bool done = cJSON_IsNull(next);
-        if (!done)
-            snprintf(token, sizeof(token), "%s", next->valuestring);
+        bool done = !httpc_next_page(h, token, sizeof(token));
         cJSON_Delete(h);
         if (done)
             return;
