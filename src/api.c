@@ -544,11 +544,15 @@ static void waiter_done(struct svc_waiter *waiter, int status,
         req->wait_result = *result;
     snprintf(req->wait_err, sizeof(req->wait_err), "%s", err ? err : "");
     bool suspended = req->wait_state == WAIT_SUSPENDED;
+    struct MHD_Connection *conn = req->conn;
     req->wait_state = WAIT_DONE;
-    /* libmicrohttpd calls on_request again for this connection, which then answers. */
-    if (suspended)
-        MHD_resume_connection(req->conn);
     pthread_mutex_unlock(&req->wait_lock);
+    /*
+     * libmicrohttpd then calls on_request again for this connection, which answers, and
+     * may free req at once on another thread: req is not touched after this.
+     */
+    if (suspended)
+        MHD_resume_connection(conn);
 }
 
 /* Prepares req to be a waiter before calling the service. */

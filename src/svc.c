@@ -881,6 +881,7 @@ static bool same_loss(double a, double b)
 static void result_from_report(const struct store_report *r, bool lr_is_array,
                                struct svc_report_result *result)
 {
+    memset(result, 0, sizeof(*result));
     result->step = r->step;
     result->groups = r->groups;
     result->lr_is_array = lr_is_array;

@@ -121,8 +121,16 @@ char *testutil_print_exact(const cJSON *tree)
     return text;
 }
 
+int testutil_slow(void)
+{
+    const char *slow = getenv("GLR_TEST_SLOW");
+    int factor = slow ? atoi(slow) : 1;
+    return factor > 0 ? factor : 1;
+}
+
 void testutil_sleep_ms(long ms)
 {
+    ms *= testutil_slow();
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
         ;

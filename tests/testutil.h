@@ -40,7 +40,13 @@ struct glr_sched *testutil_sched(const char *policy, const char *lr_json, const 
  */
 char *testutil_print_exact(const cJSON *tree);
 
-/* Sleeps ms milliseconds, resuming after signals. */
+/*
+ * How much slower than usual the suite runs: $GLR_TEST_SLOW (10 under valgrind), else 1.
+ * Waits and timeouts that race the daemon are multiplied by it.
+ */
+int testutil_slow(void);
+
+/* Sleeps ms × testutil_slow() milliseconds, resuming after signals. */
 void testutil_sleep_ms(long ms);
 
 /* Reads a double from a cJSON number; fails the test otherwise. */
