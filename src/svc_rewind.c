@@ -1,0 +1,116 @@
+/* Rewinds (see svc.h): a job back to its state right after an earlier step. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "jsonx.h"
+#include "svc_int.h"
+
+/* ---- rewind ---------------------------------------------------------------------------- */
+
+/* Replays stored history through a scheduler, checking it answers what was answered. */
+struct replay_ctx {
+    struct glr_sched *sched;
+    int64_t last_step;
+    int64_t reports;
+    int rc;
+    char *err;
+};
+
+static bool replay_one(void *ctx_, const struct store_report *r)
+{
+    struct replay_ctx *ctx = ctx_;
+    struct glr_step_result decision;
+    if (glr_sched_step(ctx->sched, r->step, r->loss, &decision) != GLR_OK ||
+        decision.event != r->event || glr_sched_groups(ctx->sched) != r->groups ||
+        memcmp(glr_sched_lrs(ctx->sched), r->lrs, r->groups * sizeof(double)) != 0) {
+        ctx->rc =
+            glr_fail(ctx->err, GLR_ECORRUPT, "replaying step %lld does not give the stored answer",
+                     (long long)r->step);
+        return false;
+    }
+    ctx->last_step = r->step;
+    ctx->reports++;
+    return true;
+}
+
+/* Puts job->sched in its state right after to_step: the nearest snapshot, then history. */
+static int replay_to(struct svc *svc, struct job *job, int64_t to_step, struct replay_ctx *ctx,
+                     char *err)
+{
+    struct store_snapshot snapshot = {.step = -1};
+    int rc = store_snapshot_find(svc->store, job->seq, to_step, &snapshot, err);
+    if (rc == GLR_OK) {
+        cJSON *state = cJSON_Parse(snapshot.state);
+        free(snapshot.state);
+        rc = state ? glr_sched_state_load(job->sched, state, err)
+                   : glr_fail(err, GLR_ECORRUPT, "database: a snapshot is damaged JSON");
+        cJSON_Delete(state);
+        ctx->last_step = snapshot.step;
+        ctx->reports = snapshot.reports;
+    } else if (rc == GLR_ENOTFOUND) {
+        snapshot.step = -1;
+        glr_sched_reset(job->sched);
+        rc = GLR_OK;
+    }
+    if (rc)
+        return rc;
+    ctx->sched = job->sched;
+    ctx->err = err;
+    rc = store_report_scan(svc->store, job->seq, snapshot.step + 1, 0, to_step, INT64_MAX,
+                           replay_one, ctx, err);
+    return rc ? rc : ctx->rc;
+}
+
+int svc_rewind(struct svc *svc, const char *id, int64_t to_step, cJSON **job_out, char *err)
+{
+    *job_out = NULL;
+    if (to_step < -1 || to_step > GLR_MAX_STEP)
+        return glr_fail(err, GLR_EINVAL, "to_step must be an integer from -1 to %lld",
+                        (long long)GLR_MAX_STEP);
+    struct job *job;
+    int rc = job_lock(svc, id, &job, err);
+    if (rc)
+        return rc;
+    /* Ranks gathered, and requests waiting, for steps after to_step have no future. */
+    if (job->pending_step > to_step)
+        drop_pending(job);
+    wake(svc, job, to_step + 1, INT64_MAX, GLR_ECONFLICT, NULL,
+         "the job was rewound to an earlier step; report again from there");
+    if (to_step >= job->last_step) {
+        /* Nothing after to_step: the job already is in that state. */
+        rc = describe_job(job, job_out, err);
+        job_unlock(svc, job);
+        return rc;
+    }
+    struct replay_ctx ctx = {.last_step = -1};
+    rc = replay_to(svc, job, to_step, &ctx, err);
+    char *state_text = NULL;
+    if (!rc) {
+        cJSON *state = glr_sched_state_save(job->sched);
+        state_text = print(state);
+        cJSON_Delete(state);
+        if (!state_text)
+            rc = glr_fail(err, GLR_ENOMEM, "out of memory");
+    }
+    int64_t now = now_ms();
+    if (!rc)
+        rc = store_rewind_commit(svc->store, job->seq, to_step, state_text, ctx.last_step,
+                                 ctx.reports, now, err);
+    free(state_text);
+    if (rc) {
+        /* The scheduler may be half way back: reload the job from the store next time. */
+        job_forget(svc, job);
+        job_unlock(svc, job);
+        return rc;
+    }
+    job->last_step = ctx.last_step;
+    job->reports = ctx.reports;
+    job->rewinds++;
+    job->finished = false;
+    job->updated_ms = now;
+    rc = describe_job(job, job_out, err);
+    job_unlock(svc, job);
+    return rc;
+}
