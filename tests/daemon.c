@@ -27,6 +27,23 @@ static void exec_args(const char *const *argv)
     _exit(127);
 }
 
+/*
+ * Starts argv with standard output and error on the given descriptors; the child closes
+ * unused (the parent's end of a pipe). Returns the child's pid.
+ */
+static pid_t spawn(const char *const *argv, int out, int err, int unused)
+{
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        dup2(out, STDOUT_FILENO);
+        dup2(err, STDERR_FILENO);
+        close(unused);
+        exec_args(argv);
+    }
+    return pid;
+}
+
 static const char *daemon_path(void)
 {
     const char *path = getenv("GLR_DAEMON");
@@ -71,17 +88,10 @@ static void launch(struct daemon *d, const char *const *extra_args)
 
     int out[2];
     ck_assert_int_eq(pipe(out), 0);
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        dup2(out[1], STDOUT_FILENO);
-        int log = open(d->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        if (log >= 0)
-            dup2(log, STDERR_FILENO);
-        close(out[0]);
-        close(out[1]);
-        exec_args(argv);
-    }
+    int log = open(d->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    ck_assert_int_ge(log, 0);
+    pid_t pid = spawn(argv, out[1], log, out[0]);
+    close(log);
     close(out[1]);
     d->pid = pid;
     /* Read the one line the daemon prints once it accepts connections. */
@@ -187,16 +197,10 @@ int daemon_run(const char *const *args, char *stderr_text, size_t size)
     build_argv(argv, args);
     int err[2];
     ck_assert_int_eq(pipe(err), 0);
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        int null = open("/dev/null", O_WRONLY);
-        dup2(null, STDOUT_FILENO);
-        dup2(err[1], STDERR_FILENO);
-        close(err[0]);
-        close(err[1]);
-        exec_args(argv);
-    }
+    int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    ck_assert_int_ge(null, 0);
+    pid_t pid = spawn(argv, null, err[1], err[0]);
+    close(null);
     close(err[1]);
     size_t len = 0;
     ssize_t got;
