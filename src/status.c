@@ -33,6 +33,10 @@ const char *glr_status_name(int status)
         return "not yet";
     case GLR_EWAIT:
         return "answered later";
+    case GLR_EMALFORMED:
+        return "malformed";
+    case GLR_EMEDIA:
+        return "wrong media type";
     }
     return "unknown status";
 }
