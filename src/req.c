@@ -29,6 +29,34 @@ bool req_is_json_media_type(const char *type)
     return subtype_len > 5 && strncasecmp(subtype + subtype_len - 5, "+json", 5) == 0;
 }
 
+/*
+ * Returns the offset of the first bracket that opens a level deeper than
+ * REQ_JSON_DEPTH_MAX, or len when there is none. Brackets inside strings do not count.
+ * Text that is not JSON gets an answer either way: this one or the parser's.
+ */
+static size_t too_deep_at(const char *text, size_t len)
+{
+    size_t depth = 0;
+    bool in_string = false;
+    for (size_t i = 0; i < len; i++) {
+        char c = text[i];
+        if (in_string) {
+            if (c == '\\')
+                i++; /* the escaped character cannot end the string */
+            else if (c == '"')
+                in_string = false;
+        } else if (c == '"') {
+            in_string = true;
+        } else if (c == '[' || c == '{') {
+            if (++depth > REQ_JSON_DEPTH_MAX)
+                return i;
+        } else if ((c == ']' || c == '}') && depth > 0) {
+            depth--;
+        }
+    }
+    return len;
+}
+
 /* Names the first key of object that is not in allowed (NULL-terminated), or NULL. */
 static const char *unknown_key(const cJSON *object, const char *const *allowed)
 {
@@ -53,6 +81,12 @@ int req_parse_object(const struct req_body *body, const char *const *allowed, co
                         "the request body must be JSON (Content-Type: application/json)");
     if (body->len == 0)
         return glr_fail(err, GLR_EMALFORMED, "the request body is empty; a JSON object is needed");
+    size_t deep = too_deep_at(body->text, body->len);
+    if (deep < body->len)
+        return glr_fail(err, GLR_EMALFORMED,
+                        "the request body nests arrays and objects deeper than %d levels "
+                        "(at byte %zu)",
+                        REQ_JSON_DEPTH_MAX, deep);
     const char *end = NULL;
     cJSON *tree = cJSON_ParseWithLengthOpts(body->text, body->len, &end, false);
     if (tree) {

@@ -15,10 +15,16 @@
 #include "svc.h"
 
 /*
+ * Deepest nesting of arrays and objects in a request body. No request needs more than
+ * three levels; the bound keeps cJSON's recursive parser, printer and free shallow.
+ */
+#define REQ_JSON_DEPTH_MAX 32
+
+/*
  * The parsers below return GLR_OK, or a status and a message in err (GLR_ERR_MAX bytes):
- * GLR_EMEDIA (the body is not JSON by its Content-Type), GLR_EMALFORMED (empty or not JSON),
- * GLR_EINVAL (a field or parameter is not acceptable, named in err) or GLR_ENOMEM. On failure
- * nothing is left to free.
+ * GLR_EMEDIA (the body is not JSON by its Content-Type), GLR_EMALFORMED (empty, not JSON, or nested
+ * deeper than REQ_JSON_DEPTH_MAX), GLR_EINVAL (a field or parameter is not acceptable, named in
+ * err) or GLR_ENOMEM. On failure nothing is left to free.
  */
 
 /*
