@@ -344,6 +344,9 @@ START_TEST(list_filters_by_status_and_tag)
     expect_problem("GET", "/v1/jobs?status=done", NULL, NULL, 422, "status");
     expect_problem("GET", "/v1/jobs?tag=nocolon", NULL, NULL, 422, "tag");
     expect_problem("GET", "/v1/jobs?page_token=zzz", NULL, NULL, 422, "page_token");
+    expect_problem("GET", "/v1/jobs?page_token=j%2B5", NULL, NULL, 422, "page_token");
+    expect_problem("GET", "/v1/jobs?page_token=j99999999999999999999", NULL, NULL, 422,
+                   "page_token");
 }
 END_TEST
 
