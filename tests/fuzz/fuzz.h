@@ -36,9 +36,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
  * Steps sched through the losses (an array of numbers, null or "NaN"-style strings; NULL
  * for none), checking after each step what the store relies on: the learning rates are
  * finite and not negative, and the saved state loads into a scheduler rebuilt from the
- * printed policy, lr and config, which then goes on exactly like sched.
+ * printed policy, lr and config, which then goes on exactly like sched. The k-th step is
+ * numbered by the k-th item of steps when that is a valid step number, else k, so that
+ * the time-based policies are also taken far along.
  */
-void fuzz_sched_walk(struct glr_sched *sched, const cJSON *losses);
+void fuzz_sched_walk(struct glr_sched *sched, const cJSON *losses, const cJSON *steps);
 
 /* Prints a tree made by the core (NULL when out of memory); the caller frees the text. */
 char *fuzz_print(cJSON *tree);

@@ -1,8 +1,9 @@
 /*
  * Fuzzes config validation: glr_sched_create() on the policy, lr and config of a job as a
- * client sends them. The input is a JSON object {"policy", "lr", "config", "losses"}; a
- * scheduler that is accepted is then stepped through the losses (fuzz_sched_walk()), so
- * that every accepted config is also run, saved and reloaded.
+ * client sends them. The input is a JSON object {"policy", "lr", "config", "losses",
+ * "steps"}; a scheduler that is accepted is then stepped through the losses (with the
+ * step numbers of "steps", see fuzz_sched_walk()), so that every accepted config is also
+ * run, saved and reloaded.
  */
 #include <string.h>
 
@@ -20,7 +21,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int rc = glr_sched_create(name, cJSON_GetObjectItemCaseSensitive(input, "lr"),
                               cJSON_GetObjectItemCaseSensitive(input, "config"), &sched, err);
     if (rc == GLR_OK) {
-        fuzz_sched_walk(sched, cJSON_GetObjectItemCaseSensitive(input, "losses"));
+        fuzz_sched_walk(sched, cJSON_GetObjectItemCaseSensitive(input, "losses"),
+                        cJSON_GetObjectItemCaseSensitive(input, "steps"));
         glr_sched_free(sched);
     } else {
         /* A refusal names what was wrong, for the client's problem+json detail. */

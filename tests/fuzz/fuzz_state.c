@@ -2,8 +2,9 @@
  * Fuzzes stored-state loading: glr_sched_state_load() on the state the store keeps for a
  * job (and in its snapshots, for rewinds), which a damaged or hand-edited database may
  * hold in any shape. The input is a JSON object {"policy", "lr", "config", "state",
- * "losses"}: the scheduler is made from the first three, then given the state. A refused
- * state must leave the scheduler as it was; an accepted one must run, save and reload.
+ * "losses", "steps"}: the scheduler is made from the first three, then given the state.
+ * A refused state must leave the scheduler as it was; an accepted one must run, save and
+ * reload.
  */
 #include <string.h>
 
@@ -26,7 +27,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char err[GLR_ERR_MAX] = "";
     int rc = glr_sched_state_load(sched, cJSON_GetObjectItemCaseSensitive(input, "state"), err);
     if (rc == GLR_OK) {
-        fuzz_sched_walk(sched, cJSON_GetObjectItemCaseSensitive(input, "losses"));
+        fuzz_sched_walk(sched, cJSON_GetObjectItemCaseSensitive(input, "losses"),
+                        cJSON_GetObjectItemCaseSensitive(input, "steps"));
     } else {
         FUZZ_CHECK(rc == GLR_ECORRUPT);
         FUZZ_CHECK(err[0] != '\0' && strlen(err) < GLR_ERR_MAX);

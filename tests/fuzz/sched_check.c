@@ -75,18 +75,29 @@ static void check_lrs(const struct glr_sched *sched)
         FUZZ_CHECK(isfinite(lrs[g]) && lrs[g] >= 0);
 }
 
-void fuzz_sched_walk(struct glr_sched *sched, const cJSON *losses)
+/* The number of the k-th step: see fuzz_sched_walk(). */
+static int64_t step_number(const cJSON *steps, int64_t k)
+{
+    const cJSON *item = cJSON_GetArrayItem(steps, (int)k);
+    if (!cJSON_IsNumber(item))
+        return k;
+    double v = item->valuedouble;
+    return v >= 0 && v <= (double)GLR_MAX_STEP && v == floor(v) ? (int64_t)v : k;
+}
+
+void fuzz_sched_walk(struct glr_sched *sched, const cJSON *losses, const cJSON *steps)
 {
     check_lrs(sched);
     struct glr_sched *copy = reload(sched);
     if (copy)
         FUZZ_CHECK(same_state(sched, copy));
     const cJSON *item;
-    int64_t step = 0;
+    int64_t k = 0;
     cJSON_ArrayForEach(item, losses)
     {
-        if (step >= FUZZ_STEPS_MAX)
+        if (k >= FUZZ_STEPS_MAX)
             break;
+        int64_t step = step_number(steps, k);
         double loss = NAN;
         jsonx_get_double(item, &loss); /* anything else stands for a diverged step */
         struct glr_step_result r, rc;
@@ -99,7 +110,7 @@ void fuzz_sched_walk(struct glr_sched *sched, const cJSON *losses)
             FUZZ_CHECK(memcmp(glr_sched_lrs(sched), glr_sched_lrs(copy),
                               glr_sched_groups(sched) * sizeof(double)) == 0);
         }
-        step++;
+        k++;
     }
     glr_sched_free(copy);
     /* And once more at the end, where the counters are wherever the losses led them. */

@@ -62,11 +62,23 @@ def handmade_cases():
     yield {"policy": "step", "lr": 0.1, "config": {"step_size": 3, "gamma": 0.5},
            "losses": losses}
     yield {"policy": "exponential", "lr": 0.1, "config": {"gamma": 0.9}, "losses": losses}
-    yield {"policy": "cosine", "lr": 0.1, "config": {"total_steps": 5, "eta_min": 0.001,
+    yield {"policy": "cosine", "lr": 0.1, "config": {"t_max": 5, "eta_min": 0.001,
                                                        "warmup_steps": 2}, "losses": losses}
     yield {"policy": "linear", "lr": [0.1, 0.2],
            "config": {"total_steps": 6, "start_factor": 1, "end_factor": 0.1},
            "losses": losses}
+
+
+def far_cases():
+    """Time-based policies taken far along: "steps" numbers the harness's steps."""
+    steps = [0, 3, 1000, 10**9, 10**12, 10**15 - 1, 10**15]
+    losses = [1.0] * len(steps)
+    for policy, config in [("step", {"step_size": 7, "gamma": 1.5}),
+                           ("exponential", {"gamma": 1.01, "warmup_steps": 100}),
+                           ("cosine", {"t_max": 10**9, "eta_min": 0.0001}),
+                           ("linear", {"total_steps": 10**9, "end_factor": 2})]:
+        yield {"policy": policy, "lr": 0.1, "config": config, "losses": losses,
+               "steps": steps}
 
 
 def http_json(port, method, path, payload):
@@ -114,7 +126,7 @@ def main():
                                        "config": json.loads(config),
                                        "state": json.loads(state), "losses": rest[:8]}))
         return
-    for case in cases:
+    for case in cases + list(far_cases()):
         write("config", json.dumps(case))
 
     body("create", '{"lr": 0.1, "config": {"patience": 2}}')
@@ -122,7 +134,7 @@ def main():
     body("create", '{"policy": "plateau", "lr": [0.1, 0.01], "tags": {"team": "nlp"}, '
                    '"aggregate": "max", "aggregate_timeout_ms": 5000}')
     for case in cases[-8:]:
-        body("create", json.dumps({k: v for k, v in case.items() if k != "losses"}))
+        body("create", json.dumps({k: v for k, v in case.items() if k not in ("losses", "steps")}))
     body("create", '{"lr": 0.1, "id": "mine"}')
     body("create", '', None)
     body("create", '{"lr": 0.1}', "text/plain")
