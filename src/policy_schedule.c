@@ -157,8 +157,14 @@ static double value_at(const struct schedule *s, double lr0, int64_t t)
     }
     /* A growing schedule (gamma > 1) overflows in the end: stay at the largest double. */
     v = fmin(v, DBL_MAX);
-    if (t < s->warmup_steps)
-        v = v * (double)t / (double)s->warmup_steps;
+    if (t < s->warmup_steps) {
+        double warm = v * (double)t / (double)s->warmup_steps;
+        /*
+         * Near DBL_MAX, v * t overflows although the warmup only shrinks v: take the
+         * fraction first there (elsewhere the order above is kept, bit for bit).
+         */
+        v = isfinite(warm) ? warm : v * ((double)t / (double)s->warmup_steps);
+    }
     return v;
 }
 
