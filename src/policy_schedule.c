@@ -145,7 +145,14 @@ static double value_at(const struct schedule *s, double lr0, int64_t t)
         break;
     case KIND_COSINE: {
         double progress = (double)(t < s->t_max ? t : s->t_max) / (double)s->t_max;
-        v = s->eta_min + (lr0 - s->eta_min) * (1 + cos(PI * progress)) / 2;
+        double wave = 1 + cos(PI * progress);
+        v = s->eta_min + (lr0 - s->eta_min) * wave / 2;
+        /*
+         * When lr0 and eta_min are a DBL_MAX apart, (lr0 - eta_min) * wave overflows,
+         * although half of it cannot: halve first there, keeping the usual order elsewhere.
+         */
+        if (!isfinite(v))
+            v = s->eta_min + (lr0 - s->eta_min) * (wave / 2);
         break;
     }
     case KIND_LINEAR: {
