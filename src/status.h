@@ -20,6 +20,8 @@ enum glr_status {
     GLR_ELIMIT = -10,   /* a per-client or per-job limit was reached; slow down */
     GLR_EAGAIN = -11,   /* not yet: what was asked for does not exist yet */
     GLR_EWAIT = -12,    /* not an error: the answer will come later, through a callback */
+    GLR_EAUTH = -13,    /* no valid credentials were given */
+    GLR_EDENIED = -14,  /* the credentials given do not allow the call */
 };
 
 /* Size of every error message buffer; longer messages are truncated. */

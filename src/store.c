@@ -33,6 +33,8 @@ enum {
     W_JOB_REWIND,
     W_RANK_LOSS_INSERT,
     W_RANK_LOSSES_TRUNCATE,
+    W_TOKEN_INSERT,
+    W_TOKEN_DELETE,
     W_COUNT
 };
 
@@ -73,6 +75,10 @@ static const char *const writer_sql[W_COUNT] = {
     [W_RANK_LOSSES_TRUNCATE] = "DELETE FROM rank_losses WHERE job_seq = ?1 AND step > ?2",
     [W_JOB_REWIND] = "UPDATE jobs SET state = ?2, last_step = ?3, reports = ?4, updated_ms = ?5,"
                      " rewinds = rewinds + 1, status = 'running' WHERE seq = ?1",
+    /* An API token: its name, role and hash (never the token itself). */
+    [W_TOKEN_INSERT] = "INSERT INTO tokens (name, role, hash, created_ms) VALUES (?1, ?2, ?3, ?4)",
+    /* Revoke a token. */
+    [W_TOKEN_DELETE] = "DELETE FROM tokens WHERE name = ?1",
 };
 
 /* Statements of each reader connection. */
@@ -83,6 +89,7 @@ enum {
     R_JOB_SCAN,
     R_SNAPSHOT_FIND,
     R_RANK_LOSS_FIND,
+    R_TOKEN_SCAN,
     R_COUNT
 };
 
@@ -113,6 +120,8 @@ static const char *const reader_sql[R_COUNT] = {
     /* A rank's report of a step of a job of several ranks: a retry, or late. */
     [R_RANK_LOSS_FIND] = "SELECT loss FROM rank_losses WHERE job_seq = ?1 AND step = ?2"
                          " AND rank = ?3",
+    /* Every API token, for the daemon's table in memory and for listing. */
+    [R_TOKEN_SCAN] = "SELECT name, role, hash, created_ms FROM tokens ORDER BY created_ms, name",
 };
 
 struct connection {
@@ -837,4 +846,66 @@ int store_rank_loss_add_late(struct store *store, int64_t seq, int64_t step, int
     struct store_rank_loss rl = {rank, loss};
     rc = insert_rank_loss(store, seq, step, &rl, true, err);
     return write_end(store, rc, err);
+}
+
+int store_token_insert(struct store *store, const struct store_token *token, char *err)
+{
+    int rc = write_begin(store, err);
+    if (rc)
+        return rc;
+    sqlite3_stmt *stmt = store->writer_stmts[W_TOKEN_INSERT];
+    sqlite3_bind_text(stmt, 1, token->name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 2, token->role, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(stmt, 3, token->hash, STORE_TOKEN_HASH_SIZE, SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, 4, token->created_ms);
+    int step = sqlite3_step(stmt);
+    if (step == SQLITE_CONSTRAINT_PRIMARYKEY || step == SQLITE_CONSTRAINT_UNIQUE)
+        rc = glr_fail(err, GLR_ECONFLICT, "a token named %s exists already", token->name);
+    else if (step != SQLITE_DONE)
+        rc = db_fail(err, store->writer.db, "inserting a token");
+    done(stmt);
+    return write_end(store, rc, err);
+}
+
+int store_token_delete(struct store *store, const char *name, char *err)
+{
+    int rc = write_begin(store, err);
+    if (rc)
+        return rc;
+    sqlite3_stmt *stmt = store->writer_stmts[W_TOKEN_DELETE];
+    sqlite3_bind_text(stmt, 1, name, -1, SQLITE_STATIC);
+    rc = step_done(store, stmt, "deleting a token", err);
+    if (!rc && sqlite3_changes(store->writer.db) == 0)
+        rc = glr_fail(err, GLR_ENOTFOUND, "no token is named %.64s", name);
+    return write_end(store, rc, err);
+}
+
+int store_token_scan(struct store *store, store_token_fn fn, void *ctx, char *err)
+{
+    int r = reader_take(store);
+    sqlite3_stmt *stmt = store->reader_stmts[r][R_TOKEN_SCAN];
+    int rc = GLR_OK;
+    int step;
+    while ((step = sqlite3_step(stmt)) == SQLITE_ROW) {
+        struct store_token token;
+        memset(&token, 0, sizeof(token));
+        const unsigned char *name = sqlite3_column_text(stmt, 0);
+        const unsigned char *role = sqlite3_column_text(stmt, 1);
+        const void *hash = sqlite3_column_blob(stmt, 2);
+        if (!name || !role || !hash || sqlite3_column_bytes(stmt, 2) != STORE_TOKEN_HASH_SIZE) {
+            rc = glr_fail(err, GLR_ECORRUPT, "database: a row of the tokens table is damaged");
+            break;
+        }
+        snprintf(token.name, sizeof(token.name), "%s", (const char *)name);
+        snprintf(token.role, sizeof(token.role), "%s", (const char *)role);
+        memcpy(token.hash, hash, STORE_TOKEN_HASH_SIZE);
+        token.created_ms = sqlite3_column_int64(stmt, 3);
+        if (!fn(ctx, &token))
+            break;
+    }
+    if (!rc && step != SQLITE_ROW && step != SQLITE_DONE)
+        rc = db_fail(err, store->readers[r].db, "reading the tokens");
+    done(stmt);
+    reader_give(store, r);
+    return rc;
 }

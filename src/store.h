@@ -175,4 +175,30 @@ int store_job_scan(struct store *store, int64_t after_seq, int64_t limit,
                    enum store_status_filter status, const char *tag_key, const char *tag_value,
                    store_job_fn fn, void *ctx, char *err);
 
+/* Longest API token name, in bytes. */
+#define STORE_TOKEN_NAME_MAX 64
+/* Bytes of a token's hash (SHA-256). */
+#define STORE_TOKEN_HASH_SIZE 32
+
+/* A row of the tokens table: what the store keeps of an API token. */
+struct store_token {
+    char name[STORE_TOKEN_NAME_MAX + 1];
+    char role[8]; /* admin, writer or reader */
+    unsigned char hash[STORE_TOKEN_HASH_SIZE];
+    int64_t created_ms;
+};
+
+/* Inserts a token. Returns GLR_OK, GLR_ECONFLICT when the name (or hash) exists, or GLR_EIO. */
+int store_token_insert(struct store *store, const struct store_token *token, char *err);
+
+/* Deletes the token with this name. Returns GLR_OK, GLR_ENOTFOUND or GLR_EIO. */
+int store_token_delete(struct store *store, const char *name, char *err);
+
+/*
+ * Calls fn for every token, oldest first; return false to stop early. The row is valid
+ * only during the call. Returns GLR_OK, GLR_ECORRUPT or GLR_EIO.
+ */
+typedef bool (*store_token_fn)(void *ctx, const struct store_token *token);
+int store_token_scan(struct store *store, store_token_fn fn, void *ctx, char *err);
+
 #endif

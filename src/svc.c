@@ -443,6 +443,11 @@ int svc_open(const char *path, struct svc **out, char *err)
     return GLR_OK;
 }
 
+struct store *svc_store(struct svc *svc)
+{
+    return svc->store;
+}
+
 void svc_close(struct svc *svc)
 {
     if (!svc)

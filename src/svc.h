@@ -47,6 +47,12 @@ int svc_open(const char *path, struct svc **out, char *err);
 /* Frees every job in memory and closes the store; NULL is accepted. */
 void svc_close(struct svc *svc);
 
+/*
+ * The store the service runs on, for the modules beside it that keep their own rows there
+ * (API tokens). Borrowed: it lives as long as svc.
+ */
+struct store *svc_store(struct svc *svc);
+
 /* True when id is a valid job id: [A-Za-z0-9._-]{1,128}. */
 bool svc_valid_id(const char *id);
 
