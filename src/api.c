@@ -1199,6 +1199,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     if (req->too_big)
         return answer_too_big(conn, req);
+    /* JSON text is UTF-8; a body that is not would be stored and echoed as broken JSON. */
+    size_t bad = jsonx_utf8_check(req->body ? req->body : "", req->len);
+    if (bad < req->len) {
+        char detail[96];
+        snprintf(detail, sizeof(detail), "the request body is not valid UTF-8 (at byte %zu)", bad);
+        return answer_problem(conn, req, HTTP_BAD_REQUEST, "malformed-json", "Malformed JSON",
+                              detail, NULL);
+    }
     return dispatch(api, conn, req, url, method);
 }
 

@@ -49,4 +49,11 @@ bool jsonx_add_number(cJSON *object, const char *key, double v);
 /* Adds v to object under key with jsonx_number_or_null(); false when out of memory. */
 bool jsonx_add_number_or_null(cJSON *object, const char *key, double v);
 
+/*
+ * Checks that len bytes of text are UTF-8 as RFC 3629 defines it (no overlong forms, no
+ * surrogates, nothing past U+10FFFF), which JSON text must be. Returns len when they are,
+ * else the offset of the first byte at fault.
+ */
+size_t jsonx_utf8_check(const char *text, size_t len);
+
 #endif

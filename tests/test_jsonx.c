@@ -119,6 +119,32 @@ START_TEST(get_double_refuses_other_items)
 }
 END_TEST
 
+/* The cases of RFC 3629 that decoders have got wrong: each must be refused where it starts. */
+START_TEST(utf8_is_checked)
+{
+    static const struct {
+        const char *text;
+        size_t bad; /* SIZE_MAX: valid */
+    } cases[] = {
+        {"plain ascii", SIZE_MAX},
+        {"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 \xf4\x8f\xbf\xbf", SIZE_MAX},
+        {"a\xff", 1},            /* never in UTF-8 */
+        {"a\xc0\xaf", 1},        /* overlong '/' */
+        {"\xe0\x80\xaf", 0},     /* overlong, three bytes */
+        {"\xed\xa0\x80", 0},     /* a surrogate */
+        {"\xf4\x90\x80\x80", 0}, /* past U+10FFFF */
+        {"ok\xe2\x82", 2},       /* cut short */
+        {"\xc3(", 0},            /* a bad continuation byte */
+        {"\x80", 0},             /* a lone continuation byte */
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        size_t len = strlen(cases[i].text);
+        size_t want = cases[i].bad == SIZE_MAX ? len : cases[i].bad;
+        ck_assert_msg(jsonx_utf8_check(cases[i].text, len) == want, "case %zu", i);
+    }
+}
+END_TEST
+
 int main(void)
 {
     Suite *suite = suite_create("jsonx");
@@ -128,6 +154,7 @@ int main(void)
     tcase_add_test(tc, non_finite_values_are_named);
     tcase_add_test(tc, printed_tree_reads_back_exactly);
     tcase_add_test(tc, get_double_refuses_other_items);
+    tcase_add_test(tc, utf8_is_checked);
     suite_add_tcase(suite, tc);
     return testutil_run(suite);
 }
