@@ -21,6 +21,8 @@
 
 /* Longest --db path accepted. */
 #define MAIN_PATH_MAX 4096
+/* Largest --resident-jobs accepted. */
+#define MAIN_RESIDENT_MAX 100000000
 /* Largest --tls-cert or --tls-key file accepted, in bytes. */
 #define MAIN_PEM_MAX (256 * 1024)
 /* Longest --idle-timeout, in seconds. */
@@ -42,6 +44,8 @@ struct options {
     const char *db;
     unsigned threads;
     enum log_level level;
+    enum store_sync sync;
+    size_t resident_jobs;
     const char *tls_cert; /* paths */
     const char *tls_key;
     bool insecure;
@@ -56,6 +60,7 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: greedylrd [--listen ADDR:PORT] [--db PATH] [--threads N]\n"
+            "                 [--sync normal|full] [--resident-jobs N]\n"
             "                 [--log-level error|warn|info|debug]\n"
             "                 [--tls-cert FILE --tls-key FILE] [--insecure] [--rate-limit N/s]\n"
             "                 [--max-connections N] [--max-connections-per-ip N]\n"
@@ -70,6 +75,9 @@ static void usage(FILE *out)
             "  --db PATH           SQLite database, created if missing (default\n"
             "                      ./greedylr.db); also GREEDYLRD_DB\n"
             "  --threads N         server threads (default: the number of CPUs)\n"
+            "  --sync MODE         normal (default): an answered report survives a crash\n"
+            "                      of the daemon; full: also a power loss (fsync)\n"
+            "  --resident-jobs N   idle jobs kept in memory (default %d)\n"
             "  --log-level LEVEL   what to log on standard error (default info)\n"
             "Who gets in:\n"
             "  Clients send \"Authorization: Bearer TOKEN\" (greedylrd token create). With no\n"
@@ -90,8 +98,8 @@ static void usage(FILE *out)
             "Request bodies are limited to %d bytes (413). SIGHUP reloads the tokens (also\n"
             "done every %d s). Once it accepts connections it prints\n"
             "\"listening on http://ADDR:PORT\" (https:// with TLS).\n",
-            API_CONNECTIONS_DEFAULT, API_CONNECTIONS_PER_IP_DEFAULT, API_IDLE_TIMEOUT_S,
-            API_CONNECTION_MEMORY_DEFAULT, API_BODY_MAX, AUTH_RELOAD_S);
+            SVC_RESIDENT_DEFAULT, API_CONNECTIONS_DEFAULT, API_CONNECTIONS_PER_IP_DEFAULT,
+            API_IDLE_TIMEOUT_S, API_CONNECTION_MEMORY_DEFAULT, API_BODY_MAX, AUTH_RELOAD_S);
 }
 
 /* Reads an unsigned number in [min, max] into *out; returns 0, or -1 if it is not one. */
@@ -218,6 +226,25 @@ static int parse_options(int argc, char **argv, struct options *o)
                 return 2;
             }
             o->threads = (unsigned)n;
+        } else if (strcmp(arg, "--sync") == 0) {
+            if (strcmp(value, "normal") == 0) {
+                o->sync = STORE_SYNC_NORMAL;
+            } else if (strcmp(value, "full") == 0) {
+                o->sync = STORE_SYNC_FULL;
+            } else {
+                fprintf(stderr, "greedylrd: --sync must be normal or full\n");
+                return 2;
+            }
+        } else if (strcmp(arg, "--resident-jobs") == 0) {
+            char *end = NULL;
+            errno = 0;
+            long long n = strtoll(value, &end, 10);
+            if (errno || end == value || *end != '\0' || n < 1 || n > MAIN_RESIDENT_MAX) {
+                fprintf(stderr, "greedylrd: --resident-jobs must be from 1 to %d\n",
+                        MAIN_RESIDENT_MAX);
+                return 2;
+            }
+            o->resident_jobs = (size_t)n;
         } else if (strcmp(arg, "--tls-cert") == 0) {
             o->tls_cert = value;
         } else if (strcmp(arg, "--tls-key") == 0) {
@@ -340,7 +367,8 @@ int main(int argc, char **argv)
 
     char err[GLR_ERR_MAX] = "";
     struct svc *svc = NULL;
-    if ((rc = svc_open(o.db, &svc, err)) != GLR_OK) {
+    struct svc_options svc_options = {.store = {.sync = o.sync}, .resident_jobs = o.resident_jobs};
+    if ((rc = svc_open(o.db, &svc_options, &svc, err)) != GLR_OK) {
         log_error("%s", err);
         return EXIT_FAILURE;
     }
@@ -390,8 +418,8 @@ int main(int argc, char **argv)
     printf("listening on %s://%s%s%s:%u\n", o.tls_cert ? "https" : "http", open_bracket, o.host,
            close_bracket, api_port(api));
     fflush(stdout);
-    log_info("greedylrd %s serving %s with %u threads, %zu API tokens", PACKAGE_VERSION, o.db,
-             o.threads, auth_count(auth));
+    log_info("greedylrd %s serving %s with %u threads, sync %s, %zu API tokens", PACKAGE_VERSION,
+             o.db, o.threads, o.sync == STORE_SYNC_FULL ? "full" : "normal", auth_count(auth));
 
     /* Tokens changed from the command line are picked up on SIGHUP or every few seconds. */
     int signal_number = 0;

@@ -166,7 +166,9 @@ int token_cli_main(int argc, char **argv)
     }
     struct store *store = NULL;
     char err[GLR_ERR_MAX] = "";
-    if (store_open(a.db, &store, err) != GLR_OK) {
+    /* A revoked token must stay revoked through a power loss: sync fully (one write). */
+    struct store_options options = {.sync = STORE_SYNC_FULL};
+    if (store_open(a.db, &options, &store, err) != GLR_OK) {
         fprintf(stderr, "greedylrd token: %s\n", err);
         return 1;
     }
