@@ -499,10 +499,9 @@ static cJSON *decision_json(const char *id, const struct svc_report_result *r)
     cJSON *answer = cJSON_CreateObject();
     cJSON *lr = r->lr_is_array ? jsonx_number_array(r->lrs, r->groups) : jsonx_number(r->lrs[0]);
     if (!answer || !lr || !cJSON_AddStringToObject(answer, "job", id) ||
-        !cJSON_AddNumberToObject(answer, "step", (double)r->step) ||
-        !cJSON_AddItemToObject(answer, "lr", lr) ||
+        !jsonx_add_integer(answer, "step", r->step) || !cJSON_AddItemToObject(answer, "lr", lr) ||
         !cJSON_AddStringToObject(answer, "event", glr_event_name(r->event)) ||
-        (r->ranks > 1 && !cJSON_AddNumberToObject(answer, "ranks", (double)r->ranks)) ||
+        (r->ranks > 1 && !jsonx_add_integer(answer, "ranks", r->ranks)) ||
         (r->replayed && !cJSON_AddTrueToObject(answer, "replayed")) ||
         (r->late && !cJSON_AddTrueToObject(answer, "late"))) {
         cJSON_Delete(answer);

@@ -279,6 +279,27 @@ bool jsonx_add_number(cJSON *object, const char *key, double v)
     return true;
 }
 
+bool jsonx_add_integer(cJSON *object, const char *key, int64_t v)
+{
+    char buf[24]; /* "-9223372036854775808" and a NUL */
+    char *p = buf + sizeof(buf);
+    *--p = '\0';
+    /* Digits from the last, in unsigned arithmetic so that INT64_MIN negates. */
+    uint64_t magnitude = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+    do {
+        *--p = (char)('0' + (int)(magnitude % 10));
+        magnitude /= 10;
+    } while (magnitude);
+    if (v < 0)
+        *--p = '-';
+    cJSON *item = cJSON_CreateRaw(p);
+    if (!item || !cJSON_AddItemToObject(object, key, item)) {
+        cJSON_Delete(item);
+        return false;
+    }
+    return true;
+}
+
 bool jsonx_add_number_or_null(cJSON *object, const char *key, double v)
 {
     cJSON *item = jsonx_number_or_null(v);
