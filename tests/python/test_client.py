@@ -176,7 +176,7 @@ def test_ranks_wait_for_each_other_and_get_the_same_lr(daemon, client, job_id):
 def test_a_report_waiting_too_long_times_out(daemon, job_id):
     with greedylr.Client(daemon.url, timeout=10 * SLOW) as setup:
         setup.create_job(job_id, 0.1, world_size=2, aggregate_timeout_ms=60000)
-    with greedylr.Client(daemon.url, timeout=0.3) as impatient:
+    with greedylr.Client(daemon.url, timeout=10 * SLOW) as impatient:
         with pytest.raises(greedylr.Timeout):
             impatient.report(job_id, 0, 1.0, rank=0, timeout=0.3)
         assert impatient.health() == {"status": "ok"}  # a new connection after the timeout
