@@ -11,7 +11,7 @@ top=$(pwd)
 # Debian packages the build and the tests need.
 BUILD_PACKAGES="autoconf automake make gcc libc6-dev pkgconf libmicrohttpd-dev libcjson-dev \
 libsqlite3-dev check"
-TEST_PACKAGES="valgrind curl python3 python3-yaml python3-jsonschema"
+TEST_PACKAGES="valgrind curl python3 python3-yaml python3-jsonschema groff-base systemd"
 
 say() { printf 'quickstart: %s\n' "$*" >&2; }
 
