@@ -12,12 +12,15 @@
 #include "api.h"
 #include "config.h"
 #include "log.h"
+#include "metrics.h"
 #include "notify.h"
 #include "store.h"
 #include "svc.h"
 
 /* Longest --db path accepted. */
 #define MAIN_PATH_MAX STORE_PATH_MAX
+/* Largest --resident-jobs accepted. */
+#define MAIN_RESIDENT_MAX 100000000
 
 struct options {
     char host[API_HOST_MAX + 1];
@@ -26,6 +29,8 @@ struct options {
     unsigned threads;
     enum log_level level;
     enum log_format format;
+    enum store_sync sync;
+    size_t resident_jobs;
 };
 
 /* The database path of the environment, else the default. */
@@ -37,26 +42,32 @@ static const char *default_db(void)
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: greedylrd [--listen ADDR:PORT] [--db PATH] [--threads N]\n"
-                 "                 [--log-level error|warn|info|debug] [--log-format text|json]\n"
-                 "       greedylrd backup [--db PATH] OUT\n"
-                 "       greedylrd --help | --version\n"
-                 "\n"
-                 "Serves the greedylr learning-rate scheduling API over HTTP/JSON.\n"
-                 "  --listen ADDR:PORT  numeric address and port (default 127.0.0.1:8080;\n"
-                 "                      port 0 picks a free one; IPv6 as [::1]:8080);\n"
-                 "                      also GREEDYLRD_LISTEN\n"
-                 "  --db PATH           SQLite database, created if missing (default\n"
-                 "                      ./greedylr.db); also GREEDYLRD_DB\n"
-                 "  --threads N         server threads (default: the number of CPUs)\n"
-                 "  --log-level LEVEL   what to log on standard error (default info; info\n"
-                 "                      logs one line per request)\n"
-                 "  --log-format FORMAT text, or json: one JSON object per line (default text)\n"
-                 "Once it accepts connections it prints \"listening on http://ADDR:PORT\" and\n"
-                 "tells $NOTIFY_SOCKET (systemd) READY=1; SIGTERM or SIGINT stops it cleanly.\n"
-                 "\n"
-                 "greedylrd backup copies the database at PATH (default as above), which a\n"
-                 "running daemon may be writing, into the new self-contained file OUT.\n");
+    fprintf(out,
+            "usage: greedylrd [--listen ADDR:PORT] [--db PATH] [--threads N]\n"
+            "                 [--sync normal|full] [--resident-jobs N]\n"
+            "                 [--log-level error|warn|info|debug] [--log-format text|json]\n"
+            "       greedylrd backup [--db PATH] OUT\n"
+            "       greedylrd --help | --version\n"
+            "\n"
+            "Serves the greedylr learning-rate scheduling API over HTTP/JSON.\n"
+            "  --listen ADDR:PORT  numeric address and port (default 127.0.0.1:8080;\n"
+            "                      port 0 picks a free one; IPv6 as [::1]:8080);\n"
+            "                      also GREEDYLRD_LISTEN\n"
+            "  --db PATH           SQLite database, created if missing (default\n"
+            "                      ./greedylr.db); also GREEDYLRD_DB\n"
+            "  --threads N         server threads (default: the number of CPUs)\n"
+            "  --sync MODE         normal (default): an answered report survives a crash\n"
+            "                      of the daemon; full: also a power loss (fsync)\n"
+            "  --resident-jobs N   idle jobs kept in memory (default %d)\n"
+            "  --log-level LEVEL   what to log on standard error (default info; info\n"
+            "                      logs one line per request)\n"
+            "  --log-format FORMAT text, or json: one JSON object per line (default text)\n"
+            "Once it accepts connections it prints \"listening on http://ADDR:PORT\" and\n"
+            "tells $NOTIFY_SOCKET (systemd) READY=1; SIGTERM or SIGINT stops it cleanly.\n"
+            "\n"
+            "greedylrd backup copies the database at PATH (default as above), which a\n"
+            "running daemon may be writing, into the new self-contained file OUT.\n",
+            SVC_RESIDENT_DEFAULT);
 }
 
 /* Splits ADDR:PORT (or [ADDR]:PORT) into o->host and o->port. Returns 0 or -1. */
@@ -129,6 +140,25 @@ static int parse_options(int argc, char **argv, struct options *o)
                 fprintf(stderr, "greedylrd: --log-format must be text or json\n");
                 return 2;
             }
+        } else if (strcmp(arg, "--sync") == 0) {
+            if (strcmp(value, "normal") == 0) {
+                o->sync = STORE_SYNC_NORMAL;
+            } else if (strcmp(value, "full") == 0) {
+                o->sync = STORE_SYNC_FULL;
+            } else {
+                fprintf(stderr, "greedylrd: --sync must be normal or full\n");
+                return 2;
+            }
+        } else if (strcmp(arg, "--resident-jobs") == 0) {
+            char *end = NULL;
+            errno = 0;
+            long long n = strtoll(value, &end, 10);
+            if (errno || end == value || *end != '\0' || n < 1 || n > MAIN_RESIDENT_MAX) {
+                fprintf(stderr, "greedylrd: --resident-jobs must be from 1 to %d\n",
+                        MAIN_RESIDENT_MAX);
+                return 2;
+            }
+            o->resident_jobs = (size_t)n;
         } else if (strcmp(arg, "--log-level") == 0) {
             if (log_parse_level(value, &o->level) != 0) {
                 fprintf(stderr, "greedylrd: --log-level must be error, warn, info or debug\n");
@@ -185,6 +215,13 @@ static int run_backup(int argc, char **argv)
     return EXIT_SUCCESS;
 }
 
+/* The store's group commits, counted for /metrics. */
+static void count_group_commit(void *ctx, double seconds, size_t size)
+{
+    (void)ctx;
+    metrics_observe_commit(seconds, (unsigned)size);
+}
+
 /* Tells the service manager, if any, how the daemon stands; a failure is only logged. */
 static void notify(const char *state)
 {
@@ -218,7 +255,11 @@ int main(int argc, char **argv)
 
     char err[GLR_ERR_MAX] = "";
     struct svc *svc = NULL;
-    if ((rc = svc_open(o.db, &svc, err)) != GLR_OK) {
+    struct svc_options svc_options = {
+        .store = {.sync = o.sync, .on_group = count_group_commit},
+        .resident_jobs = o.resident_jobs,
+    };
+    if ((rc = svc_open(o.db, &svc_options, &svc, err)) != GLR_OK) {
         log_error("%s", err);
         return EXIT_FAILURE;
     }
@@ -233,7 +274,8 @@ int main(int argc, char **argv)
     const char *close_bracket = strchr(o.host, ':') ? "]" : "";
     printf("listening on http://%s%s%s:%u\n", open_bracket, o.host, close_bracket, api_port(api));
     fflush(stdout);
-    log_info("greedylrd %s serving %s with %u threads", PACKAGE_VERSION, o.db, o.threads);
+    log_info("greedylrd %s serving %s with %u threads, sync %s", PACKAGE_VERSION, o.db, o.threads,
+             o.sync == STORE_SYNC_FULL ? "full" : "normal");
     notify("READY=1\nSTATUS=serving");
 
     int signal_number = 0;

@@ -16,7 +16,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "metrics.h"
 #include "migrations.h"
 #include "status.h"
 
@@ -134,6 +133,15 @@ struct store {
     struct connection writer;
     sqlite3_stmt *writer_stmts[W_COUNT];
 
+    /* Decisions waiting for the writer thread, oldest first. */
+    pthread_mutex_t queue_lock;
+    pthread_cond_t queue_wake;
+    struct store_commit *queue_head, **queue_tail;
+    bool stopping;
+    bool writer_started;
+    pthread_t writer_thread;
+    struct store_options options;
+
     pthread_mutex_t pool_lock;
     pthread_cond_t pool_free;
     bool reader_busy[STORE_READERS];
@@ -181,7 +189,7 @@ int store_latest_version(void)
 }
 
 static int open_connection(const char *path, struct connection *conn, sqlite3_stmt **stmts,
-                           bool writer, char *err)
+                           bool writer, enum store_sync sync, char *err)
 {
     conn->stmts = stmts;
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (writer ? SQLITE_OPEN_CREATE : 0);
@@ -204,7 +212,9 @@ static int open_connection(const char *path, struct connection *conn, sqlite3_st
                             "database %s: WAL mode did not take (journal_mode is %s); "
                             "is it on a file system without shared memory?",
                             path, mode);
-        if ((rc = exec(conn->db, "PRAGMA synchronous = NORMAL", "setting synchronous", err)))
+        const char *pragma =
+            sync == STORE_SYNC_FULL ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL";
+        if ((rc = exec(conn->db, pragma, "setting synchronous", err)))
             return rc;
     } else if ((rc = exec(conn->db, "PRAGMA query_only = ON", "making a reader", err))) {
         return rc;
@@ -278,25 +288,39 @@ rollback:
     return rc;
 }
 
-int store_open(const char *path, struct store **out, char *err)
+static void *writer_main(void *arg);
+
+int store_open(const char *path, const struct store_options *options, struct store **out, char *err)
 {
     *out = NULL;
     struct store *store = calloc(1, sizeof(*store));
     if (!store)
         return glr_fail(err, GLR_ENOMEM, "out of memory");
+    if (options)
+        store->options = *options;
     pthread_mutex_init(&store->write_lock, NULL);
     pthread_mutex_init(&store->pool_lock, NULL);
     pthread_cond_init(&store->pool_free, NULL);
+    pthread_mutex_init(&store->queue_lock, NULL);
+    pthread_cond_init(&store->queue_wake, NULL);
+    store->queue_tail = &store->queue_head;
 
-    int rc = open_connection(path, &store->writer, store->writer_stmts, true, err);
+    enum store_sync sync = store->options.sync;
+    int rc = open_connection(path, &store->writer, store->writer_stmts, true, sync, err);
     if (!rc)
         rc = migrate(store->writer.db, path, err);
     if (!rc)
         rc = prepare_all(&store->writer, writer_sql, W_COUNT, err);
     for (int i = 0; !rc && i < STORE_READERS; i++) {
-        rc = open_connection(path, &store->readers[i], store->reader_stmts[i], false, err);
+        rc = open_connection(path, &store->readers[i], store->reader_stmts[i], false, sync, err);
         if (!rc)
             rc = prepare_all(&store->readers[i], reader_sql, R_COUNT, err);
+    }
+    if (!rc) {
+        if (pthread_create(&store->writer_thread, NULL, writer_main, store) == 0)
+            store->writer_started = true;
+        else
+            rc = glr_fail(err, GLR_ENOMEM, "cannot start the writer thread");
     }
     if (rc) {
         store_close(store);
@@ -310,6 +334,14 @@ void store_close(struct store *store)
 {
     if (!store)
         return;
+    if (store->writer_started) {
+        /* The writer empties the queue before it stops: every decision gets its answer. */
+        pthread_mutex_lock(&store->queue_lock);
+        store->stopping = true;
+        pthread_cond_signal(&store->queue_wake);
+        pthread_mutex_unlock(&store->queue_lock);
+        pthread_join(store->writer_thread, NULL);
+    }
     for (int i = 0; i < STORE_READERS; i++)
         close_connection(&store->readers[i], R_COUNT);
     /* The last connection to close checkpoints the WAL into the database file. */
@@ -317,6 +349,8 @@ void store_close(struct store *store)
     pthread_mutex_destroy(&store->write_lock);
     pthread_mutex_destroy(&store->pool_lock);
     pthread_cond_destroy(&store->pool_free);
+    pthread_mutex_destroy(&store->queue_lock);
+    pthread_cond_destroy(&store->queue_wake);
     free(store);
 }
 
@@ -624,28 +658,13 @@ static int insert_rank_loss(struct store *store, int64_t seq, int64_t step,
     return step_done(store, stmt, "inserting a rank's loss", err);
 }
 
-/* Seconds since start on the monotonic clock. */
-static double seconds_since(const struct timespec *start)
+/* Writes one decision inside the open transaction (see struct store_commit). */
+static int write_decision(struct store *store, const struct store_commit *c, char *err)
 {
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (double)(now.tv_sec - start->tv_sec) + (double)(now.tv_nsec - start->tv_nsec) / 1e9;
-}
-
-int store_report_commit(struct store *store, int64_t seq, const struct store_report *report,
-                        const struct store_rank_loss *rank_losses, size_t nrank_losses,
-                        const char *state, int64_t last_step, int64_t reports, bool snapshot,
-                        char *err)
-{
-    /* Commit latency counts from BEGIN: time spent waiting for the writer is not in it. */
-    struct timespec start;
-    int rc = write_begin(store, err);
-    clock_gettime(CLOCK_MONOTONIC, &start);
-    if (rc)
-        return rc;
+    const struct store_report *report = &c->report;
     sqlite3_stmt *stmt = store->writer_stmts[W_REPORT_INSERT];
     unsigned char blob[GLR_MAX_GROUPS * 8];
-    sqlite3_bind_int64(stmt, 1, seq);
+    sqlite3_bind_int64(stmt, 1, c->seq);
     sqlite3_bind_int64(stmt, 2, report->step);
     sqlite3_bind_int64(stmt, 3, report->rank);
     bind_real(stmt, 4, report->loss);
@@ -660,32 +679,143 @@ int store_report_commit(struct store *store, int64_t seq, const struct store_rep
     sqlite3_bind_text(stmt, 8, glr_event_name(report->event), -1, SQLITE_STATIC);
     sqlite3_bind_int64(stmt, 9, report->time_ms);
     sqlite3_bind_int64(stmt, 10, report->ranks);
-    rc = step_done(store, stmt, "inserting the report", err);
-    for (size_t i = 0; !rc && i < nrank_losses; i++)
-        rc = insert_rank_loss(store, seq, report->step, &rank_losses[i], false, err);
+    int rc = step_done(store, stmt, "inserting the report", err);
+    for (size_t i = 0; !rc && i < c->nrank_losses; i++)
+        rc = insert_rank_loss(store, c->seq, report->step, &c->rank_losses[i], false, err);
     if (!rc) {
         stmt = store->writer_stmts[W_JOB_ADVANCE];
-        sqlite3_bind_int64(stmt, 1, seq);
-        sqlite3_bind_text(stmt, 2, state, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(stmt, 3, last_step);
-        sqlite3_bind_int64(stmt, 4, reports);
+        sqlite3_bind_int64(stmt, 1, c->seq);
+        sqlite3_bind_text(stmt, 2, c->state, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(stmt, 3, c->last_step);
+        sqlite3_bind_int64(stmt, 4, c->reports);
         sqlite3_bind_int64(stmt, 5, report->time_ms);
         rc = step_done(store, stmt, "saving the job state", err);
         if (!rc && sqlite3_changes(store->writer.db) == 0)
-            rc = glr_fail(err, GLR_ENOTFOUND, "the job does not exist");
+            rc = glr_fail(err, GLR_EIO, "database: the job is not there any more");
     }
-    if (!rc && snapshot) {
+    if (!rc && c->snapshot) {
         stmt = store->writer_stmts[W_SNAPSHOT_INSERT];
-        sqlite3_bind_int64(stmt, 1, seq);
+        sqlite3_bind_int64(stmt, 1, c->seq);
         sqlite3_bind_int64(stmt, 2, report->step);
-        sqlite3_bind_int64(stmt, 3, reports);
-        sqlite3_bind_text(stmt, 4, state, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(stmt, 3, c->reports);
+        sqlite3_bind_text(stmt, 4, c->state, -1, SQLITE_STATIC);
         rc = step_done(store, stmt, "saving a snapshot", err);
     }
-    rc = write_end(store, rc, err);
-    if (rc == GLR_OK)
-        metrics_observe_commit(seconds_since(&start), 1);
     return rc;
+}
+
+void store_commit_submit(struct store *store, struct store_commit *commit)
+{
+    commit->next = NULL;
+    commit->status = GLR_OK;
+    commit->err[0] = '\0';
+    pthread_mutex_lock(&store->queue_lock);
+    *store->queue_tail = commit;
+    store->queue_tail = &commit->next;
+    pthread_cond_signal(&store->queue_wake);
+    pthread_mutex_unlock(&store->queue_lock);
+}
+
+/* Marks a decision failed, and with it the later decisions of its job. */
+static void commit_failed(struct store_commit *c, int status)
+{
+    c->status = status;
+    if (c->failed)
+        atomic_store(c->failed, true);
+}
+
+/* True when an earlier decision of the same job failed: this one must not be written. */
+static bool commit_orphaned(struct store_commit *c)
+{
+    if (!c->failed || !atomic_load(c->failed))
+        return false;
+    c->status = glr_fail(c->err, GLR_EIO, "an earlier report of this job could not be stored");
+    return true;
+}
+
+/*
+ * Commits a group in one transaction. When any decision in it fails (a conflict, say),
+ * the transaction is rolled back and each decision committed alone, so that one bad
+ * decision fails only itself and the ones that came after it in its job.
+ */
+static void commit_group(struct store *store, struct store_commit *group)
+{
+    char err[GLR_ERR_MAX] = "";
+    pthread_mutex_lock(&store->write_lock);
+    bool together = step_done(store, store->writer_stmts[W_BEGIN], "begin", err) == GLR_OK;
+    for (struct store_commit *c = group; together && c; c = c->next)
+        if (!commit_orphaned(c) && write_decision(store, c, c->err) != GLR_OK)
+            together = false;
+    if (together)
+        together = step_done(store, store->writer_stmts[W_COMMIT], "commit", err) == GLR_OK;
+    if (!together) {
+        if (!sqlite3_get_autocommit(store->writer.db))
+            step_done(store, store->writer_stmts[W_ROLLBACK], "rollback", NULL);
+        for (struct store_commit *c = group; c; c = c->next) {
+            c->status = GLR_OK;
+            if (commit_orphaned(c))
+                continue;
+            int rc = step_done(store, store->writer_stmts[W_BEGIN], "begin", c->err);
+            if (!rc)
+                rc = write_decision(store, c, c->err);
+            if (!rc)
+                rc = step_done(store, store->writer_stmts[W_COMMIT], "commit", c->err);
+            if (rc) {
+                if (!sqlite3_get_autocommit(store->writer.db))
+                    step_done(store, store->writer_stmts[W_ROLLBACK], "rollback", NULL);
+                commit_failed(c, rc);
+            }
+        }
+    }
+    pthread_mutex_unlock(&store->write_lock);
+}
+
+static double seconds_since(const struct timespec *start)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - start->tv_sec) + (double)(now.tv_nsec - start->tv_nsec) / 1e9;
+}
+
+/*
+ * The writer thread: takes everything queued (up to STORE_GROUP_MAX), commits it as one
+ * group, then answers each decision. While it commits, the next group queues up, so the
+ * busier the service, the larger the groups.
+ */
+static void *writer_main(void *arg)
+{
+    struct store *store = arg;
+    pthread_mutex_lock(&store->queue_lock);
+    for (;;) {
+        while (!store->queue_head && !store->stopping)
+            pthread_cond_wait(&store->queue_wake, &store->queue_lock);
+        if (!store->queue_head)
+            break; /* stopping, and nothing left */
+        struct store_commit *group = store->queue_head, *last = group;
+        size_t size = 1;
+        while (last->next && size < STORE_GROUP_MAX) {
+            last = last->next;
+            size++;
+        }
+        store->queue_head = last->next;
+        if (!store->queue_head)
+            store->queue_tail = &store->queue_head;
+        last->next = NULL;
+        pthread_mutex_unlock(&store->queue_lock);
+
+        struct timespec start;
+        clock_gettime(CLOCK_MONOTONIC, &start);
+        commit_group(store, group);
+        if (store->options.on_group)
+            store->options.on_group(store->options.on_group_ctx, seconds_since(&start), size);
+        for (struct store_commit *c = group, *next; c; c = next) {
+            next = c->next; /* done may free c */
+            c->done(c, c->status, c->status ? c->err : NULL);
+        }
+        pthread_mutex_lock(&store->queue_lock);
+    }
+    pthread_mutex_unlock(&store->queue_lock);
+    return NULL;
 }
 
 int store_snapshot_find(struct store *store, int64_t seq, int64_t max_step,

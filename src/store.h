@@ -6,10 +6,18 @@
  * One writer connection (behind a mutex: SQLite allows one writer at a time anyway) and a
  * small pool of reader connections that WAL mode lets run beside it. Every statement is
  * prepared once per connection and kept for the life of the store.
+ *
+ * Decisions (the hot path) are committed in groups: callers queue them with
+ * store_commit_submit() and a writer thread commits whatever has queued up in one
+ * transaction, then tells each caller. A commit costs about the same for one row as for a
+ * hundred, so under load this turns many small transactions into few large ones without
+ * answering anyone before their own row is committed. The other writes are rare and run
+ * on the caller's thread, between two groups.
  */
 #ifndef GLR_STORE_H
 #define GLR_STORE_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -26,6 +34,26 @@
 #define STORE_READY_BUSY_MS 250
 /* Longest database or backup path, in bytes. */
 #define STORE_PATH_MAX 4096
+/* Most decisions committed in one transaction. */
+#define STORE_GROUP_MAX 1024
+
+/*
+ * What a commit waits for. NORMAL: written to the operating system (WAL, synchronous
+ * NORMAL): it survives the process being killed, and a power loss may lose the last
+ * commits. FULL: on the disk (synchronous FULL, an fsync per commit): it also survives a
+ * power loss.
+ */
+enum store_sync { STORE_SYNC_NORMAL, STORE_SYNC_FULL };
+
+struct store_options {
+    enum store_sync sync;
+    /*
+     * Called by the writer thread after each group commit with its duration and size, for
+     * metrics; NULL for none. It must be quick and must not call the store.
+     */
+    void (*on_group)(void *ctx, double seconds, size_t size);
+    void *on_group_ctx;
+};
 
 struct store;
 
@@ -79,13 +107,18 @@ struct store_rank_loss {
 
 /*
  * Opens (creating if needed) the database at path, applies the migrations it lacks in one
- * transaction, and checks that WAL mode took. A database made by a newer greedylr is
- * refused. On success *out is owned by the caller (store_close()).
- * Returns GLR_OK, GLR_EIO or GLR_ECORRUPT; err says what went wrong.
+ * transaction, checks that WAL mode took, and starts the writer thread. options may be
+ * NULL (defaults: STORE_SYNC_NORMAL). A database made by a newer greedylr is refused. On
+ * success *out is owned by the caller (store_close()).
+ * Returns GLR_OK, GLR_EIO, GLR_ENOMEM or GLR_ECORRUPT; err says what went wrong.
  */
-int store_open(const char *path, struct store **out, char *err);
+int store_open(const char *path, const struct store_options *options, struct store **out,
+               char *err);
 
-/* Closes every connection (checkpointing the WAL); NULL is accepted. */
+/*
+ * Commits every decision still queued (calling their done), stops the writer thread and
+ * closes every connection (checkpointing the WAL); NULL is accepted.
+ */
 void store_close(struct store *store);
 
 /* The schema version of an open store (PRAGMA user_version). */
@@ -117,16 +150,47 @@ int store_job_patch(struct store *store, int64_t seq, const bool *finished, cons
 int store_job_delete(struct store *store, int64_t seq, char *err);
 
 /*
- * Commits one decision in a single transaction: the history row, the losses of the ranks
- * it combined (none for a job of one rank), and the job's new state, last_step, report
- * count and updated time, and (when snapshot is true) a snapshot of that state for
- * rewinds. Returns GLR_OK, GLR_ECONFLICT when the step's row exists already, or GLR_EIO;
- * on failure nothing is changed.
+ * One decision to commit: the history row, the losses of the ranks it combined (none for
+ * a job of one rank), and the job's new state, last_step, report count and updated time
+ * (the report's time), and (when snapshot is true) a snapshot of that state for rewinds.
+ * All of it is committed together or not at all.
+ *
+ * The caller fills the fields above `done` and owns the struct and what it points to; the
+ * store borrows them from store_commit_submit() until it calls done.
  */
-int store_report_commit(struct store *store, int64_t seq, const struct store_report *report,
-                        const struct store_rank_loss *rank_losses, size_t nrank_losses,
-                        const char *state, int64_t last_step, int64_t reports, bool snapshot,
-                        char *err);
+struct store_commit {
+    int64_t seq;
+    struct store_report report;
+    const struct store_rank_loss *rank_losses;
+    size_t nrank_losses;
+    const char *state;
+    int64_t last_step;
+    int64_t reports;
+    bool snapshot;
+    /*
+     * One flag per job in memory (may be NULL). When a commit fails the store sets it, and
+     * later commits that carry a set flag fail without being written: they were decided on
+     * top of the one that failed.
+     */
+    atomic_bool *failed;
+    /*
+     * Called once, on the writer thread, after the transaction ended: status GLR_OK, or
+     * GLR_ECONFLICT (the step's row exists already) or GLR_EIO with a message. It may call
+     * the store's other functions, and may free the commit.
+     */
+    void (*done)(struct store_commit *commit, int status, const char *err);
+
+    /* The store's own. */
+    struct store_commit *next;
+    int status;
+    char err[GLR_ERR_MAX];
+};
+
+/*
+ * Queues a decision for the next group commit. Decisions of one job are committed in the
+ * order they were submitted. Never blocks on the database.
+ */
+void store_commit_submit(struct store *store, struct store_commit *commit);
 
 /*
  * Reads the loss rank reported for step of job seq (a job of several ranks).

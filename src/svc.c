@@ -129,6 +129,7 @@ static void job_free(struct job *job)
     free(job->pending_losses);
     free(job->pending_seen);
     pthread_mutex_destroy(&job->lock);
+    pthread_cond_destroy(&job->settled);
     free(job);
 }
 
@@ -164,6 +165,8 @@ static int job_from_row(const struct store_job *row, struct job **out, char *err
     if (!job)
         return glr_fail(err, GLR_ENOMEM, "out of memory");
     pthread_mutex_init(&job->lock, NULL);
+    pthread_cond_init(&job->settled, NULL);
+    atomic_init(&job->store_failed, false);
     memcpy(job->id, row->id, sizeof(job->id));
     job->seq = row->seq;
     job->finished = row->finished;
@@ -240,6 +243,31 @@ static void map_remove(struct svc *svc, struct job *job)
     }
 }
 
+/*
+ * Drops idle jobs from memory until at most resident_max are left, so that memory stays
+ * bounded however many jobs the database holds; call with the map lock held. A job is
+ * idle when the map holds its only reference: no request, decision in flight, waiting
+ * rank or timer has it. Its state is in the store, so nothing is lost: it is loaded
+ * again on its next request. The search goes round the buckets like a clock hand.
+ */
+static void evict_idle(struct svc *svc)
+{
+    for (size_t visited = 0; svc->njobs > svc->resident_max && visited < svc->nbuckets; visited++) {
+        size_t b = svc->evict_bucket++ & (svc->nbuckets - 1);
+        struct job **link = &svc->buckets[b];
+        while (*link && svc->njobs > svc->resident_max) {
+            struct job *job = *link;
+            if (job->refs != 1) {
+                link = &job->next;
+                continue;
+            }
+            *link = job->next;
+            svc->njobs--;
+            job_free(job);
+        }
+    }
+}
+
 void job_release(struct svc *svc, struct job *job)
 {
     pthread_mutex_lock(&svc->map_lock);
@@ -291,6 +319,8 @@ static int job_acquire(struct svc *svc, const char *id, struct job **out, char *
         svc->buckets[b] = job;
         if (++svc->njobs > svc->nbuckets)
             map_grow(svc);
+        if (svc->njobs > svc->resident_max)
+            evict_idle(svc);
     }
     pthread_mutex_unlock(&svc->map_lock);
     job_free(loaded);
@@ -322,6 +352,18 @@ int job_lock(struct svc *svc, const char *id, struct job **out, char *err)
             return GLR_OK;
         pthread_mutex_unlock(&(*out)->lock);
         job_release(svc, *out);
+    }
+}
+
+int job_lock_settled(struct svc *svc, const char *id, struct job **out, char *err)
+{
+    for (;;) {
+        int rc = job_lock(svc, id, out, err);
+        if (rc)
+            return rc;
+        if (job_settle(*out, err) == GLR_OK)
+            return GLR_OK;
+        job_unlock(svc, *out); /* a write failed and dropped it: load it again */
     }
 }
 
@@ -416,18 +458,22 @@ const char *const aggregate_names[] = {"mean", "max", "min", "rank0", NULL};
 
 /* ---- the service ---------------------------------------------------------------------- */
 
-int svc_open(const char *path, struct svc **out, char *err)
+int svc_open(const char *path, const struct svc_options *options, struct svc **out, char *err)
 {
     *out = NULL;
     struct svc *svc = calloc(1, sizeof(*svc));
     if (!svc)
         return glr_fail(err, GLR_ENOMEM, "out of memory");
+    struct svc_options defaults = {.resident_jobs = SVC_RESIDENT_DEFAULT};
+    if (!options)
+        options = &defaults;
+    svc->resident_max = options->resident_jobs ? options->resident_jobs : SVC_RESIDENT_DEFAULT;
     svc->nbuckets = SVC_BUCKETS_INITIAL;
     svc->buckets = calloc(svc->nbuckets, sizeof(*svc->buckets));
     pthread_mutex_init(&svc->map_lock, NULL);
     pthread_mutex_init(&svc->waiting_lock, NULL);
     pthread_cond_init(&svc->waiting_wake, NULL);
-    int rc = svc->buckets ? store_open(path, &svc->store, err)
+    int rc = svc->buckets ? store_open(path, &options->store, &svc->store, err)
                           : glr_fail(err, GLR_ENOMEM, "out of memory");
     if (!rc) {
         if (pthread_create(&svc->timer, NULL, timer_main, svc) == 0)
@@ -451,6 +497,9 @@ void svc_close(struct svc *svc)
         svc_cancel_waiters(svc); /* also tells the timer to stop */
         pthread_join(svc->timer, NULL);
     }
+    /* Decisions still on their way are committed and answered while the jobs exist. */
+    store_close(svc->store);
+    svc->store = NULL;
     /* Jobs dropped from the map but still watched are only on the watch list now. */
     for (struct job *job = svc->waiting, *next; job; job = next) {
         next = job->waiting_next;
@@ -469,7 +518,6 @@ void svc_close(struct svc *svc)
     pthread_mutex_destroy(&svc->map_lock);
     pthread_mutex_destroy(&svc->waiting_lock);
     pthread_cond_destroy(&svc->waiting_wake);
-    store_close(svc->store);
     free(svc);
 }
 
@@ -663,7 +711,7 @@ int svc_job_create(struct svc *svc, const struct svc_create *request, bool *crea
 int svc_job_get(struct svc *svc, const char *id, cJSON **job_out, char *err)
 {
     struct job *job;
-    int rc = job_lock(svc, id, &job, err);
+    int rc = job_lock_settled(svc, id, &job, err);
     if (rc)
         return rc;
     rc = describe_job(job, job_out, err);
@@ -682,7 +730,7 @@ int svc_job_patch(struct svc *svc, const char *id, const bool *finished, const c
             return rc;
     }
     struct job *job;
-    int rc = job_lock(svc, id, &job, err);
+    int rc = job_lock_settled(svc, id, &job, err);
     if (rc) {
         free(tags_text);
         return rc;
@@ -710,7 +758,7 @@ int svc_job_patch(struct svc *svc, const char *id, const bool *finished, const c
 int svc_job_delete(struct svc *svc, const char *id, char *err)
 {
     struct job *job;
-    int rc = job_lock(svc, id, &job, err);
+    int rc = job_lock_settled(svc, id, &job, err);
     if (rc)
         return rc;
     rc = store_job_delete(svc->store, job->seq, err);

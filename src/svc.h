@@ -5,9 +5,11 @@
  * layer parses requests into these calls and turns their results and status codes into
  * responses.
  *
- * Active jobs are kept in memory (write-through: the store is committed before memory
- * changes), so that a report does not read the database. Calls are thread-safe; reports
- * to one job are applied one after the other.
+ * Active jobs are kept in memory, so that a report does not read the database; idle ones
+ * beyond a bound are dropped and loaded again when used. Memory is written through: a
+ * report's decision is answered only once the store has committed it (in a group with
+ * other reports' decisions, see store.h). Calls are thread-safe; reports to one job are
+ * applied one after the other.
  */
 #ifndef GLR_SVC_H
 #define GLR_SVC_H
@@ -38,13 +40,29 @@
 #define SVC_WAITERS_MAX           10000   /* requests waiting at once, all jobs together */
 #define SVC_WAITERS_SPARE         16      /* waiting requests per job beyond two per rank */
 #define SVC_TICK_MS               10      /* how often timeouts are checked */
+#define SVC_RESIDENT_DEFAULT      10000   /* jobs kept in memory unless told otherwise */
 
 struct svc;
 
-/* Opens the service on the database at path. *out is the caller's (svc_close()). */
-int svc_open(const char *path, struct svc **out, char *err);
+struct svc_options {
+    struct store_options store;
+    /*
+     * Most jobs kept in memory (0: SVC_RESIDENT_DEFAULT). Beyond it, idle jobs are
+     * dropped from memory; jobs in use are never dropped, so this is a target, not a cap.
+     */
+    size_t resident_jobs;
+};
 
-/* Frees every job in memory and closes the store; NULL is accepted. */
+/*
+ * Opens the service on the database at path; options may be NULL for the defaults.
+ * *out is the caller's (svc_close()).
+ */
+int svc_open(const char *path, const struct svc_options *options, struct svc **out, char *err);
+
+/*
+ * Commits and answers the decisions on their way to the store, frees every job in memory
+ * and closes the store; NULL is accepted. Stop the HTTP server first.
+ */
 void svc_close(struct svc *svc);
 
 /* True when id is a valid job id: [A-Za-z0-9._-]{1,128}. */
@@ -132,7 +150,9 @@ struct svc_waiter {
  * Reports the loss of one step by one rank. loss may be NaN or infinite (a diverged
  * step). In a job of one rank the step is decided at once. In a job of several ranks the
  * policy steps once all ranks of the step have reported (or the job's timeout passed) on
- * their combined loss; until then the call returns GLR_EWAIT and waiter->done answers.
+ * their combined loss. A new decision is answered only once it is committed: the call
+ * returns GLR_EWAIT and waiter->done answers (GLR_EIO if the commit failed). A retry of
+ * a decided step is answered at once (result filled, replayed or late set).
  * Returns GLR_OK (result filled); GLR_EWAIT; GLR_EINVAL for a step or rank out of range;
  * GLR_ENOTFOUND; GLR_ECONFLICT for a finished job, the same step with another loss, or a
  * step at or below the last decided one that was never reported; GLR_ELIMIT or GLR_EBUSY

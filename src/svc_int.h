@@ -8,6 +8,7 @@
 #define GLR_SVC_INT_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "svc.h"
 
@@ -32,6 +33,11 @@ struct job {
     int aggregate; /* enum aggregate */
     int64_t aggregate_timeout_ms;
 
+    /* Decisions sent to the store and not yet committed; settled is signalled at 0. */
+    int64_t in_flight;
+    pthread_cond_t settled;
+    atomic_bool store_failed; /* see struct store_commit */
+
     /* Gathering the ranks of one step (jobs of several ranks). */
     int64_t pending_step; /* -1: none */
     int64_t pending_count;
@@ -55,6 +61,8 @@ struct svc {
     struct job **buckets;
     size_t nbuckets;
     size_t njobs;
+    size_t resident_max; /* jobs kept in memory; idle ones beyond it are dropped */
+    size_t evict_bucket; /* where the search for idle jobs goes on */
 
     /* Jobs with a step being gathered or requests waiting, for the timer thread. */
     pthread_mutex_t waiting_lock;
@@ -83,11 +91,24 @@ bool add_item(cJSON *object, const char *key, cJSON *item);
 int job_lock(struct svc *svc, const char *id, struct job **out, char *err);
 void job_unlock(struct svc *svc, struct job *job);
 
+/*
+ * job_lock(), then waits until the job's decisions are all committed, so that the store
+ * holds all that memory does (for changes and reads that go to the store).
+ */
+int job_lock_settled(struct svc *svc, const char *id, struct job **out, char *err);
+
 /* Gives back a reference; the last one frees the job. */
 void job_release(struct svc *svc, struct job *job);
 
 /* Drops a job from memory (after a delete or a failed write); call with job->lock held. */
 void job_forget(struct svc *svc, struct job *job);
+
+/*
+ * Waits until every decision of the job sent to the store is committed, so that the
+ * store holds all that memory does; call with job->lock held (it is released meanwhile).
+ * GLR_EIO when one of them failed: the job was dropped, and the caller should give up.
+ */
+int job_settle(struct job *job, char *err);
 
 /* The job as JSON (the caller's); call with job->lock held. */
 int describe_job(const struct job *job, cJSON **out, char *err);

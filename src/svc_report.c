@@ -93,20 +93,79 @@ static int add_waiter(struct svc *svc, struct job *job, struct svc_waiter *waite
     return GLR_EWAIT;
 }
 
+/* A decision on its way to the store; it holds a reference to its job. */
+struct decision {
+    struct store_commit commit;
+    struct svc *svc;
+    struct job *job;
+    struct svc_waiter *waiter; /* the request that completed the step, or NULL */
+    struct svc_report_result result;
+    char *state;
+    struct store_rank_loss *rank_losses;
+};
+
+static void decision_free(struct decision *d)
+{
+    free(d->state);
+    free(d->rank_losses);
+    free(d);
+}
+
 /*
- * Steps the policy on `input` for step, commits the decision (and the ranks' losses), and
- * answers the requests waiting for it; call with job->lock held. On failure the job is
- * dropped from memory (the store is the truth) and the waiting requests get the error.
+ * The store has committed a decision (or failed to): answer everyone who waits for it.
+ * Runs on the store's writer thread.
+ */
+static void decision_stored(struct store_commit *commit, int status, const char *err)
+{
+    struct decision *d = (struct decision *)(void *)commit;
+    struct svc *svc = d->svc;
+    struct job *job = d->job;
+    int64_t step = d->result.step;
+    pthread_mutex_lock(&job->lock);
+    if (status == GLR_OK) {
+        wake(svc, job, step, step, GLR_OK, &d->result, NULL);
+        /* Lookups of steps that were skipped will never see them decided. */
+        wake(svc, job, 0, step - 1, GLR_ENOTFOUND, NULL,
+             "that step was never decided: later steps were");
+    } else {
+        /* Memory is ahead of the store: drop the job; the next request reloads it. */
+        wake(svc, job, 0, INT64_MAX, status, NULL, err);
+        drop_pending(job);
+        if (!job->gone)
+            job_forget(svc, job);
+    }
+    if (--job->in_flight == 0)
+        pthread_cond_broadcast(&job->settled);
+    pthread_mutex_unlock(&job->lock);
+    if (d->waiter)
+        d->waiter->done(d->waiter, status, status == GLR_OK ? &d->result : NULL, err);
+    job_release(svc, job);
+    decision_free(d);
+}
+
+/*
+ * Steps the policy on `input` for step and sends the decision (and the ranks' losses,
+ * which it takes) to the store; call with job->lock held. The answers wait for the
+ * commit: waiter (when not NULL) and the requests waiting for the step are answered by
+ * decision_stored(). Returns GLR_EWAIT, or an error when nothing was decided.
  */
 static int decide(struct svc *svc, struct job *job, int64_t step, double input,
-                  const struct store_rank_loss *rank_losses, size_t nrank_losses, int64_t ranks,
-                  struct svc_report_result *result, char *err)
+                  struct store_rank_loss *rank_losses, size_t nrank_losses, int64_t ranks,
+                  struct svc_waiter *waiter, char *err)
 {
+    struct decision *d = calloc(1, sizeof(*d));
+    if (!d) {
+        free(rank_losses);
+        return glr_fail(err, GLR_ENOMEM, "out of memory");
+    }
+    d->rank_losses = rank_losses;
     struct glr_step_result decision;
-    int rc = glr_sched_step(job->sched, step, input, &decision);
-    if (rc)
+    if (glr_sched_step(job->sched, step, input, &decision)) {
+        decision_free(d);
         return glr_fail(err, GLR_EINVAL, "step %lld is out of range", (long long)step);
-    struct store_report report = {
+    }
+    struct store_report *report = &d->commit.report;
+    *report = (struct store_report){
         .step = step,
         .rank = 0,
         .loss = input,
@@ -116,31 +175,53 @@ static int decide(struct svc *svc, struct job *job, int64_t step, double input,
         .ranks = ranks,
         .groups = glr_sched_groups(job->sched),
     };
-    memcpy(report.lrs, glr_sched_lrs(job->sched), report.groups * sizeof(double));
+    memcpy(report->lrs, glr_sched_lrs(job->sched), report->groups * sizeof(double));
     cJSON *state = glr_sched_state_save(job->sched);
-    char *state_text = print(state);
+    d->state = print(state);
     cJSON_Delete(state);
-    if (!state_text)
-        rc = glr_fail(err, GLR_ENOMEM, "out of memory");
-    else
-        rc = store_report_commit(svc->store, job->seq, &report, rank_losses, nrank_losses,
-                                 state_text, step, job->reports + 1,
-                                 (job->reports + 1) % SVC_SNAPSHOT_EVERY == 0, err);
-    free(state_text);
-    if (rc) {
-        /* The scheduler has stepped but the store has not: drop it and reload next time. */
-        wake(svc, job, 0, INT64_MAX, rc, NULL, err);
+    if (!d->state) {
+        /* The scheduler has stepped but nothing was stored: reload it next time. */
+        decision_free(d);
+        wake(svc, job, 0, INT64_MAX, GLR_ENOMEM, NULL, "out of memory");
         job_forget(svc, job);
-        return rc;
+        return glr_fail(err, GLR_ENOMEM, "out of memory");
     }
     job->last_step = step;
     job->reports++;
-    job->updated_ms = report.time_ms;
-    result_from_report(&report, glr_sched_lr_is_array(job->sched), result);
-    wake(svc, job, step, step, GLR_OK, result, NULL);
-    /* Lookups of steps that were skipped will never see them decided. */
-    wake(svc, job, 0, step - 1, GLR_ENOTFOUND, NULL,
-         "that step was never decided: later steps were");
+    job->updated_ms = report->time_ms;
+    job->in_flight++;
+    pthread_mutex_lock(&svc->map_lock);
+    job->refs++; /* the decision's */
+    pthread_mutex_unlock(&svc->map_lock);
+
+    d->svc = svc;
+    d->job = job;
+    d->waiter = waiter;
+    result_from_report(report, glr_sched_lr_is_array(job->sched), &d->result);
+    d->commit.seq = job->seq;
+    d->commit.rank_losses = d->rank_losses;
+    d->commit.nrank_losses = nrank_losses;
+    d->commit.state = d->state;
+    d->commit.last_step = step;
+    d->commit.reports = job->reports;
+    d->commit.snapshot = job->reports % SVC_SNAPSHOT_EVERY == 0;
+    d->commit.failed = &job->store_failed;
+    d->commit.done = decision_stored;
+    store_commit_submit(svc->store, &d->commit);
+    return GLR_EWAIT;
+}
+
+/*
+ * Waits until every decision of the job sent to the store is committed, so that the
+ * store holds all that memory does; call with job->lock held (it is released meanwhile).
+ * GLR_EIO when one of them failed: the job was dropped, and the caller should give up.
+ */
+int job_settle(struct job *job, char *err)
+{
+    while (job->in_flight > 0)
+        pthread_cond_wait(&job->settled, &job->lock);
+    if (job->gone)
+        return glr_fail(err, GLR_EIO, "a report of job %s could not be stored; try again", job->id);
     return GLR_OK;
 }
 
@@ -173,9 +254,11 @@ static double combine(const struct job *job)
     }
 }
 
-/* Decides the step being gathered with the ranks that reported; call with job->lock held. */
-static int close_pending(struct svc *svc, struct job *job, struct svc_report_result *result,
-                         char *err)
+/*
+ * Decides the step being gathered with the ranks that reported; call with job->lock held.
+ * waiter is the rank whose report completed the step, if one did. Returns as decide().
+ */
+static int close_pending(struct svc *svc, struct job *job, struct svc_waiter *waiter, char *err)
 {
     struct store_rank_loss *losses = malloc((size_t)job->pending_count * sizeof(*losses));
     if (!losses)
@@ -188,8 +271,9 @@ static int close_pending(struct svc *svc, struct job *job, struct svc_report_res
     int64_t ranks = job->pending_count;
     double input = combine(job);
     drop_pending(job);
-    int rc = decide(svc, job, step, input, losses, n, ranks, result, err);
-    free(losses);
+    int rc = decide(svc, job, step, input, losses, n, ranks, waiter, err);
+    if (rc != GLR_EWAIT) /* nothing was decided: the ranks that wait hear why, and retry */
+        wake(svc, job, step, step, rc, NULL, err);
     return rc;
 }
 
@@ -197,8 +281,12 @@ static int close_pending(struct svc *svc, struct job *job, struct svc_report_res
 static int answer_decided(struct svc *svc, struct job *job, int64_t step, int64_t rank, double loss,
                           struct svc_report_result *result, char *err)
 {
+    /* The step may still be on its way to the store. */
+    int rc = job_settle(job, err);
+    if (rc)
+        return rc;
     struct store_report stored;
-    int rc = store_report_find(svc->store, job->seq, step, 0, &stored, err);
+    rc = store_report_find(svc->store, job->seq, step, 0, &stored, err);
     if (rc == GLR_ENOTFOUND)
         return glr_fail(err, GLR_ECONFLICT,
                         "step %lld is at or below the last decided step %lld and was never "
@@ -232,7 +320,7 @@ static int answer_decided(struct svc *svc, struct job *job, int64_t step, int64_
 
 /* One rank's report of a step not decided yet, in a job of several ranks. */
 static int gather(struct svc *svc, struct job *job, int64_t step, int64_t rank, double loss,
-                  struct svc_waiter *waiter, struct svc_report_result *result, char *err)
+                  struct svc_waiter *waiter, char *err)
 {
     int rc;
     if (job->pending_step >= 0 && step < job->pending_step)
@@ -241,8 +329,7 @@ static int gather(struct svc *svc, struct job *job, int64_t step, int64_t rank, 
                         (long long)step, (long long)job->pending_step);
     if (job->pending_step >= 0 && step > job->pending_step) {
         /* A rank moved on: the step before is over, decide it with who reported. */
-        struct svc_report_result earlier;
-        if ((rc = close_pending(svc, job, &earlier, err)))
+        if ((rc = close_pending(svc, job, NULL, err)) != GLR_EWAIT)
             return rc;
     }
     if (job->pending_seen && job->pending_step == step && job->pending_seen[rank]) {
@@ -267,7 +354,7 @@ static int gather(struct svc *svc, struct job *job, int64_t step, int64_t rank, 
     job->pending_count++;
     if (job->pending_count < job->world_size)
         return GLR_EWAIT;
-    return close_pending(svc, job, result, err);
+    return close_pending(svc, job, waiter, err);
 }
 
 int svc_report(struct svc *svc, const char *id, int64_t step, int64_t rank, double loss,
@@ -290,9 +377,9 @@ int svc_report(struct svc *svc, const char *id, int64_t step, int64_t rank, doub
     else if (job->finished)
         rc = glr_fail(err, GLR_ECONFLICT, "job %s is finished and takes no more reports", job->id);
     else if (job->world_size > 1)
-        rc = gather(svc, job, step, rank, loss, waiter, result, err);
+        rc = gather(svc, job, step, rank, loss, waiter, err);
     else
-        rc = decide(svc, job, step, loss, NULL, 0, 1, result, err);
+        rc = decide(svc, job, step, loss, NULL, 0, 1, waiter, err);
     job_unlock(svc, job);
     return rc;
 }
@@ -313,7 +400,9 @@ int svc_lr(struct svc *svc, const char *id, int64_t step, int64_t wait_ms,
         return rc;
     if (job->last_step >= 0 && step <= job->last_step) {
         struct store_report stored;
-        rc = store_report_find(svc->store, job->seq, step, 0, &stored, err);
+        rc = job_settle(job, err);
+        if (!rc)
+            rc = store_report_find(svc->store, job->seq, step, 0, &stored, err);
         if (rc == GLR_ENOTFOUND)
             rc = glr_fail(err, GLR_ENOTFOUND, "step %lld was never decided: later steps were",
                           (long long)step);
@@ -335,8 +424,7 @@ static void expire(struct svc *svc, struct job *job, int64_t now)
 {
     if (job->pending_step >= 0 && now >= job->pending_deadline_ms) {
         char err[GLR_ERR_MAX];
-        struct svc_report_result result;
-        close_pending(svc, job, &result, err);
+        close_pending(svc, job, NULL, err);
     }
     struct svc_waiter **link = &job->waiters;
     int64_t woken = 0;

@@ -70,7 +70,7 @@ int svc_rewind(struct svc *svc, const char *id, int64_t to_step, cJSON **job_out
         return glr_fail(err, GLR_EINVAL, "to_step must be an integer from -1 to %lld",
                         (long long)GLR_MAX_STEP);
     struct job *job;
-    int rc = job_lock(svc, id, &job, err);
+    int rc = job_lock_settled(svc, id, &job, err);
     if (rc)
         return rc;
     /* Ranks gathered, and requests waiting, for steps after to_step have no future. */

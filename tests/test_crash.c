@@ -237,18 +237,31 @@ static void check_replay(struct httpc *c, int j, const struct stored *points, in
     glr_sched_free(sched);
 }
 
+/*
+ * The two ways the daemon commits: --sync normal, and --sync full with at most one job
+ * kept in memory, so that jobs are also dropped from memory and loaded again all the time.
+ */
+static const char *const *daemon_modes[] = {
+    (const char *const[]){"--sync", "normal", NULL},
+    (const char *const[]){"--sync", "full", "--resident-jobs", "1", NULL},
+};
+
 START_TEST(sigkill_loses_no_acknowledged_report)
 {
     int rounds = (int)env_long("GLR_CRASH_ROUNDS", 5);
     /* Fewer steps when running slow (valgrind): the kills still land while clients work. */
     int steps = (int)env_long("GLR_CRASH_STEPS", 1500 / testutil_slow());
     unsigned seed = (unsigned)env_long("GLR_CRASH_SEED", (long)time(NULL));
-    fprintf(stderr, "# crash test: %d kills, %d steps per job, seed %u\n", rounds, steps, seed);
+    const char *const *mode = daemon_modes[_i];
+    fprintf(stderr, "# crash test: %s %s%s, %d kills, %d steps per job, seed %u\n", mode[0],
+            mode[1], mode[2] ? " --resident-jobs 1" : "", rounds, steps, seed);
     srand(seed);
 
     char listen[32];
     snprintf(listen, sizeof(listen), "127.0.0.1:%d", free_port());
-    const char *args[] = {"--listen", listen, NULL};
+    const char *args[8] = {"--listen", listen};
+    for (int i = 0; mode[i]; i++)
+        args[2 + i] = mode[i];
     struct daemon d;
     daemon_start(&d, NULL, args);
     struct httpc c;
@@ -318,7 +331,8 @@ int main(void)
     Suite *suite = suite_create("crash");
     TCase *tc = tcase_create("crash");
     tcase_set_timeout(tc, 240);
-    tcase_add_test(tc, sigkill_loses_no_acknowledged_report);
+    tcase_add_loop_test(tc, sigkill_loses_no_acknowledged_report, 0,
+                        (int)(sizeof(daemon_modes) / sizeof(daemon_modes[0])));
     suite_add_tcase(suite, tc);
     return testutil_run(suite);
 }
