@@ -50,7 +50,7 @@ void metrics_observe_request(int route, enum metrics_method method, unsigned sta
 
 /*
  * Counts one committed write transaction of reports: how long the commit took and how many
- * reports it carried (1 without group commit). Lock-free.
+ * reports it carried (the size of a group commit). Lock-free.
  */
 void metrics_observe_commit(double seconds, unsigned batch_size);
 
