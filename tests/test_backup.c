@@ -128,7 +128,7 @@ START_TEST(a_backup_under_load_is_a_consistent_copy)
         ck_assert_msg(daemon_run(args, err, sizeof(err)) == 0, "backup failed: %s", err);
         ck_assert_msg(strstr(err, "backed up"), "stderr: %s", err);
         /* The copy is one file: nothing beside it. */
-        char extra[320];
+        char extra[sizeof(out) + 8];
         snprintf(extra, sizeof(extra), "%s-wal", out[i]);
         ck_assert_int_ne(access(extra, F_OK), 0);
     }
