@@ -2,6 +2,7 @@
 # The README's two Quick start commands for a fresh Debian 12 machine:
 #   contrib/quickstart.sh run    install what is missing, build, and run the daemon
 #   contrib/quickstart.sh test   install what is missing, build with sanitizers, run every test
+#   contrib/quickstart.sh bench  install what is missing, build optimized, run the benchmark
 # Both work from the top of a fresh clone and exit non-zero on any failure.
 set -eu
 
@@ -12,6 +13,7 @@ top=$(pwd)
 BUILD_PACKAGES="autoconf automake make gcc libc6-dev pkgconf libmicrohttpd-dev libcjson-dev \
 libsqlite3-dev check"
 TEST_PACKAGES="valgrind curl python3 python3-yaml python3-jsonschema groff-base systemd"
+BENCH_PACKAGES="wrk curl python3"
 
 say() { printf 'quickstart: %s\n' "$*" >&2; }
 
@@ -88,8 +90,15 @@ test)
     failed=$(sed -n 's/^# FAIL: *//p' build/check/test-suite.log)
     echo "tests: $passed passed, $failed failed"
     ;;
+bench)
+    install_missing $BUILD_PACKAGES $BENCH_PACKAGES
+    bootstrap
+    say "building without sanitizers and running the benchmark (a few minutes)"
+    build build/release
+    make -C build/release bench
+    ;;
 *)
-    echo "usage: $0 run|test" >&2
+    echo "usage: $0 run|test|bench" >&2
     exit 2
     ;;
 esac

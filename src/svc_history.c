@@ -179,25 +179,30 @@ static bool sample_one(void *ctx_, const struct store_report *r)
         bucket_flush(ctx);
         ctx->bucket = bucket;
     }
-    struct pick pick = {index, *r};
+    /* Rows are copied only when picked: a row is large, and most rows are not. */
     if (lr_changed(ctx->prev, r, index)) {
         /* Keep change_keep of the changes, spread evenly over all of them. */
         int64_t c = ctx->change_index++;
         if (ctx->change_keep > 0 &&
-            c * ctx->change_keep / ctx->changes != (c + 1) * ctx->change_keep / ctx->changes)
-            sample_add(ctx, &pick);
+            c * ctx->change_keep / ctx->changes != (c + 1) * ctx->change_keep / ctx->changes &&
+            ctx->npicks < ctx->cap) {
+            ctx->picks[ctx->npicks].index = index;
+            ctx->picks[ctx->npicks++].report = *r;
+        }
     }
     memcpy(ctx->prev, r->lrs, r->groups * sizeof(double));
     /* A NaN loss is never the lowest or highest; a bucket of NaNs keeps its first row. */
     bool finite_or_first = !isnan(r->loss) || !ctx->have_low;
     if (finite_or_first &&
         (!ctx->have_low || isnan(ctx->low.report.loss) || r->loss < ctx->low.report.loss)) {
-        ctx->low = pick;
+        ctx->low.index = index;
+        ctx->low.report = *r;
         ctx->have_low = true;
     }
     if (!isnan(r->loss) &&
         (!ctx->have_high || isnan(ctx->high.report.loss) || r->loss > ctx->high.report.loss)) {
-        ctx->high = pick;
+        ctx->high.index = index;
+        ctx->high.report = *r;
         ctx->have_high = true;
     }
     return true;
