@@ -13,7 +13,7 @@ top=$(pwd)
 BUILD_PACKAGES="autoconf automake make gcc libc6-dev pkgconf libmicrohttpd-dev libcjson-dev \
 libsqlite3-dev check"
 TEST_PACKAGES="valgrind curl python3 python3-yaml python3-jsonschema python3-pytest python3-venv \
-python3-torch"
+python3-torch groff-base systemd"
 BENCH_PACKAGES="wrk curl python3"
 
 say() { printf 'quickstart: %s\n' "$*" >&2; }

@@ -12,10 +12,13 @@
 #include "api.h"
 #include "config.h"
 #include "log.h"
+#include "metrics.h"
+#include "notify.h"
+#include "store.h"
 #include "svc.h"
 
 /* Longest --db path accepted. */
-#define MAIN_PATH_MAX 4096
+#define MAIN_PATH_MAX STORE_PATH_MAX
 /* Largest --resident-jobs accepted. */
 #define MAIN_RESIDENT_MAX 100000000
 
@@ -25,16 +28,25 @@ struct options {
     const char *db;
     unsigned threads;
     enum log_level level;
+    enum log_format format;
     enum store_sync sync;
     size_t resident_jobs;
 };
+
+/* The database path of the environment, else the default. */
+static const char *default_db(void)
+{
+    const char *db = getenv("GREEDYLRD_DB");
+    return db && *db ? db : "./greedylr.db";
+}
 
 static void usage(FILE *out)
 {
     fprintf(out,
             "usage: greedylrd [--listen ADDR:PORT] [--db PATH] [--threads N]\n"
             "                 [--sync normal|full] [--resident-jobs N]\n"
-            "                 [--log-level error|warn|info|debug]\n"
+            "                 [--log-level error|warn|info|debug] [--log-format text|json]\n"
+            "       greedylrd backup [--db PATH] OUT\n"
             "       greedylrd --help | --version\n"
             "\n"
             "Serves the greedylr learning-rate scheduling API over HTTP/JSON.\n"
@@ -47,8 +59,14 @@ static void usage(FILE *out)
             "  --sync MODE         normal (default): an answered report survives a crash\n"
             "                      of the daemon; full: also a power loss (fsync)\n"
             "  --resident-jobs N   idle jobs kept in memory (default %d)\n"
-            "  --log-level LEVEL   what to log on standard error (default info)\n"
-            "Once it accepts connections it prints \"listening on http://ADDR:PORT\".\n",
+            "  --log-level LEVEL   what to log on standard error (default info; info\n"
+            "                      logs one line per request)\n"
+            "  --log-format FORMAT text, or json: one JSON object per line (default text)\n"
+            "Once it accepts connections it prints \"listening on http://ADDR:PORT\" and\n"
+            "tells $NOTIFY_SOCKET (systemd) READY=1; SIGTERM or SIGINT stops it cleanly.\n"
+            "\n"
+            "greedylrd backup copies the database at PATH (default as above), which a\n"
+            "running daemon may be writing, into the new self-contained file OUT.\n",
             SVC_RESIDENT_DEFAULT);
 }
 
@@ -83,10 +101,9 @@ static int parse_options(int argc, char **argv, struct options *o)
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     o->threads = cpus > 0 ? (unsigned)cpus : 2;
     o->level = LOG_INFO;
+    o->format = LOG_TEXT;
     const char *listen = getenv("GREEDYLRD_LISTEN");
-    o->db = getenv("GREEDYLRD_DB");
-    if (!o->db || !*o->db)
-        o->db = "./greedylr.db";
+    o->db = default_db();
     if (!listen || !*listen)
         listen = "127.0.0.1:8080";
 
@@ -118,6 +135,11 @@ static int parse_options(int argc, char **argv, struct options *o)
                 return 2;
             }
             o->threads = (unsigned)n;
+        } else if (strcmp(arg, "--log-format") == 0) {
+            if (log_parse_format(value, &o->format) != 0) {
+                fprintf(stderr, "greedylrd: --log-format must be text or json\n");
+                return 2;
+            }
         } else if (strcmp(arg, "--sync") == 0) {
             if (strcmp(value, "normal") == 0) {
                 o->sync = STORE_SYNC_NORMAL;
@@ -158,14 +180,67 @@ static int parse_options(int argc, char **argv, struct options *o)
     return 0;
 }
 
+/*
+ * greedylrd backup [--db PATH] OUT: an online backup of a database a daemon may be
+ * writing. Returns the exit status: 0, 1 when the backup failed, 2 on misuse.
+ */
+static int run_backup(int argc, char **argv)
+{
+    const char *db = default_db();
+    const char *out = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--db") == 0 && i + 1 < argc) {
+            db = argv[++i];
+        } else if (strcmp(argv[i], "--help") == 0) {
+            usage(stdout);
+            return 0;
+        } else if (argv[i][0] == '-' || out) {
+            fprintf(stderr, "greedylrd backup: unexpected argument %s (see --help)\n", argv[i]);
+            return 2;
+        } else {
+            out = argv[i];
+        }
+    }
+    if (!out || !*out) {
+        fprintf(stderr, "greedylrd backup: the output file is missing (see --help)\n");
+        return 2;
+    }
+    char err[GLR_ERR_MAX] = "";
+    int64_t bytes = 0;
+    if (store_backup(db, out, &bytes, err) != GLR_OK) {
+        log_error("%s", err);
+        return EXIT_FAILURE;
+    }
+    log_info("backed up %s to %s (%lld bytes)", db, out, (long long)bytes);
+    return EXIT_SUCCESS;
+}
+
+/* The store's group commits, counted for /metrics. */
+static void count_group_commit(void *ctx, double seconds, size_t size)
+{
+    (void)ctx;
+    metrics_observe_commit(seconds, (unsigned)size);
+}
+
+/* Tells the service manager, if any, how the daemon stands; a failure is only logged. */
+static void notify(const char *state)
+{
+    char err[GLR_ERR_MAX] = "";
+    if (notify_send(state, err) != GLR_OK)
+        log_warn("%s", err);
+}
+
 int main(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], "backup") == 0)
+        return run_backup(argc - 1, argv + 1);
     struct options o;
     memset(&o, 0, sizeof(o));
     int rc = parse_options(argc, argv, &o);
     if (rc)
         return rc < 0 ? EXIT_SUCCESS : rc;
     log_set_level(o.level);
+    log_set_format(o.format);
 
     /*
      * Block the stop signals before any thread starts, so that every thread inherits the
@@ -180,7 +255,10 @@ int main(int argc, char **argv)
 
     char err[GLR_ERR_MAX] = "";
     struct svc *svc = NULL;
-    struct svc_options svc_options = {.store = {.sync = o.sync}, .resident_jobs = o.resident_jobs};
+    struct svc_options svc_options = {
+        .store = {.sync = o.sync, .on_group = count_group_commit},
+        .resident_jobs = o.resident_jobs,
+    };
     if ((rc = svc_open(o.db, &svc_options, &svc, err)) != GLR_OK) {
         log_error("%s", err);
         return EXIT_FAILURE;
@@ -198,10 +276,12 @@ int main(int argc, char **argv)
     fflush(stdout);
     log_info("greedylrd %s serving %s with %u threads, sync %s", PACKAGE_VERSION, o.db, o.threads,
              o.sync == STORE_SYNC_FULL ? "full" : "normal");
+    notify("READY=1\nSTATUS=serving");
 
     int signal_number = 0;
     sigwait(&stop_signals, &signal_number);
     log_info("%s: stopping", signal_number == SIGINT ? "SIGINT" : "SIGTERM");
+    notify("STOPPING=1");
     api_stop(api);
     svc_close(svc);
     log_info("stopped cleanly");

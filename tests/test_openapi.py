@@ -551,8 +551,10 @@ def check_routes(tap, spec, checker, client):
 
 
 def check_health(checker):
-    """GET /healthz."""
+    """GET /healthz, /readyz and /metrics."""
     checker.call("GET", "/healthz", 200, "says the daemon is up")
+    checker.call("GET", "/readyz", 200, "says the daemon can take reports")
+    checker.call("GET", "/metrics", 200, "answers the Prometheus text format")
 
 
 def check_body_errors(checker, client, method, path):
