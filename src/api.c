@@ -21,6 +21,7 @@
 
 #include "jsonx.h"
 #include "log.h"
+#include "metrics.h"
 #include "ratelimit.h"
 
 /*
@@ -45,17 +46,53 @@ enum http_status {
     HTTP_UNAVAILABLE = 503,
 };
 
+/* The routes; ROUTE_NONE is any path that matches none of them. */
+enum route {
+    ROUTE_NONE,
+    ROUTE_HEALTH,
+    ROUTE_READY,
+    ROUTE_METRICS,
+    ROUTE_JOBS,
+    ROUTE_JOB,
+    ROUTE_REPORTS,
+    ROUTE_HISTORY,
+    ROUTE_REWIND,
+    ROUTE_LR,
+    ROUTE_TOKENS,
+    ROUTE_TOKEN,
+    ROUTE_COUNT
+};
+
+/* What logs and metrics call each route: its template, never a concrete job id. */
+static const char *const route_templates[ROUTE_COUNT] = {
+    [ROUTE_NONE] = "unmatched",
+    [ROUTE_HEALTH] = "/healthz",
+    [ROUTE_READY] = "/readyz",
+    [ROUTE_METRICS] = "/metrics",
+    [ROUTE_JOBS] = "/v1/jobs",
+    [ROUTE_JOB] = "/v1/jobs/{id}",
+    [ROUTE_REPORTS] = "/v1/jobs/{id}/reports",
+    [ROUTE_HISTORY] = "/v1/jobs/{id}/history",
+    [ROUTE_REWIND] = "/v1/jobs/{id}/rewind",
+    [ROUTE_LR] = "/v1/jobs/{id}/lr",
+    [ROUTE_TOKENS] = "/v1/tokens",
+    [ROUTE_TOKEN] = "/v1/tokens/{name}",
+};
+
+/* Longest method name kept for the request log. */
+#define API_METHOD_MAX 16
+
 struct api {
     struct svc *svc;
     struct MHD_Daemon *daemon;
     uint16_t port;
-    atomic_int in_flight;    /* requests begun and not yet completed */
-    struct auth *auth;       /* NULL: no token is asked for */
-    struct ratelimit *limit; /* NULL: no rate limit */
+    atomic_int in_flight;           /* requests begun and not yet completed */
+    int metric_routes[ROUTE_COUNT]; /* metrics_route() of each route */
+    struct auth *auth;              /* NULL: no token is asked for */
+    struct ratelimit *limit;        /* NULL: no rate limit */
     double rate;
 };
 
-/* One request being received: its body, bounded by API_BODY_MAX. */
 /* Where a request that waits for other ranks (or for a decision) stands. */
 enum wait_state {
     WAIT_NONE,      /* not waiting */
@@ -67,6 +104,8 @@ enum wait_state {
 /* One request being received: its body, bounded by API_BODY_MAX. */
 struct request {
     struct timespec start;
+    enum route route; /* for the request log and metrics */
+    char method[API_METHOD_MAX + 1];
     char *body;
     size_t len;
     size_t cap;
@@ -384,6 +423,44 @@ static enum MHD_Result get_health(struct MHD_Connection *conn, struct request *r
     return answer_json(conn, req, HTTP_OK, body, NULL);
 }
 
+/* GET /readyz: 200 when the service can take reports now, else 503 saying why. */
+static enum MHD_Result get_ready(struct api *api, struct MHD_Connection *conn, struct request *req)
+{
+    char err[GLR_ERR_MAX] = "";
+    int rc = svc_ready(api->svc, err);
+    if (rc) {
+        log_warn("not ready: %s", err);
+        return answer_problem(conn, req, HTTP_UNAVAILABLE, "not-ready", "Not ready", err, NULL);
+    }
+    cJSON *body = cJSON_CreateObject();
+    cJSON_AddStringToObject(body, "status", "ready");
+    return answer_json(conn, req, HTTP_OK, body, NULL);
+}
+
+/* GET /metrics: the Prometheus text format. */
+static enum MHD_Result get_metrics(struct api *api, struct MHD_Connection *conn,
+                                   struct request *req)
+{
+    char err[GLR_ERR_MAX] = "";
+    struct svc_stats stats;
+    int rc = svc_stats(api->svc, &stats, err);
+    if (rc)
+        return answer_status(conn, req, rc, err);
+    struct metrics_gauges gauges = {
+        .requests_in_flight = atomic_load(&api->in_flight),
+        .waiting_requests = stats.waiting_requests,
+        .waiting_jobs = stats.waiting_jobs,
+        .jobs_running = stats.jobs_running,
+        .jobs_finished = stats.jobs_finished,
+        .jobs_in_memory = stats.jobs_in_memory,
+    };
+    char *text = NULL;
+    size_t len = 0;
+    if (metrics_render(&gauges, &text, &len) != 0)
+        return answer_status(conn, req, GLR_ENOMEM, "metrics: out of memory");
+    return answer_text(conn, req, HTTP_OK, text, METRICS_CONTENT_TYPE, NULL);
+}
+
 static const char *const create_keys[] = {
     "policy", "lr", "config", "tags", "world_size", "aggregate", "aggregate_timeout_ms", NULL};
 
@@ -526,10 +603,9 @@ static cJSON *decision_json(const char *id, const struct svc_report_result *r)
     cJSON *answer = cJSON_CreateObject();
     cJSON *lr = r->lr_is_array ? jsonx_number_array(r->lrs, r->groups) : jsonx_number(r->lrs[0]);
     if (!answer || !lr || !cJSON_AddStringToObject(answer, "job", id) ||
-        !cJSON_AddNumberToObject(answer, "step", (double)r->step) ||
-        !cJSON_AddItemToObject(answer, "lr", lr) ||
+        !jsonx_add_integer(answer, "step", r->step) || !cJSON_AddItemToObject(answer, "lr", lr) ||
         !cJSON_AddStringToObject(answer, "event", glr_event_name(r->event)) ||
-        (r->ranks > 1 && !cJSON_AddNumberToObject(answer, "ranks", (double)r->ranks)) ||
+        (r->ranks > 1 && !jsonx_add_integer(answer, "ranks", r->ranks)) ||
         (r->replayed && !cJSON_AddTrueToObject(answer, "replayed")) ||
         (r->late && !cJSON_AddTrueToObject(answer, "late"))) {
         cJSON_Delete(answer);
@@ -875,22 +951,11 @@ static enum MHD_Result revoke_token(struct api *api, struct MHD_Connection *conn
 
 /* ---- routing ---------------------------------------------------------------------------- */
 
-enum route {
-    ROUTE_NONE,
-    ROUTE_HEALTH,
-    ROUTE_JOBS,
-    ROUTE_JOB,
-    ROUTE_REPORTS,
-    ROUTE_HISTORY,
-    ROUTE_REWIND,
-    ROUTE_LR,
-    ROUTE_TOKENS,
-    ROUTE_TOKEN
-};
-
 static const char *const route_allow[] = {
     [ROUTE_NONE] = "",
     [ROUTE_HEALTH] = "GET, HEAD",
+    [ROUTE_READY] = "GET, HEAD",
+    [ROUTE_METRICS] = "GET, HEAD",
     [ROUTE_JOBS] = "GET, HEAD, POST",
     [ROUTE_JOB] = "GET, HEAD, PUT, PATCH, DELETE",
     [ROUTE_REPORTS] = "POST",
@@ -911,7 +976,8 @@ static const struct route_role {
     enum auth_role role;
 } route_roles[] = {
     {ROUTE_NONE, "*", AUTH_NONE}, /* 404 for everyone */
-    {ROUTE_HEALTH, "GET", AUTH_NONE},    {ROUTE_JOBS, "GET", AUTH_READER},
+    {ROUTE_HEALTH, "GET", AUTH_NONE},    {ROUTE_READY, "GET", AUTH_NONE},
+    {ROUTE_METRICS, "GET", AUTH_READER}, {ROUTE_JOBS, "GET", AUTH_READER},
     {ROUTE_JOBS, "POST", AUTH_WRITER},   {ROUTE_JOB, "GET", AUTH_READER},
     {ROUTE_JOB, "PUT", AUTH_WRITER},     {ROUTE_JOB, "PATCH", AUTH_WRITER},
     {ROUTE_JOB, "DELETE", AUTH_ADMIN},   {ROUTE_REPORTS, "POST", AUTH_WRITER},
@@ -942,6 +1008,10 @@ static enum route match_route(const char *url, char id[API_ID_SEGMENT_MAX + 1])
 {
     if (strcmp(url, "/healthz") == 0)
         return ROUTE_HEALTH;
+    if (strcmp(url, "/readyz") == 0)
+        return ROUTE_READY;
+    if (strcmp(url, "/metrics") == 0)
+        return ROUTE_METRICS;
     if (strcmp(url, "/v1/jobs") == 0 || strcmp(url, "/v1/jobs/") == 0)
         return ROUTE_JOBS;
     if (strcmp(url, "/v1/tokens") == 0 || strcmp(url, "/v1/tokens/") == 0)
@@ -994,6 +1064,16 @@ static enum MHD_Result dispatch(struct api *api, struct MHD_Connection *conn, st
     case ROUTE_HEALTH:
         if (get)
             return get_health(conn, req);
+        break;
+    case ROUTE_READY:
+        if (get)
+            return get_ready(api, conn, req);
+        break;
+    case ROUTE_METRICS:
+        if (get)
+            return get_metrics(api, conn, req);
+        break;
+    case ROUTE_COUNT:
         break;
     case ROUTE_JOBS:
         if (get)
@@ -1147,6 +1227,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (!req)
             return MHD_NO;
         clock_gettime(CLOCK_MONOTONIC, &req->start);
+        char id[API_ID_SEGMENT_MAX + 1];
+        req->route = match_route(url, id);
+        snprintf(req->method, sizeof(req->method), "%s", method);
         pthread_mutex_init(&req->wait_lock, NULL);
         *con_cls = req;
         atomic_fetch_add(&api->in_flight, 1);
@@ -1219,14 +1302,16 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     struct request *req = *con_cls;
     if (!req)
         return;
+    struct timespec end;
+    clock_gettime(CLOCK_MONOTONIC, &end);
+    double seconds =
+        (double)(end.tv_sec - req->start.tv_sec) + (double)(end.tv_nsec - req->start.tv_nsec) / 1e9;
+    /* An answer queued but not sent whole (the client went away) still counts as given. */
+    unsigned status = req->answered ? req->status : 0;
+    metrics_observe_request(api->metric_routes[req->route], metrics_method(req->method), status,
+                            seconds);
+    log_request(req->method, route_templates[req->route], status, seconds);
     atomic_fetch_sub(&api->in_flight, 1);
-    if (log_enabled(LOG_DEBUG)) {
-        struct timespec end;
-        clock_gettime(CLOCK_MONOTONIC, &end);
-        double ms = (double)(end.tv_sec - req->start.tv_sec) * 1e3 +
-                    (double)(end.tv_nsec - req->start.tv_nsec) / 1e6;
-        log_debug("request answered %u in %.3f ms", req->status, ms);
-    }
     pthread_mutex_destroy(&req->wait_lock);
     free(req->body);
     free(req);
@@ -1290,6 +1375,8 @@ int api_start(struct svc *svc, const struct api_options *options, struct api **o
     if (!api)
         return glr_fail(err, GLR_ENOMEM, "out of memory");
     api->svc = svc;
+    for (int r = 0; r < ROUTE_COUNT; r++)
+        api->metric_routes[r] = metrics_route(route_templates[r]);
     api->auth = options->auth;
     api->rate = options->rate;
     if (options->rate > 0 && !(api->limit = ratelimit_create(options->rate))) {

@@ -9,6 +9,7 @@
 #include <cjson/cJSON.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* Room for the longest shortest-round-trip text of a double plus its NUL. */
 #define JSONX_DOUBLE_MAX 32
@@ -45,6 +46,12 @@ bool jsonx_get_double(const cJSON *item, double *out);
  * the object is then unchanged.
  */
 bool jsonx_add_number(cJSON *object, const char *key, double v);
+
+/*
+ * Adds the integer v to object under key, printed by this module (cJSON prints numbers
+ * with printf and reads them back with sscanf, slowly); false when out of memory.
+ */
+bool jsonx_add_integer(cJSON *object, const char *key, int64_t v);
 
 /* Adds v to object under key with jsonx_number_or_null(); false when out of memory. */
 bool jsonx_add_number_or_null(cJSON *object, const char *key, double v);

@@ -15,12 +15,15 @@
 #include "auth.h"
 #include "config.h"
 #include "log.h"
+#include "metrics.h"
+#include "notify.h"
 #include "ratelimit.h"
+#include "store.h"
 #include "svc.h"
 #include "token_cli.h"
 
 /* Longest --db path accepted. */
-#define MAIN_PATH_MAX 4096
+#define MAIN_PATH_MAX STORE_PATH_MAX
 /* Largest --resident-jobs accepted. */
 #define MAIN_RESIDENT_MAX 100000000
 /* Largest --tls-cert or --tls-key file accepted, in bytes. */
@@ -30,20 +33,13 @@
 /* Most --max-connections. */
 #define MAIN_CONNECTIONS_MAX 1000000
 
-/* `greedylrd NAME ...`: each runs with argv[0] = NAME and returns the exit status. */
-static const struct subcommand {
-    const char *name;
-    int (*run)(int argc, char **argv);
-} subcommands[] = {
-    {"token", token_cli_main},
-};
-
 struct options {
     char host[API_HOST_MAX + 1];
     uint16_t port;
     const char *db;
     unsigned threads;
     enum log_level level;
+    enum log_format format;
     enum store_sync sync;
     size_t resident_jobs;
     const char *tls_cert; /* paths */
@@ -56,15 +52,23 @@ struct options {
     size_t connection_memory;
 };
 
+/* The database path of the environment, else the default. */
+static const char *default_db(void)
+{
+    const char *db = getenv("GREEDYLRD_DB");
+    return db && *db ? db : "./greedylr.db";
+}
+
 static void usage(FILE *out)
 {
     fprintf(out,
             "usage: greedylrd [--listen ADDR:PORT] [--db PATH] [--threads N]\n"
             "                 [--sync normal|full] [--resident-jobs N]\n"
-            "                 [--log-level error|warn|info|debug]\n"
+            "                 [--log-level error|warn|info|debug] [--log-format text|json]\n"
             "                 [--tls-cert FILE --tls-key FILE] [--insecure] [--rate-limit N/s]\n"
             "                 [--max-connections N] [--max-connections-per-ip N]\n"
             "                 [--idle-timeout SECONDS] [--max-header-bytes N]\n"
+            "       greedylrd backup [--db PATH] OUT\n"
             "       greedylrd token create|list|revoke ...   (greedylrd token --help)\n"
             "       greedylrd --help | --version\n"
             "\n"
@@ -78,7 +82,9 @@ static void usage(FILE *out)
             "  --sync MODE         normal (default): an answered report survives a crash\n"
             "                      of the daemon; full: also a power loss (fsync)\n"
             "  --resident-jobs N   idle jobs kept in memory (default %d)\n"
-            "  --log-level LEVEL   what to log on standard error (default info)\n"
+            "  --log-level LEVEL   what to log on standard error (default info; info\n"
+            "                      logs one line per request)\n"
+            "  --log-format FORMAT text, or json: one JSON object per line (default text)\n"
             "Who gets in:\n"
             "  Clients send \"Authorization: Bearer TOKEN\" (greedylrd token create). With no\n"
             "  token in the database everyone may do everything, which greedylrd allows only\n"
@@ -96,8 +102,13 @@ static void usage(FILE *out)
             "  --max-header-bytes N        memory per connection, which the request line\n"
             "                              and headers must fit (default %d; else 431)\n"
             "Request bodies are limited to %d bytes (413). SIGHUP reloads the tokens (also\n"
-            "done every %d s). Once it accepts connections it prints\n"
-            "\"listening on http://ADDR:PORT\" (https:// with TLS).\n",
+            "done every %d s).\n"
+            "Once it accepts connections it prints \"listening on http://ADDR:PORT\"\n"
+            "(https:// with TLS) and tells $NOTIFY_SOCKET (systemd) READY=1; SIGTERM or\n"
+            "SIGINT stops it cleanly.\n"
+            "\n"
+            "greedylrd backup copies the database at PATH (default as above), which a\n"
+            "running daemon may be writing, into the new self-contained file OUT.\n",
             SVC_RESIDENT_DEFAULT, API_CONNECTIONS_DEFAULT, API_CONNECTIONS_PER_IP_DEFAULT,
             API_IDLE_TIMEOUT_S, API_CONNECTION_MEMORY_DEFAULT, API_BODY_MAX, AUTH_RELOAD_S);
 }
@@ -186,10 +197,9 @@ static int parse_options(int argc, char **argv, struct options *o)
     o->max_connections_per_ip = API_CONNECTIONS_PER_IP_DEFAULT;
     o->idle_timeout_s = API_IDLE_TIMEOUT_S;
     o->connection_memory = API_CONNECTION_MEMORY_DEFAULT;
+    o->format = LOG_TEXT;
     const char *listen = getenv("GREEDYLRD_LISTEN");
-    o->db = getenv("GREEDYLRD_DB");
-    if (!o->db || !*o->db)
-        o->db = "./greedylr.db";
+    o->db = default_db();
     if (!listen || !*listen)
         listen = "127.0.0.1:8080";
     int rc = 0;
@@ -226,6 +236,11 @@ static int parse_options(int argc, char **argv, struct options *o)
                 return 2;
             }
             o->threads = (unsigned)n;
+        } else if (strcmp(arg, "--log-format") == 0) {
+            if (log_parse_format(value, &o->format) != 0) {
+                fprintf(stderr, "greedylrd: --log-format must be text or json\n");
+                return 2;
+            }
         } else if (strcmp(arg, "--sync") == 0) {
             if (strcmp(value, "normal") == 0) {
                 o->sync = STORE_SYNC_NORMAL;
@@ -340,6 +355,65 @@ static bool may_serve(const struct options *o, struct auth *auth)
     return true;
 }
 
+/*
+ * greedylrd backup [--db PATH] OUT: an online backup of a database a daemon may be
+ * writing. Returns the exit status: 0, 1 when the backup failed, 2 on misuse.
+ */
+static int run_backup(int argc, char **argv)
+{
+    const char *db = default_db();
+    const char *out = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--db") == 0 && i + 1 < argc) {
+            db = argv[++i];
+        } else if (strcmp(argv[i], "--help") == 0) {
+            usage(stdout);
+            return 0;
+        } else if (argv[i][0] == '-' || out) {
+            fprintf(stderr, "greedylrd backup: unexpected argument %s (see --help)\n", argv[i]);
+            return 2;
+        } else {
+            out = argv[i];
+        }
+    }
+    if (!out || !*out) {
+        fprintf(stderr, "greedylrd backup: the output file is missing (see --help)\n");
+        return 2;
+    }
+    char err[GLR_ERR_MAX] = "";
+    int64_t bytes = 0;
+    if (store_backup(db, out, &bytes, err) != GLR_OK) {
+        log_error("%s", err);
+        return EXIT_FAILURE;
+    }
+    log_info("backed up %s to %s (%lld bytes)", db, out, (long long)bytes);
+    return EXIT_SUCCESS;
+}
+
+/* The store's group commits, counted for /metrics. */
+static void count_group_commit(void *ctx, double seconds, size_t size)
+{
+    (void)ctx;
+    metrics_observe_commit(seconds, (unsigned)size);
+}
+
+/* Tells the service manager, if any, how the daemon stands; a failure is only logged. */
+static void notify(const char *state)
+{
+    char err[GLR_ERR_MAX] = "";
+    if (notify_send(state, err) != GLR_OK)
+        log_warn("%s", err);
+}
+
+/* `greedylrd NAME ...`: each runs with argv[0] = NAME and returns the exit status. */
+static const struct subcommand {
+    const char *name;
+    int (*run)(int argc, char **argv);
+} subcommands[] = {
+    {"backup", run_backup},
+    {"token", token_cli_main},
+};
+
 int main(int argc, char **argv)
 {
     for (size_t i = 0; argc > 1 && i < sizeof(subcommands) / sizeof(subcommands[0]); i++)
@@ -352,6 +426,7 @@ int main(int argc, char **argv)
     if (rc)
         return rc < 0 ? EXIT_SUCCESS : rc;
     log_set_level(o.level);
+    log_set_format(o.format);
 
     /*
      * Block the stop signals before any thread starts, so that every thread inherits the
@@ -367,7 +442,10 @@ int main(int argc, char **argv)
 
     char err[GLR_ERR_MAX] = "";
     struct svc *svc = NULL;
-    struct svc_options svc_options = {.store = {.sync = o.sync}, .resident_jobs = o.resident_jobs};
+    struct svc_options svc_options = {
+        .store = {.sync = o.sync, .on_group = count_group_commit},
+        .resident_jobs = o.resident_jobs,
+    };
     if ((rc = svc_open(o.db, &svc_options, &svc, err)) != GLR_OK) {
         log_error("%s", err);
         return EXIT_FAILURE;
@@ -420,6 +498,7 @@ int main(int argc, char **argv)
     fflush(stdout);
     log_info("greedylrd %s serving %s with %u threads, sync %s, %zu API tokens", PACKAGE_VERSION,
              o.db, o.threads, o.sync == STORE_SYNC_FULL ? "full" : "normal", auth_count(auth));
+    notify("READY=1\nSTATUS=serving");
 
     /* Tokens changed from the command line are picked up on SIGHUP or every few seconds. */
     int signal_number = 0;
@@ -437,6 +516,7 @@ int main(int argc, char **argv)
             log_info("API tokens reloaded: %zu", auth_count(auth));
     }
     log_info("%s: stopping", signal_number == SIGINT ? "SIGINT" : "SIGTERM");
+    notify("STOPPING=1");
     api_stop(api);
     auth_close(auth);
     svc_close(svc);

@@ -30,6 +30,10 @@
 #define STORE_READERS 4
 /* How long a statement waits for a lock held by another process, in milliseconds. */
 #define STORE_BUSY_TIMEOUT_MS 5000
+/* How long the readiness probe waits for the write lock, in milliseconds. */
+#define STORE_READY_BUSY_MS 250
+/* Longest database or backup path, in bytes. */
+#define STORE_PATH_MAX 4096
 /* Most decisions committed in one transaction. */
 #define STORE_GROUP_MAX 1024
 
@@ -264,5 +268,25 @@ int store_token_delete(struct store *store, const char *name, char *err);
  */
 typedef bool (*store_token_fn)(void *ctx, const struct store_token *token);
 int store_token_scan(struct store *store, store_token_fn fn, void *ctx, char *err);
+/*
+ * The readiness probe: takes the write lock (waiting at most STORE_READY_BUSY_MS), checks
+ * that the schema is the one this build migrates to, and makes a write that is rolled
+ * back. Returns GLR_OK when the store can commit now; GLR_EIO (locked elsewhere, read-only,
+ * an I/O error) or GLR_ECORRUPT (another schema version) with the reason in err.
+ */
+int store_check_writable(struct store *store, char *err);
+
+/* Counts the jobs by status. Returns GLR_OK or GLR_EIO. */
+int store_job_counts(struct store *store, int64_t *running, int64_t *finished, char *err);
+
+/*
+ * Copies the database at path, which a daemon may be writing, into a new self-contained
+ * database file at out_path with SQLite's online backup: a consistent snapshot (every
+ * commit before the copy began, none after). The copy is written beside out_path, checked,
+ * flushed, and then renamed over it, so out_path is never a partial copy. *bytes receives
+ * the copy's size. Returns GLR_OK, GLR_EINVAL (out_path is the database; path is not a
+ * greedylr database), GLR_ECORRUPT (the copy fails its check) or GLR_EIO.
+ */
+int store_backup(const char *path, const char *out_path, int64_t *bytes, char *err);
 
 #endif

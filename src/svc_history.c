@@ -42,7 +42,7 @@ static bool same_bits(double a, double b)
 static cJSON *point_json(const struct store_report *r, bool lr_is_array)
 {
     cJSON *p = cJSON_CreateObject();
-    bool ok = p && cJSON_AddNumberToObject(p, "step", (double)r->step) &&
+    bool ok = p && jsonx_add_integer(p, "step", r->step) &&
               add_item(p, "loss", jsonx_number(r->loss)) &&
               add_item(p, "lr", lrs_json(r->lrs, r->groups, lr_is_array)) &&
               cJSON_AddStringToObject(p, "event", glr_event_name(r->event));
@@ -50,7 +50,7 @@ static cJSON *point_json(const struct store_report *r, bool lr_is_array)
     if (ok && !same_bits(r->metric, r->loss) && !(isnan(r->metric) && isnan(r->loss)))
         ok = add_item(p, "metric", jsonx_number(r->metric));
     if (ok && r->ranks > 1)
-        ok = cJSON_AddNumberToObject(p, "ranks", (double)r->ranks) != NULL;
+        ok = jsonx_add_integer(p, "ranks", r->ranks);
     if (!ok) {
         cJSON_Delete(p);
         return NULL;

@@ -25,10 +25,6 @@ import io
 import json
 import os
 import re
-import select
-import shlex
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -39,6 +35,8 @@ import warnings
 
 import jsonschema
 import yaml
+
+from glrdaemon import SLOW, Daemon
 
 # The methods whose routing is checked on every documented path.
 METHODS = ["GET", "PUT", "POST", "PATCH", "DELETE"]
@@ -274,54 +272,6 @@ class Spec:
         validator = jsonschema.Draft202012Validator(schema, resolver=self.resolver)
         return [f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}"
                 for e in validator.iter_errors(instance)]
-
-
-class Daemon:
-    """A greedylrd of our own on an ephemeral port with a temporary database."""
-
-    def __init__(self, program, wrapper, workdir):
-        self.log_path = os.path.join(workdir, "daemon.log")
-        self.log = open(self.log_path, "wb")
-        command = wrapper + [program, "--listen", "127.0.0.1:0",
-                             "--db", os.path.join(workdir, "test.db")]
-        try:
-            self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=self.log)
-        except OSError as error:
-            self.log.write(f"cannot start {program}: {error}\n".encode())
-            self.log.flush()
-            self.process = None
-            self.port = None
-            return
-        self.port = self.read_port(timeout=30)
-
-    def read_port(self, timeout):
-        """Waits for 'listening on http://127.0.0.1:PORT' and returns PORT (None if not)."""
-        ready, _, _ = select.select([self.process.stdout], [], [], timeout)
-        line = self.process.stdout.readline().decode() if ready else ""
-        found = re.fullmatch(r"listening on http://127\.0\.0\.1:(\d+)\n", line)
-        return int(found.group(1)) if found else None
-
-    def stop(self):
-        """Sends SIGTERM and returns the exit status (None when it would not stop)."""
-        if self.process is None:
-            self.log.close()
-            return None
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            status = self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            status = None
-        self.process.stdout.close()
-        self.log.close()
-        return status
-
-    def log_tail(self):
-        """The last lines of the daemon's standard error."""
-        with open(self.log_path, encoding="utf-8", errors="replace") as log:
-            return log.read().splitlines()[-10:]
 
 
 class Checker:
@@ -606,8 +556,10 @@ def check_routes(tap, spec, checker, client):
 
 
 def check_health(checker):
-    """GET /healthz."""
+    """GET /healthz, /readyz and /metrics."""
     checker.call("GET", "/healthz", 200, "says the daemon is up")
+    checker.call("GET", "/readyz", 200, "says the daemon can take reports")
+    checker.call("GET", "/metrics", 200, "answers the Prometheus text format")
 
 
 def check_body_errors(checker, client, method, path):
@@ -847,11 +799,6 @@ def check_rewind(checker, client, jobs):
     checker.call("POST", "/v1/jobs/no-such-job/rewind", 404, "of an unknown job", {"to_step": 0})
 
 
-# How much slower than usual the suite runs (10 under valgrind): waits that race the daemon
-# are multiplied by it.
-SLOW = max(1, int(os.environ.get("GLR_TEST_SLOW", "1") or 1))
-
-
 def in_threads(calls):
     """Runs each (function, args) on its own thread at once; returns their results."""
     results = [None] * len(calls)
@@ -1032,13 +979,11 @@ def check_coverage(tap, spec, checker):
 def main():
     """Runs every check against a daemon of our own; returns the exit status."""
     srcdir = os.environ.get("GLR_SRCDIR", ".")
-    program = os.environ.get("GLR_DAEMON", "src/greedylrd")
-    wrapper = shlex.split(os.environ.get("GLR_DAEMON_WRAPPER", ""))
     tap = Tap()
     spec = Spec(os.path.join(srcdir, "api", "openapi.yaml"))
     check_document(tap, spec)
     with tempfile.TemporaryDirectory(prefix="greedylr-openapi-") as workdir:
-        daemon = Daemon(program, wrapper, workdir)
+        daemon = Daemon(workdir)
         try:
             if tap.check(daemon.port is not None, f"the daemon listens (port {daemon.port})",
                          daemon.log_tail()):
