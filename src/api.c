@@ -263,6 +263,23 @@ static enum MHD_Result answer_problem(struct MHD_Connection *conn, struct reques
 }
 
 /* Answers a failed service call: rc picks the status, err is the detail. */
+/* Answers 204 with no body, and Retry-After when retry_after is not NULL. */
+static enum MHD_Result answer_no_content(struct MHD_Connection *conn, struct request *req,
+                                         const char *retry_after)
+{
+    struct MHD_Response *response =
+        MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+    if (!response)
+        return MHD_NO;
+    if (retry_after)
+        MHD_add_response_header(response, MHD_HTTP_HEADER_RETRY_AFTER, retry_after);
+    enum MHD_Result result = MHD_queue_response(conn, HTTP_NO_CONTENT, response);
+    MHD_destroy_response(response);
+    req->answered = true;
+    req->status = HTTP_NO_CONTENT;
+    return result;
+}
+
 static enum MHD_Result answer_status(struct MHD_Connection *conn, struct request *req, int rc,
                                      const char *err)
 {
@@ -549,15 +566,7 @@ static enum MHD_Result delete_job(struct api *api, struct MHD_Connection *conn, 
     int rc = svc_job_delete(api->svc, id, err);
     if (rc)
         return answer_status(conn, req, rc, err);
-    struct MHD_Response *response =
-        MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
-    if (!response)
-        return MHD_NO;
-    enum MHD_Result result = MHD_queue_response(conn, HTTP_NO_CONTENT, response);
-    MHD_destroy_response(response);
-    req->answered = true;
-    req->status = HTTP_NO_CONTENT;
-    return result;
+    return answer_no_content(conn, req, NULL);
 }
 
 static enum MHD_Result list_jobs(struct api *api, struct MHD_Connection *conn, struct request *req)
@@ -621,16 +630,7 @@ static enum MHD_Result answer_decision(struct MHD_Connection *conn, struct reque
     if (rc == GLR_OK)
         return answer_json(conn, req, HTTP_OK, decision_json(req->job_id, r), NULL);
     if (rc == GLR_EAGAIN && req->lookup) {
-        struct MHD_Response *response =
-            MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
-        if (!response)
-            return MHD_NO;
-        MHD_add_response_header(response, MHD_HTTP_HEADER_RETRY_AFTER, "1");
-        enum MHD_Result result = MHD_queue_response(conn, HTTP_NO_CONTENT, response);
-        MHD_destroy_response(response);
-        req->answered = true;
-        req->status = HTTP_NO_CONTENT;
-        return result;
+        return answer_no_content(conn, req, "1");
     }
     return answer_status(conn, req, rc, err);
 }
@@ -938,15 +938,7 @@ static enum MHD_Result revoke_token(struct api *api, struct MHD_Connection *conn
         return answer_status(conn, req, rc, err);
     reload_tokens(api);
     log_info("token %.64s revoked", name);
-    struct MHD_Response *response =
-        MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
-    if (!response)
-        return MHD_NO;
-    enum MHD_Result result = MHD_queue_response(conn, HTTP_NO_CONTENT, response);
-    MHD_destroy_response(response);
-    req->answered = true;
-    req->status = HTTP_NO_CONTENT;
-    return result;
+    return answer_no_content(conn, req, NULL);
 }
 
 /* ---- routing ---------------------------------------------------------------------------- */

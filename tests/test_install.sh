@@ -9,20 +9,7 @@ srcdir=${GLR_SRCDIR:-.}
 make=${GLR_MAKE:-make}
 work=$(mktemp -d "${TMPDIR:-/tmp}/greedylr-install-XXXXXX")
 dest=$work/root
-n=0
-failed=0
-
-check() {
-    what=$1
-    shift
-    n=$((n + 1))
-    if "$@"; then
-        echo "ok $n - $what"
-    else
-        echo "not ok $n - $what"
-        failed=1
-    fi
-}
+. "${GLR_SRCDIR:-.}/tests/tap.sh"
 
 skip() {
     n=$((n + 1))

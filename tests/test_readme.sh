@@ -6,8 +6,7 @@ srcdir=${GLR_SRCDIR:-.}
 daemon=${GLR_DAEMON:-src/greedylrd}
 work=$(mktemp -d "${TMPDIR:-/tmp}/greedylr-readme-XXXXXX")
 pid=""
-n=0
-failed=0
+. "${GLR_SRCDIR:-.}/tests/tap.sh"
 
 finish() {
     if [ -n "$pid" ]; then
@@ -21,18 +20,6 @@ finish() {
     rm -rf "$work"
     [ "$failed" = 0 ]
     exit $?
-}
-
-check() {
-    what=$1
-    shift
-    n=$((n + 1))
-    if "$@"; then
-        echo "ok $n - $what"
-    else
-        echo "not ok $n - $what"
-        failed=1
-    fi
 }
 
 contains() { grep -q -- "$2" "$1"; }

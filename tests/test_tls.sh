@@ -7,8 +7,7 @@ daemon=${GLR_DAEMON:-src/greedylrd}
 slow=${GLR_TEST_SLOW:-1}
 work=$(mktemp -d "${TMPDIR:-/tmp}/greedylr-tls-XXXXXX")
 pid=""
-n=0
-failed=0
+. "${GLR_SRCDIR:-.}/tests/tap.sh"
 
 finish() {
     if [ -n "$pid" ]; then
@@ -23,18 +22,6 @@ finish() {
     rm -rf "$work"
     [ "$failed" = 0 ]
     exit $?
-}
-
-check() {
-    what=$1
-    shift
-    n=$((n + 1))
-    if "$@"; then
-        echo "ok $n - $what"
-    else
-        echo "not ok $n - $what"
-        failed=1
-    fi
 }
 
 if ! command -v certtool >/dev/null 2>&1 || ! command -v gnutls-cli >/dev/null 2>&1; then
