@@ -8,19 +8,6 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/greedylr-readme-XXXXXX")
 pid=""
 . "${GLR_SRCDIR:-.}/tests/tap.sh"
 
-finish() {
-    if [ -n "$pid" ]; then
-        kill -TERM "$pid" 2>/dev/null
-        wait "$pid"
-        status=$?
-        pid=""
-        check "the daemon stops cleanly on SIGTERM (exit $status)" [ "$status" = 0 ]
-    fi
-    echo "1..$n"
-    rm -rf "$work"
-    [ "$failed" = 0 ]
-    exit $?
-}
 
 contains() { grep -q -- "$2" "$1"; }
 

@@ -9,20 +9,6 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/greedylr-tls-XXXXXX")
 pid=""
 . "${GLR_SRCDIR:-.}/tests/tap.sh"
 
-finish() {
-    if [ -n "$pid" ]; then
-        kill -TERM "$pid" 2>/dev/null
-        wait "$pid"
-        status=$?
-        pid=""
-        check "the daemon stops cleanly on SIGTERM (exit $status)" [ "$status" = 0 ]
-    fi
-    [ "$failed" = 0 ] || sed 's/^/# daemon: /' "$work/daemon.log" 2>/dev/null
-    echo "1..$n"
-    rm -rf "$work"
-    [ "$failed" = 0 ]
-    exit $?
-}
 
 if ! command -v certtool >/dev/null 2>&1 || ! command -v gnutls-cli >/dev/null 2>&1; then
     echo "1..0 # SKIP certtool and gnutls-cli are needed (apt-get install gnutls-bin)"
