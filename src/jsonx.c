@@ -279,11 +279,10 @@ bool jsonx_add_number(cJSON *object, const char *key, double v)
     return true;
 }
 
-bool jsonx_add_integer(cJSON *object, const char *key, int64_t v)
+size_t jsonx_format_integer(int64_t v, char buf[JSONX_INTEGER_MAX])
 {
-    char buf[24]; /* "-9223372036854775808" and a NUL */
-    char *p = buf + sizeof(buf);
-    *--p = '\0';
+    char digits[JSONX_INTEGER_MAX];
+    char *p = digits + sizeof(digits);
     /* Digits from the last, in unsigned arithmetic so that INT64_MIN negates. */
     uint64_t magnitude = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
     do {
@@ -292,7 +291,17 @@ bool jsonx_add_integer(cJSON *object, const char *key, int64_t v)
     } while (magnitude);
     if (v < 0)
         *--p = '-';
-    cJSON *item = cJSON_CreateRaw(p);
+    size_t len = (size_t)(digits + sizeof(digits) - p);
+    memcpy(buf, p, len);
+    buf[len] = '\0';
+    return len;
+}
+
+bool jsonx_add_integer(cJSON *object, const char *key, int64_t v)
+{
+    char buf[JSONX_INTEGER_MAX];
+    jsonx_format_integer(v, buf);
+    cJSON *item = cJSON_CreateRaw(buf);
     if (!item || !cJSON_AddItemToObject(object, key, item)) {
         cJSON_Delete(item);
         return false;

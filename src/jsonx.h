@@ -47,6 +47,12 @@ bool jsonx_get_double(const cJSON *item, double *out);
  */
 bool jsonx_add_number(cJSON *object, const char *key, double v);
 
+/* Room for any int64_t in decimal, with its sign and a NUL. */
+#define JSONX_INTEGER_MAX 21
+
+/* Writes v in decimal and a NUL to buf and returns its length; faster than printf. */
+size_t jsonx_format_integer(int64_t v, char buf[JSONX_INTEGER_MAX]);
+
 /*
  * Adds the integer v to object under key, printed by this module (cJSON prints numbers
  * with printf and reads them back with sscanf, slowly); false when out of memory.

@@ -328,15 +328,22 @@ struct svc_csv {
 
 static void csv_append_row(struct svc_csv *csv, const struct store_report *r)
 {
+    /* Written piece by piece rather than with printf: this runs for every row. */
     char *p = csv->text + csv->len;
-    int n = snprintf(p, 32, "%lld,", (long long)r->step);
-    n += (int)jsonx_format_double(r->loss, p + n);
+    size_t n = jsonx_format_integer(r->step, p);
+    p[n++] = ',';
+    n += jsonx_format_double(r->loss, p + n);
     for (size_t g = 0; g < r->groups; g++) {
         p[n++] = ',';
-        n += (int)jsonx_format_double(r->lrs[g], p + n);
+        n += jsonx_format_double(r->lrs[g], p + n);
     }
-    n += snprintf(p + n, 16, ",%s\n", glr_event_name(r->event));
-    csv->len += (size_t)n;
+    p[n++] = ',';
+    const char *event = glr_event_name(r->event);
+    size_t event_len = strlen(event);
+    memcpy(p + n, event, event_len);
+    n += event_len;
+    p[n++] = '\n';
+    csv->len += n;
 }
 
 static bool csv_one(void *ctx, const struct store_report *r)

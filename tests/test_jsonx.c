@@ -120,6 +120,19 @@ START_TEST(fast_formatting_matches_printf)
 }
 END_TEST
 
+START_TEST(integers_match_printf)
+{
+    const int64_t values[] = {0, 1, -1, 9, 10, -10, 123456789, INT64_MAX, INT64_MIN, INT64_MIN + 1};
+    for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
+        char fast[JSONX_INTEGER_MAX], plain[32];
+        size_t len = jsonx_format_integer(values[i], fast);
+        snprintf(plain, sizeof(plain), "%lld", (long long)values[i]);
+        ck_assert_str_eq(fast, plain);
+        ck_assert_uint_eq(len, strlen(plain));
+    }
+}
+END_TEST
+
 START_TEST(non_finite_values_are_named)
 {
     char buf[JSONX_DOUBLE_MAX];
@@ -221,6 +234,7 @@ int main(void)
     tcase_add_test(tc, random_doubles_round_trip);
     tcase_add_test(tc, shortest_form_is_chosen);
     tcase_add_test(tc, fast_formatting_matches_printf);
+    tcase_add_test(tc, integers_match_printf);
     tcase_add_test(tc, non_finite_values_are_named);
     tcase_add_test(tc, printed_tree_reads_back_exactly);
     tcase_add_test(tc, get_double_refuses_other_items);
