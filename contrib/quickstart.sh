@@ -11,8 +11,9 @@ top=$(pwd)
 
 # Debian packages the build and the tests need.
 BUILD_PACKAGES="autoconf automake make gcc libc6-dev pkgconf libmicrohttpd-dev libcjson-dev \
-libsqlite3-dev check"
-TEST_PACKAGES="valgrind curl python3 python3-yaml python3-jsonschema"
+libsqlite3-dev libgnutls28-dev check"
+TEST_PACKAGES="valgrind curl python3 python3-yaml python3-jsonschema python3-pytest python3-venv \
+python3-torch groff-base systemd gnutls-bin"
 BENCH_PACKAGES="wrk curl python3"
 
 say() { printf 'quickstart: %s\n' "$*" >&2; }

@@ -20,6 +20,8 @@
 
 #include "jsonx.h"
 #include "log.h"
+#include "metrics.h"
+#include "ratelimit.h"
 #include "req.h"
 
 /*
@@ -31,6 +33,8 @@ enum http_status {
     HTTP_CREATED = 201,
     HTTP_NO_CONTENT = 204,
     HTTP_BAD_REQUEST = 400,
+    HTTP_UNAUTHORIZED = 401,
+    HTTP_FORBIDDEN = 403,
     HTTP_NOT_FOUND = 404,
     HTTP_METHOD_NOT_ALLOWED = 405,
     HTTP_CONFLICT = 409,
@@ -42,14 +46,53 @@ enum http_status {
     HTTP_UNAVAILABLE = 503,
 };
 
+/* The routes; ROUTE_NONE is any path that matches none of them. */
+enum route {
+    ROUTE_NONE,
+    ROUTE_HEALTH,
+    ROUTE_READY,
+    ROUTE_METRICS,
+    ROUTE_JOBS,
+    ROUTE_JOB,
+    ROUTE_REPORTS,
+    ROUTE_HISTORY,
+    ROUTE_REWIND,
+    ROUTE_LR,
+    ROUTE_TOKENS,
+    ROUTE_TOKEN,
+    ROUTE_COUNT
+};
+
+/* What logs and metrics call each route: its template, never a concrete job id. */
+static const char *const route_templates[ROUTE_COUNT] = {
+    [ROUTE_NONE] = "unmatched",
+    [ROUTE_HEALTH] = "/healthz",
+    [ROUTE_READY] = "/readyz",
+    [ROUTE_METRICS] = "/metrics",
+    [ROUTE_JOBS] = "/v1/jobs",
+    [ROUTE_JOB] = "/v1/jobs/{id}",
+    [ROUTE_REPORTS] = "/v1/jobs/{id}/reports",
+    [ROUTE_HISTORY] = "/v1/jobs/{id}/history",
+    [ROUTE_REWIND] = "/v1/jobs/{id}/rewind",
+    [ROUTE_LR] = "/v1/jobs/{id}/lr",
+    [ROUTE_TOKENS] = "/v1/tokens",
+    [ROUTE_TOKEN] = "/v1/tokens/{name}",
+};
+
+/* Longest method name kept for the request log. */
+#define API_METHOD_MAX 16
+
 struct api {
     struct svc *svc;
     struct MHD_Daemon *daemon;
     uint16_t port;
-    atomic_int in_flight; /* requests begun and not yet completed */
+    atomic_int in_flight;           /* requests begun and not yet completed */
+    int metric_routes[ROUTE_COUNT]; /* metrics_route() of each route */
+    struct auth *auth;              /* NULL: no token is asked for */
+    struct ratelimit *limit;        /* NULL: no rate limit */
+    double rate;
 };
 
-/* One request being received: its body, bounded by API_BODY_MAX. */
 /* Where a request that waits for other ranks (or for a decision) stands. */
 enum wait_state {
     WAIT_NONE,      /* not waiting */
@@ -61,10 +104,13 @@ enum wait_state {
 /* One request being received: its body, bounded by API_BODY_MAX. */
 struct request {
     struct timespec start;
+    enum route route; /* for the request log and metrics */
+    char method[API_METHOD_MAX + 1];
     char *body;
     size_t len;
     size_t cap;
     bool too_big;
+    size_t dropped; /* bytes of a too big body read and dropped */
     bool answered;
     unsigned status;
 
@@ -100,6 +146,8 @@ static const struct problem_kind problem_kinds[] = {
     {GLR_EAGAIN, HTTP_NOT_FOUND, "not-yet", "Not decided yet"},
     {GLR_EBUSY, HTTP_UNAVAILABLE, "busy", "Service unavailable"},
     {GLR_ENOMEM, HTTP_UNAVAILABLE, "busy", "Service unavailable"},
+    {GLR_EAUTH, HTTP_UNAUTHORIZED, "unauthorized", "Unauthorized"},
+    {GLR_EDENIED, HTTP_FORBIDDEN, "forbidden", "Forbidden"},
     {GLR_ECORRUPT, HTTP_INTERNAL_ERROR, "storage", "Stored data is damaged"},
     {GLR_EIO, HTTP_INTERNAL_ERROR, "storage", "Storage failed"},
 };
@@ -162,10 +210,15 @@ static enum MHD_Result answer_json(struct MHD_Connection *conn, struct request *
     return answer_text(conn, req, status, text, "application/json", location);
 }
 
-/* An RFC 9457 problem: type, title, status and a detail that names what was wrong. */
-static enum MHD_Result answer_problem(struct MHD_Connection *conn, struct request *req,
-                                      unsigned status, const char *slug, const char *title,
-                                      const char *detail, const char *allow)
+/*
+ * An RFC 9457 problem: type, title, status and a detail that names what was wrong. A 429
+ * or 503 says when to come back (Retry-After: retry_after_s, at least 1); a 401 names the
+ * scheme it wants (WWW-Authenticate).
+ */
+static enum MHD_Result answer_problem_retry(struct MHD_Connection *conn, struct request *req,
+                                            unsigned status, const char *slug, const char *title,
+                                            const char *detail, const char *allow,
+                                            unsigned retry_after_s)
 {
     cJSON *problem = cJSON_CreateObject();
     char type[96];
@@ -189,16 +242,46 @@ static enum MHD_Result answer_problem(struct MHD_Connection *conn, struct reques
     MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, "application/problem+json");
     if (allow)
         MHD_add_response_header(response, MHD_HTTP_HEADER_ALLOW, allow);
-    if (status == HTTP_TOO_MANY_REQUESTS || status == HTTP_UNAVAILABLE)
-        MHD_add_response_header(response, MHD_HTTP_HEADER_RETRY_AFTER, "1");
+    if (status == HTTP_TOO_MANY_REQUESTS || status == HTTP_UNAVAILABLE) {
+        char seconds[16];
+        snprintf(seconds, sizeof(seconds), "%u", retry_after_s ? retry_after_s : 1);
+        MHD_add_response_header(response, MHD_HTTP_HEADER_RETRY_AFTER, seconds);
+    }
+    if (status == HTTP_UNAUTHORIZED)
+        MHD_add_response_header(response, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+                                "Bearer realm=\"greedylr\"");
     enum MHD_Result result = MHD_queue_response(conn, status, response);
     MHD_destroy_response(response);
-    req->answered = true;
+    req->answered = result == MHD_YES;
     req->status = status;
     return result;
 }
 
+static enum MHD_Result answer_problem(struct MHD_Connection *conn, struct request *req,
+                                      unsigned status, const char *slug, const char *title,
+                                      const char *detail, const char *allow)
+{
+    return answer_problem_retry(conn, req, status, slug, title, detail, allow, 1);
+}
+
 /* Answers a failed service call: rc picks the status, err is the detail. */
+/* Answers 204 with no body, and Retry-After when retry_after is not NULL. */
+static enum MHD_Result answer_no_content(struct MHD_Connection *conn, struct request *req,
+                                         const char *retry_after)
+{
+    struct MHD_Response *response =
+        MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+    if (!response)
+        return MHD_NO;
+    if (retry_after)
+        MHD_add_response_header(response, MHD_HTTP_HEADER_RETRY_AFTER, retry_after);
+    enum MHD_Result result = MHD_queue_response(conn, HTTP_NO_CONTENT, response);
+    MHD_destroy_response(response);
+    req->answered = true;
+    req->status = HTTP_NO_CONTENT;
+    return result;
+}
+
 static enum MHD_Result answer_status(struct MHD_Connection *conn, struct request *req, int rc,
                                      const char *err)
 {
@@ -238,6 +321,44 @@ static enum MHD_Result get_health(struct MHD_Connection *conn, struct request *r
     cJSON *body = cJSON_CreateObject();
     cJSON_AddStringToObject(body, "status", "ok");
     return answer_json(conn, req, HTTP_OK, body, NULL);
+}
+
+/* GET /readyz: 200 when the service can take reports now, else 503 saying why. */
+static enum MHD_Result get_ready(struct api *api, struct MHD_Connection *conn, struct request *req)
+{
+    char err[GLR_ERR_MAX] = "";
+    int rc = svc_ready(api->svc, err);
+    if (rc) {
+        log_warn("not ready: %s", err);
+        return answer_problem(conn, req, HTTP_UNAVAILABLE, "not-ready", "Not ready", err, NULL);
+    }
+    cJSON *body = cJSON_CreateObject();
+    cJSON_AddStringToObject(body, "status", "ready");
+    return answer_json(conn, req, HTTP_OK, body, NULL);
+}
+
+/* GET /metrics: the Prometheus text format. */
+static enum MHD_Result get_metrics(struct api *api, struct MHD_Connection *conn,
+                                   struct request *req)
+{
+    char err[GLR_ERR_MAX] = "";
+    struct svc_stats stats;
+    int rc = svc_stats(api->svc, &stats, err);
+    if (rc)
+        return answer_status(conn, req, rc, err);
+    struct metrics_gauges gauges = {
+        .requests_in_flight = atomic_load(&api->in_flight),
+        .waiting_requests = stats.waiting_requests,
+        .waiting_jobs = stats.waiting_jobs,
+        .jobs_running = stats.jobs_running,
+        .jobs_finished = stats.jobs_finished,
+        .jobs_in_memory = stats.jobs_in_memory,
+    };
+    char *text = NULL;
+    size_t len = 0;
+    if (metrics_render(&gauges, &text, &len) != 0)
+        return answer_status(conn, req, GLR_ENOMEM, "metrics: out of memory");
+    return answer_text(conn, req, HTTP_OK, text, METRICS_CONTENT_TYPE, NULL);
 }
 
 /* PUT /v1/jobs/{id} (id given) and POST /v1/jobs (id NULL). */
@@ -302,15 +423,7 @@ static enum MHD_Result delete_job(struct api *api, struct MHD_Connection *conn, 
     int rc = svc_job_delete(api->svc, id, err);
     if (rc)
         return answer_status(conn, req, rc, err);
-    struct MHD_Response *response =
-        MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
-    if (!response)
-        return MHD_NO;
-    enum MHD_Result result = MHD_queue_response(conn, HTTP_NO_CONTENT, response);
-    MHD_destroy_response(response);
-    req->answered = true;
-    req->status = HTTP_NO_CONTENT;
-    return result;
+    return answer_no_content(conn, req, NULL);
 }
 
 static enum MHD_Result list_jobs(struct api *api, struct MHD_Connection *conn, struct request *req)
@@ -334,10 +447,9 @@ static cJSON *decision_json(const char *id, const struct svc_report_result *r)
     cJSON *answer = cJSON_CreateObject();
     cJSON *lr = r->lr_is_array ? jsonx_number_array(r->lrs, r->groups) : jsonx_number(r->lrs[0]);
     if (!answer || !lr || !cJSON_AddStringToObject(answer, "job", id) ||
-        !cJSON_AddNumberToObject(answer, "step", (double)r->step) ||
-        !cJSON_AddItemToObject(answer, "lr", lr) ||
+        !jsonx_add_integer(answer, "step", r->step) || !cJSON_AddItemToObject(answer, "lr", lr) ||
         !cJSON_AddStringToObject(answer, "event", glr_event_name(r->event)) ||
-        (r->ranks > 1 && !cJSON_AddNumberToObject(answer, "ranks", (double)r->ranks)) ||
+        (r->ranks > 1 && !jsonx_add_integer(answer, "ranks", r->ranks)) ||
         (r->replayed && !cJSON_AddTrueToObject(answer, "replayed")) ||
         (r->late && !cJSON_AddTrueToObject(answer, "late"))) {
         cJSON_Delete(answer);
@@ -353,16 +465,7 @@ static enum MHD_Result answer_decision(struct MHD_Connection *conn, struct reque
     if (rc == GLR_OK)
         return answer_json(conn, req, HTTP_OK, decision_json(req->job_id, r), NULL);
     if (rc == GLR_EAGAIN && req->lookup) {
-        struct MHD_Response *response =
-            MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
-        if (!response)
-            return MHD_NO;
-        MHD_add_response_header(response, MHD_HTTP_HEADER_RETRY_AFTER, "1");
-        enum MHD_Result result = MHD_queue_response(conn, HTTP_NO_CONTENT, response);
-        MHD_destroy_response(response);
-        req->answered = true;
-        req->status = HTTP_NO_CONTENT;
-        return result;
+        return answer_no_content(conn, req, "1");
     }
     return answer_status(conn, req, rc, err);
 }
@@ -519,29 +622,142 @@ static enum MHD_Result get_history(struct api *api, struct MHD_Connection *conn,
     return answer_json(conn, req, HTTP_OK, history, NULL);
 }
 
-/* ---- routing ---------------------------------------------------------------------------- */
+/* ---- tokens ----------------------------------------------------------------------------- */
 
-enum route {
-    ROUTE_NONE,
-    ROUTE_HEALTH,
-    ROUTE_JOBS,
-    ROUTE_JOB,
-    ROUTE_REPORTS,
-    ROUTE_HISTORY,
-    ROUTE_REWIND,
-    ROUTE_LR
-};
+/* Adds "created_at" (RFC 3339, UTC, milliseconds) for Unix milliseconds ms. */
+static bool add_created_at(cJSON *object, int64_t ms)
+{
+    time_t seconds = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&seconds, &tm);
+    char text[64];
+    snprintf(text, sizeof(text), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+    return cJSON_AddStringToObject(object, "created_at", text) != NULL;
+}
+
+static bool list_token(void *ctx, const struct store_token *token)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (!o || !cJSON_AddItemToArray(ctx, o) || !cJSON_AddStringToObject(o, "name", token->name) ||
+        !cJSON_AddStringToObject(o, "role", token->role) || !add_created_at(o, token->created_ms))
+        return false;
+    return true;
+}
+
+/* GET /v1/tokens: every token's name, role and creation time (never the token). */
+static enum MHD_Result list_tokens(struct api *api, struct MHD_Connection *conn,
+                                   struct request *req)
+{
+    cJSON *page = cJSON_CreateObject();
+    cJSON *tokens = cJSON_AddArrayToObject(page, "tokens");
+    char err[GLR_ERR_MAX] = "";
+    int rc = tokens ? store_token_scan(svc_store(api->svc), list_token, tokens, err)
+                    : glr_fail(err, GLR_ENOMEM, "out of memory");
+    if (rc) {
+        cJSON_Delete(page);
+        return answer_status(conn, req, rc, err);
+    }
+    return answer_json(conn, req, HTTP_OK, page, NULL);
+}
+
+/* The daemon's table of tokens follows a change made through the API at once. */
+static void reload_tokens(struct api *api)
+{
+    char err[GLR_ERR_MAX] = "";
+    if (api->auth && auth_reload(api->auth, err) != GLR_OK)
+        log_error("reloading the API tokens: %s", err);
+}
+
+/* POST /v1/tokens {"role", "name"}: a new token, shown in this answer only. */
+static enum MHD_Result create_token(struct api *api, struct MHD_Connection *conn,
+                                    struct request *req)
+{
+    char err[GLR_ERR_MAX] = "";
+    struct req_body body = body_of(conn, req);
+    struct req_token parsed;
+    int rc = req_parse_token(&body, &parsed, err);
+    if (rc)
+        return answer_status(conn, req, rc, err);
+    enum auth_role role = parsed.role;
+    char token[AUTH_TOKEN_LEN + 1];
+    char name[AUTH_NAME_MAX + 1];
+    rc = auth_token_create(svc_store(api->svc), parsed.name, role, token, name, err);
+    req_token_clear(&parsed);
+    if (rc)
+        return answer_status(conn, req, rc, err);
+    reload_tokens(api);
+    log_info("token %s (%s) created", name, auth_role_name(role));
+    cJSON *answer = cJSON_CreateObject();
+    cJSON_AddStringToObject(answer, "name", name);
+    cJSON_AddStringToObject(answer, "role", auth_role_name(role));
+    cJSON_AddStringToObject(answer, "token", token);
+    memset(token, 0, sizeof(token));
+    char location[AUTH_NAME_MAX + 16];
+    snprintf(location, sizeof(location), "/v1/tokens/%s", name);
+    return answer_json(conn, req, HTTP_CREATED, answer, location);
+}
+
+/* DELETE /v1/tokens/{name}: revoked at once. */
+static enum MHD_Result revoke_token(struct api *api, struct MHD_Connection *conn,
+                                    struct request *req, const char *name)
+{
+    char err[GLR_ERR_MAX] = "";
+    int rc = store_token_delete(svc_store(api->svc), name, err);
+    if (rc)
+        return answer_status(conn, req, rc, err);
+    reload_tokens(api);
+    log_info("token %.64s revoked", name);
+    return answer_no_content(conn, req, NULL);
+}
+
+/* ---- routing ---------------------------------------------------------------------------- */
 
 static const char *const route_allow[] = {
     [ROUTE_NONE] = "",
     [ROUTE_HEALTH] = "GET, HEAD",
+    [ROUTE_READY] = "GET, HEAD",
+    [ROUTE_METRICS] = "GET, HEAD",
     [ROUTE_JOBS] = "GET, HEAD, POST",
     [ROUTE_JOB] = "GET, HEAD, PUT, PATCH, DELETE",
     [ROUTE_REPORTS] = "POST",
     [ROUTE_HISTORY] = "GET, HEAD",
     [ROUTE_REWIND] = "POST",
     [ROUTE_LR] = "GET, HEAD",
+    [ROUTE_TOKENS] = "GET, HEAD, POST",
+    [ROUTE_TOKEN] = "DELETE",
 };
+
+/*
+ * The least role each route and method needs (HEAD as GET). A pair not listed needs
+ * admin, so that a route added without a line here is closed rather than open.
+ */
+static const struct route_role {
+    enum route route;
+    const char *method;
+    enum auth_role role;
+} route_roles[] = {
+    {ROUTE_NONE, "*", AUTH_NONE}, /* 404 for everyone */
+    {ROUTE_HEALTH, "GET", AUTH_NONE},    {ROUTE_READY, "GET", AUTH_NONE},
+    {ROUTE_METRICS, "GET", AUTH_READER}, {ROUTE_JOBS, "GET", AUTH_READER},
+    {ROUTE_JOBS, "POST", AUTH_WRITER},   {ROUTE_JOB, "GET", AUTH_READER},
+    {ROUTE_JOB, "PUT", AUTH_WRITER},     {ROUTE_JOB, "PATCH", AUTH_WRITER},
+    {ROUTE_JOB, "DELETE", AUTH_ADMIN},   {ROUTE_REPORTS, "POST", AUTH_WRITER},
+    {ROUTE_HISTORY, "GET", AUTH_READER}, {ROUTE_REWIND, "POST", AUTH_WRITER},
+    {ROUTE_LR, "GET", AUTH_READER},      {ROUTE_TOKENS, "*", AUTH_ADMIN},
+    {ROUTE_TOKEN, "*", AUTH_ADMIN},
+};
+
+static enum auth_role role_needed(enum route route, const char *method)
+{
+    if (strcmp(method, "HEAD") == 0)
+        method = "GET";
+    for (size_t i = 0; i < sizeof(route_roles) / sizeof(route_roles[0]); i++)
+        if (route_roles[i].route == route &&
+            (strcmp(route_roles[i].method, "*") == 0 || strcmp(route_roles[i].method, method) == 0))
+            return route_roles[i].role;
+    return AUTH_ADMIN;
+}
 
 /*
  * Longest path segment taken as a job id: longer than any valid id, so that the service
@@ -554,8 +770,21 @@ static enum route match_route(const char *url, char id[API_ID_SEGMENT_MAX + 1])
 {
     if (strcmp(url, "/healthz") == 0)
         return ROUTE_HEALTH;
+    if (strcmp(url, "/readyz") == 0)
+        return ROUTE_READY;
+    if (strcmp(url, "/metrics") == 0)
+        return ROUTE_METRICS;
     if (strcmp(url, "/v1/jobs") == 0 || strcmp(url, "/v1/jobs/") == 0)
         return ROUTE_JOBS;
+    if (strcmp(url, "/v1/tokens") == 0 || strcmp(url, "/v1/tokens/") == 0)
+        return ROUTE_TOKENS;
+    const char *token_prefix = "/v1/tokens/";
+    size_t token_len = strlen(token_prefix);
+    if (strncmp(url, token_prefix, token_len) == 0 && !strchr(url + token_len, '/') &&
+        strlen(url + token_len) <= API_ID_SEGMENT_MAX) {
+        snprintf(id, API_ID_SEGMENT_MAX + 1, "%s", url + token_len);
+        return ROUTE_TOKEN;
+    }
     const char *prefix = "/v1/jobs/";
     if (strncmp(url, prefix, strlen(prefix)) != 0)
         return ROUTE_NONE;
@@ -598,6 +827,16 @@ static enum MHD_Result dispatch(struct api *api, struct MHD_Connection *conn, st
         if (get)
             return get_health(conn, req);
         break;
+    case ROUTE_READY:
+        if (get)
+            return get_ready(api, conn, req);
+        break;
+    case ROUTE_METRICS:
+        if (get)
+            return get_metrics(api, conn, req);
+        break;
+    case ROUTE_COUNT:
+        break;
     case ROUTE_JOBS:
         if (get)
             return list_jobs(api, conn, req);
@@ -629,6 +868,16 @@ static enum MHD_Result dispatch(struct api *api, struct MHD_Connection *conn, st
     case ROUTE_LR:
         if (get)
             return get_lr(api, conn, req, id);
+        break;
+    case ROUTE_TOKENS:
+        if (get)
+            return list_tokens(api, conn, req);
+        if (is(method, "POST"))
+            return create_token(api, conn, req);
+        break;
+    case ROUTE_TOKEN:
+        if (is(method, "DELETE"))
+            return revoke_token(api, conn, req, id);
         break;
     }
     char detail[96];
@@ -669,6 +918,65 @@ static enum MHD_Result answer_too_big(struct MHD_Connection *conn, struct reques
                           detail, NULL);
 }
 
+/* The client's address as text, for rate limits without tokens and for logs. */
+static void client_address(struct MHD_Connection *conn, char *out, size_t size)
+{
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    snprintf(out, size, "?");
+    if (!info || !info->client_addr)
+        return;
+    const struct sockaddr *sa = info->client_addr;
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, out,
+                  (socklen_t)size);
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, out,
+                  (socklen_t)size);
+}
+
+/*
+ * Who gets in, decided from the request line and headers before any body is read: the
+ * token must allow what the route needs (401, 403), then the token (or, without tokens,
+ * the client's address) must be under its rate (429). Returns true to go on; otherwise
+ * the answer is queued and *result set.
+ */
+static bool admit(struct api *api, struct MHD_Connection *conn, struct request *req,
+                  const char *url, const char *method, enum MHD_Result *result)
+{
+    char id[API_ID_SEGMENT_MAX + 1];
+    enum auth_role role = role_needed(match_route(url, id), method);
+    if (role == AUTH_NONE)
+        return true;
+    char who[AUTH_NAME_MAX + 1] = "";
+    if (api->auth) {
+        char err[GLR_ERR_MAX] = "";
+        const char *authorization =
+            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+        int rc = auth_check(api->auth, authorization, role, who, err);
+        if (rc) {
+            *result = answer_status(conn, req, rc, err);
+            return false;
+        }
+    }
+    unsigned retry_after = 1;
+    if (api->limit) {
+        char address[INET6_ADDRSTRLEN + 1];
+        if (!who[0])
+            client_address(conn, address, sizeof(address));
+        if (!ratelimit_take(api->limit, who[0] ? who : address, &retry_after)) {
+            char detail[GLR_ERR_MAX];
+            snprintf(detail, sizeof(detail),
+                     "%s %s is over its rate of %g requests per second; retry in %u s",
+                     who[0] ? "token" : "client", who[0] ? who : address, api->rate, retry_after);
+            *result = answer_problem_retry(conn, req, HTTP_TOO_MANY_REQUESTS, "rate-limited",
+                                           "Too many requests", detail, NULL, retry_after);
+            return false;
+        }
+    }
+    return true;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls)
@@ -681,13 +989,20 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (!req)
             return MHD_NO;
         clock_gettime(CLOCK_MONOTONIC, &req->start);
+        char id[API_ID_SEGMENT_MAX + 1];
+        req->route = match_route(url, id);
+        snprintf(req->method, sizeof(req->method), "%s", method);
         pthread_mutex_init(&req->wait_lock, NULL);
         *con_cls = req;
         atomic_fetch_add(&api->in_flight, 1);
+        enum MHD_Result refused;
+        if (!admit(api, conn, req, url, method, &refused))
+            return refused;
         /*
          * The first call only sets up: an answer queued now makes libmicrohttpd close the
          * connection. That is what a declared body over the limit deserves, rather than
-         * reading it all; a chunked one is read and dropped, and answered at the end.
+         * reading it all. A chunked one is cut short as soon as it passes the limit (see
+         * the upload below).
          */
         const char *length =
             MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
@@ -698,8 +1013,29 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (*upload_data_size > 0) {
         size_t size = *upload_data_size;
         *upload_data_size = 0;
-        if (!req->too_big && !append_body(req, upload_data, size))
+        if (req->answered)
+            return MHD_YES; /* answered early; libmicrohttpd drops the rest */
+        if (!req->too_big && !append_body(req, upload_data, size)) {
             req->too_big = true;
+            free(req->body);
+            req->body = NULL;
+            req->len = req->cap = 0;
+            /*
+             * Newer libmicrohttpd answers now and drops the rest of the body; 0.9.75
+             * refuses an answer before the whole request is read.
+             */
+            if (answer_too_big(conn, req) == MHD_YES)
+                return MHD_YES;
+        }
+        if (req->too_big) {
+            /* Read on only so far, to answer 413; a body far past the limit is cut off. */
+            req->dropped += size;
+            if (req->dropped > API_BODY_DISCARD_MAX) {
+                log_info("a request body passed %d bytes by more than %d: connection closed",
+                         API_BODY_MAX, API_BODY_DISCARD_MAX);
+                return MHD_NO;
+            }
+        }
         return MHD_YES;
     }
     if (req->wait_state == WAIT_DONE && !req->answered) /* resumed: the answer is here */
@@ -708,6 +1044,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     if (req->too_big)
         return answer_too_big(conn, req);
+    /* JSON text is UTF-8; a body that is not would be stored and echoed as broken JSON. */
+    size_t bad = jsonx_utf8_check(req->body ? req->body : "", req->len);
+    if (bad < req->len) {
+        char detail[96];
+        snprintf(detail, sizeof(detail), "the request body is not valid UTF-8 (at byte %zu)", bad);
+        return answer_problem(conn, req, HTTP_BAD_REQUEST, "malformed-json", "Malformed JSON",
+                              detail, NULL);
+    }
     return dispatch(api, conn, req, url, method);
 }
 
@@ -720,14 +1064,16 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     struct request *req = *con_cls;
     if (!req)
         return;
+    struct timespec end;
+    clock_gettime(CLOCK_MONOTONIC, &end);
+    double seconds =
+        (double)(end.tv_sec - req->start.tv_sec) + (double)(end.tv_nsec - req->start.tv_nsec) / 1e9;
+    /* An answer queued but not sent whole (the client went away) still counts as given. */
+    unsigned status = req->answered ? req->status : 0;
+    metrics_observe_request(api->metric_routes[req->route], metrics_method(req->method), status,
+                            seconds);
+    log_request(req->method, route_templates[req->route], status, seconds);
     atomic_fetch_sub(&api->in_flight, 1);
-    if (log_enabled(LOG_DEBUG)) {
-        struct timespec end;
-        clock_gettime(CLOCK_MONOTONIC, &end);
-        double ms = (double)(end.tv_sec - req->start.tv_sec) * 1e3 +
-                    (double)(end.tv_nsec - req->start.tv_nsec) / 1e6;
-        log_debug("request answered %u in %.3f ms", req->status, ms);
-    }
     pthread_mutex_destroy(&req->wait_lock);
     free(req->body);
     free(req);
@@ -767,20 +1113,74 @@ int api_start(struct svc *svc, const struct api_options *options, struct api **o
     }
     if (options->threads < 1 || options->threads > API_THREADS_MAX)
         return glr_fail(err, GLR_EINVAL, "threads must be from 1 to %d", API_THREADS_MAX);
+    size_t memory =
+        options->connection_memory ? options->connection_memory : API_CONNECTION_MEMORY_DEFAULT;
+    if (memory < API_CONNECTION_MEMORY_MIN || memory > API_CONNECTION_MEMORY_MAX)
+        return glr_fail(err, GLR_EINVAL, "connection memory must be from %d to %d bytes",
+                        API_CONNECTION_MEMORY_MIN, API_CONNECTION_MEMORY_MAX);
+    unsigned connections =
+        options->max_connections ? options->max_connections : API_CONNECTIONS_DEFAULT;
+    if (connections < options->threads)
+        return glr_fail(err, GLR_EINVAL,
+                        "max connections (%u) must be at least the number of threads (%u): "
+                        "each thread takes an equal share",
+                        connections, options->threads);
+    bool tls = options->tls_cert != NULL;
+    if (tls && !options->tls_key)
+        return glr_fail(err, GLR_EINVAL, "a TLS certificate needs its key");
+    if (tls && MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES)
+        return glr_fail(err, GLR_EINVAL,
+                        "this libmicrohttpd was built without TLS: serve plain HTTP behind a "
+                        "TLS proxy, or use a libmicrohttpd built with GnuTLS");
 
     struct api *api = calloc(1, sizeof(*api));
     if (!api)
         return glr_fail(err, GLR_ENOMEM, "out of memory");
     api->svc = svc;
-    /* The logger goes first, so that messages about the other options reach it too. */
-    api->daemon =
-        MHD_start_daemon(flags, options->port, NULL, NULL, on_request, api,
-                         MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, api, MHD_OPTION_SOCK_ADDR, &addr,
-                         MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)options->threads,
-                         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)API_IDLE_TIMEOUT_S,
-                         MHD_OPTION_NOTIFY_COMPLETED, on_completed, api, MHD_OPTION_END);
-    if (!api->daemon) {
+    for (int r = 0; r < ROUTE_COUNT; r++)
+        api->metric_routes[r] = metrics_route(route_templates[r]);
+    api->auth = options->auth;
+    api->rate = options->rate;
+    if (options->rate > 0 && !(api->limit = ratelimit_create(options->rate))) {
         free(api);
+        return glr_fail(err, GLR_EINVAL, "the rate limit must be above 0 and at most %g/s",
+                        RATELIMIT_RATE_MAX);
+    }
+    /* The options that depend on the command line; libmicrohttpd copies what it keeps. */
+    struct MHD_OptionItem extra[8];
+    size_t n = 0;
+    extra[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT, connections, NULL};
+    extra[n++] = (struct MHD_OptionItem){MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+                                         options->max_connections_per_ip, NULL};
+    extra[n++] = (struct MHD_OptionItem){
+        MHD_OPTION_CONNECTION_TIMEOUT,
+        options->idle_timeout_s ? options->idle_timeout_s : API_IDLE_TIMEOUT_S, NULL};
+    extra[n++] =
+        (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)memory, NULL};
+    if (tls) {
+        flags |= MHD_USE_TLS;
+        extra[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0,
+                                             (void *)(uintptr_t)options->tls_cert};
+        extra[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0,
+                                             (void *)(uintptr_t)options->tls_key};
+        extra[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_PRIORITIES, 0,
+                                             (void *)(uintptr_t)API_TLS_PRIORITIES};
+    }
+    extra[n] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+    /* The logger goes first, so that messages about the other options reach it too. */
+    api->daemon = MHD_start_daemon(flags, options->port, NULL, NULL, on_request, api,
+                                   MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, api,
+                                   MHD_OPTION_SOCK_ADDR, &addr, MHD_OPTION_THREAD_POOL_SIZE,
+                                   (unsigned int)options->threads, MHD_OPTION_NOTIFY_COMPLETED,
+                                   on_completed, api, MHD_OPTION_ARRAY, extra, MHD_OPTION_END);
+    if (!api->daemon) {
+        ratelimit_free(api->limit);
+        free(api);
+        if (tls)
+            return glr_fail(err, GLR_EIO,
+                            "cannot serve HTTPS on %s:%u: the address is in use or not allowed, "
+                            "or the certificate and key were refused (see the log above)",
+                            options->host, options->port);
         return glr_fail(err, GLR_EIO, "cannot listen on %s:%u (in use, or not allowed?)",
                         options->host, options->port);
     }
@@ -813,5 +1213,6 @@ void api_stop(struct api *api)
     MHD_stop_daemon(api->daemon);
     if (listener != MHD_INVALID_SOCKET)
         close(listener);
+    ratelimit_free(api->limit);
     free(api);
 }

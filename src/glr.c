@@ -228,7 +228,7 @@ cJSON *glr_sched_counters_json(const struct glr_sched *sched)
 
 static bool save_envelope(const struct glr_sched *sched, cJSON *object)
 {
-    return cJSON_AddNumberToObject(object, "version", STATE_VERSION) &&
+    return jsonx_add_integer(object, "version", STATE_VERSION) &&
            cJSON_AddStringToObject(object, "policy", sched->policy->name) &&
            json_add_doubles(object, "lrs", sched->lrs, sched->groups) &&
            sched->policy->state_save(sched, object);

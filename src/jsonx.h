@@ -9,6 +9,7 @@
 #include <cjson/cJSON.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* Room for the longest shortest-round-trip text of a double plus its NUL. */
 #define JSONX_DOUBLE_MAX 32
@@ -46,7 +47,26 @@ bool jsonx_get_double(const cJSON *item, double *out);
  */
 bool jsonx_add_number(cJSON *object, const char *key, double v);
 
+/* Room for any int64_t in decimal, with its sign and a NUL. */
+#define JSONX_INTEGER_MAX 21
+
+/* Writes v in decimal and a NUL to buf and returns its length; faster than printf. */
+size_t jsonx_format_integer(int64_t v, char buf[JSONX_INTEGER_MAX]);
+
+/*
+ * Adds the integer v to object under key, printed by this module (cJSON prints numbers
+ * with printf and reads them back with sscanf, slowly); false when out of memory.
+ */
+bool jsonx_add_integer(cJSON *object, const char *key, int64_t v);
+
 /* Adds v to object under key with jsonx_number_or_null(); false when out of memory. */
 bool jsonx_add_number_or_null(cJSON *object, const char *key, double v);
+
+/*
+ * Checks that len bytes of text are UTF-8 as RFC 3629 defines it (no overlong forms, no
+ * surrogates, nothing past U+10FFFF), which JSON text must be. Returns len when they are,
+ * else the offset of the first byte at fault.
+ */
+size_t jsonx_utf8_check(const char *text, size_t len);
 
 #endif

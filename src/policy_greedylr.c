@@ -238,25 +238,25 @@ static bool greedy_config_json(const struct glr_sched *sched, cJSON *o)
     const struct greedy *g = sched->priv;
     return cJSON_AddStringToObject(o, "mode", mode_names[g->mode]) &&
            jsonx_add_number(o, "factor", g->factor) &&
-           cJSON_AddNumberToObject(o, "patience", (double)g->patience) &&
+           jsonx_add_integer(o, "patience", g->patience) &&
            jsonx_add_number(o, "threshold", g->threshold) &&
            cJSON_AddStringToObject(o, "threshold_mode", threshold_mode_names[g->threshold_mode]) &&
-           cJSON_AddNumberToObject(o, "cooldown", (double)g->cooldown) &&
-           cJSON_AddNumberToObject(o, "warmup", (double)g->warmup) &&
+           jsonx_add_integer(o, "cooldown", g->cooldown) &&
+           jsonx_add_integer(o, "warmup", g->warmup) &&
            json_add_group_values(o, "min_lr", g->min_lr, sched->groups, g->min_lr_is_array) &&
            json_add_group_values(o, "max_lr", g->max_lr, sched->groups, g->max_lr_is_array) &&
            jsonx_add_number(o, "eps", g->eps) && cJSON_AddBoolToObject(o, "smooth", g->smooth) &&
-           cJSON_AddNumberToObject(o, "window_size", (double)g->window_size) &&
-           cJSON_AddNumberToObject(o, "reset_start", (double)g->reset_start);
+           jsonx_add_integer(o, "window_size", g->window_size) &&
+           jsonx_add_integer(o, "reset_start", g->reset_start);
 }
 
 static bool add_counters(const struct greedy *g, cJSON *o)
 {
-    return cJSON_AddNumberToObject(o, "num_good", (double)g->num_good) &&
-           cJSON_AddNumberToObject(o, "num_bad", (double)g->num_bad) &&
-           cJSON_AddNumberToObject(o, "cooldown_counter", (double)g->cooldown_counter) &&
-           cJSON_AddNumberToObject(o, "warmup_counter", (double)g->warmup_counter) &&
-           cJSON_AddNumberToObject(o, "reset_left", (double)g->reset_left);
+    return jsonx_add_integer(o, "num_good", g->num_good) &&
+           jsonx_add_integer(o, "num_bad", g->num_bad) &&
+           jsonx_add_integer(o, "cooldown_counter", g->cooldown_counter) &&
+           jsonx_add_integer(o, "warmup_counter", g->warmup_counter) &&
+           jsonx_add_integer(o, "reset_left", g->reset_left);
 }
 
 static bool greedy_counters_json(const struct glr_sched *sched, cJSON *o)

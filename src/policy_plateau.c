@@ -126,19 +126,19 @@ static bool plateau_config_json(const struct glr_sched *sched, cJSON *o)
     const struct plateau *p = sched->priv;
     return cJSON_AddStringToObject(o, "mode", mode_names[p->mode]) &&
            jsonx_add_number(o, "factor", p->factor) &&
-           cJSON_AddNumberToObject(o, "patience", (double)p->patience) &&
+           jsonx_add_integer(o, "patience", p->patience) &&
            jsonx_add_number(o, "threshold", p->threshold) &&
            cJSON_AddStringToObject(o, "threshold_mode", threshold_mode_names[p->threshold_mode]) &&
-           cJSON_AddNumberToObject(o, "cooldown", (double)p->cooldown) &&
+           jsonx_add_integer(o, "cooldown", p->cooldown) &&
            json_add_group_values(o, "min_lr", p->min_lr, sched->groups, p->min_lr_is_array) &&
            jsonx_add_number(o, "eps", p->eps);
 }
 
 static bool add_counters(const struct plateau *p, cJSON *o)
 {
-    return cJSON_AddNumberToObject(o, "num_bad_epochs", (double)p->num_bad_epochs) &&
-           cJSON_AddNumberToObject(o, "cooldown_counter", (double)p->cooldown_counter) &&
-           cJSON_AddNumberToObject(o, "last_epoch", (double)p->last_epoch);
+    return jsonx_add_integer(o, "num_bad_epochs", p->num_bad_epochs) &&
+           jsonx_add_integer(o, "cooldown_counter", p->cooldown_counter) &&
+           jsonx_add_integer(o, "last_epoch", p->last_epoch);
 }
 
 static bool plateau_counters_json(const struct glr_sched *sched, cJSON *o)

@@ -212,29 +212,28 @@ static bool schedule_config_json(const struct glr_sched *sched, cJSON *o)
     case KIND_CONSTANT:
         break;
     case KIND_STEP:
-        ok = cJSON_AddNumberToObject(o, "step_size", (double)s->step_size) &&
+        ok = jsonx_add_integer(o, "step_size", s->step_size) &&
              jsonx_add_number(o, "gamma", s->gamma);
         break;
     case KIND_EXPONENTIAL:
         ok = jsonx_add_number(o, "gamma", s->gamma);
         break;
     case KIND_COSINE:
-        ok = cJSON_AddNumberToObject(o, "t_max", (double)s->t_max) &&
-             jsonx_add_number(o, "eta_min", s->eta_min);
+        ok = jsonx_add_integer(o, "t_max", s->t_max) && jsonx_add_number(o, "eta_min", s->eta_min);
         break;
     case KIND_LINEAR:
-        ok = cJSON_AddNumberToObject(o, "total_steps", (double)s->total_steps) &&
+        ok = jsonx_add_integer(o, "total_steps", s->total_steps) &&
              jsonx_add_number(o, "start_factor", s->start_factor) &&
              jsonx_add_number(o, "end_factor", s->end_factor);
         break;
     }
-    return ok && cJSON_AddNumberToObject(o, "warmup_steps", (double)s->warmup_steps);
+    return ok && jsonx_add_integer(o, "warmup_steps", s->warmup_steps);
 }
 
 static bool schedule_counters_json(const struct glr_sched *sched, cJSON *o)
 {
     const struct schedule *s = sched->priv;
-    return cJSON_AddNumberToObject(o, "t", (double)s->t);
+    return jsonx_add_integer(o, "t", s->t);
 }
 
 static int schedule_state_load(struct glr_sched *sched, const cJSON *o, char *err)

@@ -251,6 +251,37 @@ int req_parse_rewind(const struct req_body *body, struct req_rewind *out, char *
     return rc;
 }
 
+static const char *const token_keys[] = {"role", "name", NULL};
+
+int req_parse_token(const struct req_body *body, struct req_token *out, char *err)
+{
+    memset(out, 0, sizeof(*out));
+    cJSON *tree = NULL;
+    int rc = req_parse_object(body, token_keys, "token", &tree, err);
+    if (rc)
+        return rc;
+    const cJSON *role = cJSON_GetObjectItemCaseSensitive(tree, "role");
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(tree, "name");
+    if (!cJSON_IsString(role) || auth_role_parse(role->valuestring, &out->role) != 0)
+        rc = glr_fail(err, GLR_EINVAL, "role must be \"admin\", \"writer\" or \"reader\"");
+    else if (name && !cJSON_IsString(name))
+        rc = glr_fail(err, GLR_EINVAL, "name must be a string");
+    if (rc) {
+        cJSON_Delete(tree);
+        memset(out, 0, sizeof(*out));
+        return rc;
+    }
+    out->tree = tree;
+    out->name = name ? name->valuestring : NULL;
+    return GLR_OK;
+}
+
+void req_token_clear(struct req_token *token)
+{
+    cJSON_Delete(token->tree);
+    memset(token, 0, sizeof(*token));
+}
+
 /* ---- query parameters ------------------------------------------------------------------ */
 
 int req_query_integer(const struct req_query *query, const char *name, int64_t min, int64_t max,

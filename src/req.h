@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "auth.h"
 #include "status.h"
 #include "svc.h"
 
@@ -78,6 +79,15 @@ struct req_rewind {
     int64_t to_step; /* -1 to GLR_MAX_STEP */
 };
 int req_parse_rewind(const struct req_body *body, struct req_rewind *out, char *err);
+
+/* A token to create: POST /v1/tokens. */
+struct req_token {
+    cJSON *tree;         /* the body, owned: req_token_clear() */
+    enum auth_role role; /* "admin", "writer" or "reader" */
+    const char *name;    /* borrowed from tree; NULL when not given */
+};
+int req_parse_token(const struct req_body *body, struct req_token *out, char *err);
+void req_token_clear(struct req_token *token);
 
 /*
  * The query parameters of a request, read through a function that returns the (decoded)

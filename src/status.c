@@ -33,6 +33,10 @@ const char *glr_status_name(int status)
         return "not yet";
     case GLR_EWAIT:
         return "answered later";
+    case GLR_EAUTH:
+        return "not authenticated";
+    case GLR_EDENIED:
+        return "not allowed";
     case GLR_EMALFORMED:
         return "malformed";
     case GLR_EMEDIA:

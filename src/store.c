@@ -4,13 +4,17 @@
  */
 #include "store.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "migrations.h"
 #include "status.h"
@@ -34,6 +38,8 @@ enum {
     W_JOB_REWIND,
     W_RANK_LOSS_INSERT,
     W_RANK_LOSSES_TRUNCATE,
+    W_TOKEN_INSERT,
+    W_TOKEN_DELETE,
     W_COUNT
 };
 
@@ -74,6 +80,10 @@ static const char *const writer_sql[W_COUNT] = {
     [W_RANK_LOSSES_TRUNCATE] = "DELETE FROM rank_losses WHERE job_seq = ?1 AND step > ?2",
     [W_JOB_REWIND] = "UPDATE jobs SET state = ?2, last_step = ?3, reports = ?4, updated_ms = ?5,"
                      " rewinds = rewinds + 1, status = 'running' WHERE seq = ?1",
+    /* An API token: its name, role and hash (never the token itself). */
+    [W_TOKEN_INSERT] = "INSERT INTO tokens (name, role, hash, created_ms) VALUES (?1, ?2, ?3, ?4)",
+    /* Revoke a token. */
+    [W_TOKEN_DELETE] = "DELETE FROM tokens WHERE name = ?1",
 };
 
 /* Statements of each reader connection. */
@@ -84,6 +94,8 @@ enum {
     R_JOB_SCAN,
     R_SNAPSHOT_FIND,
     R_RANK_LOSS_FIND,
+    R_TOKEN_SCAN,
+    R_JOB_COUNT,
     R_COUNT
 };
 
@@ -114,6 +126,10 @@ static const char *const reader_sql[R_COUNT] = {
     /* A rank's report of a step of a job of several ranks: a retry, or late. */
     [R_RANK_LOSS_FIND] = "SELECT loss FROM rank_losses WHERE job_seq = ?1 AND step = ?2"
                          " AND rank = ?3",
+    /* Every API token, for the daemon's table in memory and for listing. */
+    [R_TOKEN_SCAN] = "SELECT name, role, hash, created_ms FROM tokens ORDER BY created_ms, name",
+    /* The jobs gauge of /metrics: how many jobs of each status. */
+    [R_JOB_COUNT] = "SELECT status, count(*) FROM jobs GROUP BY status",
 };
 
 struct connection {
@@ -983,4 +999,244 @@ int store_rank_loss_add_late(struct store *store, int64_t seq, int64_t step, int
     struct store_rank_loss rl = {rank, loss};
     rc = insert_rank_loss(store, seq, step, &rl, true, err);
     return write_end(store, rc, err);
+}
+
+int store_token_insert(struct store *store, const struct store_token *token, char *err)
+{
+    int rc = write_begin(store, err);
+    if (rc)
+        return rc;
+    sqlite3_stmt *stmt = store->writer_stmts[W_TOKEN_INSERT];
+    sqlite3_bind_text(stmt, 1, token->name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 2, token->role, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(stmt, 3, token->hash, STORE_TOKEN_HASH_SIZE, SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, 4, token->created_ms);
+    int step = sqlite3_step(stmt);
+    if (step == SQLITE_CONSTRAINT_PRIMARYKEY || step == SQLITE_CONSTRAINT_UNIQUE)
+        rc = glr_fail(err, GLR_ECONFLICT, "a token named %s exists already", token->name);
+    else if (step != SQLITE_DONE)
+        rc = db_fail(err, store->writer.db, "inserting a token");
+    done(stmt);
+    return write_end(store, rc, err);
+}
+
+int store_token_delete(struct store *store, const char *name, char *err)
+{
+    int rc = write_begin(store, err);
+    if (rc)
+        return rc;
+    sqlite3_stmt *stmt = store->writer_stmts[W_TOKEN_DELETE];
+    sqlite3_bind_text(stmt, 1, name, -1, SQLITE_STATIC);
+    rc = step_done(store, stmt, "deleting a token", err);
+    if (!rc && sqlite3_changes(store->writer.db) == 0)
+        rc = glr_fail(err, GLR_ENOTFOUND, "no token is named %.64s", name);
+    return write_end(store, rc, err);
+}
+
+int store_token_scan(struct store *store, store_token_fn fn, void *ctx, char *err)
+{
+    int r = reader_take(store);
+    sqlite3_stmt *stmt = store->reader_stmts[r][R_TOKEN_SCAN];
+    int rc = GLR_OK;
+    int step;
+    while ((step = sqlite3_step(stmt)) == SQLITE_ROW) {
+        struct store_token token;
+        memset(&token, 0, sizeof(token));
+        const unsigned char *name = sqlite3_column_text(stmt, 0);
+        const unsigned char *role = sqlite3_column_text(stmt, 1);
+        const void *hash = sqlite3_column_blob(stmt, 2);
+        if (!name || !role || !hash || sqlite3_column_bytes(stmt, 2) != STORE_TOKEN_HASH_SIZE) {
+            rc = glr_fail(err, GLR_ECORRUPT, "database: a row of the tokens table is damaged");
+            break;
+        }
+        snprintf(token.name, sizeof(token.name), "%s", (const char *)name);
+        snprintf(token.role, sizeof(token.role), "%s", (const char *)role);
+        memcpy(token.hash, hash, STORE_TOKEN_HASH_SIZE);
+        token.created_ms = sqlite3_column_int64(stmt, 3);
+        if (!fn(ctx, &token))
+            break;
+    }
+    if (!rc && step != SQLITE_ROW && step != SQLITE_DONE)
+        rc = db_fail(err, store->readers[r].db, "reading the tokens");
+    done(stmt);
+    reader_give(store, r);
+    return rc;
+}
+
+int store_check_writable(struct store *store, char *err)
+{
+    pthread_mutex_lock(&store->write_lock);
+    sqlite3 *db = store->writer.db;
+    /* A probe must answer quickly: a lock held elsewhere for longer means "not ready". */
+    sqlite3_busy_timeout(db, STORE_READY_BUSY_MS);
+    int rc = exec(db, "BEGIN IMMEDIATE", "taking the write lock", err);
+    char text[32];
+    if (!rc)
+        rc = pragma_text(db, "PRAGMA user_version", text, sizeof(text), err);
+    if (!rc && atoi(text) != store_latest_version())
+        rc = glr_fail(err, GLR_ECORRUPT, "database: schema version %d, expected %d", atoi(text),
+                      store_latest_version());
+    /*
+     * Writing the version back dirties the database's first page, which a database opened
+     * read-only refuses (SQLITE_READONLY); the rollback then undoes it in memory, so the
+     * probe leaves no trace in the file or the WAL.
+     */
+    if (!rc) {
+        char sql[64];
+        snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", store_latest_version());
+        rc = exec(db, sql, "writing", err);
+    }
+    if (!sqlite3_get_autocommit(db))
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    sqlite3_busy_timeout(db, STORE_BUSY_TIMEOUT_MS);
+    pthread_mutex_unlock(&store->write_lock);
+    return rc;
+}
+
+int store_job_counts(struct store *store, int64_t *running, int64_t *finished, char *err)
+{
+    *running = 0;
+    *finished = 0;
+    int r = reader_take(store);
+    sqlite3_stmt *stmt = store->reader_stmts[r][R_JOB_COUNT];
+    int rc;
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        const unsigned char *status = sqlite3_column_text(stmt, 0);
+        int64_t count = sqlite3_column_int64(stmt, 1);
+        if (status && strcmp((const char *)status, "finished") == 0)
+            *finished += count;
+        else
+            *running += count;
+    }
+    rc = rc == SQLITE_DONE ? GLR_OK : db_fail(err, store->readers[r].db, "counting jobs");
+    done(stmt);
+    reader_give(store, r);
+    return rc;
+}
+
+/* ---- backup ------------------------------------------------------------------------------ */
+
+/* Flushes a file (or directory) to stable storage. */
+static int sync_path(const char *path, int flags, char *err)
+{
+    int fd = open(path, flags | O_CLOEXEC);
+    if (fd < 0)
+        return glr_fail(err, GLR_EIO, "backup: opening %s: %s", path, strerror(errno));
+    int rc = fsync(fd) == 0 ? GLR_OK
+                            : glr_fail(err, GLR_EIO, "backup: fsync %s: %s", path, strerror(errno));
+    close(fd);
+    return rc;
+}
+
+/* The directory part of path ("." for none) into dir. */
+static void dir_of(const char *path, char *dir, size_t size)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        snprintf(dir, size, ".");
+    else if (slash == path)
+        snprintf(dir, size, "/");
+    else
+        snprintf(dir, size, "%.*s", (int)(slash - path), path);
+}
+
+/*
+ * Copies every page of src into the new database file at path in one read transaction
+ * (a consistent snapshot; WAL lets the daemon write meanwhile), makes the copy a
+ * self-contained file (rollback journal mode, no -wal beside it) and checks it.
+ */
+static int copy_database(sqlite3 *src, const char *path, int64_t *pages, char *err)
+{
+    sqlite3 *dst = NULL;
+    int rc = GLR_OK;
+    if (sqlite3_open_v2(path, &dst, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
+        SQLITE_OK) {
+        rc = glr_fail(err, GLR_EIO, "backup: creating %s: %s", path,
+                      dst ? sqlite3_errmsg(dst) : "cannot open");
+        goto out;
+    }
+    sqlite3_backup *backup = sqlite3_backup_init(dst, "main", src, "main");
+    if (!backup) {
+        rc = glr_fail(err, GLR_EIO, "backup: %s", sqlite3_errmsg(dst));
+        goto out;
+    }
+    /* All pages in one step: copying in pieces would restart whenever the daemon writes. */
+    int step;
+    for (int waited = 0;; waited += 50) {
+        step = sqlite3_backup_step(backup, -1);
+        if ((step != SQLITE_BUSY && step != SQLITE_LOCKED) || waited >= STORE_BUSY_TIMEOUT_MS)
+            break;
+        sqlite3_sleep(50);
+    }
+    *pages = sqlite3_backup_pagecount(backup);
+    sqlite3_backup_finish(backup);
+    if (step != SQLITE_DONE) {
+        rc = glr_fail(err, GLR_EIO, "backup: copying: %s", sqlite3_errstr(step));
+        goto out;
+    }
+    char mode[16];
+    char check[64];
+    if ((rc = pragma_text(dst, "PRAGMA journal_mode = DELETE", mode, sizeof(mode), err)) ||
+        (rc = pragma_text(dst, "PRAGMA quick_check", check, sizeof(check), err)))
+        goto out;
+    if (strcmp(check, "ok") != 0)
+        rc = glr_fail(err, GLR_ECORRUPT, "backup: the copy fails its check: %s", check);
+out:
+    sqlite3_close(dst);
+    return rc;
+}
+
+int store_backup(const char *path, const char *out_path, int64_t *bytes, char *err)
+{
+    *bytes = 0;
+    struct stat db_stat, out_stat;
+    if (stat(out_path, &out_stat) == 0 && stat(path, &db_stat) == 0 &&
+        db_stat.st_dev == out_stat.st_dev && db_stat.st_ino == out_stat.st_ino)
+        return glr_fail(err, GLR_EINVAL, "backup: %s is the database itself", out_path);
+    char partial[STORE_PATH_MAX + 16];
+    if (strlen(out_path) > STORE_PATH_MAX)
+        return glr_fail(err, GLR_EINVAL, "backup: the output path is longer than %d bytes",
+                        STORE_PATH_MAX);
+    snprintf(partial, sizeof(partial), "%s.partial", out_path);
+
+    sqlite3 *src = NULL;
+    int rc = GLR_OK;
+    /* Read-write without create: a mistyped path is an error, not a new empty database. */
+    if (sqlite3_open_v2(path, &src, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
+        rc = glr_fail(err, GLR_EIO, "backup: database %s: %s", path,
+                      src ? sqlite3_errmsg(src) : "cannot open");
+        goto out;
+    }
+    sqlite3_busy_timeout(src, STORE_BUSY_TIMEOUT_MS);
+    char count[32];
+    if ((rc = exec(src, "PRAGMA query_only = ON", "making the copy read-only", err)) ||
+        (rc = pragma_text(src, "SELECT count(*) FROM sqlite_master WHERE name = 'jobs'", count,
+                          sizeof(count), err)))
+        goto out;
+    if (atoi(count) != 1) {
+        rc = glr_fail(err, GLR_EINVAL, "backup: %s is not a greedylr database", path);
+        goto out;
+    }
+    unlink(partial);
+    int64_t pages = 0;
+    if ((rc = copy_database(src, partial, &pages, err)))
+        goto out;
+    char dir[STORE_PATH_MAX + 1];
+    dir_of(out_path, dir, sizeof(dir));
+    /* Durable before it takes the name: a crash leaves the old copy or the whole new one. */
+    if ((rc = sync_path(partial, O_RDONLY, err)))
+        goto out;
+    if (rename(partial, out_path) != 0) {
+        rc = glr_fail(err, GLR_EIO, "backup: renaming to %s: %s", out_path, strerror(errno));
+        goto out;
+    }
+    if ((rc = sync_path(dir, O_RDONLY | O_DIRECTORY, err)))
+        goto out;
+    if (stat(out_path, &out_stat) == 0)
+        *bytes = (int64_t)out_stat.st_size;
+out:
+    if (rc)
+        unlink(partial);
+    sqlite3_close(src);
+    return rc;
 }

@@ -30,6 +30,10 @@
 #define STORE_READERS 4
 /* How long a statement waits for a lock held by another process, in milliseconds. */
 #define STORE_BUSY_TIMEOUT_MS 5000
+/* How long the readiness probe waits for the write lock, in milliseconds. */
+#define STORE_READY_BUSY_MS 250
+/* Longest database or backup path, in bytes. */
+#define STORE_PATH_MAX 4096
 /* Most decisions committed in one transaction. */
 #define STORE_GROUP_MAX 1024
 
@@ -238,5 +242,51 @@ int store_report_scan(struct store *store, int64_t seq, int64_t from_step, int64
 int store_job_scan(struct store *store, int64_t after_seq, int64_t limit,
                    enum store_status_filter status, const char *tag_key, const char *tag_value,
                    store_job_fn fn, void *ctx, char *err);
+
+/* Longest API token name, in bytes. */
+#define STORE_TOKEN_NAME_MAX 64
+/* Bytes of a token's hash (SHA-256). */
+#define STORE_TOKEN_HASH_SIZE 32
+
+/* A row of the tokens table: what the store keeps of an API token. */
+struct store_token {
+    char name[STORE_TOKEN_NAME_MAX + 1];
+    char role[8]; /* admin, writer or reader */
+    unsigned char hash[STORE_TOKEN_HASH_SIZE];
+    int64_t created_ms;
+};
+
+/* Inserts a token. Returns GLR_OK, GLR_ECONFLICT when the name (or hash) exists, or GLR_EIO. */
+int store_token_insert(struct store *store, const struct store_token *token, char *err);
+
+/* Deletes the token with this name. Returns GLR_OK, GLR_ENOTFOUND or GLR_EIO. */
+int store_token_delete(struct store *store, const char *name, char *err);
+
+/*
+ * Calls fn for every token, oldest first; return false to stop early. The row is valid
+ * only during the call. Returns GLR_OK, GLR_ECORRUPT or GLR_EIO.
+ */
+typedef bool (*store_token_fn)(void *ctx, const struct store_token *token);
+int store_token_scan(struct store *store, store_token_fn fn, void *ctx, char *err);
+/*
+ * The readiness probe: takes the write lock (waiting at most STORE_READY_BUSY_MS), checks
+ * that the schema is the one this build migrates to, and makes a write that is rolled
+ * back. Returns GLR_OK when the store can commit now; GLR_EIO (locked elsewhere, read-only,
+ * an I/O error) or GLR_ECORRUPT (another schema version) with the reason in err.
+ */
+int store_check_writable(struct store *store, char *err);
+
+/* Counts the jobs by status. Returns GLR_OK or GLR_EIO. */
+int store_job_counts(struct store *store, int64_t *running, int64_t *finished, char *err);
+
+/*
+ * Copies the database at path, which a daemon may be writing, into a new self-contained
+ * database file at out_path with SQLite's online backup: a consistent snapshot (every
+ * commit before the copy began, none after). The copy is written beside out_path, checked,
+ * flushed, and then renamed over it, so out_path is never a partial copy. *bytes receives
+ * the copy's size. Returns GLR_OK, GLR_EINVAL (out_path is the database; path is not a
+ * greedylr database), GLR_ECORRUPT (the copy fails its check) or GLR_EIO.
+ */
+int store_backup(const char *path, const char *out_path, int64_t *bytes, char *err);
 
 #endif

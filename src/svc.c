@@ -436,11 +436,11 @@ static cJSON *describe(const struct job_view *v, const struct glr_sched *sched)
               add_item(o, "last_step",
                        v->last_step >= 0 ? cJSON_CreateNumber((double)v->last_step)
                                          : cJSON_CreateNull()) &&
-              cJSON_AddNumberToObject(o, "reports", (double)v->reports) &&
-              cJSON_AddNumberToObject(o, "rewinds", (double)v->rewinds) &&
-              cJSON_AddNumberToObject(o, "world_size", (double)v->world_size) &&
+              jsonx_add_integer(o, "reports", v->reports) &&
+              jsonx_add_integer(o, "rewinds", v->rewinds) &&
+              jsonx_add_integer(o, "world_size", v->world_size) &&
               cJSON_AddStringToObject(o, "aggregate", v->aggregate) &&
-              cJSON_AddNumberToObject(o, "aggregate_timeout_ms", (double)v->aggregate_timeout_ms) &&
+              jsonx_add_integer(o, "aggregate_timeout_ms", v->aggregate_timeout_ms) &&
               add_item(o, "state", glr_sched_counters_json(sched)) &&
               add_time(o, "created_at", v->created_ms) && add_time(o, "updated_at", v->updated_ms);
     if (!ok) {
@@ -504,6 +504,11 @@ int svc_open(const char *path, const struct svc_options *options, struct svc **o
     }
     *out = svc;
     return GLR_OK;
+}
+
+struct store *svc_store(struct svc *svc)
+{
+    return svc->store;
 }
 
 void svc_close(struct svc *svc)

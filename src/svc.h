@@ -65,6 +65,12 @@ int svc_open(const char *path, const struct svc_options *options, struct svc **o
  */
 void svc_close(struct svc *svc);
 
+/*
+ * The store the service runs on, for the modules beside it that keep their own rows there
+ * (API tokens). Borrowed: it lives as long as svc.
+ */
+struct store *svc_store(struct svc *svc);
+
 /* True when id is a valid job id: [A-Za-z0-9._-]{1,128}. */
 bool svc_valid_id(const char *id);
 
@@ -232,5 +238,24 @@ ssize_t svc_csv_read(struct svc_csv *csv, char *buf, size_t max);
 
 /* Ends an export; NULL is accepted. */
 void svc_csv_close(struct svc_csv *csv);
+
+/*
+ * The readiness probe: GLR_OK when the service can take reports now (the database is
+ * open, migrated, and a write transaction can be had at once); GLR_EBUSY when it is
+ * stopping or the store cannot write, with the reason in err.
+ */
+int svc_ready(struct svc *svc, char *err);
+
+/* Numbers about the service, for /metrics. */
+struct svc_stats {
+    int64_t jobs_running; /* in the database */
+    int64_t jobs_finished;
+    int64_t jobs_in_memory;
+    int64_t waiting_requests; /* all jobs together */
+    int64_t waiting_jobs;     /* jobs with a step being gathered or requests waiting */
+};
+
+/* Fills *out. Returns GLR_OK, or GLR_EIO when the jobs could not be counted. */
+int svc_stats(struct svc *svc, struct svc_stats *out, char *err);
 
 #endif

@@ -42,7 +42,7 @@ static bool same_bits(double a, double b)
 static cJSON *point_json(const struct store_report *r, bool lr_is_array)
 {
     cJSON *p = cJSON_CreateObject();
-    bool ok = p && cJSON_AddNumberToObject(p, "step", (double)r->step) &&
+    bool ok = p && jsonx_add_integer(p, "step", r->step) &&
               add_item(p, "loss", jsonx_number(r->loss)) &&
               add_item(p, "lr", lrs_json(r->lrs, r->groups, lr_is_array)) &&
               cJSON_AddStringToObject(p, "event", glr_event_name(r->event));
@@ -50,7 +50,7 @@ static cJSON *point_json(const struct store_report *r, bool lr_is_array)
     if (ok && !same_bits(r->metric, r->loss) && !(isnan(r->metric) && isnan(r->loss)))
         ok = add_item(p, "metric", jsonx_number(r->metric));
     if (ok && r->ranks > 1)
-        ok = cJSON_AddNumberToObject(p, "ranks", (double)r->ranks) != NULL;
+        ok = jsonx_add_integer(p, "ranks", r->ranks);
     if (!ok) {
         cJSON_Delete(p);
         return NULL;
@@ -332,15 +332,22 @@ struct svc_csv {
 
 static void csv_append_row(struct svc_csv *csv, const struct store_report *r)
 {
+    /* Written piece by piece rather than with printf: this runs for every row. */
     char *p = csv->text + csv->len;
-    int n = snprintf(p, 32, "%lld,", (long long)r->step);
-    n += (int)jsonx_format_double(r->loss, p + n);
+    size_t n = jsonx_format_integer(r->step, p);
+    p[n++] = ',';
+    n += jsonx_format_double(r->loss, p + n);
     for (size_t g = 0; g < r->groups; g++) {
         p[n++] = ',';
-        n += (int)jsonx_format_double(r->lrs[g], p + n);
+        n += jsonx_format_double(r->lrs[g], p + n);
     }
-    n += snprintf(p + n, 16, ",%s\n", glr_event_name(r->event));
-    csv->len += (size_t)n;
+    p[n++] = ',';
+    const char *event = glr_event_name(r->event);
+    size_t event_len = strlen(event);
+    memcpy(p + n, event, event_len);
+    n += event_len;
+    p[n++] = '\n';
+    csv->len += n;
 }
 
 static bool csv_one(void *ctx, const struct store_report *r)

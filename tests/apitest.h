@@ -20,4 +20,7 @@ extern struct httpc client;
  */
 void apitest_fixtures(TCase *tc, void (*prepare)(void));
 
+/* Like apitest_fixtures(), with extra daemon arguments (NULL-terminated, kept alive). */
+void apitest_fixtures_args(TCase *tc, void (*prepare)(void), const char *const *args);
+
 #endif

@@ -191,26 +191,38 @@ void daemon_cleanup(struct daemon *d)
     d->dir[0] = '\0';
 }
 
-int daemon_run(const char *const *args, char *stderr_text, size_t size)
+/* Runs the daemon with args to completion, reading what it writes to fd into text. */
+static int run_capturing(const char *const *args, int fd, char *text, size_t size)
 {
     const char *argv[2 * DAEMON_ARGS_MAX + 2];
     build_argv(argv, args);
-    int err[2];
-    ck_assert_int_eq(pipe(err), 0);
-    int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
-    ck_assert_int_ge(null, 0);
-    pid_t pid = spawn(argv, null, err[1], err[0]);
-    close(null);
-    close(err[1]);
+    int out[2];
+    ck_assert_int_eq(pipe(out), 0);
+    int other = fd == STDERR_FILENO ? open("/dev/null", O_WRONLY | O_CLOEXEC) : dup(STDERR_FILENO);
+    ck_assert_int_ge(other, 0);
+    pid_t pid = fd == STDERR_FILENO ? spawn(argv, other, out[1], out[0])
+                                    : spawn(argv, out[1], other, out[0]);
+    close(other);
+    close(out[1]);
     size_t len = 0;
     ssize_t got;
     char sink[256];
-    while ((got = read(err[0], len + 1 < size ? stderr_text + len : sink,
+    while ((got = read(out[0], len + 1 < size ? text + len : sink,
                        len + 1 < size ? size - 1 - len : sizeof(sink))) > 0)
         if (len + 1 < size)
             len += (size_t)got;
-    stderr_text[len] = '\0';
-    close(err[0]);
+    text[len] = '\0';
+    close(out[0]);
     int status = reap(pid);
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+int daemon_run(const char *const *args, char *stderr_text, size_t size)
+{
+    return run_capturing(args, STDERR_FILENO, stderr_text, size);
+}
+
+int daemon_run_stdout(const char *const *args, char *stdout_text, size_t size)
+{
+    return run_capturing(args, STDOUT_FILENO, stdout_text, size);
 }

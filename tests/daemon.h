@@ -48,4 +48,7 @@ void daemon_cleanup(struct daemon *d);
  */
 int daemon_run(const char *const *args, char *stderr_text, size_t size);
 
+/* Like daemon_run(), but copies its standard output (standard error goes to the test's). */
+int daemon_run_stdout(const char *const *args, char *stdout_text, size_t size);
+
 #endif

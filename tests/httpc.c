@@ -12,12 +12,14 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 void httpc_init(struct httpc *c, int port)
 {
     c->port = port;
     c->fd = -1;
+    c->bearer = NULL;
 }
 
 void httpc_close(struct httpc *c)
@@ -36,6 +38,28 @@ static int connect_to(int port)
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+int httpc_connect(int port, const char *source)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    if (source) {
+        struct sockaddr_in from = {.sin_family = AF_INET};
+        inet_pton(AF_INET, source, &from.sin_addr);
+        if (bind(fd, (struct sockaddr *)&from, sizeof(from)) != 0) {
+            close(fd);
+            return -1;
+        }
+    }
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) != 0) {
         close(fd);
         return -1;
@@ -191,11 +215,14 @@ int httpc_request(struct httpc *c, const char *method, const char *path, const c
                   const char *body, size_t body_len, struct httpc_response *r)
 {
     memset(r, 0, sizeof(*r));
-    size_t head_cap = strlen(path) + 512;
+    size_t head_cap = strlen(path) + (c->bearer ? strlen(c->bearer) : 0) + 512;
     char *head = malloc(head_cap);
     ck_assert_ptr_nonnull(head);
     int head_len =
         snprintf(head, head_cap, "%s %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n", method, path, c->port);
+    if (c->bearer)
+        head_len += snprintf(head + head_len, head_cap - (size_t)head_len,
+                             "Authorization: Bearer %s\r\n", c->bearer);
     if (content_type)
         head_len += snprintf(head + head_len, head_cap - (size_t)head_len, "Content-Type: %s\r\n",
                              content_type);
@@ -267,6 +294,33 @@ cJSON *httpc_body_json(const struct httpc_response *r)
     cJSON *tree = cJSON_Parse(r->body);
     ck_assert_msg(tree != NULL, "the answer is not JSON: %.200s", r->body);
     return tree;
+}
+
+int httpc_raw(int port, const char *source, const char *data, size_t len, char *reply, size_t size,
+              int timeout_ms)
+{
+    reply[0] = '\0';
+    int fd = httpc_connect(port, source);
+    if (fd < 0)
+        return -1;
+    send_all(fd, data, len); /* the server may answer and close before it has read it all */
+    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    size_t got = 0;
+    while (got + 1 < size) {
+        ssize_t n = recv(fd, reply + got, size - 1 - got, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    reply[got] = '\0';
+    close(fd);
+    int status = 0;
+    if (sscanf(reply, "HTTP/1.%*d %d", &status) != 1)
+        status = 0;
+    return status;
 }
 
 void httpc_response_free(struct httpc_response *r)

@@ -14,7 +14,8 @@
 
 struct httpc {
     int port;
-    int fd; /* -1 when not connected */
+    int fd;             /* -1 when not connected */
+    const char *bearer; /* a token sent as "Authorization: Bearer" with every request; NULL */
 };
 
 struct httpc_response {
@@ -24,7 +25,7 @@ struct httpc_response {
     size_t len;
 };
 
-/* Prepares a client for 127.0.0.1:port; it connects on first use. */
+/* Prepares a client for 127.0.0.1:port, without a token; it connects on first use. */
 void httpc_init(struct httpc *c, int port);
 
 /* Closes the connection, if any. */
@@ -49,6 +50,18 @@ const char *httpc_header(const struct httpc_response *r, const char *name, char 
 cJSON *httpc_body_json(const struct httpc_response *r);
 
 void httpc_response_free(struct httpc_response *r);
+
+/*
+ * Connects to 127.0.0.1:port (from the loopback address source, NULL for any), sends len
+ * bytes of data as they are, and reads what comes back until the server closes, size-1
+ * bytes arrive, or timeout_ms passes without a byte. reply is NUL-terminated. Returns the
+ * HTTP status of the reply, 0 when none came, or -1 when the connection failed.
+ */
+int httpc_raw(int port, const char *source, const char *data, size_t len, char *reply, size_t size,
+              int timeout_ms);
+
+/* Opens a connection to 127.0.0.1:port from source (NULL for any); -1 on failure. */
+int httpc_connect(int port, const char *source);
 
 /*
  * Copies the next_page_token of a page of a paged answer into token (size bytes).

@@ -202,7 +202,7 @@ START_TEST(an_older_database_is_upgraded)
     }
     httpc_close(&c);
     daemon_stop(&d);
-    ck_assert_int_eq(user_version(d.db), 3);
+    ck_assert_int_eq(user_version(d.db), 5);
 
     /* The same job in a database of schema version 1, as greedylr 1 wrote it. */
     char dir[] = "/tmp/greedylr-old-XXXXXX";
@@ -228,7 +228,7 @@ START_TEST(an_older_database_is_upgraded)
     cJSON_Delete(httpc_expect(&c, "POST", "/v1/jobs/up-1/reports", "{\"step\":1,\"loss\":2}", 200));
     httpc_close(&c);
     daemon_stop(&d);
-    ck_assert_int_eq(user_version(path), 3);
+    ck_assert_int_eq(user_version(path), 5);
     daemon_cleanup(&d);
     char side[80];
     const char *suffixes[] = {"", "-wal", "-shm"};

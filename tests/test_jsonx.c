@@ -52,6 +52,87 @@ START_TEST(shortest_form_is_chosen)
 }
 END_TEST
 
+/*
+ * The definition jsonx_format_double() must meet, written the plain way: the shortest of
+ * %.15g, %.16g and %.17g that reads back. The library's fast way must give the same text.
+ */
+static void shortest_by_printf(double v, char buf[JSONX_DOUBLE_MAX])
+{
+    for (int precision = 15; precision <= 17; precision++) {
+        snprintf(buf, JSONX_DOUBLE_MAX, "%.*g", precision, v);
+        if (strtod(buf, NULL) == v)
+            return;
+    }
+}
+
+static void expect_printf_text(double v)
+{
+    char fast[JSONX_DOUBLE_MAX], plain[JSONX_DOUBLE_MAX];
+    jsonx_format_double(v, fast);
+    shortest_by_printf(v, plain);
+    if (strcmp(fast, plain) != 0)
+        ck_abort_msg("%a: formatted %s, printf gives %s", v, fast, plain);
+}
+
+START_TEST(fast_formatting_matches_printf)
+{
+    /* Edges of the fast way's range, ties at 15 and 16 digits, powers of two and ten. */
+    const double edges[] = {1e-6,
+                            0.99999999999999995e-6,
+                            1e-5,
+                            1e-4,
+                            0.5,
+                            1,
+                            2,
+                            1e15,
+                            1e16,
+                            9.999999999999999e15,
+                            1234567890123455.0,
+                            1234567890123445.0,
+                            9007199254740991.0,
+                            4503599627370496.5,
+                            0.30000000000000004,
+                            0.1,
+                            0.95,
+                            1e-7,
+                            123456789012345678.0,
+                            5e-324,
+                            2.2250738585072014e-308,
+                            -0.0,
+                            0.0};
+    for (size_t i = 0; i < sizeof(edges) / sizeof(edges[0]); i++) {
+        expect_printf_text(edges[i]);
+        expect_printf_text(-edges[i]);
+    }
+    uint64_t state = 0x243F6A8885A308D3u;
+    int count = 30000 / testutil_slow();
+    for (int i = 0; i < count; i++) {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        /* Losses and learning rates: every magnitude from 1e-8 to 1e12, and lr decays. */
+        double v = (double)(state >> 11) / 9007199254740992.0 * pow(10, (int)(state % 20) - 8);
+        expect_printf_text(i % 2 ? v : -v);
+        expect_printf_text(0.1 * pow(0.95, (double)(state % 5000)));
+        if (isfinite(from_bits(state)))
+            expect_printf_text(from_bits(state));
+    }
+}
+END_TEST
+
+START_TEST(integers_match_printf)
+{
+    const int64_t values[] = {0, 1, -1, 9, 10, -10, 123456789, INT64_MAX, INT64_MIN, INT64_MIN + 1};
+    for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
+        char fast[JSONX_INTEGER_MAX], plain[32];
+        size_t len = jsonx_format_integer(values[i], fast);
+        snprintf(plain, sizeof(plain), "%lld", (long long)values[i]);
+        ck_assert_str_eq(fast, plain);
+        ck_assert_uint_eq(len, strlen(plain));
+    }
+}
+END_TEST
+
 START_TEST(non_finite_values_are_named)
 {
     char buf[JSONX_DOUBLE_MAX];
@@ -119,15 +200,45 @@ START_TEST(get_double_refuses_other_items)
 }
 END_TEST
 
+/* The cases of RFC 3629 that decoders have got wrong: each must be refused where it starts. */
+START_TEST(utf8_is_checked)
+{
+    static const struct {
+        const char *text;
+        size_t bad; /* SIZE_MAX: valid */
+    } cases[] = {
+        {"plain ascii", SIZE_MAX},
+        {"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 \xf4\x8f\xbf\xbf", SIZE_MAX},
+        {"a\xff", 1},            /* never in UTF-8 */
+        {"a\xc0\xaf", 1},        /* overlong '/' */
+        {"\xe0\x80\xaf", 0},     /* overlong, three bytes */
+        {"\xed\xa0\x80", 0},     /* a surrogate */
+        {"\xf4\x90\x80\x80", 0}, /* past U+10FFFF */
+        {"ok\xe2\x82", 2},       /* cut short */
+        {"\xc3(", 0},            /* a bad continuation byte */
+        {"\x80", 0},             /* a lone continuation byte */
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        size_t len = strlen(cases[i].text);
+        size_t want = cases[i].bad == SIZE_MAX ? len : cases[i].bad;
+        ck_assert_msg(jsonx_utf8_check(cases[i].text, len) == want, "case %zu", i);
+    }
+}
+END_TEST
+
 int main(void)
 {
     Suite *suite = suite_create("jsonx");
     TCase *tc = tcase_create("jsonx");
+    tcase_set_timeout(tc, 60);
     tcase_add_test(tc, random_doubles_round_trip);
     tcase_add_test(tc, shortest_form_is_chosen);
+    tcase_add_test(tc, fast_formatting_matches_printf);
+    tcase_add_test(tc, integers_match_printf);
     tcase_add_test(tc, non_finite_values_are_named);
     tcase_add_test(tc, printed_tree_reads_back_exactly);
     tcase_add_test(tc, get_double_refuses_other_items);
+    tcase_add_test(tc, utf8_is_checked);
     suite_add_tcase(suite, tc);
     return testutil_run(suite);
 }

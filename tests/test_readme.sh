@@ -6,34 +6,8 @@ srcdir=${GLR_SRCDIR:-.}
 daemon=${GLR_DAEMON:-src/greedylrd}
 work=$(mktemp -d "${TMPDIR:-/tmp}/greedylr-readme-XXXXXX")
 pid=""
-n=0
-failed=0
+. "${GLR_SRCDIR:-.}/tests/tap.sh"
 
-finish() {
-    if [ -n "$pid" ]; then
-        kill -TERM "$pid" 2>/dev/null
-        wait "$pid"
-        status=$?
-        pid=""
-        check "the daemon stops cleanly on SIGTERM (exit $status)" [ "$status" = 0 ]
-    fi
-    echo "1..$n"
-    rm -rf "$work"
-    [ "$failed" = 0 ]
-    exit $?
-}
-
-check() {
-    what=$1
-    shift
-    n=$((n + 1))
-    if "$@"; then
-        echo "ok $n - $what"
-    else
-        echo "not ok $n - $what"
-        failed=1
-    fi
-}
 
 contains() { grep -q -- "$2" "$1"; }
 

@@ -1,0 +1,26 @@
+"""greedylr: a client of the greedylr learning-rate service, and a PyTorch scheduler.
+
+    import greedylr
+    scheduler = greedylr.RemoteScheduler(optimizer, "my-run")   # torch.optim adapter
+    ...
+    scheduler.step(val_loss)
+
+    client = greedylr.Client("http://127.0.0.1:8080")           # the whole API
+    client.create_job("demo", lr=0.1, config={"patience": 2})
+    client.report("demo", step=0, loss=2.3)["lr"]
+
+Standard library only; torch is imported only by RemoteScheduler.
+"""
+
+from .client import DEFAULT_URL, Client
+from .errors import (ApiError, BadRequest, Conflict, ConnectionFailed, Error, InvalidValue,
+                     NotFound, ServerError, Timeout, TooManyWaiting, Unavailable)
+from .scheduler import RemoteScheduler
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_URL", "Client", "RemoteScheduler", "Error", "ApiError", "BadRequest",
+    "Conflict", "ConnectionFailed", "InvalidValue", "NotFound", "ServerError", "Timeout",
+    "TooManyWaiting", "Unavailable", "__version__",
+]

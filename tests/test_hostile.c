@@ -1,0 +1,285 @@
+/*
+ * Broken and hostile input against a live daemon: truncated and oversized bodies, bytes
+ * that are not UTF-8, numbers out of every range, JSON nested past any sense, garbage
+ * request lines, slow clients and a flood of connections. The daemon must stay up,
+ * answer each with the right status, and leave the stored data exactly as it was.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "apitest.h"
+#include "testutil.h"
+
+/* A job with history made before the attack, as its GET and history answered then. */
+static char *job_before, *history_before;
+
+static char *get_text(const char *path)
+{
+    struct httpc c;
+    httpc_init(&c, server.port);
+    struct httpc_response r;
+    httpc_json(&c, "GET", path, NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    char *text = strdup(r.body);
+    httpc_response_free(&r);
+    httpc_close(&c);
+    return text;
+}
+
+static void prepare(void)
+{
+    struct httpc c;
+    httpc_init(&c, server.port);
+    cJSON_Delete(
+        httpc_expect(&c, "PUT", "/v1/jobs/keep", "{\"lr\":0.1,\"tags\":{\"t\":\"v\"}}", 201));
+    for (int step = 0; step < 5; step++) {
+        char body[64];
+        snprintf(body, sizeof(body), "{\"step\":%d,\"loss\":%d}", step, 9 - step);
+        cJSON_Delete(httpc_expect(&c, "POST", "/v1/jobs/keep/reports", body, 200));
+    }
+    httpc_close(&c);
+    job_before = get_text("/v1/jobs/keep");
+    history_before = get_text("/v1/jobs/keep/history");
+}
+
+/* Sends method path with a JSON body; returns the status. */
+static int send_json(const char *method, const char *path, const char *body, size_t len)
+{
+    struct httpc c;
+    httpc_init(&c, server.port);
+    struct httpc_response r;
+    int rc = httpc_request(&c, method, path, "application/json", body, len, &r);
+    int status = rc == 0 ? r.status : -1;
+    httpc_response_free(&r);
+    httpc_close(&c);
+    return status;
+}
+
+static void expect_status(const char *method, const char *path, const char *body, int status)
+{
+    int got = send_json(method, path, body, strlen(body));
+    ck_assert_msg(got == status, "%s %s %.80s: %d, expected %d", method, path, body, got, status);
+}
+
+START_TEST(truncated_bodies)
+{
+    const char *cuts[] = {
+        "POST /v1/jobs/keep/reports HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        "Content-Length: 100\r\n\r\n{\"step\":5,",
+        "PUT /v1/jobs/keep HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n10\r\n{\"lr\":0.5,\"conf",
+        "POST /v1/jobs/keep/rewind HTTP/1.1\r\nHost: x\r\nContent-Length: 40\r\n\r\n",
+    };
+    for (size_t i = 0; i < sizeof(cuts) / sizeof(cuts[0]); i++) {
+        /* The client sends part of its body and hangs up. */
+        int fd = httpc_connect(server.port, NULL);
+        ck_assert_int_ge(fd, 0);
+        send(fd, cuts[i], strlen(cuts[i]), MSG_NOSIGNAL);
+        close(fd);
+    }
+    /* Complete JSON that ends too soon is malformed. */
+    expect_status("POST", "/v1/jobs/keep/reports", "{\"step\":5,\"loss\":", 400);
+    expect_status("PUT", "/v1/jobs/keep", "{\"lr\":0.1,\"tags\":{\"t\":\"v\"}", 400);
+}
+END_TEST
+
+START_TEST(oversized_bodies)
+{
+    size_t big = 2 * 1024 * 1024;
+    char *body = malloc(big + 1);
+    ck_assert_ptr_nonnull(body);
+    memset(body, ' ', big);
+    memcpy(body, "{\"step\":5,\"loss\":1", 18);
+    body[big - 1] = '}';
+    body[big] = '\0';
+    ck_assert_int_eq(send_json("POST", "/v1/jobs/keep/reports", body, big), 413);
+    ck_assert_int_eq(send_json("PUT", "/v1/jobs/keep", body, 1024 * 1024 + 1), 413);
+    free(body);
+}
+END_TEST
+
+START_TEST(invalid_utf8)
+{
+    expect_status("PUT", "/v1/jobs/u8", "{\"lr\":0.1,\"tags\":{\"k\":\"\xff\xfe\"}}", 400);
+    expect_status("PATCH", "/v1/jobs/keep", "{\"tags\":{\"t\":\"\xc0\xaf\"}}", 400);
+    expect_status("POST", "/v1/jobs/keep/reports", "{\"st\xed\xa0\x80\":5,\"loss\":1}", 400);
+    expect_status("PUT", "/v1/jobs/u8", "{\"lr\":0.1,\"tags\":{\"k\":\"caf\xc3\xa9\"}}", 201);
+}
+END_TEST
+
+START_TEST(numbers_out_of_range)
+{
+    const char *reports[] = {
+        "{\"step\":1e400,\"loss\":1}",
+        "{\"step\":-1,\"loss\":1}",
+        "{\"step\":-1e400,\"loss\":1}",
+        "{\"step\":9007199254740993,\"loss\":1}",
+        "{\"step\":5.5,\"loss\":1}",
+        "{\"step\":\"5\",\"loss\":1}",
+        "{\"step\":5,\"loss\":\"1e5\"}",
+        "{\"step\":5,\"loss\":1,\"rank\":-1}",
+        "{\"step\":5,\"loss\":1,\"rank\":1e300}",
+    };
+    for (size_t i = 0; i < sizeof(reports) / sizeof(reports[0]); i++)
+        expect_status("POST", "/v1/jobs/keep/reports", reports[i], 422);
+    expect_status("PUT", "/v1/jobs/n1", "{\"lr\":-0.1}", 422);
+    expect_status("PUT", "/v1/jobs/n1", "{\"lr\":1e400}", 422);
+    expect_status("PUT", "/v1/jobs/n1", "{\"lr\":0.1,\"world_size\":1e20}", 422);
+    expect_status("PUT", "/v1/jobs/n1", "{\"lr\":0.1,\"config\":{\"patience\":-5}}", 422);
+    expect_status("POST", "/v1/jobs/keep/rewind", "{\"to_step\":-2}", 422);
+    expect_status("POST", "/v1/jobs/keep/rewind", "{\"to_step\":1e19}", 422);
+    struct httpc c;
+    httpc_init(&c, server.port);
+    cJSON_Delete(httpc_expect(&c, "GET", "/v1/jobs/keep/history?from_step=-5", NULL, 422));
+    cJSON_Delete(httpc_expect(&c, "GET", "/v1/jobs?page_size=99999999999999999999", NULL, 422));
+    httpc_close(&c);
+}
+END_TEST
+
+/*
+ * Deeply nested JSON is 400: cJSON stops at CJSON_NESTING_LIMIT (1000) levels, and the
+ * parser's own depth bound is lower still.
+ */
+START_TEST(deeply_nested_json)
+{
+    size_t depth = 100000;
+    char *body = malloc(2 * depth + 64);
+    ck_assert_ptr_nonnull(body);
+    size_t len = (size_t)sprintf(body, "{\"lr\":0.1,\"tags\":");
+    memset(body + len, '[', depth);
+    len += depth;
+    memset(body + len, ']', depth);
+    len += depth;
+    body[len++] = '}';
+    body[len] = '\0';
+    ck_assert_int_eq(send_json("PUT", "/v1/jobs/deep", body, len), 400);
+    memset(body, '{', depth);
+    ck_assert_int_eq(send_json("POST", "/v1/jobs/keep/reports", body, depth), 400);
+    free(body);
+}
+END_TEST
+
+START_TEST(garbage_requests)
+{
+    const char *garbage[] = {
+        "GARBAGE\r\n\r\n",
+        "GET\r\n\r\n",
+        "GET /healthz HTTP/9.9\r\n\r\n",
+        "GET /healthz HTTP/1.1\r\nno colon here\r\n\r\n",
+        "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", /* a TLS hello on plain HTTP */
+        "POST /v1/jobs/keep/reports HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n",
+        "POST /v1/jobs/keep/reports HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        "zz\r\n{}\r\n0\r\n\r\n",
+    };
+    for (size_t i = 0; i < sizeof(garbage) / sizeof(garbage[0]); i++) {
+        char reply[4096];
+        int status = httpc_raw(server.port, NULL, garbage[i], strlen(garbage[i]), reply,
+                               sizeof(reply), 2000 * testutil_slow());
+        ck_assert_msg(status == 0 || (status >= 400 && status < 500) || status == 505,
+                      "garbage %zu answered %d", i, status);
+    }
+    struct httpc c;
+    httpc_init(&c, server.port);
+    cJSON_Delete(httpc_expect(&c, "GET", "/v1/jobs/..%2f..%2fetc", NULL, 404));
+    cJSON_Delete(httpc_expect(&c, "GET", "/healthz", NULL, 200));
+    httpc_close(&c);
+}
+END_TEST
+
+/* Clients that send a byte at a time do not hold up the others. */
+START_TEST(slow_clients)
+{
+    enum { SLOW = 8 };
+    int fds[SLOW];
+    const char *req = "POST /v1/jobs/keep/reports HTTP/1.1\r\nHost: x\r\nContent-Length: 30\r\n";
+    for (int i = 0; i < SLOW; i++) {
+        fds[i] = httpc_connect(server.port, NULL);
+        ck_assert_int_ge(fds[i], 0);
+    }
+    for (size_t k = 0; k < 20; k++) {
+        for (int i = 0; i < SLOW; i++)
+            send(fds[i], req + k, 1, MSG_NOSIGNAL);
+        struct timespec start, end;
+        clock_gettime(CLOCK_MONOTONIC, &start);
+        struct httpc c;
+        httpc_init(&c, server.port);
+        cJSON_Delete(httpc_expect(&c, "GET", "/healthz", NULL, 200));
+        httpc_close(&c);
+        clock_gettime(CLOCK_MONOTONIC, &end);
+        double ms =
+            (double)(end.tv_sec - start.tv_sec) * 1e3 + (double)(end.tv_nsec - start.tv_nsec) / 1e6;
+        ck_assert_msg(ms < 1000.0 * testutil_slow(), "a normal request took %.0f ms", ms);
+        testutil_sleep_ms(20);
+    }
+    for (int i = 0; i < SLOW; i++)
+        close(fds[i]);
+}
+END_TEST
+
+/* Far more connections than one address may hold: refused, and served again after. */
+START_TEST(connection_flood)
+{
+    enum { FLOOD = 300 };
+    int fds[FLOOD];
+    int opened = 0;
+    for (int i = 0; i < FLOOD; i++)
+        if ((fds[i] = httpc_connect(server.port, NULL)) >= 0)
+            opened++;
+    ck_assert_int_gt(opened, 100);
+    for (int i = 0; i < FLOOD; i++)
+        if (fds[i] >= 0)
+            send(fds[i], "GET /v1/jobs/keep HTTP/1.1\r\nHost: x\r\n", 37, MSG_NOSIGNAL);
+    for (int i = 0; i < FLOOD; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+    int status = 0;
+    for (int i = 0; i < 100 * testutil_slow() && status != 200; i++) {
+        char reply[2048];
+        const char *req = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+        status = httpc_raw(server.port, NULL, req, strlen(req), reply, sizeof(reply),
+                           2000 * testutil_slow());
+        if (status != 200)
+            testutil_sleep_ms(50);
+    }
+    ck_assert_int_eq(status, 200);
+}
+END_TEST
+
+/* Runs last: nothing above changed the job or its history. */
+START_TEST(stored_data_unchanged)
+{
+    char *job = get_text("/v1/jobs/keep");
+    char *history = get_text("/v1/jobs/keep/history");
+    ck_assert_str_eq(job, job_before);
+    ck_assert_str_eq(history, history_before);
+    free(job);
+    free(history);
+    struct httpc c;
+    httpc_init(&c, server.port);
+    cJSON_Delete(httpc_expect(&c, "POST", "/v1/jobs/keep/reports", "{\"step\":5,\"loss\":4}", 200));
+    httpc_close(&c);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("hostile");
+    TCase *tc = tcase_create("hostile");
+    tcase_set_timeout(tc, 120);
+    apitest_fixtures(tc, prepare);
+    tcase_add_test(tc, truncated_bodies);
+    tcase_add_test(tc, oversized_bodies);
+    tcase_add_test(tc, invalid_utf8);
+    tcase_add_test(tc, numbers_out_of_range);
+    tcase_add_test(tc, deeply_nested_json);
+    tcase_add_test(tc, garbage_requests);
+    tcase_add_test(tc, slow_clients);
+    tcase_add_test(tc, connection_flood);
+    tcase_add_test(tc, stored_data_unchanged);
+    suite_add_tcase(s, tc);
+    return testutil_run(s);
+}
