@@ -1,14 +1,15 @@
 /*
  * Fuzzes the request bodies of every route that takes one, as req.h reads them from the
- * network. The first byte picks the route (bits 0-1: create, patch, report, rewind) and
- * the Content-Type (bits 2-3); the rest is the body, not NUL-terminated, exactly as
- * libmicrohttpd hands it over. A job to create goes on to glr_sched_create(), as the
- * service would take it.
+ * network. The first byte picks the route (bits 0-1: create, patch, report, rewind; or, with
+ * bit 4 set, a token to create) and the Content-Type (bits 2-3); the rest is the body, not
+ * NUL-terminated, exactly as libmicrohttpd hands it over, and checked as UTF-8 first, as api.c
+ * does. A job to create goes on to glr_sched_create(), as the service would take it.
  */
 #include <math.h>
 #include <string.h>
 
 #include "fuzz.h"
+#include "jsonx.h"
 #include "req.h"
 
 static const char *const content_types[] = {
@@ -58,11 +59,19 @@ static int parse(int route, const struct req_body *body, char *err)
                        report.rank < SVC_WORLD_MAX);
         return rc;
     }
-    default: {
+    case 3: {
         struct req_rewind rewind;
         rc = req_parse_rewind(body, &rewind, err);
         if (rc == GLR_OK)
             FUZZ_CHECK(rewind.to_step >= -1 && rewind.to_step <= GLR_MAX_STEP);
+        return rc;
+    }
+    default: {
+        struct req_token token;
+        rc = req_parse_token(body, &token, err);
+        if (rc == GLR_OK)
+            FUZZ_CHECK(token.tree != NULL && auth_role_name(token.role) != NULL);
+        req_token_clear(&token);
         return rc;
     }
     }
@@ -77,8 +86,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         .text = (const char *)data + 1,
         .len = size - 1,
     };
+    /* api.c refuses a body that is not UTF-8 before any route reads it. */
+    size_t bad = jsonx_utf8_check(body.text, body.len);
+    FUZZ_CHECK(bad <= body.len);
+    if (bad < body.len)
+        return 0;
     char err[GLR_ERR_MAX] = "";
-    int rc = parse(data[0] & 3, &body, err);
+    int rc = parse(data[0] & 0x10 ? 4 : data[0] & 3, &body, err);
     /* Every refusal is one the HTTP layer maps, with a detail that names the fault. */
     FUZZ_CHECK(rc == GLR_OK || rc == GLR_EINVAL || rc == GLR_EMALFORMED || rc == GLR_EMEDIA ||
                rc == GLR_ENOMEM);

@@ -19,7 +19,7 @@ CORPUS = os.path.join(HERE, "corpus")
 GOLDEN = os.path.join(HERE, "..", "data", "schedulers.json")
 STEPS_MAX = 64  # FUZZ_STEPS_MAX in fuzz.h
 
-ROUTES = {"create": 0, "patch": 1, "report": 2, "rewind": 3}
+ROUTES = {"create": 0, "patch": 1, "report": 2, "rewind": 3, "token": 0x10}
 TYPES = {None: 0, "application/json": 1, "merge": 2, "text/plain": 3}
 
 
@@ -156,6 +156,10 @@ def main():
     body("rewind", '{"to_step": -1}')
     body("rewind", '{"to_step": 1.5}')
     body("rewind", '{"to_step": 1, "force": true}')
+    body("token", '{"role": "writer", "name": "trainer-7"}')
+    body("token", '{"role": "admin"}')
+    body("token", '{"role": "root"}')
+    body("token", '{"role": "reader", "name": 7}')
 
     query(0, "page_size=10&status=running&tag=team:nlp")
     query(0, "page_token=abc&status=finished")
