@@ -8,22 +8,23 @@
 /* Every function that can fail returns 0 or one of these negative codes. */
 enum glr_status {
     GLR_OK = 0,
-    GLR_EINVAL = -1,      /* a value the caller gave is not acceptable (names the field) */
-    GLR_ENOMEM = -2,      /* an allocation failed */
-    GLR_ENOTFOUND = -3,   /* the thing asked for does not exist */
-    GLR_ECONFLICT = -4,   /* the request contradicts the current state */
-    GLR_ETOOBIG = -5,     /* a named limit was exceeded */
-    GLR_ECORRUPT = -6,    /* stored data does not decode (state, database) */
-    GLR_EIO = -7,         /* the operating system or the database failed */
-    GLR_EBUSY = -8,       /* a resource is temporarily exhausted; try again */
-    GLR_ESTATE = -9,      /* the object is in a state that forbids the call */
-    GLR_ELIMIT = -10,     /* a per-client or per-job limit was reached; slow down */
-    GLR_EAGAIN = -11,     /* not yet: what was asked for does not exist yet */
-    GLR_EWAIT = -12,      /* not an error: the answer will come later, through a callback */
-    GLR_EAUTH = -13,      /* no valid credentials were given */
-    GLR_EDENIED = -14,    /* the credentials given do not allow the call */
-    GLR_EMALFORMED = -15, /* a request body is not JSON, or nests deeper than allowed */
-    GLR_EMEDIA = -16,     /* a request body has a media type other than JSON */
+    GLR_EINVAL = -1,    /* a value the caller gave is not acceptable (names the field) */
+    GLR_ENOMEM = -2,    /* an allocation failed */
+    GLR_ENOTFOUND = -3, /* the thing asked for does not exist */
+    GLR_ECONFLICT = -4, /* the request contradicts the current state */
+    GLR_ETOOBIG = -5,   /* a named limit was exceeded */
+    GLR_ECORRUPT = -6,  /* stored data does not decode (state, database) */
+    GLR_EIO = -7,       /* the operating system or the database failed */
+    GLR_EBUSY = -8,     /* a resource is temporarily exhausted; try again */
+    GLR_ESTATE = -9,    /* the object is in a state that forbids the call */
+    GLR_ELIMIT = -10,   /* a per-client or per-job limit was reached; slow down */
+    GLR_EAGAIN = -11,   /* not yet: what was asked for does not exist yet */
+    GLR_EWAIT = -12,    /* not an error: the answer will come later, through a callback */
+    GLR_EAUTH = -13,    /* no valid credentials were given */
+    GLR_EDENIED = -14,  /* the credentials given do not allow the call */
+    /* What is wrong with a request body before any field is read (req.h). */
+    GLR_EMALFORMED = -15, /* not JSON, or nested deeper than allowed */
+    GLR_EMEDIA = -16,     /* a media type other than JSON */
 };
 
 /* Size of every error message buffer; longer messages are truncated. */
