@@ -15,7 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -23,6 +22,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "ratelimit.h"
+#include "req.h"
 
 /*
  * The HTTP statuses greedylrd answers, by number: libmicrohttpd renamed several between
@@ -136,6 +136,8 @@ struct problem_kind {
 
 static const struct problem_kind problem_kinds[] = {
     {GLR_EINVAL, HTTP_UNPROCESSABLE, "invalid-value", "Invalid value"},
+    {GLR_EMALFORMED, HTTP_BAD_REQUEST, "malformed-json", "Malformed JSON"},
+    {GLR_EMEDIA, HTTP_UNSUPPORTED_MEDIA_TYPE, "media-type", "Unsupported media type"},
     {GLR_ENOTFOUND, HTTP_NOT_FOUND, "not-found", "Not found"},
     {GLR_ECONFLICT, HTTP_CONFLICT, "conflict", "Conflict"},
     {GLR_ESTATE, HTTP_CONFLICT, "conflict", "Conflict"},
@@ -289,146 +291,27 @@ static enum MHD_Result answer_status(struct MHD_Connection *conn, struct request
     return answer_problem(conn, req, kind->http, kind->slug, kind->title, err, NULL);
 }
 
-static enum MHD_Result answer_invalid(struct MHD_Connection *conn, struct request *req,
-                                      const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static enum MHD_Result answer_invalid(struct MHD_Connection *conn, struct request *req,
-                                      const char *fmt, ...)
-{
-    char detail[GLR_ERR_MAX];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(detail, sizeof(detail), fmt, ap);
-    va_end(ap);
-    return answer_status(conn, req, GLR_EINVAL, detail);
-}
-
 /* ---- request parsing ------------------------------------------------------------------- */
 
-/*
- * True for application/json and application/<anything>+json, in any case, with or without
- * parameters (charset=utf-8).
- */
-static bool is_json_media_type(const char *type)
+/* The body of req with its Content-Type, for the parsers of req.h. */
+static struct req_body body_of(struct MHD_Connection *conn, const struct request *req)
 {
-    while (*type == ' ' || *type == '\t')
-        type++;
-    size_t len = strcspn(type, ";");
-    while (len > 0 && (type[len - 1] == ' ' || type[len - 1] == '\t'))
-        len--;
-    const char *prefix = "application/";
-    size_t prefix_len = strlen(prefix);
-    if (len <= prefix_len || strncasecmp(type, prefix, prefix_len) != 0)
-        return false;
-    const char *subtype = type + prefix_len;
-    size_t subtype_len = len - prefix_len;
-    if (subtype_len == 4 && strncasecmp(subtype, "json", 4) == 0)
-        return true;
-    return subtype_len > 5 && strncasecmp(subtype + subtype_len - 5, "+json", 5) == 0;
+    return (struct req_body){
+        .type = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE),
+        .text = req->body,
+        .len = req->len,
+    };
 }
 
-/* Names the first key of object that is not in allowed (NULL-terminated), or NULL. */
-static const char *unknown_key(const cJSON *object, const char *const *allowed)
+static const char *query_value(void *ctx, const char *name)
 {
-    const cJSON *item;
-    cJSON_ArrayForEach(item, object)
-    {
-        bool known = false;
-        for (size_t i = 0; allowed[i] && !known; i++)
-            known = strcmp(item->string, allowed[i]) == 0;
-        if (!known)
-            return item->string;
-    }
-    return NULL;
+    return MHD_lookup_connection_value(ctx, MHD_GET_ARGUMENT_KIND, name);
 }
 
-/*
- * Parses the request body as a JSON object whose keys are all in allowed (what names the
- * object in messages). On failure the answer (400, 415 or 422) is queued, *result set,
- * and NULL returned.
- */
-static cJSON *parse_body(struct MHD_Connection *conn, struct request *req,
-                         const char *const *allowed, const char *what, enum MHD_Result *result)
+/* The query string of conn, for the parsers of req.h. */
+static struct req_query query_of(struct MHD_Connection *conn)
 {
-    const char *type =
-        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
-    if (type && !is_json_media_type(type)) {
-        *result = answer_problem(
-            conn, req, HTTP_UNSUPPORTED_MEDIA_TYPE, "media-type", "Unsupported media type",
-            "the request body must be JSON (Content-Type: application/json)", NULL);
-        return NULL;
-    }
-    const char *end = NULL;
-    cJSON *body = req->len ? cJSON_ParseWithLengthOpts(req->body, req->len, &end, false) : NULL;
-    if (body) {
-        /* Only white space may follow the JSON value. */
-        for (const char *p = end; p < req->body + req->len; p++) {
-            if (*p != ' ' && *p != '\t' && *p != '\r' && *p != '\n') {
-                cJSON_Delete(body);
-                body = NULL;
-                end = p;
-                break;
-            }
-        }
-    }
-    if (!body) {
-        char detail[GLR_ERR_MAX];
-        if (req->len == 0)
-            snprintf(detail, sizeof(detail), "the request body is empty; a JSON object is needed");
-        else
-            snprintf(detail, sizeof(detail), "the request body is not valid JSON (at byte %zu)",
-                     (size_t)((end ? end : cJSON_GetErrorPtr()) - req->body));
-        *result = answer_problem(conn, req, HTTP_BAD_REQUEST, "malformed-json", "Malformed JSON",
-                                 detail, NULL);
-        return NULL;
-    }
-    if (!cJSON_IsObject(body)) {
-        cJSON_Delete(body);
-        *result = answer_invalid(conn, req, "the request body must be a JSON object");
-        return NULL;
-    }
-    const char *unknown = unknown_key(body, allowed);
-    if (unknown) {
-        *result = answer_invalid(conn, req, "unknown field \"%.64s\" in the %s", unknown, what);
-        cJSON_Delete(body);
-        return NULL;
-    }
-    return body;
-}
-
-/* Reads an integer JSON number in [min, max]. */
-static bool json_integer(const cJSON *item, int64_t min, int64_t max, int64_t *out)
-{
-    if (!cJSON_IsNumber(item))
-        return false;
-    double v = item->valuedouble;
-    if (!(v >= (double)min && v <= (double)max) || v != floor(v))
-        return false;
-    *out = (int64_t)v;
-    return true;
-}
-
-/*
- * Reads an integer query parameter in [min, max] (dflt when absent). On failure queues 422
- * and returns false.
- */
-static bool query_integer(struct MHD_Connection *conn, struct request *req, const char *name,
-                          int64_t min, int64_t max, int64_t dflt, int64_t *out,
-                          enum MHD_Result *result)
-{
-    const char *text = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, name);
-    *out = dflt;
-    if (!text)
-        return true;
-    char *end = NULL;
-    long long v = strtoll(text, &end, 10);
-    if (end == text || *end != '\0' || v < min || v > max) {
-        *result = answer_invalid(conn, req, "%s must be an integer from %lld to %lld", name,
-                                 (long long)min, (long long)max);
-        return false;
-    }
-    *out = v;
-    return true;
+    return (struct req_query){.get = query_value, .ctx = conn};
 }
 
 /* ---- handlers ----------------------------------------------------------------------------- */
@@ -478,46 +361,31 @@ static enum MHD_Result get_metrics(struct api *api, struct MHD_Connection *conn,
     return answer_text(conn, req, HTTP_OK, text, METRICS_CONTENT_TYPE, NULL);
 }
 
-static const char *const create_keys[] = {
-    "policy", "lr", "config", "tags", "world_size", "aggregate", "aggregate_timeout_ms", NULL};
-
 /* PUT /v1/jobs/{id} (id given) and POST /v1/jobs (id NULL). */
 static enum MHD_Result create_job(struct api *api, struct MHD_Connection *conn, struct request *req,
                                   const char *id)
 {
+    char err[GLR_ERR_MAX] = "";
+    struct req_body body = body_of(conn, req);
+    struct req_create parsed;
+    int rc = req_parse_create(&body, &parsed, err);
+    if (rc)
+        return answer_status(conn, req, rc, err);
+    parsed.create.id = id;
+    bool created = false;
+    cJSON *job = NULL;
     enum MHD_Result result;
-    cJSON *body = parse_body(conn, req, create_keys, "job", &result);
-    if (!body)
-        return result;
-    const cJSON *policy = cJSON_GetObjectItemCaseSensitive(body, "policy");
-    if (policy && !cJSON_IsString(policy)) {
-        result = answer_invalid(conn, req, "policy must be a string");
+    rc = svc_job_create(api->svc, &parsed.create, &created, &job, err);
+    if (rc) {
+        result = answer_status(conn, req, rc, err);
     } else {
-        struct svc_create create = {
-            .id = id,
-            .policy = policy ? policy->valuestring : NULL,
-            .lr = cJSON_GetObjectItemCaseSensitive(body, "lr"),
-            .config = cJSON_GetObjectItemCaseSensitive(body, "config"),
-            .tags = cJSON_GetObjectItemCaseSensitive(body, "tags"),
-            .world_size = cJSON_GetObjectItemCaseSensitive(body, "world_size"),
-            .aggregate = cJSON_GetObjectItemCaseSensitive(body, "aggregate"),
-            .aggregate_timeout_ms = cJSON_GetObjectItemCaseSensitive(body, "aggregate_timeout_ms"),
-        };
-        char err[GLR_ERR_MAX] = "";
-        bool created = false;
-        cJSON *job = NULL;
-        int rc = svc_job_create(api->svc, &create, &created, &job, err);
-        if (rc) {
-            result = answer_status(conn, req, rc, err);
-        } else {
-            char location[STORE_ID_MAX + 16];
-            const cJSON *job_id = cJSON_GetObjectItemCaseSensitive(job, "id");
-            snprintf(location, sizeof(location), "/v1/jobs/%s", job_id->valuestring);
-            result = answer_json(conn, req, created ? HTTP_CREATED : HTTP_OK, job,
-                                 created ? location : NULL);
-        }
+        char location[STORE_ID_MAX + 16];
+        const cJSON *job_id = cJSON_GetObjectItemCaseSensitive(job, "id");
+        snprintf(location, sizeof(location), "/v1/jobs/%s", job_id->valuestring);
+        result = answer_json(conn, req, created ? HTTP_CREATED : HTTP_OK, job,
+                             created ? location : NULL);
     }
-    cJSON_Delete(body);
+    req_create_clear(&parsed);
     return result;
 }
 
@@ -532,31 +400,20 @@ static enum MHD_Result get_job(struct api *api, struct MHD_Connection *conn, str
     return answer_json(conn, req, HTTP_OK, job, NULL);
 }
 
-static const char *const patch_keys[] = {"status", "tags", NULL};
-
 static enum MHD_Result patch_job(struct api *api, struct MHD_Connection *conn, struct request *req,
                                  const char *id)
 {
-    enum MHD_Result result;
-    cJSON *body = parse_body(conn, req, patch_keys, "patch", &result);
-    if (!body)
-        return result;
-    const cJSON *status = cJSON_GetObjectItemCaseSensitive(body, "status");
-    const cJSON *tags = cJSON_GetObjectItemCaseSensitive(body, "tags");
+    char err[GLR_ERR_MAX] = "";
+    struct req_body body = body_of(conn, req);
+    struct req_patch parsed;
+    int rc = req_parse_patch(&body, &parsed, err);
+    if (rc)
+        return answer_status(conn, req, rc, err);
     bool finished = true;
-    if (status && !(cJSON_IsString(status) && strcmp(status->valuestring, "finished") == 0)) {
-        result = answer_invalid(conn, req, "status can only be set to \"finished\"");
-    } else if (!status && !tags) {
-        result = answer_invalid(conn, req, "a patch needs \"status\" or \"tags\"");
-    } else {
-        char err[GLR_ERR_MAX] = "";
-        cJSON *job = NULL;
-        int rc = svc_job_patch(api->svc, id, status ? &finished : NULL, tags, &job, err);
-        result =
-            rc ? answer_status(conn, req, rc, err) : answer_json(conn, req, HTTP_OK, job, NULL);
-    }
-    cJSON_Delete(body);
-    return result;
+    cJSON *job = NULL;
+    rc = svc_job_patch(api->svc, id, parsed.finish ? &finished : NULL, parsed.tags, &job, err);
+    req_patch_clear(&parsed);
+    return rc ? answer_status(conn, req, rc, err) : answer_json(conn, req, HTTP_OK, job, NULL);
 }
 
 static enum MHD_Result delete_job(struct api *api, struct MHD_Connection *conn, struct request *req,
@@ -571,40 +428,18 @@ static enum MHD_Result delete_job(struct api *api, struct MHD_Connection *conn, 
 
 static enum MHD_Result list_jobs(struct api *api, struct MHD_Connection *conn, struct request *req)
 {
-    enum MHD_Result result;
-    struct svc_list_query q = {.status = STORE_ANY};
-    if (!query_integer(conn, req, "page_size", 1, SVC_LIST_PAGE_MAX, SVC_LIST_PAGE_DEFAULT,
-                       &q.page_size, &result))
-        return result;
-    q.page_token = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "page_token");
-    const char *status = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "status");
-    if (status && strcmp(status, "running") == 0)
-        q.status = STORE_RUNNING;
-    else if (status && strcmp(status, "finished") == 0)
-        q.status = STORE_FINISHED;
-    else if (status)
-        return answer_invalid(conn, req, "status must be \"running\" or \"finished\"");
-    const char *tag = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "tag");
-    char key[SVC_TAG_KEY_MAX + 1];
-    if (tag) {
-        const char *colon = strchr(tag, ':');
-        size_t key_len = colon ? (size_t)(colon - tag) : 0;
-        if (!colon || key_len == 0 || key_len > SVC_TAG_KEY_MAX)
-            return answer_invalid(conn, req, "tag must be key:value");
-        memcpy(key, tag, key_len);
-        key[key_len] = '\0';
-        q.tag_key = key;
-        q.tag_value = colon + 1;
-    }
     char err[GLR_ERR_MAX] = "";
+    struct req_query query = query_of(conn);
+    struct req_list parsed;
+    int rc = req_parse_list(&query, &parsed, err);
+    if (rc)
+        return answer_status(conn, req, rc, err);
     cJSON *page = NULL;
-    int rc = svc_job_list(api->svc, &q, &page, err);
+    rc = svc_job_list(api->svc, &parsed.q, &page, err);
     if (rc)
         return answer_status(conn, req, rc, err);
     return answer_json(conn, req, HTTP_OK, page, NULL);
 }
-
-static const char *const report_keys[] = {"step", "loss", "rank", NULL};
 
 /* The answer of a report or an lr lookup: {"job","step","lr","event"} and what else applies. */
 static cJSON *decision_json(const char *id, const struct svc_report_result *r)
@@ -687,98 +522,53 @@ static enum MHD_Result wait_for_answer(struct MHD_Connection *conn, struct reque
     return MHD_YES;
 }
 
-/* Reads a loss: a number, or null / "NaN" / "Infinity" / "-Infinity" for a diverged step. */
-static bool parse_loss(const cJSON *item, double *loss)
-{
-    if (cJSON_IsNull(item)) {
-        *loss = NAN;
-        return true;
-    }
-    if (cJSON_IsString(item))
-        return jsonx_get_double(item, loss);
-    return cJSON_IsNumber(item) && jsonx_get_double(item, loss);
-}
-
 static enum MHD_Result post_report(struct api *api, struct MHD_Connection *conn,
                                    struct request *req, const char *id)
 {
-    enum MHD_Result result;
-    cJSON *body = parse_body(conn, req, report_keys, "report", &result);
-    if (!body)
-        return result;
-    const cJSON *rank_item = cJSON_GetObjectItemCaseSensitive(body, "rank");
-    const cJSON *loss_item = cJSON_GetObjectItemCaseSensitive(body, "loss");
-    int64_t step = 0, rank = 0;
-    double loss = 0;
-    if (!json_integer(cJSON_GetObjectItemCaseSensitive(body, "step"), 0, GLR_MAX_STEP, &step)) {
-        result = answer_invalid(conn, req, "step must be an integer from 0 to %lld",
-                                (long long)GLR_MAX_STEP);
-    } else if (rank_item && !json_integer(rank_item, 0, SVC_WORLD_MAX - 1, &rank)) {
-        result =
-            answer_invalid(conn, req, "rank must be an integer from 0 to %d", SVC_WORLD_MAX - 1);
-    } else if (!loss_item) {
-        result = answer_invalid(conn, req, "loss is required");
-    } else if (!parse_loss(loss_item, &loss)) {
-        result = answer_invalid(conn, req,
-                                "loss must be a number, null, \"NaN\", \"Infinity\" or "
-                                "\"-Infinity\"");
-    } else {
-        char err[GLR_ERR_MAX] = "";
-        struct svc_report_result r;
-        start_waiting(req, conn, id, false);
-        int rc = svc_report(api->svc, id, step, rank, loss, &req->waiter, &r, err);
-        if (rc == GLR_EWAIT)
-            result = wait_for_answer(conn, req);
-        else
-            result = answer_decision(conn, req, rc, &r, err);
-    }
-    cJSON_Delete(body);
-    return result;
+    char err[GLR_ERR_MAX] = "";
+    struct req_body body = body_of(conn, req);
+    struct req_report parsed;
+    int rc = req_parse_report(&body, &parsed, err);
+    if (rc)
+        return answer_status(conn, req, rc, err);
+    struct svc_report_result r;
+    start_waiting(req, conn, id, false);
+    rc = svc_report(api->svc, id, parsed.step, parsed.rank, parsed.loss, &req->waiter, &r, err);
+    if (rc == GLR_EWAIT)
+        return wait_for_answer(conn, req);
+    return answer_decision(conn, req, rc, &r, err);
 }
 
 /* GET /v1/jobs/{id}/lr?step=S&wait_ms=W: the decision of a step, waiting for it if asked. */
 static enum MHD_Result get_lr(struct api *api, struct MHD_Connection *conn, struct request *req,
                               const char *id)
 {
-    enum MHD_Result result;
-    int64_t step = 0, wait_ms = 0;
-    if (!MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "step"))
-        return answer_invalid(conn, req, "step is required");
-    if (!query_integer(conn, req, "step", 0, GLR_MAX_STEP, 0, &step, &result) ||
-        !query_integer(conn, req, "wait_ms", 0, SVC_WAIT_MAX_MS, 0, &wait_ms, &result))
-        return result;
     char err[GLR_ERR_MAX] = "";
+    struct req_query query = query_of(conn);
+    struct req_lr parsed;
+    int rc = req_parse_lr(&query, &parsed, err);
+    if (rc)
+        return answer_status(conn, req, rc, err);
     struct svc_report_result r;
     start_waiting(req, conn, id, true);
-    int rc = svc_lr(api->svc, id, step, wait_ms, &req->waiter, &r, err);
+    rc = svc_lr(api->svc, id, parsed.step, parsed.wait_ms, &req->waiter, &r, err);
     if (rc == GLR_EWAIT)
         return wait_for_answer(conn, req);
     return answer_decision(conn, req, rc, &r, err);
 }
 
-static const char *const rewind_keys[] = {"to_step", NULL};
-
 static enum MHD_Result post_rewind(struct api *api, struct MHD_Connection *conn,
                                    struct request *req, const char *id)
 {
-    enum MHD_Result result;
-    cJSON *body = parse_body(conn, req, rewind_keys, "rewind", &result);
-    if (!body)
-        return result;
-    int64_t to_step = 0;
-    if (!json_integer(cJSON_GetObjectItemCaseSensitive(body, "to_step"), -1, GLR_MAX_STEP,
-                      &to_step)) {
-        result = answer_invalid(conn, req, "to_step must be an integer from -1 to %lld",
-                                (long long)GLR_MAX_STEP);
-    } else {
-        char err[GLR_ERR_MAX] = "";
-        cJSON *job = NULL;
-        int rc = svc_rewind(api->svc, id, to_step, &job, err);
-        result =
-            rc ? answer_status(conn, req, rc, err) : answer_json(conn, req, HTTP_OK, job, NULL);
-    }
-    cJSON_Delete(body);
-    return result;
+    char err[GLR_ERR_MAX] = "";
+    struct req_body body = body_of(conn, req);
+    struct req_rewind parsed;
+    int rc = req_parse_rewind(&body, &parsed, err);
+    if (rc)
+        return answer_status(conn, req, rc, err);
+    cJSON *job = NULL;
+    rc = svc_rewind(api->svc, id, parsed.to_step, &job, err);
+    return rc ? answer_status(conn, req, rc, err) : answer_json(conn, req, HTTP_OK, job, NULL);
 }
 
 /* Streams a CSV export through libmicrohttpd's chunked callback response. */
@@ -800,23 +590,16 @@ static enum MHD_Result get_history(struct api *api, struct MHD_Connection *conn,
                                    struct request *req, const char *id)
 {
     enum MHD_Result result;
-    struct svc_history_query q = {0};
-    if (!query_integer(conn, req, "from_step", 0, GLR_MAX_STEP, 0, &q.from_step, &result) ||
-        !query_integer(conn, req, "to_step", 0, GLR_MAX_STEP, GLR_MAX_STEP, &q.to_step, &result) ||
-        !query_integer(conn, req, "page_size", 1, SVC_HISTORY_PAGE_MAX, SVC_HISTORY_PAGE_DEFAULT,
-                       &q.page_size, &result) ||
-        !query_integer(conn, req, "max_points", 1, SVC_MAX_POINTS_MAX, 0, &q.max_points, &result))
-        return result;
-    if (q.from_step > q.to_step)
-        return answer_invalid(conn, req, "from_step must not exceed to_step");
-    q.page_token = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "page_token");
-    const char *format = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "format");
-    if (format && strcmp(format, "json") != 0 && strcmp(format, "csv") != 0)
-        return answer_invalid(conn, req, "format must be \"json\" or \"csv\"");
     char err[GLR_ERR_MAX] = "";
-    if (format && strcmp(format, "csv") == 0) {
+    struct req_query query = query_of(conn);
+    struct req_history parsed;
+    int rc = req_parse_history(&query, &parsed, err);
+    if (rc)
+        return answer_status(conn, req, rc, err);
+    const struct svc_history_query *q = &parsed.q;
+    if (parsed.csv) {
         struct svc_csv *csv = NULL;
-        int rc = svc_csv_open(api->svc, id, q.from_step, q.to_step, &csv, err);
+        rc = svc_csv_open(api->svc, id, q->from_step, q->to_step, &csv, err);
         if (rc)
             return answer_status(conn, req, rc, err);
         struct MHD_Response *response = MHD_create_response_from_callback(
@@ -833,7 +616,7 @@ static enum MHD_Result get_history(struct api *api, struct MHD_Connection *conn,
         return result;
     }
     cJSON *history = NULL;
-    int rc = svc_history(api->svc, id, &q, &history, err);
+    rc = svc_history(api->svc, id, q, &history, err);
     if (rc)
         return answer_status(conn, req, rc, err);
     return answer_json(conn, req, HTTP_OK, history, NULL);
@@ -886,46 +669,33 @@ static void reload_tokens(struct api *api)
         log_error("reloading the API tokens: %s", err);
 }
 
-static const char *const token_keys[] = {"role", "name", NULL};
-
 /* POST /v1/tokens {"role", "name"}: a new token, shown in this answer only. */
 static enum MHD_Result create_token(struct api *api, struct MHD_Connection *conn,
                                     struct request *req)
 {
-    enum MHD_Result result;
-    cJSON *body = parse_body(conn, req, token_keys, "token", &result);
-    if (!body)
-        return result;
-    const cJSON *role_item = cJSON_GetObjectItemCaseSensitive(body, "role");
-    const cJSON *name_item = cJSON_GetObjectItemCaseSensitive(body, "name");
-    enum auth_role role;
-    if (!cJSON_IsString(role_item) || auth_role_parse(role_item->valuestring, &role) != 0) {
-        result = answer_invalid(conn, req, "role must be \"admin\", \"writer\" or \"reader\"");
-    } else if (name_item && !cJSON_IsString(name_item)) {
-        result = answer_invalid(conn, req, "name must be a string");
-    } else {
-        char err[GLR_ERR_MAX] = "";
-        char token[AUTH_TOKEN_LEN + 1];
-        char name[AUTH_NAME_MAX + 1];
-        int rc = auth_token_create(svc_store(api->svc), name_item ? name_item->valuestring : NULL,
-                                   role, token, name, err);
-        if (rc) {
-            result = answer_status(conn, req, rc, err);
-        } else {
-            reload_tokens(api);
-            log_info("token %s (%s) created", name, auth_role_name(role));
-            cJSON *answer = cJSON_CreateObject();
-            cJSON_AddStringToObject(answer, "name", name);
-            cJSON_AddStringToObject(answer, "role", auth_role_name(role));
-            cJSON_AddStringToObject(answer, "token", token);
-            memset(token, 0, sizeof(token));
-            char location[AUTH_NAME_MAX + 16];
-            snprintf(location, sizeof(location), "/v1/tokens/%s", name);
-            result = answer_json(conn, req, HTTP_CREATED, answer, location);
-        }
-    }
-    cJSON_Delete(body);
-    return result;
+    char err[GLR_ERR_MAX] = "";
+    struct req_body body = body_of(conn, req);
+    struct req_token parsed;
+    int rc = req_parse_token(&body, &parsed, err);
+    if (rc)
+        return answer_status(conn, req, rc, err);
+    enum auth_role role = parsed.role;
+    char token[AUTH_TOKEN_LEN + 1];
+    char name[AUTH_NAME_MAX + 1];
+    rc = auth_token_create(svc_store(api->svc), parsed.name, role, token, name, err);
+    req_token_clear(&parsed);
+    if (rc)
+        return answer_status(conn, req, rc, err);
+    reload_tokens(api);
+    log_info("token %s (%s) created", name, auth_role_name(role));
+    cJSON *answer = cJSON_CreateObject();
+    cJSON_AddStringToObject(answer, "name", name);
+    cJSON_AddStringToObject(answer, "role", auth_role_name(role));
+    cJSON_AddStringToObject(answer, "token", token);
+    memset(token, 0, sizeof(token));
+    char location[AUTH_NAME_MAX + 16];
+    snprintf(location, sizeof(location), "/v1/tokens/%s", name);
+    return answer_json(conn, req, HTTP_CREATED, answer, location);
 }
 
 /* DELETE /v1/tokens/{name}: revoked at once. */

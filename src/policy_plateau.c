@@ -32,7 +32,7 @@ struct plateau {
     double best;
     int64_t num_bad_epochs;
     int64_t cooldown_counter;
-    int64_t last_epoch;
+    int64_t last_epoch; /* steps taken: at most one per step number, GLR_MAX_STEP + 1 */
     double storage[];
 };
 
@@ -96,7 +96,12 @@ static void plateau_step(struct glr_sched *sched, int64_t step, double metric,
     (void)step;
     result->metric = metric;
     result->event = GLR_EVENT_HOLD;
-    p->last_epoch += 1;
+    /*
+     * No job takes more steps than there are step numbers, but a state loaded at the bound
+     * must not step to one that the loader refuses.
+     */
+    if (p->last_epoch <= GLR_MAX_STEP)
+        p->last_epoch += 1;
     if (judge_is_better(&p->judge, p->best, metric)) {
         p->best = metric;
         p->num_bad_epochs = 0;
@@ -156,7 +161,7 @@ static int plateau_state_load(struct glr_sched *sched, const cJSON *o, char *err
     if ((rc = state_get_double(o, "best", &tmp.best, err)) ||
         (rc = state_get_count(o, "num_bad_epochs", GLR_MAX_COUNT, &tmp.num_bad_epochs, err)) ||
         (rc = state_get_count(o, "cooldown_counter", p->cooldown, &tmp.cooldown_counter, err)) ||
-        (rc = state_get_count(o, "last_epoch", GLR_MAX_STEP, &tmp.last_epoch, err)))
+        (rc = state_get_count(o, "last_epoch", GLR_MAX_STEP + 1, &tmp.last_epoch, err)))
         return rc;
     if (isnan(tmp.best))
         return glr_fail(err, GLR_ECORRUPT, "saved state: best must not be NaN");

@@ -145,7 +145,14 @@ static double value_at(const struct schedule *s, double lr0, int64_t t)
         break;
     case KIND_COSINE: {
         double progress = (double)(t < s->t_max ? t : s->t_max) / (double)s->t_max;
-        v = s->eta_min + (lr0 - s->eta_min) * (1 + cos(PI * progress)) / 2;
+        double wave = 1 + cos(PI * progress);
+        v = s->eta_min + (lr0 - s->eta_min) * wave / 2;
+        /*
+         * When lr0 and eta_min are a DBL_MAX apart, (lr0 - eta_min) * wave overflows,
+         * although half of it cannot: halve first there, keeping the usual order elsewhere.
+         */
+        if (!isfinite(v))
+            v = s->eta_min + (lr0 - s->eta_min) * (wave / 2);
         break;
     }
     case KIND_LINEAR: {
@@ -157,8 +164,14 @@ static double value_at(const struct schedule *s, double lr0, int64_t t)
     }
     /* A growing schedule (gamma > 1) overflows in the end: stay at the largest double. */
     v = fmin(v, DBL_MAX);
-    if (t < s->warmup_steps)
-        v = v * (double)t / (double)s->warmup_steps;
+    if (t < s->warmup_steps) {
+        double warm = v * (double)t / (double)s->warmup_steps;
+        /*
+         * Near DBL_MAX, v * t overflows although the warmup only shrinks v: take the
+         * fraction first there (elsewhere the order above is kept, bit for bit).
+         */
+        v = isfinite(warm) ? warm : v * ((double)t / (double)s->warmup_steps);
+    }
     return v;
 }
 

@@ -37,6 +37,10 @@ const char *glr_status_name(int status)
         return "not authenticated";
     case GLR_EDENIED:
         return "not allowed";
+    case GLR_EMALFORMED:
+        return "malformed";
+    case GLR_EMEDIA:
+        return "wrong media type";
     }
     return "unknown status";
 }

@@ -22,6 +22,9 @@ enum glr_status {
     GLR_EWAIT = -12,    /* not an error: the answer will come later, through a callback */
     GLR_EAUTH = -13,    /* no valid credentials were given */
     GLR_EDENIED = -14,  /* the credentials given do not allow the call */
+    /* What is wrong with a request body before any field is read (req.h). */
+    GLR_EMALFORMED = -15, /* not JSON, or nested deeper than allowed */
+    GLR_EMEDIA = -16,     /* a media type other than JSON */
 };
 
 /* Size of every error message buffer; longer messages are truncated. */

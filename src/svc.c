@@ -67,6 +67,23 @@ static int make_id(char id[STORE_ID_MAX + 1], char *err)
     return GLR_OK;
 }
 
+bool parse_decimal(const char **p, int64_t *out)
+{
+    const char *s = *p;
+    int64_t v = 0;
+    for (; *s >= '0' && *s <= '9'; s++) {
+        int digit = *s - '0';
+        if (v > (INT64_MAX - digit) / 10)
+            return false;
+        v = v * 10 + digit;
+    }
+    if (s == *p)
+        return false;
+    *p = s;
+    *out = v;
+    return true;
+}
+
 /* Prints a tree without formatting; NULL when out of memory. The caller frees. */
 char *print(const cJSON *tree)
 {
@@ -821,14 +838,14 @@ static bool list_one(void *ctx_, const struct store_job *row)
 }
 
 /* Page tokens are opaque to clients; inside, "j" and the last seq of the page before. */
-static int parse_list_token(const char *token, int64_t *after, char *err)
+int svc_list_token_parse(const char *token, int64_t *after, char *err)
 {
     *after = 0;
     if (!token)
         return GLR_OK;
-    char *end = NULL;
-    long long v = token[0] == 'j' ? strtoll(token + 1, &end, 10) : -1;
-    if (!end || *end != '\0' || end == token + 1 || v < 0)
+    const char *p = token;
+    int64_t v;
+    if (*p++ != 'j' || !parse_decimal(&p, &v) || *p != '\0')
         return glr_fail(err, GLR_EINVAL, "page_token is not one this server gave");
     *after = v;
     return GLR_OK;
@@ -838,7 +855,7 @@ int svc_job_list(struct svc *svc, const struct svc_list_query *query, cJSON **ou
 {
     *out = NULL;
     int64_t after;
-    int rc = parse_list_token(query->page_token, &after, err);
+    int rc = svc_list_token_parse(query->page_token, &after, err);
     if (rc)
         return rc;
     cJSON *answer = cJSON_CreateObject();

@@ -117,6 +117,13 @@ struct svc_list_query {
 };
 
 /*
+ * Reads the page_token of a job list (NULL: the first page) into the seq the page starts
+ * after (0 for the first page). Returns GLR_OK or GLR_EINVAL for a token this server did
+ * not give.
+ */
+int svc_list_token_parse(const char *token, int64_t *after, char *err);
+
+/*
  * One page of jobs in creation order: {"jobs": [...], "next_page_token": "..." or null}.
  * Returns GLR_OK, GLR_EINVAL (a bad page token) or GLR_EIO.
  */
@@ -199,6 +206,13 @@ struct svc_history_query {
     const char *page_token; /* NULL for the first page */
     int64_t max_points;     /* 0: all points, paged; else 1 to SVC_MAX_POINTS_MAX */
 };
+
+/*
+ * Reads the page_token of a history page: the step and rank of its first row. A NULL
+ * token leaves them alone. Returns GLR_OK or GLR_EINVAL for a token this server did not
+ * give.
+ */
+int svc_history_token_parse(const char *token, int64_t *step, int64_t *rank, char *err);
 
 /*
  * History as JSON: {"job": id, "points": [...], "next_page_token": ...}. With max_points

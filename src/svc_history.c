@@ -89,14 +89,18 @@ static bool page_one(void *ctx_, const struct store_report *r)
     return true;
 }
 
-/* History page tokens: "h" STEP "." RANK, the first row of the next page. */
-static int parse_history_token(const char *token, int64_t *step, int64_t *rank, char *err)
+/*
+ * History page tokens: "h" STEP "." RANK, the first row of the next page. Read digit by
+ * digit: sscanf's %lld has no defined result for a number out of range.
+ */
+int svc_history_token_parse(const char *token, int64_t *step, int64_t *rank, char *err)
 {
     if (!token)
         return GLR_OK;
-    long long s = -1, r = -1;
-    char tail;
-    if (sscanf(token, "h%lld.%lld%c", &s, &r, &tail) != 2 || s < 0 || r < 0)
+    const char *p = token;
+    int64_t s, r;
+    if (*p++ != 'h' || !parse_decimal(&p, &s) || *p++ != '.' || !parse_decimal(&p, &r) ||
+        *p != '\0')
         return glr_fail(err, GLR_EINVAL, "page_token is not one this server gave");
     *step = s;
     *rank = r;
@@ -266,7 +270,7 @@ int svc_history(struct svc *svc, const char *id, const struct svc_history_query 
 {
     *out = NULL;
     int64_t from_step = q->from_step, from_rank = 0;
-    int rc = parse_history_token(q->page_token, &from_step, &from_rank, err);
+    int rc = svc_history_token_parse(q->page_token, &from_step, &from_rank, err);
     if (rc)
         return rc;
     struct job_key key;

@@ -80,6 +80,12 @@ int64_t now_ms(void);
 /* Prints a tree without formatting; NULL when out of memory. The caller frees. */
 char *print(const cJSON *tree);
 
+/*
+ * Reads the decimal digits at *p (no sign, no space) into *out and moves *p past them.
+ * Returns false, leaving both alone, when there is no digit or the number passes INT64_MAX.
+ */
+bool parse_decimal(const char **p, int64_t *out);
+
 /* Adds item to object under key, deleting item on failure; false when out of memory. */
 bool add_item(cJSON *object, const char *key, cJSON *item);
 

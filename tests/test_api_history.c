@@ -213,6 +213,12 @@ START_TEST(bad_history_queries_are_422)
         {"/v1/jobs/long/history?max_points=100000", "max_points"},
         {"/v1/jobs/long/history?format=xml", "format"},
         {"/v1/jobs/long/history?page_token=j12", "page_token"},
+        /* A number out of range, and the forms sscanf took: a sign, spaces, a tail. */
+        {"/v1/jobs/long/history?page_token=h99999999999999999999.0", "page_token"},
+        {"/v1/jobs/long/history?page_token=h%2B5.0", "page_token"},
+        {"/v1/jobs/long/history?page_token=h%205.%200", "page_token"},
+        {"/v1/jobs/long/history?page_token=h5.0x", "page_token"},
+        {"/v1/jobs/long/history?page_token=h5", "page_token"},
     };
     for (size_t i = 0; i < sizeof(queries) / sizeof(queries[0]); i++) {
         struct httpc_response r;

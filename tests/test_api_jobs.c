@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "apitest.h"
+#include "req.h"
 #include "testutil.h"
 
 static const char *str(const cJSON *object, const char *key)
@@ -172,6 +173,54 @@ START_TEST(protocol_errors_have_their_statuses)
 }
 END_TEST
 
+/* A body of tags whose one value nests arrays so that the body is depth levels deep. */
+static char *nested_body(int depth)
+{
+    size_t size = 64 + 2 * (size_t)depth;
+    char *body = malloc(size);
+    ck_assert_ptr_nonnull(body);
+    int len = snprintf(body, size, "{\"lr\":0.1,\"tags\":{\"k\":");
+    for (int i = 0; i < depth - 2; i++)
+        body[len++] = '[';
+    for (int i = 0; i < depth - 2; i++)
+        body[len++] = ']';
+    snprintf(body + len, size - (size_t)len, "}}");
+    return body;
+}
+
+START_TEST(nesting_is_bounded)
+{
+    /* At the limit the body is read, and the tags are refused for what they are. */
+    char *body = nested_body(REQ_JSON_DEPTH_MAX);
+    expect_problem("PUT", "/v1/jobs/deep-1", "application/json", body, 422, "tags.k");
+    free(body);
+    /* One level deeper is malformed, and the detail says why. */
+    char detail[64];
+    snprintf(detail, sizeof(detail), "deeper than %d levels", REQ_JSON_DEPTH_MAX);
+    body = nested_body(REQ_JSON_DEPTH_MAX + 1);
+    expect_problem("PUT", "/v1/jobs/deep-1", "application/json", body, 400, detail);
+    free(body);
+    /* So is a body of nothing but brackets, as deep as the body limit lets it be. */
+    size_t size = 1000 * 1000;
+    body = malloc(size + 1);
+    ck_assert_ptr_nonnull(body);
+    memset(body, '[', size);
+    body[size] = '\0';
+    expect_problem("POST", "/v1/jobs/deep-1/reports", "application/json", body, 400, detail);
+    free(body);
+    /* Brackets inside strings are text, not nesting. */
+    body = malloc(size + 64);
+    ck_assert_ptr_nonnull(body);
+    int len = snprintf(body, size + 64, "{\"lr\":0.1,\"tags\":{\"k\":\"");
+    memset(body + len, '{', 300); /* over SVC_TAG_VALUE_MAX, so still refused */
+    snprintf(body + len + 300, size + 64 - (size_t)len - 300, "\"}}");
+    expect_problem("PUT", "/v1/jobs/deep-1", "application/json", body, 422, "tags.k");
+    free(body);
+    cJSON *health = httpc_expect(&client, "GET", "/healthz", NULL, 200);
+    cJSON_Delete(health);
+}
+END_TEST
+
 START_TEST(patch_finishes_and_retags)
 {
     cJSON_Delete(httpc_expect(&client, "PUT", "/v1/jobs/patch-1", "{\"lr\":0.1}", 201));
@@ -295,6 +344,9 @@ START_TEST(list_filters_by_status_and_tag)
     expect_problem("GET", "/v1/jobs?status=done", NULL, NULL, 422, "status");
     expect_problem("GET", "/v1/jobs?tag=nocolon", NULL, NULL, 422, "tag");
     expect_problem("GET", "/v1/jobs?page_token=zzz", NULL, NULL, 422, "page_token");
+    expect_problem("GET", "/v1/jobs?page_token=j%2B5", NULL, NULL, 422, "page_token");
+    expect_problem("GET", "/v1/jobs?page_token=j99999999999999999999", NULL, NULL, 422,
+                   "page_token");
 }
 END_TEST
 
@@ -351,6 +403,7 @@ int main(void)
     tcase_add_test(tc, post_makes_an_id_and_a_location);
     tcase_add_test(tc, validation_messages_reach_the_client);
     tcase_add_test(tc, protocol_errors_have_their_statuses);
+    tcase_add_test(tc, nesting_is_bounded);
     tcase_add_test(tc, patch_finishes_and_retags);
     tcase_add_test(tc, delete_removes_job_and_history);
     tcase_add_test(tc, pagination_sees_every_job_once_while_jobs_are_created);

@@ -124,6 +124,37 @@ START_TEST(growing_schedule_stays_finite)
 }
 END_TEST
 
+START_TEST(huge_rates_stay_finite)
+{
+    /*
+     * fuzz_config found the first: the warmup multiplied DBL_MAX by the step before
+     * dividing. Cosine had the same fault (lr0 - eta_min times two, then halved).
+     */
+    const char *configs[][3] = {
+        {"exponential", "0.1", "{\"gamma\": 1e308, \"warmup_steps\": 100}"},
+        {"constant", "1e308", "{\"warmup_steps\": 100}"},
+        {"cosine", "0.1", "{\"t_max\": 50, \"eta_min\": 1.7e308}"},
+        {"cosine", "1.7e308", "{\"t_max\": 50}"},
+    };
+    for (size_t i = 0; i < sizeof(configs) / sizeof(configs[0]); i++) {
+        struct glr_sched *sched = testutil_sched(configs[i][0], configs[i][1], configs[i][2]);
+        ck_assert(isfinite(glr_sched_lrs(sched)[0]) && glr_sched_lrs(sched)[0] >= 0);
+        for (int s = 0; s < 100; s++) {
+            double lr = lr_after(sched, s, NULL);
+            ck_assert_msg(isfinite(lr) && lr >= 0, "%s, step %d: %g", configs[i][0], s, lr);
+        }
+        /* And the state it saves loads again: a restart does not call it damaged. */
+        cJSON *state = glr_sched_state_save(sched);
+        struct glr_sched *restored = testutil_sched(configs[i][0], configs[i][1], configs[i][2]);
+        char err[GLR_ERR_MAX] = "";
+        ck_assert_msg(glr_sched_state_load(restored, state, err) == GLR_OK, "%s", err);
+        cJSON_Delete(state);
+        glr_sched_free(restored);
+        glr_sched_free(sched);
+    }
+}
+END_TEST
+
 int main(void)
 {
     Suite *suite = suite_create("schedules");
@@ -136,6 +167,7 @@ int main(void)
     tcase_add_test(tc, warmup_ramps_from_zero);
     tcase_add_test(tc, step_numbers_are_bounded);
     tcase_add_test(tc, growing_schedule_stays_finite);
+    tcase_add_test(tc, huge_rates_stay_finite);
     suite_add_tcase(suite, tc);
     return testutil_run(suite);
 }
