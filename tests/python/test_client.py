@@ -1,6 +1,7 @@
 """greedylr.Client against a real greedylrd: every method, errors, retries, restarts."""
 
 import math
+import os
 import socket
 import subprocess
 import sys
@@ -262,3 +263,43 @@ def test_errors_pickle_with_their_fields():
     copy = pickle.loads(pickle.dumps(error))
     assert (copy.status, copy.title, copy.detail, copy.method) == (409, "Conflict",
                                                                     "job x is finished", "POST")
+
+
+def test_tokens_are_sent_and_their_refusals_raised(tmp_path, job_id):
+    """A service with tokens: no token is Unauthorized, a reader writing is Forbidden, a
+    writer's token works, and GREEDYLR_TOKEN is the default."""
+    import glrdaemon
+    from conftest import start_daemon, stop_daemon
+    db = tmp_path / "test.db"
+    tokens = {}
+    for role in ("reader", "writer"):
+        made = subprocess.run([glrdaemon.program(), "token", "create", "--db", str(db),
+                               "--role", role, "--name", role],
+                              capture_output=True, text=True, check=True)
+        tokens[role] = made.stdout.strip()
+    daemon = start_daemon(tmp_path)
+    try:
+        with greedylr.Client(daemon.url, timeout=10 * SLOW, token="") as anonymous:
+            with pytest.raises(greedylr.Unauthorized) as refused:
+                list(anonymous.list_jobs())
+            assert refused.value.status == 401
+        with greedylr.Client(daemon.url, timeout=10 * SLOW, token=tokens["reader"]) as reader:
+            assert list(reader.list_jobs()) == []
+            with pytest.raises(greedylr.Forbidden) as refused:
+                reader.create_job(job_id, 0.1)
+            assert refused.value.status == 403
+        with greedylr.Client(daemon.url, timeout=10 * SLOW, token=tokens["writer"]) as writer:
+            writer.create_job(job_id, 0.1)
+            assert writer.report(job_id, 0, 2.5)["lr"] == 0.1
+        old = os.environ.get("GREEDYLR_TOKEN")
+        os.environ["GREEDYLR_TOKEN"] = tokens["reader"]
+        try:
+            with greedylr.Client(daemon.url, timeout=10 * SLOW) as from_environment:
+                assert from_environment.get_job(job_id)["last_step"] == 0
+        finally:
+            if old is None:
+                del os.environ["GREEDYLR_TOKEN"]
+            else:
+                os.environ["GREEDYLR_TOKEN"] = old
+    finally:
+        stop_daemon(daemon)

@@ -13,6 +13,7 @@ import http.client
 import json
 import math
 import operator
+import os
 import socket
 import threading
 import time
@@ -75,10 +76,12 @@ class Client:
     url: where the service listens (a path prefix, for a service behind a proxy, is kept).
     timeout: seconds to wait for an answer (reports of a job of several ranks wait longer,
     see report()). retries: how many times a failed request is sent again. backoff: the
-    first pause between attempts in seconds; each next one is twice as long.
+    first pause between attempts in seconds; each next one is twice as long. token: the
+    API token sent as "Authorization: Bearer TOKEN" (default: the GREEDYLR_TOKEN
+    environment variable; none when that is unset), for a service that requires tokens.
     """
 
-    def __init__(self, url=DEFAULT_URL, timeout=10.0, retries=5, backoff=0.1):
+    def __init__(self, url=DEFAULT_URL, timeout=10.0, retries=5, backoff=0.1, token=None):
         parts = urllib.parse.urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"url must be http://HOST:PORT or https://HOST:PORT, not {url!r}")
@@ -86,6 +89,7 @@ class Client:
         self.timeout = float(timeout)
         self.retries = int(retries)
         self.backoff = float(backoff)
+        self._token = token if token is not None else os.environ.get("GREEDYLR_TOKEN") or None
         self._https = parts.scheme == "https"
         self._host = parts.hostname
         self._port = parts.port
@@ -307,6 +311,8 @@ class Client:
             self._connection.sock.settimeout(timeout)
         self._connection.timeout = timeout
         headers = {"Accept": "application/json, application/problem+json, text/csv"}
+        if self._token:
+            headers["Authorization"] = f"Bearer {self._token}"
         if data is not None:
             headers["Content-Type"] = "application/json"
         self._connection.request(method, target, body=data, headers=headers)

@@ -61,8 +61,17 @@ class InvalidValue(ApiError, ValueError):
     """422: a field or parameter has a value the service does not accept."""
 
 
+class Unauthorized(ApiError):
+    """401: no API token, or not a valid one (see Client's token)."""
+
+
+class Forbidden(ApiError, PermissionError):
+    """403: the token's role may not do this (a reader writing, a writer deleting)."""
+
+
 class TooManyWaiting(ApiError):
-    """429: too many requests wait on this job already."""
+    """429: too many requests wait on this job already, or the token's rate limit is
+    reached; the client waits as Retry-After says and sends the request again."""
 
 
 class Unavailable(ApiError):
@@ -76,6 +85,8 @@ class ServerError(ApiError):
 # The exception class of each status; other statuses raise ApiError (or ServerError).
 BY_STATUS = {
     400: BadRequest,
+    401: Unauthorized,
+    403: Forbidden,
     404: NotFound,
     409: Conflict,
     422: InvalidValue,

@@ -75,11 +75,13 @@ class RemoteScheduler:
 
     def __init__(self, optimizer, job_id, url=DEFAULT_URL, policy="greedylr", *, lr=None,
                  tags=None, rank=None, world_size=None, aggregate=None,
-                 aggregate_timeout_ms=None, client=None, timeout=10.0, retries=5, **config):
+                 aggregate_timeout_ms=None, client=None, timeout=10.0, retries=5, token=None,
+                 **config):
         self.optimizer = optimizer
         self.job_id = job_id
         self.policy = policy
-        self.client = client if client is not None else Client(url, timeout, retries)
+        self.client = (client if client is not None
+                       else Client(url, timeout, retries, token=token))
         groups = optimizer.param_groups
         if lr is None:
             initial = [group.setdefault("initial_lr", group["lr"]) for group in groups]
