@@ -1096,7 +1096,13 @@ int api_start(struct svc *svc, const struct api_options *options, struct api **o
     *out = NULL;
     struct sockaddr_storage addr;
     memset(&addr, 0, sizeof(addr));
-    unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
+    /*
+     * poll(), not epoll: libmicrohttpd 0.9.75 registers a connection edge-triggered and
+     * reads it once, so a client that sent a partial request and hung up while still in
+     * the listen queue is noticed only at the idle timeout; a flood of those holds every
+     * connection slot. poll() reports the hang-up, and measured no slower here.
+     */
+    unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ERROR_LOG |
                          MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME;
     struct sockaddr_in *v4 = (struct sockaddr_in *)&addr;
     struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&addr;

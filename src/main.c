@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "api.h"
@@ -32,6 +33,14 @@
 #define MAIN_IDLE_TIMEOUT_MAX 86400
 /* Most --max-connections. */
 #define MAIN_CONNECTIONS_MAX 1000000
+/*
+ * Open files the daemon needs besides its connections: the standard streams, the listening
+ * socket, SQLite's connections with their WAL and temporary files, the notify socket, a
+ * backup. 26 are open at rest with 4 threads; the rest is headroom.
+ */
+#define MAIN_FILES_RESERVE 64
+/* Open files each server thread holds: its epoll instance and its wake-up descriptor. */
+#define MAIN_FILES_PER_THREAD 2
 
 struct options {
     char host[API_HOST_MAX + 1];
@@ -397,6 +406,47 @@ static void count_group_commit(void *ctx, double seconds, size_t size)
     metrics_observe_commit(seconds, (unsigned)size);
 }
 
+/*
+ * Makes room for every connection under the open-file limit, raising the soft limit up to
+ * the hard one when it must. Where even that is too low, fewer connections are served, and
+ * the log says so: libmicrohttpd stops accepting on a thread that runs out of descriptors
+ * until one of that thread's own connections closes, so a thread that has none left would
+ * never accept again. Returns false, after saying why, when not even one connection per
+ * thread fits.
+ */
+static bool fit_open_files(struct options *o)
+{
+    rlim_t reserve = MAIN_FILES_RESERVE + (rlim_t)MAIN_FILES_PER_THREAD * o->threads;
+    rlim_t need = reserve + o->max_connections;
+    struct rlimit limit;
+    if (getrlimit(RLIMIT_NOFILE, &limit) != 0) {
+        log_warn("reading the open-file limit: %s", strerror(errno));
+        return true;
+    }
+    if (limit.rlim_cur != RLIM_INFINITY && limit.rlim_cur < need) {
+        rlim_t wanted = limit.rlim_max == RLIM_INFINITY || limit.rlim_max > need ? need
+                                                                                  : limit.rlim_max;
+        struct rlimit raised = {wanted, limit.rlim_max};
+        if (setrlimit(RLIMIT_NOFILE, &raised) == 0)
+            limit.rlim_cur = wanted;
+    }
+    if (limit.rlim_cur == RLIM_INFINITY || limit.rlim_cur >= need)
+        return true;
+    rlim_t room = limit.rlim_cur > reserve ? limit.rlim_cur - reserve : 0;
+    if (room < o->threads) {
+        log_error("the open-file limit (%llu) leaves room for %llu connections, fewer than the "
+                  "%u threads: raise it (ulimit -n, LimitNOFILE=) or use fewer --threads",
+                  (unsigned long long)limit.rlim_cur, (unsigned long long)room, o->threads);
+        return false;
+    }
+    log_warn("the open-file limit (%llu) leaves room for %llu connections, not the %u of "
+             "--max-connections: serving at most %llu (raise it with ulimit -n or LimitNOFILE=)",
+             (unsigned long long)limit.rlim_cur, (unsigned long long)room, o->max_connections,
+             (unsigned long long)room);
+    o->max_connections = (unsigned)room;
+    return true;
+}
+
 /* Tells the service manager, if any, how the daemon stands; a failure is only logged. */
 static void notify(const char *state)
 {
@@ -427,6 +477,8 @@ int main(int argc, char **argv)
         return rc < 0 ? EXIT_SUCCESS : rc;
     log_set_level(o.level);
     log_set_format(o.format);
+    if (!fit_open_files(&o))
+        return EXIT_FAILURE;
 
     /*
      * Block the stop signals before any thread starts, so that every thread inherits the

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -29,9 +30,10 @@ static void exec_args(const char *const *argv)
 
 /*
  * Starts argv with standard output and error on the given descriptors; the child closes
- * unused (the parent's end of a pipe). Returns the child's pid.
+ * unused (the parent's end of a pipe) and, unless open_files is 0, runs with that as its
+ * soft and hard open-file limit. Returns the child's pid.
  */
-static pid_t spawn(const char *const *argv, int out, int err, int unused)
+static pid_t spawn(const char *const *argv, int out, int err, int unused, unsigned open_files)
 {
     pid_t pid = fork();
     ck_assert_int_ge(pid, 0);
@@ -39,6 +41,9 @@ static pid_t spawn(const char *const *argv, int out, int err, int unused)
         dup2(out, STDOUT_FILENO);
         dup2(err, STDERR_FILENO);
         close(unused);
+        struct rlimit limit = {open_files, open_files};
+        if (open_files && setrlimit(RLIMIT_NOFILE, &limit) != 0)
+            _exit(126);
         exec_args(argv);
     }
     return pid;
@@ -90,7 +95,7 @@ static void launch(struct daemon *d, const char *const *extra_args)
     ck_assert_int_eq(pipe(out), 0);
     int log = open(d->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     ck_assert_int_ge(log, 0);
-    pid_t pid = spawn(argv, out[1], log, out[0]);
+    pid_t pid = spawn(argv, out[1], log, out[0], d->open_files);
     close(log);
     close(out[1]);
     d->pid = pid;
@@ -114,7 +119,14 @@ static void launch(struct daemon *d, const char *const *extra_args)
 
 void daemon_start(struct daemon *d, const char *db, const char *const *extra_args)
 {
+    daemon_start_limited(d, db, extra_args, 0);
+}
+
+void daemon_start_limited(struct daemon *d, const char *db, const char *const *extra_args,
+                          unsigned open_files)
+{
     memset(d, 0, sizeof(*d));
+    d->open_files = open_files;
     snprintf(d->dir, sizeof(d->dir), "%s/greedylr-test-XXXXXX",
              getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
     ck_assert_ptr_nonnull(mkdtemp(d->dir));
@@ -200,8 +212,8 @@ static int run_capturing(const char *const *args, int fd, char *text, size_t siz
     ck_assert_int_eq(pipe(out), 0);
     int other = fd == STDERR_FILENO ? open("/dev/null", O_WRONLY | O_CLOEXEC) : dup(STDERR_FILENO);
     ck_assert_int_ge(other, 0);
-    pid_t pid = fd == STDERR_FILENO ? spawn(argv, other, out[1], out[0])
-                                    : spawn(argv, out[1], other, out[0]);
+    pid_t pid = fd == STDERR_FILENO ? spawn(argv, other, out[1], out[0], 0)
+                                    : spawn(argv, out[1], other, out[0], 0);
     close(other);
     close(out[1]);
     size_t len = 0;

@@ -17,6 +17,7 @@ struct daemon {
     char db[300];                  /* database path */
     char log[300];                 /* the daemon's standard error */
     const char *const *extra_args; /* kept for restarts; the caller keeps them alive */
+    unsigned open_files;           /* the daemon's open-file limit; 0: the test's own */
 };
 
 /*
@@ -25,6 +26,10 @@ struct daemon {
  * test unless it prints its "listening on" line.
  */
 void daemon_start(struct daemon *d, const char *db, const char *const *extra_args);
+
+/* Like daemon_start(), with open_files as the daemon's soft and hard open-file limit. */
+void daemon_start_limited(struct daemon *d, const char *db, const char *const *extra_args,
+                          unsigned open_files);
 
 /*
  * Starts the daemon again on the same database with the same extra arguments (after

@@ -5,6 +5,7 @@
  * idle connections. Each group runs against a daemon started with its limits.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +55,17 @@ static const char *const per_ip_args[] = {"--max-connections-per-ip", "3", NULL}
 static void start_per_ip(void)
 {
     daemon_start(&server, NULL, per_ip_args);
+}
+
+/*
+ * A daemon whose open-file limit is far below what --max-connections needs, as under a
+ * container's or an init system's low default.
+ */
+#define TIGHT_OPEN_FILES 128
+static const char *const tight_args[] = {"--max-connections-per-ip", "0", NULL};
+static void start_tight(void)
+{
+    daemon_start_limited(&server, NULL, tight_args, TIGHT_OPEN_FILES);
 }
 
 static int status_of(const char *method, const char *path, const char *body)
@@ -342,6 +354,43 @@ START_TEST(connections_per_address_are_limited)
 }
 END_TEST
 
+/* The daemon says it serves fewer connections than asked, and why. */
+START_TEST(a_low_open_file_limit_lowers_the_connection_limit)
+{
+    FILE *f = fopen(server.log, "r");
+    ck_assert_ptr_nonnull(f);
+    char line[1024];
+    bool said = false;
+    while (!said && fgets(line, sizeof(line), f))
+        said = strstr(line, "open-file limit (128)") && strstr(line, "serving at most");
+    fclose(f);
+    ck_assert_msg(said, "no warning about the open-file limit in %s", server.log);
+}
+END_TEST
+
+/*
+ * Floods of connections far past the open-file limit, again and again: each is turned away
+ * at the connection limit, and the daemon answers once they are gone.
+ */
+START_TEST(floods_past_the_limits_leave_the_daemon_answering)
+{
+    enum { FLOOD = 300, ROUNDS = 5 };
+    const char *part = "GET /healthz HTTP/1.1\r\nHost: x\r\n";
+    for (int round = 0; round < ROUNDS; round++) {
+        int fds[FLOOD];
+        for (int i = 0; i < FLOOD; i++)
+            fds[i] = httpc_connect(server.port, NULL);
+        for (int i = 0; i < FLOOD; i++)
+            if (fds[i] >= 0)
+                send(fds[i], part, strlen(part), MSG_NOSIGNAL);
+        for (int i = 0; i < FLOOD; i++)
+            if (fds[i] >= 0)
+                close(fds[i]);
+        ck_assert_msg(healthz_soon(NULL) == 200, "no answer after flood %d", round + 1);
+    }
+}
+END_TEST
+
 static TCase *group(const char *name, void (*start)(void))
 {
     TCase *tc = tcase_create(name);
@@ -370,5 +419,9 @@ int main(void)
     TCase *per_ip = group("per_ip", start_per_ip);
     tcase_add_test(per_ip, connections_per_address_are_limited);
     suite_add_tcase(s, per_ip);
+    TCase *tight = group("open_files", start_tight);
+    tcase_add_test(tight, a_low_open_file_limit_lowers_the_connection_limit);
+    tcase_add_test(tight, floods_past_the_limits_leave_the_daemon_answering);
+    suite_add_tcase(s, tight);
     return testutil_run(s);
 }
