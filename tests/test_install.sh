@@ -50,6 +50,19 @@ else
     skip "the man page formats without a warning" "groff is not installed"
 fi
 
+# Every option and subcommand the daemon's --help names, the man page documents.
+undocumented() {
+    for option in $("$daemon" --help 2>&1 | grep -o -- '--[a-z][a-z-]*' | sort -u); do
+        grep -q -- "$(printf '%s' "$option" | sed 's/-/\\\\-/g')" "$man" || echo "$option"
+    done
+    for command in $("$daemon" --help 2>&1 | sed -n 's/^ *greedylrd \([a-z]\{2,\}\) .*/\1/p'); do
+        grep -q "^\\.B greedylrd $command" "$man" || echo "$command"
+    done
+}
+undocumented >"$work/undocumented.txt"
+check "the man page documents every option of --help" [ ! -s "$work/undocumented.txt" ]
+show "$work/undocumented.txt"
+
 spec=$(installed /greedylr/openapi.yaml)
 check "the OpenAPI description is installed" cmp -s "$spec" "$srcdir/api/openapi.yaml"
 
