@@ -424,8 +424,8 @@ static bool fit_open_files(struct options *o)
         return true;
     }
     if (limit.rlim_cur != RLIM_INFINITY && limit.rlim_cur < need) {
-        rlim_t wanted = limit.rlim_max == RLIM_INFINITY || limit.rlim_max > need ? need
-                                                                                  : limit.rlim_max;
+        rlim_t wanted =
+            limit.rlim_max == RLIM_INFINITY || limit.rlim_max > need ? need : limit.rlim_max;
         struct rlimit raised = {wanted, limit.rlim_max};
         if (setrlimit(RLIMIT_NOFILE, &raised) == 0)
             limit.rlim_cur = wanted;

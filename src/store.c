@@ -18,6 +18,11 @@
 
 #include "migrations.h"
 #include "status.h"
+#include "summary.h"
+
+#define REPORT_COLUMNS "step, rank, loss, metric, lr, lrs, event, time_ms, ranks"
+#define BLOCK_COLUMNS                                                                              \
+    "first_step, last_step, rows, changes, change_step, low_step, low_loss, high_step, high_loss"
 
 /* Statements of the writer connection. */
 enum {
@@ -40,6 +45,10 @@ enum {
     W_RANK_LOSSES_TRUNCATE,
     W_TOKEN_INSERT,
     W_TOKEN_DELETE,
+    W_BLOCK_LAST,
+    W_BLOCK_ROWS,
+    W_BLOCK_INSERT,
+    W_BLOCKS_TRUNCATE,
     W_COUNT
 };
 
@@ -84,6 +93,17 @@ static const char *const writer_sql[W_COUNT] = {
     [W_TOKEN_INSERT] = "INSERT INTO tokens (name, role, hash, created_ms) VALUES (?1, ?2, ?3, ?4)",
     /* Revoke a token. */
     [W_TOKEN_DELETE] = "DELETE FROM tokens WHERE name = ?1",
+    /* Summaries of history blocks (see build_blocks()): where the last one ends, */
+    [W_BLOCK_LAST] = "SELECT last_step FROM history_blocks WHERE job_seq = ?1"
+                     " ORDER BY first_step DESC LIMIT 1",
+    /* the rows from there on, */
+    [W_BLOCK_ROWS] = "SELECT " REPORT_COLUMNS " FROM history WHERE job_seq = ?1 AND step >= ?2"
+                     " ORDER BY step, rank",
+    /* a new one, */
+    [W_BLOCK_INSERT] = "INSERT INTO history_blocks (job_seq, " BLOCK_COLUMNS ")"
+                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    /* and, in a rewind, forgetting those that reach past the step it goes back to. */
+    [W_BLOCKS_TRUNCATE] = "DELETE FROM history_blocks WHERE job_seq = ?1 AND last_step > ?2",
 };
 
 /* Statements of each reader connection. */
@@ -96,13 +116,13 @@ enum {
     R_RANK_LOSS_FIND,
     R_TOKEN_SCAN,
     R_JOB_COUNT,
+    R_BLOCK_SCAN,
     R_COUNT
 };
 
 #define JOB_COLUMNS                                                                                \
     "seq, id, policy, initial_lr, config, tags, status, state, last_step, reports, created_ms,"    \
     " updated_ms, rewinds, world_size, aggregate, aggregate_timeout_ms"
-#define REPORT_COLUMNS "step, rank, loss, metric, lr, lrs, event, time_ms, ranks"
 
 static const char *const reader_sql[R_COUNT] = {
     /* GET a job, or load it into memory. */
@@ -130,6 +150,9 @@ static const char *const reader_sql[R_COUNT] = {
     [R_TOKEN_SCAN] = "SELECT name, role, hash, created_ms FROM tokens ORDER BY created_ms, name",
     /* The jobs gauge of /metrics: how many jobs of each status. */
     [R_JOB_COUNT] = "SELECT status, count(*) FROM jobs GROUP BY status",
+    /* The history blocks that lie wholly in a step range, in order. */
+    [R_BLOCK_SCAN] = "SELECT " BLOCK_COLUMNS " FROM history_blocks WHERE job_seq = ?1"
+                     " AND first_step >= ?2 AND last_step <= ?3 ORDER BY first_step",
 };
 
 struct connection {
@@ -259,6 +282,10 @@ int store_schema_version(struct store *store)
     return rc ? -1 : atoi(text);
 }
 
+/* The schema version that brought history blocks, whose rows are summarized in C. */
+#define STORE_BLOCKS_VERSION 6
+static int backfill_blocks(sqlite3 *db, char *err);
+
 /* Brings the schema up to date in one transaction, or refuses a newer database. */
 static int migrate(sqlite3 *db, const char *path, char *err)
 {
@@ -282,6 +309,8 @@ static int migrate(sqlite3 *db, const char *path, char *err)
         char what[96];
         snprintf(what, sizeof(what), "applying %s", m->name);
         if ((rc = exec(db, m->sql, what, err)))
+            goto rollback;
+        if (v + 1 == STORE_BLOCKS_VERSION && (rc = backfill_blocks(db, err)))
             goto rollback;
     }
     if (version < latest) {
@@ -501,6 +530,105 @@ static int read_report_row(sqlite3_stmt *stmt, struct store_report *r, char *err
     return GLR_OK;
 }
 
+/* The statements build_blocks() runs: W_BLOCK_LAST, W_BLOCK_ROWS and W_BLOCK_INSERT. */
+struct block_stmts {
+    sqlite3_stmt *last, *rows, *insert;
+};
+
+static int insert_block(sqlite3 *db, sqlite3_stmt *stmt, int64_t seq, const struct summary *b,
+                        char *err)
+{
+    sqlite3_bind_int64(stmt, 1, seq);
+    sqlite3_bind_int64(stmt, 2, b->first_step);
+    sqlite3_bind_int64(stmt, 3, b->last_step);
+    sqlite3_bind_int64(stmt, 4, b->rows);
+    sqlite3_bind_int64(stmt, 5, b->changes);
+    if (b->changes > 0)
+        sqlite3_bind_int64(stmt, 6, b->change_step);
+    sqlite3_bind_int64(stmt, 7, b->low_step);
+    bind_real(stmt, 8, b->low_loss);
+    if (b->have_high) {
+        sqlite3_bind_int64(stmt, 9, b->high_step);
+        sqlite3_bind_double(stmt, 10, b->high_loss);
+    }
+    int rc = sqlite3_step(stmt);
+    done(stmt);
+    return rc == SQLITE_DONE ? GLR_OK : db_fail(err, db, "summarizing a block of history");
+}
+
+/*
+ * Summarizes the rows of job seq that follow its last block into blocks of
+ * STORE_BLOCK_ROWS rows; fewer rows than that are left for a later call. Runs inside the
+ * caller's write transaction. The rows are read from the last row of the last block on,
+ * which is only compared with: it tells whether the first new row changed the lr.
+ */
+static int build_blocks(sqlite3 *db, const struct block_stmts *s, int64_t seq, char *err)
+{
+    int64_t from_step = INT64_MIN;
+    sqlite3_bind_int64(s->last, 1, seq);
+    int rc = sqlite3_step(s->last);
+    bool after_block = rc == SQLITE_ROW;
+    if (after_block)
+        from_step = sqlite3_column_int64(s->last, 0);
+    done(s->last);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return db_fail(err, db, "finding the last block of history");
+
+    sqlite3_bind_int64(s->rows, 1, seq);
+    sqlite3_bind_int64(s->rows, 2, from_step);
+    struct summary block = {0};
+    struct store_report row;
+    double prev[GLR_MAX_GROUPS];
+    size_t prev_groups = 0;
+    bool have_prev = false;
+    rc = GLR_OK;
+    int step_rc;
+    while (!rc && (step_rc = sqlite3_step(s->rows)) == SQLITE_ROW) {
+        if ((rc = read_report_row(s->rows, &row, err)))
+            break;
+        bool changed = have_prev &&
+                       (row.groups != prev_groups || summary_lrs_differ(prev, row.lrs, row.groups));
+        bool seen_before = after_block && !have_prev;
+        memcpy(prev, row.lrs, row.groups * sizeof(double));
+        prev_groups = row.groups;
+        have_prev = true;
+        if (seen_before)
+            continue;
+        summary_add_row(&block, row.step, row.loss, changed);
+        if (block.rows == STORE_BLOCK_ROWS) {
+            rc = insert_block(db, s->insert, seq, &block, err);
+            memset(&block, 0, sizeof(block));
+        }
+    }
+    if (!rc && step_rc != SQLITE_DONE)
+        rc = db_fail(err, db, "reading history to summarize");
+    done(s->rows);
+    return rc;
+}
+
+/* Migration 6: summarizes the history already in the database, job by job. */
+static int backfill_blocks(sqlite3 *db, char *err)
+{
+    struct block_stmts s = {0};
+    sqlite3_stmt *jobs = NULL;
+    int rc = GLR_OK;
+    if (sqlite3_prepare_v2(db, writer_sql[W_BLOCK_LAST], -1, &s.last, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(db, writer_sql[W_BLOCK_ROWS], -1, &s.rows, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(db, writer_sql[W_BLOCK_INSERT], -1, &s.insert, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(db, "SELECT seq FROM jobs ORDER BY seq", -1, &jobs, NULL) != SQLITE_OK)
+        rc = db_fail(err, db, "preparing to summarize history");
+    int step_rc = SQLITE_DONE;
+    while (!rc && (step_rc = sqlite3_step(jobs)) == SQLITE_ROW)
+        rc = build_blocks(db, &s, sqlite3_column_int64(jobs, 0), err);
+    if (!rc && step_rc != SQLITE_DONE)
+        rc = db_fail(err, db, "listing jobs to summarize");
+    sqlite3_finalize(jobs);
+    sqlite3_finalize(s.last);
+    sqlite3_finalize(s.rows);
+    sqlite3_finalize(s.insert);
+    return rc;
+}
+
 /* Runs a statement that returns no row; SQLITE_CONSTRAINT_* become GLR_ECONFLICT. */
 static int step_done(struct store *store, sqlite3_stmt *stmt, const char *what, char *err)
 {
@@ -702,6 +830,13 @@ static int write_decision(struct store *store, const struct store_commit *c, cha
         if (!rc && sqlite3_changes(store->writer.db) == 0)
             rc = glr_fail(err, GLR_EIO, "database: the job is not there any more");
     }
+    if (!rc && c->reports % STORE_BLOCK_ROWS == 0) {
+        /* A block's worth of rows has come since the last trigger: summarize them. */
+        struct block_stmts blocks = {store->writer_stmts[W_BLOCK_LAST],
+                                     store->writer_stmts[W_BLOCK_ROWS],
+                                     store->writer_stmts[W_BLOCK_INSERT]};
+        rc = build_blocks(store->writer.db, &blocks, c->seq, err);
+    }
     if (!rc && c->snapshot) {
         stmt = store->writer_stmts[W_SNAPSHOT_INSERT];
         sqlite3_bind_int64(stmt, 1, c->seq);
@@ -857,7 +992,8 @@ int store_rewind_commit(struct store *store, int64_t seq, int64_t to_step, const
     int rc = write_begin(store, err);
     if (rc)
         return rc;
-    const int truncations[] = {W_HISTORY_TRUNCATE, W_SNAPSHOTS_TRUNCATE, W_RANK_LOSSES_TRUNCATE};
+    const int truncations[] = {W_HISTORY_TRUNCATE, W_SNAPSHOTS_TRUNCATE, W_RANK_LOSSES_TRUNCATE,
+                               W_BLOCKS_TRUNCATE};
     for (size_t i = 0; i < sizeof(truncations) / sizeof(truncations[0]) && !rc; i++) {
         sqlite3_stmt *stmt = store->writer_stmts[truncations[i]];
         sqlite3_bind_int64(stmt, 1, seq);
@@ -926,6 +1062,40 @@ int store_report_scan(struct store *store, int64_t seq, int64_t from_step, int64
         rc = GLR_OK;
     else if (rc > 0)
         rc = db_fail(err, store->readers[r].db, "reading history");
+    done(stmt);
+    reader_give(store, r);
+    return rc;
+}
+
+int store_block_scan(struct store *store, int64_t seq, int64_t from_step, int64_t to_step,
+                     store_block_fn fn, void *ctx, char *err)
+{
+    int r = reader_take(store);
+    sqlite3_stmt *stmt = store->reader_stmts[r][R_BLOCK_SCAN];
+    sqlite3_bind_int64(stmt, 1, seq);
+    sqlite3_bind_int64(stmt, 2, from_step);
+    sqlite3_bind_int64(stmt, 3, to_step);
+    int rc;
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        struct summary b = {
+            .first_step = sqlite3_column_int64(stmt, 0),
+            .last_step = sqlite3_column_int64(stmt, 1),
+            .rows = sqlite3_column_int64(stmt, 2),
+            .changes = sqlite3_column_int64(stmt, 3),
+            .change_step = sqlite3_column_int64(stmt, 4),
+            .have_low = true,
+            .low_step = sqlite3_column_int64(stmt, 5),
+            .low_loss = column_real(stmt, 6),
+            .have_high = sqlite3_column_type(stmt, 7) != SQLITE_NULL,
+            .high_step = sqlite3_column_int64(stmt, 7),
+            .high_loss = column_real(stmt, 8),
+        };
+        if (!fn(ctx, &b)) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    rc = rc == SQLITE_DONE ? GLR_OK : db_fail(err, store->readers[r].db, "reading history blocks");
     done(stmt);
     reader_give(store, r);
     return rc;

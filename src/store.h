@@ -23,6 +23,7 @@
 #include <stdint.h>
 
 #include "glr.h"
+#include "summary.h"
 
 /* Longest job id, in bytes. */
 #define STORE_ID_MAX 128
@@ -221,6 +222,24 @@ int store_rewind_commit(struct store *store, int64_t seq, int64_t to_step, const
 /* Loads the history row (seq, step, rank). Returns GLR_OK, GLR_ENOTFOUND or GLR_EIO. */
 int store_report_find(struct store *store, int64_t seq, int64_t step, int64_t rank,
                       struct store_report *out, char *err);
+
+/*
+ * Rows of history per block. Each job's history is cut, in step order from its first row,
+ * into blocks of this many rows, and the store keeps a summary of each (summary.h) as soon
+ * as it is complete; the newest rows, fewer than two blocks' worth, are not in one yet.
+ */
+#define STORE_BLOCK_ROWS 64
+
+/* Called for each block of a scan; return false to stop early. */
+typedef bool (*store_block_fn)(void *ctx, const struct summary *block);
+
+/*
+ * Calls fn for each block of job seq that lies wholly within steps from_step to to_step,
+ * in step order. The blocks of a job follow one another without gaps from its first row.
+ * Returns GLR_OK or GLR_EIO.
+ */
+int store_block_scan(struct store *store, int64_t seq, int64_t from_step, int64_t to_step,
+                     store_block_fn fn, void *ctx, char *err);
 
 /* Called for each row of a scan; return false to stop early. */
 typedef bool (*store_report_fn)(void *ctx, const struct store_report *report);

@@ -109,113 +109,231 @@ int svc_history_token_parse(const char *token, int64_t *step, int64_t *rank, cha
 
 /* ---- downsampling ---------------------------------------------------------------------- */
 
-/* First pass: how many rows, and how many of them changed the learning rate. */
-struct count_ctx {
-    int64_t rows;
-    int64_t changes;
+/*
+ * Downsampling walks the range twice (to count, then to pick) as a sequence of units,
+ * each a summary: the store's blocks where they lie wholly in the range and are finer
+ * than the buckets, and single rows elsewhere (before the first block, after the last,
+ * or everywhere when the blocks are too few). A million rows are then some fifteen
+ * thousand blocks and a few hundred rows.
+ */
+typedef void (*unit_fn)(void *ctx, const struct summary *unit, bool is_block);
+
+struct walk {
+    struct svc *svc;
+    int64_t seq;
+    int64_t from_step, to_step;
+    /* The blocks in the range, found before the first walk, and whether to use them. */
+    int64_t blocks;
+    int64_t blocks_first, blocks_last; /* the first step of the first, last of the last */
+    struct summary in_blocks;          /* their rows, together */
+    bool use_blocks;
+    bool skip_blocks; /* walk only the rows around the blocks */
+    unit_fn fn;
+    void *ctx;
+    /* The row walker's own. */
     double prev[GLR_MAX_GROUPS];
+    bool have_prev;
+    bool skip_first; /* the first row is the last block's last: only compared with */
 };
 
-static bool lr_changed(const double *prev, const struct store_report *r, int64_t index)
+static bool count_block(void *w_, const struct summary *block)
 {
-    if (index == 0)
-        return false;
-    for (size_t g = 0; g < r->groups; g++)
-        if (!same_bits(prev[g], r->lrs[g]))
-            return true;
-    return false;
-}
-
-static bool count_one(void *ctx_, const struct store_report *r)
-{
-    struct count_ctx *ctx = ctx_;
-    if (lr_changed(ctx->prev, r, ctx->rows))
-        ctx->changes++;
-    memcpy(ctx->prev, r->lrs, r->groups * sizeof(double));
-    ctx->rows++;
+    struct walk *w = w_;
+    if (w->blocks++ == 0)
+        w->blocks_first = block->first_step;
+    w->blocks_last = block->last_step;
+    summary_merge(&w->in_blocks, block);
     return true;
 }
 
-/* A chosen row and its position in the range. */
-struct pick {
-    int64_t index;
-    struct store_report report;
+static bool walk_row(void *w_, const struct store_report *r)
+{
+    struct walk *w = w_;
+    /* The first row of the range is never a change: nothing before it is shown. */
+    bool changed = w->have_prev && summary_lrs_differ(w->prev, r->lrs, r->groups);
+    memcpy(w->prev, r->lrs, r->groups * sizeof(double));
+    w->have_prev = true;
+    if (w->skip_first) {
+        w->skip_first = false;
+        return true;
+    }
+    struct summary unit = {0};
+    summary_add_row(&unit, r->step, r->loss, changed);
+    w->fn(w->ctx, &unit, false);
+    return true;
+}
+
+static bool walk_block(void *w_, const struct summary *block)
+{
+    struct walk *w = w_;
+    w->fn(w->ctx, block, true);
+    return true;
+}
+
+/* Calls w->fn for each unit of the range, in step order. */
+static int walk_range(struct walk *w, char *err)
+{
+    struct store *store = w->svc->store;
+    w->have_prev = false;
+    w->skip_first = false;
+    if (!w->use_blocks)
+        return store_report_scan(store, w->seq, w->from_step, 0, w->to_step, INT64_MAX, walk_row, w,
+                                 err);
+    int rc = GLR_OK;
+    if (w->from_step < w->blocks_first)
+        rc = store_report_scan(store, w->seq, w->from_step, 0, w->blocks_first - 1, INT64_MAX,
+                               walk_row, w, err);
+    /* The same blocks on both walks, though more may be made in between. */
+    if (!rc && !w->skip_blocks)
+        rc = store_block_scan(store, w->seq, w->blocks_first, w->blocks_last, walk_block, w, err);
+    if (!rc && w->blocks_last < w->to_step) {
+        w->skip_first = true;
+        rc = store_report_scan(store, w->seq, w->blocks_last, 0, w->to_step, INT64_MAX, walk_row, w,
+                               err);
+    }
+    return rc;
+}
+
+/* First walk: how many rows, and how many of them changed the learning rate. */
+static void count_unit(void *ctx, const struct summary *unit, bool is_block)
+{
+    (void)is_block;
+    struct summary *range = ctx;
+    summary_merge(range, unit);
+}
+
+/* A block several of whose lr changes are to be shown: found row by row after the walk. */
+struct dense_block {
+    int64_t first_step, last_step;
+    bool first_row_changed;
+    int64_t change_index; /* of its first change in the range */
 };
 
-/* Second pass: each bucket's lowest and highest loss, and the lr changes that fit. */
-struct sample_ctx {
+/* Second walk: each bucket's lowest and highest loss, and the lr changes that fit. */
+struct sampler {
     int64_t rows;
     int64_t buckets;
     int64_t changes;      /* lr changes in the range */
     int64_t change_keep;  /* how many of them fit */
-    int64_t index;        /* of the current row */
-    int64_t change_index; /* of the current change */
-    int64_t bucket;       /* of the current row */
-    bool have_low, have_high;
-    struct pick low, high;
-    double prev[GLR_MAX_GROUPS];
-    struct pick *picks;
-    size_t npicks;
-    size_t cap;
+    int64_t index;        /* the range's rows before the current unit */
+    int64_t change_index; /* and its changes */
+    int64_t bucket;
+    struct summary current; /* the current bucket */
+    int64_t *steps;         /* the rows to show */
+    size_t nsteps, cap;
+    struct dense_block *dense;
+    size_t ndense, dense_cap;
+    bool out_of_memory;
 };
 
-static void sample_add(struct sample_ctx *ctx, const struct pick *pick)
+static void pick(struct sampler *s, int64_t step)
 {
-    if (ctx->npicks < ctx->cap)
-        ctx->picks[ctx->npicks++] = *pick;
+    if (s->nsteps < s->cap)
+        s->steps[s->nsteps++] = step;
 }
 
-static void bucket_flush(struct sample_ctx *ctx)
+/* Changes [0, n) of the range that are shown: change_keep of them, spread evenly. */
+static int64_t changes_shown(const struct sampler *s, int64_t n)
 {
-    if (ctx->have_low)
-        sample_add(ctx, &ctx->low);
-    if (ctx->have_high && ctx->high.index != ctx->low.index)
-        sample_add(ctx, &ctx->high);
-    ctx->have_low = ctx->have_high = false;
+    return s->changes > 0 ? n * s->change_keep / s->changes : 0;
 }
 
-static bool sample_one(void *ctx_, const struct store_report *r)
+static void bucket_flush(struct sampler *s)
 {
-    struct sample_ctx *ctx = ctx_;
-    int64_t index = ctx->index++;
-    int64_t bucket = index * ctx->buckets / ctx->rows;
-    if (bucket != ctx->bucket) {
-        bucket_flush(ctx);
-        ctx->bucket = bucket;
+    if (s->current.rows == 0)
+        return;
+    pick(s, s->current.low_step);
+    if (s->current.have_high && s->current.high_step != s->current.low_step)
+        pick(s, s->current.high_step);
+    memset(&s->current, 0, sizeof(s->current));
+}
+
+static void sample_unit(void *ctx, const struct summary *unit, bool is_block)
+{
+    struct sampler *s = ctx;
+    int64_t bucket = s->index * s->buckets / s->rows;
+    if (bucket != s->bucket) {
+        bucket_flush(s);
+        s->bucket = bucket;
     }
-    /* Rows are copied only when picked: a row is large, and most rows are not. */
-    if (lr_changed(ctx->prev, r, index)) {
-        /* Keep change_keep of the changes, spread evenly over all of them. */
-        int64_t c = ctx->change_index++;
-        if (ctx->change_keep > 0 &&
-            c * ctx->change_keep / ctx->changes != (c + 1) * ctx->change_keep / ctx->changes &&
-            ctx->npicks < ctx->cap) {
-            ctx->picks[ctx->npicks].index = index;
-            ctx->picks[ctx->npicks++].report = *r;
+    summary_merge(&s->current, unit);
+    int64_t shown =
+        changes_shown(s, s->change_index + unit->changes) - changes_shown(s, s->change_index);
+    if (shown == 1 || (shown > 1 && !is_block)) {
+        pick(s, unit->change_step);
+    } else if (shown > 1) {
+        if (s->ndense == s->dense_cap) {
+            size_t cap = s->dense_cap ? 2 * s->dense_cap : 16;
+            struct dense_block *grown = realloc(s->dense, cap * sizeof(*grown));
+            if (!grown) {
+                s->out_of_memory = true;
+                return;
+            }
+            s->dense = grown;
+            s->dense_cap = cap;
         }
+        s->dense[s->ndense++] = (struct dense_block){
+            .first_step = unit->first_step,
+            .last_step = unit->last_step,
+            .first_row_changed = unit->change_step == unit->first_step,
+            .change_index = s->change_index,
+        };
     }
+    s->index += unit->rows;
+    s->change_index += unit->changes;
+}
+
+/* Picks the shown changes of one dense block, row by row. */
+struct dense_ctx {
+    struct sampler *s;
+    const struct dense_block *block;
+    int64_t change_index;
+    double prev[GLR_MAX_GROUPS];
+    bool have_prev;
+};
+
+static bool dense_row(void *ctx_, const struct store_report *r)
+{
+    struct dense_ctx *ctx = ctx_;
+    bool changed = ctx->have_prev ? summary_lrs_differ(ctx->prev, r->lrs, r->groups)
+                                  : ctx->block->first_row_changed;
     memcpy(ctx->prev, r->lrs, r->groups * sizeof(double));
-    /* A NaN loss is never the lowest or highest; a bucket of NaNs keeps its first row. */
-    bool finite_or_first = !isnan(r->loss) || !ctx->have_low;
-    if (finite_or_first &&
-        (!ctx->have_low || isnan(ctx->low.report.loss) || r->loss < ctx->low.report.loss)) {
-        ctx->low.index = index;
-        ctx->low.report = *r;
-        ctx->have_low = true;
-    }
-    if (!isnan(r->loss) &&
-        (!ctx->have_high || isnan(ctx->high.report.loss) || r->loss > ctx->high.report.loss)) {
-        ctx->high.index = index;
-        ctx->high.report = *r;
-        ctx->have_high = true;
+    ctx->have_prev = true;
+    if (changed) {
+        int64_t c = ctx->change_index++;
+        if (changes_shown(ctx->s, c + 1) != changes_shown(ctx->s, c))
+            pick(ctx->s, r->step);
     }
     return true;
 }
 
-static int compare_picks(const void *a, const void *b)
+static int compare_steps(const void *a, const void *b)
 {
-    int64_t x = ((const struct pick *)a)->index, y = ((const struct pick *)b)->index;
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
     return (x > y) - (x < y);
+}
+
+/* Adds the picked rows to points, in step order, once each. */
+static int add_picked(struct svc *svc, const struct job_key *key, int64_t *steps, size_t n,
+                      cJSON *points, char *err)
+{
+    qsort(steps, n, sizeof(*steps), compare_steps);
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0 && steps[i] == steps[i - 1])
+            continue;
+        struct store_report report;
+        int rc = store_report_find(svc->store, key->seq, steps[i], 0, &report, err);
+        if (rc == GLR_ENOTFOUND)
+            continue; /* rewound while we looked */
+        if (rc)
+            return rc;
+        cJSON *point = point_json(&report, key->lr_is_array);
+        if (!point || !cJSON_AddItemToArray(points, point)) {
+            cJSON_Delete(point);
+            return glr_fail(err, GLR_ENOMEM, "out of memory");
+        }
+    }
+    return GLR_OK;
 }
 
 /*
@@ -226,42 +344,60 @@ static int compare_picks(const void *a, const void *b)
 static int downsample(struct svc *svc, const struct job_key *key, const struct svc_history_query *q,
                       cJSON *points, char *err)
 {
-    struct count_ctx counted = {0};
-    int rc = store_report_scan(svc->store, key->seq, q->from_step, 0, q->to_step, INT64_MAX,
-                               count_one, &counted, err);
-    if (rc || counted.rows == 0)
-        return rc;
-    struct sample_ctx ctx = {.rows = counted.rows, .changes = counted.changes, .bucket = -1};
     int64_t k = q->max_points;
-    if (counted.rows <= k) {
-        ctx.buckets = counted.rows; /* one row per bucket: every row */
-        ctx.change_keep = 0;
+    struct walk walk = {
+        .svc = svc, .seq = key->seq, .from_step = q->from_step, .to_step = q->to_step};
+    int rc =
+        store_block_scan(svc->store, key->seq, q->from_step, q->to_step, count_block, &walk, err);
+    if (rc)
+        return rc;
+    /* Blocks help when each bucket (at most k / 2 of them) spans several. */
+    walk.use_blocks = walk.blocks >= k;
+
+    /* Counting, the blocks are known already: only the rows around them are read. */
+    struct summary range = {0};
+    walk.fn = count_unit;
+    walk.ctx = &range;
+    walk.skip_blocks = walk.use_blocks;
+    if ((rc = walk_range(&walk, err)))
+        return rc;
+    if (walk.use_blocks) {
+        range.rows += walk.in_blocks.rows;
+        range.changes += walk.in_blocks.changes;
+    }
+    if (range.rows == 0)
+        return GLR_OK;
+    walk.skip_blocks = false;
+    struct sampler s = {.rows = range.rows, .changes = range.changes, .bucket = -1};
+    if (range.rows <= k) {
+        s.buckets = range.rows; /* one row per bucket: every row */
+        s.change_keep = 0;
     } else {
-        ctx.change_keep = counted.changes < k / 2 ? counted.changes : k / 2;
-        ctx.buckets = (k - ctx.change_keep) / 2;
-        if (ctx.buckets < 1)
-            ctx.buckets = 1;
+        s.change_keep = range.changes < k / 2 ? range.changes : k / 2;
+        s.buckets = (k - s.change_keep) / 2;
+        if (s.buckets < 1)
+            s.buckets = 1;
     }
-    ctx.cap = (size_t)k;
-    ctx.picks = malloc(ctx.cap * sizeof(*ctx.picks));
-    if (!ctx.picks)
+    s.cap = (size_t)k;
+    s.steps = malloc(s.cap * sizeof(*s.steps));
+    if (!s.steps)
         return glr_fail(err, GLR_ENOMEM, "out of memory");
-    rc = store_report_scan(svc->store, key->seq, q->from_step, 0, q->to_step, INT64_MAX, sample_one,
-                           &ctx, err);
-    bucket_flush(&ctx);
-    if (!rc) {
-        qsort(ctx.picks, ctx.npicks, sizeof(*ctx.picks), compare_picks);
-        for (size_t i = 0; i < ctx.npicks && !rc; i++) {
-            if (i > 0 && ctx.picks[i].index == ctx.picks[i - 1].index)
-                continue;
-            cJSON *point = point_json(&ctx.picks[i].report, key->lr_is_array);
-            if (!point || !cJSON_AddItemToArray(points, point)) {
-                cJSON_Delete(point);
-                rc = glr_fail(err, GLR_ENOMEM, "out of memory");
-            }
-        }
+    walk.fn = sample_unit;
+    walk.ctx = &s;
+    rc = walk_range(&walk, err);
+    bucket_flush(&s);
+    if (!rc && s.out_of_memory)
+        rc = glr_fail(err, GLR_ENOMEM, "out of memory");
+    for (size_t i = 0; i < s.ndense && !rc; i++) {
+        struct dense_ctx ctx = {
+            .s = &s, .block = &s.dense[i], .change_index = s.dense[i].change_index};
+        rc = store_report_scan(svc->store, key->seq, s.dense[i].first_step, 0, s.dense[i].last_step,
+                               INT64_MAX, dense_row, &ctx, err);
     }
-    free(ctx.picks);
+    if (!rc)
+        rc = add_picked(svc, key, s.steps, s.nsteps, points, err);
+    free(s.dense);
+    free(s.steps);
     return rc;
 }
 

@@ -128,6 +128,62 @@ START_TEST(downsampling_keeps_extremes_and_lr_changes)
 }
 END_TEST
 
+/* Checks a downsampled answer against what was reported; returns how many points it has. */
+static int check_sampled(const cJSON *h, int from, int to, int max_points, int *lr_changes)
+{
+    const cJSON *points = cJSON_GetObjectItemCaseSensitive(h, "points");
+    int n = 0, last_step = -1;
+    bool has_min = false, has_max = false;
+    *lr_changes = 0;
+    const cJSON *point;
+    cJSON_ArrayForEach(point, points)
+    {
+        int step = (int)point_number(point, "step");
+        ck_assert_int_gt(step, last_step);
+        ck_assert_int_ge(step, from);
+        ck_assert_int_le(step, to);
+        last_step = step;
+        ck_assert(point_number(point, "loss") == long_losses[step]);
+        ck_assert(point_number(point, "lr") == long_lrs[step]);
+        has_min |= step == 1234;
+        has_max |= step == 2345;
+        *lr_changes += step > from && long_lrs[step] != long_lrs[step - 1];
+        n++;
+    }
+    ck_assert_int_le(n, max_points);
+    ck_assert_msg(has_min && has_max, "the extremes were dropped");
+    return n;
+}
+
+/*
+ * With more blocks of history than points asked (3000 rows are 46 blocks of 64), the
+ * answer is made from the blocks' summaries plus the rows around them: the extremes, and
+ * as many lr changes as half the budget holds, all of them rows that were reported.
+ */
+START_TEST(downsampling_from_block_summaries)
+{
+    int changes = 0;
+    for (int k = 1; k < LONG_STEPS; k++)
+        changes += long_lrs[k] != long_lrs[k - 1];
+    ck_assert_int_gt(changes, 20);
+
+    int shown_changes;
+    cJSON *h = httpc_expect(&client, "GET", "/v1/jobs/long/history?max_points=40", NULL, 200);
+    int n = check_sampled(h, 0, LONG_STEPS - 1, 40, &shown_changes);
+    cJSON_Delete(h);
+    ck_assert_int_ge(shown_changes, 15); /* half the budget, less rows picked twice */
+    ck_assert_int_ge(n, 30);
+
+    /* A range that starts and ends inside blocks: its ends are read row by row. */
+    h = httpc_expect(&client, "GET",
+                     "/v1/jobs/long/history?from_step=100&to_step=2900&max_points=40", NULL, 200);
+    n = check_sampled(h, 100, 2900, 40, &shown_changes);
+    cJSON_Delete(h);
+    ck_assert_int_ge(shown_changes, 15);
+    ck_assert_int_ge(n, 30);
+}
+END_TEST
+
 START_TEST(csv_of_three_groups)
 {
     cJSON_Delete(httpc_expect(&client, "PUT", "/v1/jobs/csv-3",
@@ -238,6 +294,7 @@ int main(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, pages_walk_the_range_in_order);
     tcase_add_test(tc, downsampling_keeps_extremes_and_lr_changes);
+    tcase_add_test(tc, downsampling_from_block_summaries);
     tcase_add_test(tc, csv_of_three_groups);
     tcase_add_test(tc, csv_streams_the_whole_range);
     tcase_add_test(tc, smoothed_metric_is_shown);

@@ -202,7 +202,7 @@ START_TEST(an_older_database_is_upgraded)
     }
     httpc_close(&c);
     daemon_stop(&d);
-    ck_assert_int_eq(user_version(d.db), 5);
+    ck_assert_int_eq(user_version(d.db), 6);
 
     /* The same job in a database of schema version 1, as greedylr 1 wrote it. */
     char dir[] = "/tmp/greedylr-old-XXXXXX";
@@ -228,7 +228,7 @@ START_TEST(an_older_database_is_upgraded)
     cJSON_Delete(httpc_expect(&c, "POST", "/v1/jobs/up-1/reports", "{\"step\":1,\"loss\":2}", 200));
     httpc_close(&c);
     daemon_stop(&d);
-    ck_assert_int_eq(user_version(path), 5);
+    ck_assert_int_eq(user_version(path), 6);
     daemon_cleanup(&d);
     char side[80];
     const char *suffixes[] = {"", "-wal", "-shm"};
@@ -237,6 +237,68 @@ START_TEST(an_older_database_is_upgraded)
         unlink(side);
     }
     rmdir(dir);
+}
+END_TEST
+
+static int count_rows(const char *path, const char *sql)
+{
+    sqlite3 *db = NULL;
+    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_stmt *stmt = NULL;
+    ck_assert_int_eq(sqlite3_prepare_v2(db, sql, -1, &stmt, NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_step(stmt), SQLITE_ROW);
+    int n = sqlite3_column_int(stmt, 0);
+    sqlite3_finalize(stmt);
+    sqlite3_close(db);
+    return n;
+}
+
+static char *downsampled(int port, const char *path)
+{
+    struct httpc c;
+    httpc_init(&c, port);
+    struct httpc_response r;
+    httpc_json(&c, "GET", path, NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    char *text = strdup(r.body);
+    httpc_response_free(&r);
+    httpc_close(&c);
+    return text;
+}
+
+/*
+ * A database of schema version 5 has no history summaries: the upgrade makes them from
+ * the rows, the same as the daemon makes them while reports come in.
+ */
+START_TEST(an_upgrade_summarizes_the_history)
+{
+    struct daemon d;
+    daemon_start(&d, NULL, NULL);
+    struct httpc c;
+    httpc_init(&c, d.port);
+    cJSON_Delete(
+        httpc_expect(&c, "PUT", "/v1/jobs/sum", "{\"lr\":0.1,\"config\":{\"patience\":2}}", 201));
+    for (int k = 0; k < 2000; k++) {
+        char body[96];
+        snprintf(body, sizeof(body), "{\"step\":%d,\"loss\":%d.%d}", k, (k * 7919) % 13, k % 10);
+        cJSON_Delete(httpc_expect(&c, "POST", "/v1/jobs/sum/reports", body, 200));
+    }
+    httpc_close(&c);
+    const char *path = "/v1/jobs/sum/history?max_points=20";
+    char *before = downsampled(d.port, path);
+    daemon_stop(&d);
+    ck_assert_int_eq(count_rows(d.db, "SELECT count(*) FROM history_blocks"), 2000 / 64);
+
+    exec_sql(d.db, "DROP TABLE history_blocks; PRAGMA user_version = 5;");
+    daemon_restart(&d);
+    char *after = downsampled(d.port, path);
+    daemon_stop(&d);
+    ck_assert_int_eq(user_version(d.db), 6);
+    ck_assert_int_eq(count_rows(d.db, "SELECT count(*) FROM history_blocks"), 2000 / 64);
+    ck_assert_str_eq(after, before);
+    free(before);
+    free(after);
+    daemon_cleanup(&d);
 }
 END_TEST
 
@@ -286,6 +348,7 @@ int main(void)
     tcase_add_test(tc, crashes_lose_no_acknowledged_report);
     tcase_add_test(tc, extreme_states_survive_a_restart);
     tcase_add_test(tc, an_older_database_is_upgraded);
+    tcase_add_test(tc, an_upgrade_summarizes_the_history);
     tcase_add_test(tc, a_newer_database_is_refused);
     tcase_add_test(tc, bad_options_are_refused);
     suite_add_tcase(suite, tc);

@@ -4,6 +4,7 @@
  * history alone or from a snapshot and history; the rewind survives a restart.
  */
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -213,6 +214,46 @@ START_TEST(rewind_survives_a_restart)
 }
 END_TEST
 
+/* Reports steps [from, to) of job id with loss 1 + step/1000, but marked at one step. */
+static void report_range(const char *id, int from, int to, int marked_step, double marked_loss)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/jobs/%s/reports", id);
+    for (int k = from; k < to; k++) {
+        char loss[JSONX_DOUBLE_MAX], body[128];
+        jsonx_format_double(k == marked_step ? marked_loss : 1.0 + k / 1000.0, loss);
+        snprintf(body, sizeof(body), "{\"step\":%d,\"loss\":%s}", k, loss);
+        cJSON_Delete(httpc_expect(&client, "POST", path, body, 200));
+    }
+}
+
+/*
+ * Downsampled history after a rewind shows the new rows only: the summaries of the blocks
+ * past the rewind went with their rows, and the new rows make new ones.
+ */
+START_TEST(rewind_forgets_the_history_summaries)
+{
+    cJSON_Delete(httpc_expect(&client, "PUT", "/v1/jobs/rw-blocks", "{\"lr\":0.1}", 201));
+    report_range("rw-blocks", 0, 2000, 1500, -9.0);
+    cJSON_Delete(rewind_to("rw-blocks", 1000));
+    report_range("rw-blocks", 1001, 2000, 1200, -7.0);
+    /* 2000 rows are 31 blocks of 64: more than the points asked, so blocks are read. */
+    cJSON *h = httpc_expect(&client, "GET", "/v1/jobs/rw-blocks/history?max_points=20", NULL, 200);
+    bool has_new_low = false;
+    const cJSON *point;
+    cJSON_ArrayForEach(point, cJSON_GetObjectItemCaseSensitive(h, "points"))
+    {
+        int step = number(point, "step");
+        double loss = NAN;
+        ck_assert(jsonx_get_double(cJSON_GetObjectItemCaseSensitive(point, "loss"), &loss));
+        ck_assert(loss == (step == 1200 ? -7.0 : 1.0 + step / 1000.0));
+        has_new_low |= step == 1200;
+    }
+    ck_assert_msg(has_new_low, "the lowest loss after the rewind is missing");
+    cJSON_Delete(h);
+}
+END_TEST
+
 static void load(void)
 {
     golden_load();
@@ -229,6 +270,7 @@ int main(void)
     tcase_add_test(tc, rewind_runs_a_finished_job_again);
     tcase_add_test(tc, rewind_from_snapshots_is_exact);
     tcase_add_test(tc, rewind_survives_a_restart);
+    tcase_add_test(tc, rewind_forgets_the_history_summaries);
     suite_add_tcase(suite, tc);
     return testutil_run(suite);
 }
