@@ -172,8 +172,8 @@ START_TEST(garbage_requests)
         "GET /healthz HTTP/1.1\r\nno colon here\r\n\r\n",
         "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", /* a TLS hello on plain HTTP */
         "POST /v1/jobs/keep/reports HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n",
-        "POST /v1/jobs/keep/reports HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-        "zz\r\n{}\r\n0\r\n\r\n",
+        ("POST /v1/jobs/keep/reports HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+         "zz\r\n{}\r\n0\r\n\r\n"), /* one request: a chunk size that is not hex */
     };
     for (size_t i = 0; i < sizeof(garbage) / sizeof(garbage[0]); i++) {
         char reply[4096];
