@@ -350,3 +350,17 @@ bool httpc_next_page(const cJSON *page, char *token, size_t size)
     snprintf(token, size, "%s", next->valuestring);
     return true;
 }
+
+char *httpc_get_text(int port, const char *path)
+{
+    struct httpc c;
+    httpc_init(&c, port);
+    struct httpc_response r;
+    httpc_json(&c, "GET", path, NULL, &r);
+    ck_assert_msg(r.status == 200, "GET %s: status %d", path, r.status);
+    char *text = strdup(r.body);
+    ck_assert_ptr_nonnull(text);
+    httpc_response_free(&r);
+    httpc_close(&c);
+    return text;
+}

@@ -76,4 +76,10 @@ bool httpc_next_page(const cJSON *page, char *token, size_t size);
 cJSON *httpc_expect(struct httpc *c, const char *method, const char *path, const char *body,
                     int status);
 
+/*
+ * GETs path on a connection of its own, asserts 200, and returns the body exactly as it
+ * came (for comparing answers as text). The caller frees it.
+ */
+char *httpc_get_text(int port, const char *path);
+
 #endif

@@ -253,19 +253,6 @@ static int count_rows(const char *path, const char *sql)
     return n;
 }
 
-static char *downsampled(int port, const char *path)
-{
-    struct httpc c;
-    httpc_init(&c, port);
-    struct httpc_response r;
-    httpc_json(&c, "GET", path, NULL, &r);
-    ck_assert_int_eq(r.status, 200);
-    char *text = strdup(r.body);
-    httpc_response_free(&r);
-    httpc_close(&c);
-    return text;
-}
-
 /*
  * A database of schema version 5 has no history summaries: the upgrade makes them from
  * the rows, the same as the daemon makes them while reports come in.
@@ -285,13 +272,13 @@ START_TEST(an_upgrade_summarizes_the_history)
     }
     httpc_close(&c);
     const char *path = "/v1/jobs/sum/history?max_points=20";
-    char *before = downsampled(d.port, path);
+    char *before = httpc_get_text(d.port, path);
     daemon_stop(&d);
     ck_assert_int_eq(count_rows(d.db, "SELECT count(*) FROM history_blocks"), 2000 / 64);
 
     exec_sql(d.db, "DROP TABLE history_blocks; PRAGMA user_version = 5;");
     daemon_restart(&d);
-    char *after = downsampled(d.port, path);
+    char *after = httpc_get_text(d.port, path);
     daemon_stop(&d);
     ck_assert_int_eq(user_version(d.db), 6);
     ck_assert_int_eq(count_rows(d.db, "SELECT count(*) FROM history_blocks"), 2000 / 64);

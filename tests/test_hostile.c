@@ -17,19 +17,6 @@
 /* A job with history made before the attack, as its GET and history answered then. */
 static char *job_before, *history_before;
 
-static char *get_text(const char *path)
-{
-    struct httpc c;
-    httpc_init(&c, server.port);
-    struct httpc_response r;
-    httpc_json(&c, "GET", path, NULL, &r);
-    ck_assert_int_eq(r.status, 200);
-    char *text = strdup(r.body);
-    httpc_response_free(&r);
-    httpc_close(&c);
-    return text;
-}
-
 static void prepare(void)
 {
     struct httpc c;
@@ -42,8 +29,8 @@ static void prepare(void)
         cJSON_Delete(httpc_expect(&c, "POST", "/v1/jobs/keep/reports", body, 200));
     }
     httpc_close(&c);
-    job_before = get_text("/v1/jobs/keep");
-    history_before = get_text("/v1/jobs/keep/history");
+    job_before = httpc_get_text(server.port, "/v1/jobs/keep");
+    history_before = httpc_get_text(server.port, "/v1/jobs/keep/history");
 }
 
 /* Sends method path with a JSON body; returns the status. */
@@ -252,8 +239,8 @@ END_TEST
 /* Runs last: nothing above changed the job or its history. */
 START_TEST(stored_data_unchanged)
 {
-    char *job = get_text("/v1/jobs/keep");
-    char *history = get_text("/v1/jobs/keep/history");
+    char *job = httpc_get_text(server.port, "/v1/jobs/keep");
+    char *history = httpc_get_text(server.port, "/v1/jobs/keep/history");
     ck_assert_str_eq(job, job_before);
     ck_assert_str_eq(history, history_before);
     free(job);
