@@ -223,10 +223,13 @@ static enum MHD_Result answer_problem_retry(struct MHD_Connection *conn, struct 
     cJSON *problem = cJSON_CreateObject();
     char type[96];
     snprintf(type, sizeof(type), "urn:greedylr:problem:%s", slug);
+    /* A detail may quote what the client sent, or be cut inside a character. */
+    char clean_detail[JSONX_UTF8_REPAIRED_MAX(GLR_ERR_MAX)];
+    jsonx_utf8_repair(detail, clean_detail, sizeof(clean_detail));
     if (!problem || !cJSON_AddStringToObject(problem, "type", type) ||
         !cJSON_AddStringToObject(problem, "title", title) ||
         !cJSON_AddNumberToObject(problem, "status", status) ||
-        !cJSON_AddStringToObject(problem, "detail", detail)) {
+        !cJSON_AddStringToObject(problem, "detail", clean_detail)) {
         cJSON_Delete(problem);
         return MHD_NO;
     }

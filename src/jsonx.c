@@ -358,3 +358,25 @@ size_t jsonx_utf8_check(const char *text, size_t len)
     }
     return len;
 }
+
+void jsonx_utf8_repair(const char *text, char *out, size_t size)
+{
+    static const char replacement[] = "\xef\xbf\xbd"; /* U+FFFD */
+    size_t len = strlen(text), o = 0;
+    while (len > 0) {
+        size_t good = jsonx_utf8_check(text, len);
+        /* The valid run, cut back to a character boundary if out cannot take it all. */
+        size_t take = good < size - 1 - o ? good : size - 1 - o;
+        while (take > 0 && take < good && ((unsigned char)text[take] & 0xc0) == 0x80)
+            take--;
+        memcpy(out + o, text, take);
+        o += take;
+        if (take < good || good == len || o + 3 > size - 1)
+            break;
+        memcpy(out + o, replacement, 3);
+        o += 3;
+        text += good + 1;
+        len -= good + 1;
+    }
+    out[o] = '\0';
+}

@@ -69,4 +69,15 @@ bool jsonx_add_number_or_null(cJSON *object, const char *key, double v);
  */
 size_t jsonx_utf8_check(const char *text, size_t len);
 
+/* Bytes jsonx_utf8_repair() writes at most for n bytes of text, with its terminator. */
+#define JSONX_UTF8_REPAIRED_MAX(n) (3 * (n) + 1)
+
+/*
+ * Copies the NUL-terminated text into out (size bytes, at least 1) as UTF-8 that JSON
+ * accepts: each byte that does not begin a valid sequence becomes U+FFFD. A message cut
+ * inside a character, or quoting bytes a client sent, becomes text any JSON parser
+ * reads. Stops at a character boundary when out is full.
+ */
+void jsonx_utf8_repair(const char *text, char *out, size_t size);
+
 #endif

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "apitest.h"
+#include "jsonx.h"
 #include "testutil.h"
 
 /* A job with history made before the attack, as its GET and history answered then. */
@@ -95,6 +96,22 @@ START_TEST(invalid_utf8)
     expect_status("PATCH", "/v1/jobs/keep", "{\"tags\":{\"t\":\"\xc0\xaf\"}}", 400);
     expect_status("POST", "/v1/jobs/keep/reports", "{\"st\xed\xa0\x80\":5,\"loss\":1}", 400);
     expect_status("PUT", "/v1/jobs/u8", "{\"lr\":0.1,\"tags\":{\"k\":\"caf\xc3\xa9\"}}", 201);
+
+    /* A detail that quotes the client's text, cut inside a character, is still UTF-8. */
+    char body[256] = "{\"lr\":0.1,\"tags\":{\"a";
+    for (int i = 0; i < 40; i++)
+        strcat(body, "\xc3\xa9");
+    strcat(body, "\":5}}");
+    struct httpc c;
+    httpc_init(&c, server.port);
+    struct httpc_response r;
+    ck_assert_int_eq(
+        httpc_request(&c, "PUT", "/v1/jobs/u8-long", "application/json", body, strlen(body), &r),
+        0);
+    ck_assert_int_eq(r.status, 422);
+    ck_assert_uint_eq(jsonx_utf8_check(r.body, strlen(r.body)), strlen(r.body));
+    httpc_response_free(&r);
+    httpc_close(&c);
 }
 END_TEST
 

@@ -226,6 +226,31 @@ START_TEST(utf8_is_checked)
 }
 END_TEST
 
+/* Invalid bytes become U+FFFD, valid text is kept, and a full buffer cuts between characters. */
+START_TEST(utf8_is_repaired)
+{
+    static const struct {
+        const char *text;
+        size_t size;
+        const char *want;
+    } cases[] = {
+        {"caf\xc3\xa9", 64, "caf\xc3\xa9"},
+        {"a\xff-", 64, "a\xef\xbf\xbd-"},
+        {"ok\xe2\x82", 64, "ok\xef\xbf\xbd\xef\xbf\xbd"},             /* a character cut short */
+        {"\xed\xa0\x80", 64, "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"}, /* a surrogate */
+        {"\xc3\xa9\xc3\xa9", 4, "\xc3\xa9"},                          /* no half of the second */
+        {"ab\xff", 4, "ab"},                                          /* no half of U+FFFD */
+        {"", 1, ""},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char out[64];
+        jsonx_utf8_repair(cases[i].text, out, cases[i].size);
+        ck_assert_msg(strcmp(out, cases[i].want) == 0, "case %zu", i);
+        ck_assert_uint_eq(jsonx_utf8_check(out, strlen(out)), strlen(out));
+    }
+}
+END_TEST
+
 int main(void)
 {
     Suite *suite = suite_create("jsonx");
@@ -239,6 +264,7 @@ int main(void)
     tcase_add_test(tc, printed_tree_reads_back_exactly);
     tcase_add_test(tc, get_double_refuses_other_items);
     tcase_add_test(tc, utf8_is_checked);
+    tcase_add_test(tc, utf8_is_repaired);
     suite_add_tcase(suite, tc);
     return testutil_run(suite);
 }
