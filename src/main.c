@@ -36,10 +36,10 @@
 /*
  * Open files the daemon needs besides its connections: the standard streams, the listening
  * socket, SQLite's connections with their WAL and temporary files, the notify socket, a
- * backup. 26 are open at rest with 4 threads; the rest is headroom.
+ * backup. 23 are open at rest with 4 threads; the rest is headroom.
  */
 #define MAIN_FILES_RESERVE 64
-/* Open files each server thread holds: its epoll instance and its wake-up descriptor. */
+/* Open files each server thread may hold: its wake-up descriptor, and one to spare. */
 #define MAIN_FILES_PER_THREAD 2
 
 struct options {

@@ -160,10 +160,36 @@ struct connection {
     sqlite3_stmt **stmts;
 };
 
+/*
+ * The WAL, in pages, past which the checkpointer thread copies it into the database. The
+ * writer does not checkpoint itself (SQLite's default, every 1000 pages): a checkpoint
+ * takes longer than many group commits, and every report waiting behind it waited too.
+ */
+#define STORE_CHECKPOINT_PAGES 4096
+/*
+ * The WAL, in pages, past which the writer checkpoints after all: under a steady stream of
+ * commits a checkpoint beside the writer may never catch up with the WAL's end, and only
+ * then does SQLite start the WAL over.
+ */
+#define STORE_CHECKPOINT_WRITER_PAGES (8 * STORE_CHECKPOINT_PAGES)
+/*
+ * The writer's page cache, in KiB. Reports of many jobs touch as many history and job
+ * pages; SQLite's default (2 MiB) sent the writer to the file for them on every group.
+ */
+#define STORE_WRITER_CACHE_KIB 32768
+
 struct store {
     pthread_mutex_t write_lock;
     struct connection writer;
     sqlite3_stmt *writer_stmts[W_COUNT];
+
+    /* The checkpointer thread and its own connection (see STORE_CHECKPOINT_PAGES). */
+    struct connection checkpointer;
+    pthread_mutex_t checkpoint_lock;
+    pthread_cond_t checkpoint_wake;
+    bool checkpoint_due, checkpoint_stop;
+    bool checkpointer_started;
+    pthread_t checkpointer_thread;
 
     /* Decisions waiting for the writer thread, oldest first. */
     pthread_mutex_t queue_lock;
@@ -328,6 +354,46 @@ rollback:
 
 static void *writer_main(void *arg);
 
+/* SQLite calls this after each commit of the writer connection, with the WAL's size. */
+static int on_wal_commit(void *arg, sqlite3 *db, const char *name, int pages)
+{
+    struct store *store = arg;
+    if (pages >= STORE_CHECKPOINT_WRITER_PAGES) {
+        /* Between two commits nothing is appended, so this one reaches the end. */
+        sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    } else if (pages >= STORE_CHECKPOINT_PAGES) {
+        pthread_mutex_lock(&store->checkpoint_lock);
+        store->checkpoint_due = true;
+        pthread_cond_signal(&store->checkpoint_wake);
+        pthread_mutex_unlock(&store->checkpoint_lock);
+    }
+    return SQLITE_OK;
+}
+
+/*
+ * Copies the WAL into the database whenever the writer says it has grown, without taking
+ * the write lock (a passive checkpoint): commits go on meanwhile. A checkpoint that fails
+ * (a reader holding an old snapshot, say) is tried again after the next commits.
+ */
+static void *checkpointer_main(void *arg)
+{
+    struct store *store = arg;
+    pthread_mutex_lock(&store->checkpoint_lock);
+    for (;;) {
+        while (!store->checkpoint_due && !store->checkpoint_stop)
+            pthread_cond_wait(&store->checkpoint_wake, &store->checkpoint_lock);
+        if (store->checkpoint_stop)
+            break;
+        store->checkpoint_due = false;
+        pthread_mutex_unlock(&store->checkpoint_lock);
+        sqlite3_wal_checkpoint_v2(store->checkpointer.db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL,
+                                  NULL);
+        pthread_mutex_lock(&store->checkpoint_lock);
+    }
+    pthread_mutex_unlock(&store->checkpoint_lock);
+    return NULL;
+}
+
 int store_open(const char *path, const struct store_options *options, struct store **out, char *err)
 {
     *out = NULL;
@@ -341,6 +407,8 @@ int store_open(const char *path, const struct store_options *options, struct sto
     pthread_cond_init(&store->pool_free, NULL);
     pthread_mutex_init(&store->queue_lock, NULL);
     pthread_cond_init(&store->queue_wake, NULL);
+    pthread_mutex_init(&store->checkpoint_lock, NULL);
+    pthread_cond_init(&store->checkpoint_wake, NULL);
     store->queue_tail = &store->queue_head;
 
     enum store_sync sync = store->options.sync;
@@ -349,6 +417,21 @@ int store_open(const char *path, const struct store_options *options, struct sto
         rc = migrate(store->writer.db, path, err);
     if (!rc)
         rc = prepare_all(&store->writer, writer_sql, W_COUNT, err);
+    if (!rc) {
+        char pragma[64];
+        snprintf(pragma, sizeof(pragma), "PRAGMA cache_size = -%d", STORE_WRITER_CACHE_KIB);
+        rc = exec(store->writer.db, pragma, "sizing the writer's cache", err);
+    }
+    if (!rc)
+        rc = open_connection(path, &store->checkpointer, NULL, true, sync, err);
+    if (!rc) {
+        if (pthread_create(&store->checkpointer_thread, NULL, checkpointer_main, store) == 0)
+            store->checkpointer_started = true;
+        else
+            rc = glr_fail(err, GLR_ENOMEM, "cannot start the checkpointer thread");
+    }
+    if (!rc)
+        sqlite3_wal_hook(store->writer.db, on_wal_commit, store);
     for (int i = 0; !rc && i < STORE_READERS; i++) {
         rc = open_connection(path, &store->readers[i], store->reader_stmts[i], false, sync, err);
         if (!rc)
@@ -380,6 +463,14 @@ void store_close(struct store *store)
         pthread_mutex_unlock(&store->queue_lock);
         pthread_join(store->writer_thread, NULL);
     }
+    if (store->checkpointer_started) {
+        pthread_mutex_lock(&store->checkpoint_lock);
+        store->checkpoint_stop = true;
+        pthread_cond_signal(&store->checkpoint_wake);
+        pthread_mutex_unlock(&store->checkpoint_lock);
+        pthread_join(store->checkpointer_thread, NULL);
+    }
+    close_connection(&store->checkpointer, 0);
     for (int i = 0; i < STORE_READERS; i++)
         close_connection(&store->readers[i], R_COUNT);
     /* The last connection to close checkpoints the WAL into the database file. */
@@ -389,6 +480,8 @@ void store_close(struct store *store)
     pthread_cond_destroy(&store->pool_free);
     pthread_mutex_destroy(&store->queue_lock);
     pthread_cond_destroy(&store->queue_wake);
+    pthread_mutex_destroy(&store->checkpoint_lock);
+    pthread_cond_destroy(&store->checkpoint_wake);
     free(store);
 }
 
