@@ -173,6 +173,12 @@ struct connection {
  */
 #define STORE_CHECKPOINT_WRITER_PAGES (8 * STORE_CHECKPOINT_PAGES)
 /*
+ * After this long without a commit, the checkpointer empties the WAL altogether: readers
+ * then find every page in the database file, not through the WAL's index, and a chart
+ * read after a training run is as fast as before it.
+ */
+#define STORE_CHECKPOINT_QUIET_MS 1000
+/*
  * The writer's page cache, in KiB. Reports of many jobs touch as many history and job
  * pages; SQLite's default (2 MiB) sent the writer to the file for them on every group.
  */
@@ -188,6 +194,8 @@ struct store {
     pthread_mutex_t checkpoint_lock;
     pthread_cond_t checkpoint_wake;
     bool checkpoint_due, checkpoint_stop;
+    uint64_t wal_commits; /* commits so far */
+    bool wal_dirty;       /* commits since the WAL was last emptied */
     bool checkpointer_started;
     pthread_t checkpointer_thread;
 
@@ -361,33 +369,64 @@ static int on_wal_commit(void *arg, sqlite3 *db, const char *name, int pages)
     if (pages >= STORE_CHECKPOINT_WRITER_PAGES) {
         /* Between two commits nothing is appended, so this one reaches the end. */
         sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
-    } else if (pages >= STORE_CHECKPOINT_PAGES) {
-        pthread_mutex_lock(&store->checkpoint_lock);
-        store->checkpoint_due = true;
-        pthread_cond_signal(&store->checkpoint_wake);
-        pthread_mutex_unlock(&store->checkpoint_lock);
     }
+    pthread_mutex_lock(&store->checkpoint_lock);
+    store->wal_commits++;
+    /* The checkpointer is woken when there is work, not at every commit. */
+    bool wake = !store->wal_dirty || (pages >= STORE_CHECKPOINT_PAGES && !store->checkpoint_due);
+    store->wal_dirty = true;
+    if (pages >= STORE_CHECKPOINT_PAGES)
+        store->checkpoint_due = true;
+    if (wake)
+        pthread_cond_signal(&store->checkpoint_wake);
+    pthread_mutex_unlock(&store->checkpoint_lock);
     return SQLITE_OK;
 }
 
 /*
  * Copies the WAL into the database whenever the writer says it has grown, without taking
- * the write lock (a passive checkpoint): commits go on meanwhile. A checkpoint that fails
- * (a reader holding an old snapshot, say) is tried again after the next commits.
+ * the write lock (a passive checkpoint): commits go on meanwhile. Once commits have
+ * stopped for STORE_CHECKPOINT_QUIET_MS it empties the WAL (a truncating checkpoint, which
+ * a commit arriving meanwhile waits for; most frames are copied already). A checkpoint
+ * that fails (a reader holding an old snapshot, say) is tried again later.
  */
 static void *checkpointer_main(void *arg)
 {
     struct store *store = arg;
     pthread_mutex_lock(&store->checkpoint_lock);
     for (;;) {
-        while (!store->checkpoint_due && !store->checkpoint_stop)
-            pthread_cond_wait(&store->checkpoint_wake, &store->checkpoint_lock);
+        bool quiet = false;
+        while (!store->checkpoint_due && !store->checkpoint_stop && !quiet) {
+            if (!store->wal_dirty) {
+                pthread_cond_wait(&store->checkpoint_wake, &store->checkpoint_lock);
+                continue;
+            }
+            /* Quiet: a whole STORE_CHECKPOINT_QUIET_MS without a commit. */
+            uint64_t seen = store->wal_commits;
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_nsec += (long)STORE_CHECKPOINT_QUIET_MS % 1000 * 1000000L;
+            until.tv_sec += STORE_CHECKPOINT_QUIET_MS / 1000 + until.tv_nsec / 1000000000L;
+            until.tv_nsec %= 1000000000L;
+            int waited = 0;
+            while (!store->checkpoint_due && !store->checkpoint_stop && waited != ETIMEDOUT)
+                waited = pthread_cond_timedwait(&store->checkpoint_wake, &store->checkpoint_lock,
+                                                &until);
+            quiet = waited == ETIMEDOUT && store->wal_commits == seen;
+        }
         if (store->checkpoint_stop)
             break;
         store->checkpoint_due = false;
+        if (quiet)
+            store->wal_dirty = false;
         pthread_mutex_unlock(&store->checkpoint_lock);
-        sqlite3_wal_checkpoint_v2(store->checkpointer.db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL,
-                                  NULL);
+        int mode = quiet ? SQLITE_CHECKPOINT_TRUNCATE : SQLITE_CHECKPOINT_PASSIVE;
+        int rc = sqlite3_wal_checkpoint_v2(store->checkpointer.db, NULL, mode, NULL, NULL);
+        if (rc != SQLITE_OK && quiet) {
+            pthread_mutex_lock(&store->checkpoint_lock);
+            store->wal_dirty = true; /* not emptied: try again after the next quiet spell */
+            pthread_mutex_unlock(&store->checkpoint_lock);
+        }
         pthread_mutex_lock(&store->checkpoint_lock);
     }
     pthread_mutex_unlock(&store->checkpoint_lock);

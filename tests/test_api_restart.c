@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "daemon.h"
@@ -289,6 +290,33 @@ START_TEST(an_upgrade_summarizes_the_history)
 }
 END_TEST
 
+/* Once reports stop, the daemon copies its WAL into the database and empties it. */
+START_TEST(a_quiet_daemon_empties_its_wal)
+{
+    struct daemon d;
+    daemon_start(&d, NULL, NULL);
+    struct httpc c;
+    httpc_init(&c, d.port);
+    cJSON_Delete(httpc_expect(&c, "PUT", "/v1/jobs/quiet", "{\"lr\":0.1}", 201));
+    for (int k = 0; k < 200; k++) {
+        char body[64];
+        snprintf(body, sizeof(body), "{\"step\":%d,\"loss\":%d}", k, k % 7);
+        cJSON_Delete(httpc_expect(&c, "POST", "/v1/jobs/quiet/reports", body, 200));
+    }
+    httpc_close(&c);
+    char wal[sizeof(d.db) + 8];
+    snprintf(wal, sizeof(wal), "%s-wal", d.db);
+    struct stat st = {.st_size = -1};
+    for (int tries = 0; tries < 100 * testutil_slow() && st.st_size != 0; tries++) {
+        testutil_sleep_ms(100);
+        ck_assert_int_eq(stat(wal, &st), 0);
+    }
+    ck_assert_msg(st.st_size == 0, "the WAL still holds %lld bytes", (long long)st.st_size);
+    daemon_stop(&d);
+    daemon_cleanup(&d);
+}
+END_TEST
+
 START_TEST(a_newer_database_is_refused)
 {
     char dir[] = "/tmp/greedylr-new-XXXXXX";
@@ -336,6 +364,7 @@ int main(void)
     tcase_add_test(tc, extreme_states_survive_a_restart);
     tcase_add_test(tc, an_older_database_is_upgraded);
     tcase_add_test(tc, an_upgrade_summarizes_the_history);
+    tcase_add_test(tc, a_quiet_daemon_empties_its_wal);
     tcase_add_test(tc, a_newer_database_is_refused);
     tcase_add_test(tc, bad_options_are_refused);
     suite_add_tcase(suite, tc);
