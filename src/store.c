@@ -490,25 +490,26 @@ int store_open(const char *path, const struct store_options *options, struct sto
     return GLR_OK;
 }
 
+/* Raises a thread's stop flag under its lock, wakes it, and waits for it to end. */
+static void stop_thread(pthread_t thread, pthread_mutex_t *lock, pthread_cond_t *wake, bool *stop)
+{
+    pthread_mutex_lock(lock);
+    *stop = true;
+    pthread_cond_signal(wake);
+    pthread_mutex_unlock(lock);
+    pthread_join(thread, NULL);
+}
+
 void store_close(struct store *store)
 {
     if (!store)
         return;
-    if (store->writer_started) {
-        /* The writer empties the queue before it stops: every decision gets its answer. */
-        pthread_mutex_lock(&store->queue_lock);
-        store->stopping = true;
-        pthread_cond_signal(&store->queue_wake);
-        pthread_mutex_unlock(&store->queue_lock);
-        pthread_join(store->writer_thread, NULL);
-    }
-    if (store->checkpointer_started) {
-        pthread_mutex_lock(&store->checkpoint_lock);
-        store->checkpoint_stop = true;
-        pthread_cond_signal(&store->checkpoint_wake);
-        pthread_mutex_unlock(&store->checkpoint_lock);
-        pthread_join(store->checkpointer_thread, NULL);
-    }
+    /* The writer empties the queue before it stops: every decision gets its answer. */
+    if (store->writer_started)
+        stop_thread(store->writer_thread, &store->queue_lock, &store->queue_wake, &store->stopping);
+    if (store->checkpointer_started)
+        stop_thread(store->checkpointer_thread, &store->checkpoint_lock, &store->checkpoint_wake,
+                    &store->checkpoint_stop);
     close_connection(&store->checkpointer, 0);
     for (int i = 0; i < STORE_READERS; i++)
         close_connection(&store->readers[i], R_COUNT);
