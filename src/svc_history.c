@@ -257,6 +257,11 @@ static void sample_unit(void *ctx, const struct summary *unit, bool is_block)
         s->bucket = bucket;
     }
     summary_merge(&s->current, unit);
+    /*
+     * One change of a block to show: its first, the one the block's summary keeps (the
+     * evenly spread one may be a later one of the same block). Several: each is found row
+     * by row once the walk is over, exactly.
+     */
     int64_t shown =
         changes_shown(s, s->change_index + unit->changes) - changes_shown(s, s->change_index);
     if (shown == 1 || (shown > 1 && !is_block)) {
