@@ -950,9 +950,11 @@ static int write_decision(struct store *store, const struct store_commit *c, cha
     sqlite3_bind_int64(stmt, 9, report->time_ms);
     sqlite3_bind_int64(stmt, 10, report->ranks);
     int rc = step_done(store, stmt, "inserting the report", err);
+    if (rc && sqlite3_extended_errcode(store->writer.db) == SQLITE_CONSTRAINT_FOREIGNKEY)
+        rc = glr_fail(err, GLR_EIO, "database: the job is not there any more");
     for (size_t i = 0; !rc && i < c->nrank_losses; i++)
         rc = insert_rank_loss(store, c->seq, report->step, &c->rank_losses[i], false, err);
-    if (!rc) {
+    if (!rc && c->state) {
         stmt = store->writer_stmts[W_JOB_ADVANCE];
         sqlite3_bind_int64(stmt, 1, c->seq);
         sqlite3_bind_text(stmt, 2, c->state, -1, SQLITE_STATIC);

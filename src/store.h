@@ -68,7 +68,7 @@ struct store_job {
     char *initial_lr; /* JSON */
     char *config;     /* JSON */
     char *tags;       /* JSON object */
-    char *state;      /* JSON */
+    char *state;      /* JSON: the state after last_step (history may go on past it) */
     bool finished;
     int64_t last_step; /* -1 before the first report */
     int64_t reports;
@@ -152,9 +152,11 @@ int store_job_delete(struct store *store, int64_t seq, char *err);
 
 /*
  * One decision to commit: the history row, the losses of the ranks it combined (none for
- * a job of one rank), and the job's new state, last_step, report count and updated time
- * (the report's time), and (when snapshot is true) a snapshot of that state for rewinds.
- * All of it is committed together or not at all.
+ * a job of one rank), and, when state is not NULL, the job's new state, last_step, report
+ * count and updated time (the report's time) in its row, and (when snapshot is true,
+ * which needs a state) a snapshot of that state for rewinds. All of it is committed
+ * together or not at all. A row left behind by decisions without a state is brought up to
+ * date by replaying the history rows after its last_step (the service does).
  *
  * The caller fills the fields above `done` and owns the struct and what it points to; the
  * store borrows them from store_commit_submit() until it calls done.

@@ -176,7 +176,14 @@ static int sched_from_row(const struct store_job *row, struct glr_sched **out, c
     return rc;
 }
 
-static int job_from_row(const struct store_job *row, struct job **out, char *err)
+/*
+ * A job's row in the store holds its state after row->last_step, but the row is written
+ * only every SVC_STATE_EVERY reports: rewriting it with every report doubled the pages a
+ * group commit writes. The history rows after it are the rest of the record (a report is
+ * committed with its history row, always), so a job is loaded by replaying them through
+ * the policy, which also checks that each gives the answer that was stored.
+ */
+static int job_from_row(struct svc *svc, const struct store_job *row, struct job **out, char *err)
 {
     struct job *job = calloc(1, sizeof(*job));
     if (!job)
@@ -207,6 +214,14 @@ static int job_from_row(const struct store_job *row, struct job **out, char *err
         job->tags && (job->world_size <= 1 || (job->pending_losses && job->pending_seen));
     int rc = allocated ? sched_from_row(row, &job->sched, err)
                        : glr_fail(err, GLR_ENOMEM, "out of memory");
+    if (!rc) {
+        struct replay_progress progress = {row->last_step, row->reports, row->updated_ms};
+        rc = replay_history(svc, row->seq, job->sched, row->last_step + 1, INT64_MAX, &progress,
+                            err);
+        job->last_step = progress.last_step;
+        job->reports = progress.reports;
+        job->updated_ms = progress.updated_ms;
+    }
     if (rc) {
         job_free(job);
         return rc;
@@ -318,7 +333,7 @@ static int job_acquire(struct svc *svc, const char *id, struct job **out, char *
     if (rc)
         return rc;
     struct job *loaded = NULL;
-    rc = job_from_row(&row, &loaded, err);
+    rc = job_from_row(svc, &row, &loaded, err);
     store_job_clear(&row);
     if (rc)
         return rc;
@@ -793,14 +808,17 @@ int svc_job_delete(struct svc *svc, const char *id, char *err)
 
 /* ---- listing ------------------------------------------------------------------------ */
 
+/* A job of one page, as the store lists it: described after the scan. */
+struct listed {
+    int64_t seq;
+    char id[STORE_ID_MAX + 1];
+};
+
 struct list_ctx {
-    cJSON *jobs;
-    int64_t wanted;
+    struct listed *rows;
     int64_t count;
-    int64_t last_seq;
+    int64_t wanted;
     bool more;
-    int rc;
-    char *err;
 };
 
 static bool list_one(void *ctx_, const struct store_job *row)
@@ -810,31 +828,35 @@ static bool list_one(void *ctx_, const struct store_job *row)
         ctx->more = true; /* the extra row only says that another page exists */
         return false;
     }
-    struct glr_sched *sched = NULL;
-    ctx->rc = sched_from_row(row, &sched, ctx->err);
-    if (ctx->rc)
-        return false;
-    struct job_view v = {row->id,
-                         row->tags,
-                         row->finished,
-                         row->last_step,
-                         row->reports,
-                         row->rewinds,
-                         row->created_ms,
-                         row->updated_ms,
-                         row->world_size,
-                         row->aggregate,
-                         row->aggregate_timeout_ms};
-    cJSON *job = describe(&v, sched);
-    glr_sched_free(sched);
-    if (!job || !cJSON_AddItemToArray(ctx->jobs, job)) {
-        cJSON_Delete(job);
-        ctx->rc = glr_fail(ctx->err, GLR_ENOMEM, "out of memory");
-        return false;
-    }
+    ctx->rows[ctx->count].seq = row->seq;
+    memcpy(ctx->rows[ctx->count].id, row->id, sizeof(row->id));
     ctx->count++;
-    ctx->last_seq = row->seq;
     return true;
+}
+
+/*
+ * Describes job id as svc_job_get() does, but without bringing a job into memory that is
+ * not there: a listing walks many jobs, and should not push the busy ones out. The scan
+ * is over by now, because loading a job takes a reader connection of its own.
+ */
+static int describe_listed(struct svc *svc, const char *id, cJSON **out, char *err)
+{
+    pthread_mutex_lock(&svc->map_lock);
+    bool resident = map_find(svc, id) != NULL;
+    pthread_mutex_unlock(&svc->map_lock);
+    if (resident)
+        return svc_job_get(svc, id, out, err);
+    struct store_job row;
+    int rc = store_job_load(svc->store, id, &row, err);
+    if (rc)
+        return rc;
+    struct job *job = NULL;
+    rc = job_from_row(svc, &row, &job, err);
+    store_job_clear(&row);
+    if (!rc)
+        rc = describe_job(job, out, err);
+    job_free(job);
+    return rc;
 }
 
 /* Page tokens are opaque to clients; inside, "j" and the last seq of the page before. */
@@ -859,23 +881,37 @@ int svc_job_list(struct svc *svc, const struct svc_list_query *query, cJSON **ou
     if (rc)
         return rc;
     cJSON *answer = cJSON_CreateObject();
-    struct list_ctx ctx = {
-        .jobs = cJSON_AddArrayToObject(answer, "jobs"), .wanted = query->page_size, .err = err};
-    if (!answer || !ctx.jobs) {
+    cJSON *jobs = cJSON_AddArrayToObject(answer, "jobs");
+    struct list_ctx ctx = {.rows = calloc((size_t)query->page_size, sizeof(*ctx.rows)),
+                           .wanted = query->page_size};
+    if (!answer || !jobs || !ctx.rows) {
         cJSON_Delete(answer);
+        free(ctx.rows);
         return glr_fail(err, GLR_ENOMEM, "out of memory");
     }
     rc = store_job_scan(svc->store, after, query->page_size + 1, query->status, query->tag_key,
                         query->tag_value, list_one, &ctx, err);
-    if (!rc)
-        rc = ctx.rc;
+    for (int64_t i = 0; !rc && i < ctx.count; i++) {
+        cJSON *job = NULL;
+        rc = describe_listed(svc, ctx.rows[i].id, &job, err);
+        if (rc == GLR_ENOTFOUND) {
+            rc = GLR_OK; /* deleted since the scan */
+            continue;
+        }
+        if (!rc && !cJSON_AddItemToArray(jobs, job)) {
+            cJSON_Delete(job);
+            rc = glr_fail(err, GLR_ENOMEM, "out of memory");
+        }
+    }
     if (!rc) {
         char token[32];
-        snprintf(token, sizeof(token), "j%lld", (long long)ctx.last_seq);
+        snprintf(token, sizeof(token), "j%lld",
+                 (long long)(ctx.count ? ctx.rows[ctx.count - 1].seq : 0));
         if (!add_item(answer, "next_page_token",
                       ctx.more ? cJSON_CreateString(token) : cJSON_CreateNull()))
             rc = glr_fail(err, GLR_ENOMEM, "out of memory");
     }
+    free(ctx.rows);
     if (rc) {
         cJSON_Delete(answer);
         return rc;

@@ -2,7 +2,7 @@
  * Internals of the service, shared by its files (the contract is svc.h): a job in memory,
  * the service object, and the helpers more than one file uses. svc.c holds jobs and their
  * lifecycle, svc_report.c reports, ranks and waiting requests, svc_history.c history and
- * CSV, svc_rewind.c rewinds.
+ * CSV, svc_rewind.c replays of stored history and rewinds.
  */
 #ifndef GLR_SVC_INT_H
 #define GLR_SVC_INT_H
@@ -115,6 +115,21 @@ void job_forget(struct svc *svc, struct job *job);
  * GLR_EIO when one of them failed: the job was dropped, and the caller should give up.
  */
 int job_settle(struct job *job, char *err);
+
+/* Where a replay of stored history has brought a scheduler. */
+struct replay_progress {
+    int64_t last_step;  /* the last step replayed, or as given when none was */
+    int64_t reports;    /* counted on from the value given */
+    int64_t updated_ms; /* the last replayed report's time, or as given */
+};
+
+/*
+ * Steps sched through the stored history of job seq from from_step to to_step, checking
+ * that each step gives the answer that was stored, and moves *progress on. Holds a reader
+ * connection meanwhile. Returns GLR_OK, GLR_ECORRUPT (an answer differs) or GLR_EIO.
+ */
+int replay_history(struct svc *svc, int64_t seq, struct glr_sched *sched, int64_t from_step,
+                   int64_t to_step, struct replay_progress *progress, char *err);
 
 /* The job as JSON (the caller's); call with job->lock held. */
 int describe_job(const struct job *job, cJSON **out, char *err);

@@ -12,6 +12,9 @@
 
 /* ---- reports ------------------------------------------------------------------------ */
 
+/* A snapshot is a copy of the state written to the job's row with the same report. */
+_Static_assert(SVC_SNAPSHOT_EVERY % SVC_STATE_EVERY == 0, "a snapshot needs the state");
+
 static bool same_loss(double a, double b)
 {
     return (isnan(a) && isnan(b)) || a == b;
@@ -176,10 +179,14 @@ static int decide(struct svc *svc, struct job *job, int64_t step, double input,
         .groups = glr_sched_groups(job->sched),
     };
     memcpy(report->lrs, glr_sched_lrs(job->sched), report->groups * sizeof(double));
-    cJSON *state = glr_sched_state_save(job->sched);
-    d->state = print(state);
-    cJSON_Delete(state);
-    if (!d->state) {
+    /* The job's row gets the state every SVC_STATE_EVERY reports (see job_from_row). */
+    bool save_state = (job->reports + 1) % SVC_STATE_EVERY == 0;
+    if (save_state) {
+        cJSON *state = glr_sched_state_save(job->sched);
+        d->state = print(state);
+        cJSON_Delete(state);
+    }
+    if (save_state && !d->state) {
         /* The scheduler has stepped but nothing was stored: reload it next time. */
         decision_free(d);
         wake(svc, job, 0, INT64_MAX, GLR_ENOMEM, NULL, "out of memory");

@@ -1,4 +1,8 @@
-/* Rewinds (see svc.h): a job back to its state right after an earlier step. */
+/*
+ * Replays of stored history through a job's policy: to bring a loaded job's state up to
+ * its last report (see job_from_row in svc.c), and for rewinds (see svc.h), which put a
+ * job back in its state right after an earlier step.
+ */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,13 +11,11 @@
 #include "jsonx.h"
 #include "svc_int.h"
 
-/* ---- rewind ---------------------------------------------------------------------------- */
+/* ---- replay ---------------------------------------------------------------------------- */
 
-/* Replays stored history through a scheduler, checking it answers what was answered. */
 struct replay_ctx {
     struct glr_sched *sched;
-    int64_t last_step;
-    int64_t reports;
+    struct replay_progress *progress;
     int rc;
     char *err;
 };
@@ -30,14 +32,27 @@ static bool replay_one(void *ctx_, const struct store_report *r)
                      (long long)r->step);
         return false;
     }
-    ctx->last_step = r->step;
-    ctx->reports++;
+    ctx->progress->last_step = r->step;
+    ctx->progress->reports++;
+    if (r->time_ms > ctx->progress->updated_ms)
+        ctx->progress->updated_ms = r->time_ms;
     return true;
 }
 
+int replay_history(struct svc *svc, int64_t seq, struct glr_sched *sched, int64_t from_step,
+                   int64_t to_step, struct replay_progress *progress, char *err)
+{
+    struct replay_ctx ctx = {.sched = sched, .progress = progress, .err = err};
+    int rc =
+        store_report_scan(svc->store, seq, from_step, 0, to_step, INT64_MAX, replay_one, &ctx, err);
+    return rc ? rc : ctx.rc;
+}
+
+/* ---- rewind ---------------------------------------------------------------------------- */
+
 /* Puts job->sched in its state right after to_step: the nearest snapshot, then history. */
-static int replay_to(struct svc *svc, struct job *job, int64_t to_step, struct replay_ctx *ctx,
-                     char *err)
+static int replay_to(struct svc *svc, struct job *job, int64_t to_step,
+                     struct replay_progress *progress, char *err)
 {
     struct store_snapshot snapshot = {.step = -1};
     int rc = store_snapshot_find(svc->store, job->seq, to_step, &snapshot, err);
@@ -47,8 +62,8 @@ static int replay_to(struct svc *svc, struct job *job, int64_t to_step, struct r
         rc = state ? glr_sched_state_load(job->sched, state, err)
                    : glr_fail(err, GLR_ECORRUPT, "database: a snapshot is damaged JSON");
         cJSON_Delete(state);
-        ctx->last_step = snapshot.step;
-        ctx->reports = snapshot.reports;
+        progress->last_step = snapshot.step;
+        progress->reports = snapshot.reports;
     } else if (rc == GLR_ENOTFOUND) {
         snapshot.step = -1;
         glr_sched_reset(job->sched);
@@ -56,11 +71,7 @@ static int replay_to(struct svc *svc, struct job *job, int64_t to_step, struct r
     }
     if (rc)
         return rc;
-    ctx->sched = job->sched;
-    ctx->err = err;
-    rc = store_report_scan(svc->store, job->seq, snapshot.step + 1, 0, to_step, INT64_MAX,
-                           replay_one, ctx, err);
-    return rc ? rc : ctx->rc;
+    return replay_history(svc, job->seq, job->sched, snapshot.step + 1, to_step, progress, err);
 }
 
 int svc_rewind(struct svc *svc, const char *id, int64_t to_step, cJSON **job_out, char *err)
@@ -84,8 +95,8 @@ int svc_rewind(struct svc *svc, const char *id, int64_t to_step, cJSON **job_out
         job_unlock(svc, job);
         return rc;
     }
-    struct replay_ctx ctx = {.last_step = -1};
-    rc = replay_to(svc, job, to_step, &ctx, err);
+    struct replay_progress progress = {.last_step = -1};
+    rc = replay_to(svc, job, to_step, &progress, err);
     char *state_text = NULL;
     if (!rc) {
         cJSON *state = glr_sched_state_save(job->sched);
@@ -96,8 +107,8 @@ int svc_rewind(struct svc *svc, const char *id, int64_t to_step, cJSON **job_out
     }
     int64_t now = now_ms();
     if (!rc)
-        rc = store_rewind_commit(svc->store, job->seq, to_step, state_text, ctx.last_step,
-                                 ctx.reports, now, err);
+        rc = store_rewind_commit(svc->store, job->seq, to_step, state_text, progress.last_step,
+                                 progress.reports, now, err);
     free(state_text);
     if (rc) {
         /* The scheduler may be half way back: reload the job from the store next time. */
@@ -105,8 +116,8 @@ int svc_rewind(struct svc *svc, const char *id, int64_t to_step, cJSON **job_out
         job_unlock(svc, job);
         return rc;
     }
-    job->last_step = ctx.last_step;
-    job->reports = ctx.reports;
+    job->last_step = progress.last_step;
+    job->reports = progress.reports;
     job->rewinds++;
     job->finished = false;
     job->updated_ms = now;

@@ -14,6 +14,7 @@
 #include "golden.h"
 #include "httpc.h"
 #include "jsonx.h"
+#include "svc.h"
 #include "testutil.h"
 
 /* Reports golden case gc from step `from` to `to` (exclusive), comparing every answer. */
@@ -317,6 +318,112 @@ START_TEST(a_quiet_daemon_empties_its_wal)
 }
 END_TEST
 
+/* The answer of a report: lr as a double, checked against the core's. */
+static void report_checked(struct httpc *c, const char *id, struct glr_sched *reference, int step,
+                           double loss)
+{
+    char path[128], body[128], text[JSONX_DOUBLE_MAX];
+    snprintf(path, sizeof(path), "/v1/jobs/%s/reports", id);
+    jsonx_format_double(loss, text);
+    snprintf(body, sizeof(body), "{\"step\":%d,\"loss\":%s}", step, text);
+    cJSON *a = httpc_expect(c, "POST", path, body, 200);
+    struct glr_step_result r;
+    ck_assert_int_eq(glr_sched_step(reference, step, loss, &r), GLR_OK);
+    double lr = 0;
+    ck_assert(jsonx_get_double(cJSON_GetObjectItemCaseSensitive(a, "lr"), &lr));
+    ck_assert_msg(lr == glr_sched_lrs(reference)[0], "%s step %d: lr %.17g, the core %.17g", id,
+                  step, lr, glr_sched_lrs(reference)[0]);
+    cJSON_Delete(a);
+}
+
+/*
+ * A job's row is written every SVC_STATE_EVERY reports; loading a job replays the history
+ * after it. With one job resident, two jobs reported in turn are loaded at every report,
+ * listed from the store, and restarted, and every answer is still the core's.
+ */
+START_TEST(a_job_is_loaded_by_replaying_its_latest_reports)
+{
+    const int steps = SVC_STATE_EVERY + SVC_STATE_EVERY / 2 + 3;
+    const char *ids[] = {"replay-a", "replay-b"};
+    const char *args[] = {"--resident-jobs", "1", NULL};
+    struct daemon d;
+    daemon_start(&d, NULL, args);
+    struct httpc c;
+    httpc_init(&c, d.port);
+    struct glr_sched *reference[2];
+    for (int j = 0; j < 2; j++) {
+        char path[64], err[GLR_ERR_MAX];
+        snprintf(path, sizeof(path), "/v1/jobs/%s", ids[j]);
+        cJSON_Delete(
+            httpc_expect(&c, "PUT", path, "{\"lr\":0.1,\"config\":{\"patience\":2}}", 201));
+        cJSON *lr = cJSON_CreateNumber(0.1);
+        cJSON *config = testutil_parse("{\"patience\":2}");
+        ck_assert_int_eq(glr_sched_create("greedylr", lr, config, &reference[j], err), GLR_OK);
+        cJSON_Delete(lr);
+        cJSON_Delete(config);
+    }
+    /* A falling loss with bumps: the lr goes up and down. */
+    for (int k = 0; k < steps; k++)
+        for (int j = 0; j < 2; j++)
+            report_checked(&c, ids[j], reference[j], k, 1.0 / (1 + k) + (k % 7 == j ? 0.5 : 0));
+
+    /* The listing shows every job as it is, not as its row was last written. */
+    cJSON *page = httpc_expect(&c, "GET", "/v1/jobs", NULL, 200);
+    cJSON *job;
+    int listed = 0;
+    cJSON_ArrayForEach(job, cJSON_GetObjectItemCaseSensitive(page, "jobs"))
+    {
+        ck_assert_int_eq((int)cJSON_GetObjectItemCaseSensitive(job, "last_step")->valuedouble,
+                         steps - 1);
+        ck_assert_int_eq((int)cJSON_GetObjectItemCaseSensitive(job, "reports")->valuedouble, steps);
+        double lr = 0;
+        int j = strcmp(cJSON_GetObjectItemCaseSensitive(job, "id")->valuestring, ids[1]) == 0;
+        ck_assert(jsonx_get_double(cJSON_GetObjectItemCaseSensitive(job, "lr"), &lr));
+        ck_assert(lr == glr_sched_lrs(reference[j])[0]);
+        listed++;
+    }
+    ck_assert_int_eq(listed, 2);
+    cJSON_Delete(page);
+    httpc_close(&c);
+    daemon_kill(&d);
+
+    /* The rows stopped at the last multiple of SVC_STATE_EVERY reports. */
+    int written = steps / SVC_STATE_EVERY * SVC_STATE_EVERY;
+    char sql[160];
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM jobs WHERE reports = %d AND last_step = %d",
+             written, written - 1);
+    ck_assert_int_eq(count_rows(d.db, sql), 2);
+
+    /* After the crash both go on exactly; then a damaged history row is found, not served. */
+    daemon_restart(&d);
+    httpc_init(&c, d.port);
+    for (int j = 0; j < 2; j++)
+        report_checked(&c, ids[j], reference[j], steps, 0.01);
+    httpc_close(&c);
+    daemon_stop(&d);
+    snprintf(sql, sizeof(sql),
+             "UPDATE history SET lr = lr * 3 WHERE step = %d AND job_seq ="
+             " (SELECT seq FROM jobs WHERE id = 'replay-a')",
+             written + 1);
+    exec_sql(d.db, sql);
+    daemon_restart(&d);
+    httpc_init(&c, d.port);
+    struct httpc_response r;
+    httpc_json(&c, "GET", "/v1/jobs/replay-a", NULL, &r);
+    ck_assert_int_eq(r.status, 500);
+    char want[64];
+    snprintf(want, sizeof(want), "replaying step %d", written + 1);
+    ck_assert_msg(strstr(r.body, want), "body: %s", r.body);
+    httpc_response_free(&r);
+    cJSON_Delete(httpc_expect(&c, "GET", "/v1/jobs/replay-b", NULL, 200));
+    httpc_close(&c);
+    daemon_stop(&d);
+    daemon_cleanup(&d);
+    for (int j = 0; j < 2; j++)
+        glr_sched_free(reference[j]);
+}
+END_TEST
+
 START_TEST(a_newer_database_is_refused)
 {
     char dir[] = "/tmp/greedylr-new-XXXXXX";
@@ -365,6 +472,7 @@ int main(void)
     tcase_add_test(tc, an_older_database_is_upgraded);
     tcase_add_test(tc, an_upgrade_summarizes_the_history);
     tcase_add_test(tc, a_quiet_daemon_empties_its_wal);
+    tcase_add_test(tc, a_job_is_loaded_by_replaying_its_latest_reports);
     tcase_add_test(tc, a_newer_database_is_refused);
     tcase_add_test(tc, bad_options_are_refused);
     suite_add_tcase(suite, tc);

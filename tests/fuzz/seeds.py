@@ -2,7 +2,7 @@
 """Writes the seed inputs of the fuzz harnesses into tests/fuzz/corpus/NAME: requests as
 the README and the API tests send them, and the golden scheduler configurations. With
 --states DAEMON, the saved states too, as the store keeps them: the daemon runs the same
-configurations on a scratch database, and each job's row is read after a few reports.
+configurations on a scratch database, and each state it writes to a job's row is a seed.
 
 Usage: tests/fuzz/seeds.py [--states BUILDDIR/src/greedylrd]"""
 import hashlib
@@ -91,6 +91,16 @@ def http_json(port, method, path, payload):
     return response.status
 
 
+def stored_row(db, job, losses):
+    """A job's stored row (policy, lr, config, state) and the losses after its state."""
+    with sqlite3.connect(db) as conn:
+        policy, lr, config, state, last_step = conn.execute(
+            "SELECT policy, initial_lr, config, state, last_step FROM jobs WHERE id = ?",
+            (job,)).fetchone()
+    first = 0 if last_step is None else last_step + 1
+    return (policy, lr, config, state), losses[first:]
+
+
 def stored_states(daemon, cases):
     """Runs each case as a job and yields (case, stored row, losses still to come)."""
     with tempfile.TemporaryDirectory() as scratch:
@@ -105,14 +115,17 @@ def stored_states(daemon, cases):
                 if http_json(port, "PUT", f"/v1/jobs/{job}", spec) not in (200, 201):
                     continue
                 losses = case["losses"]
-                for step, loss in enumerate(losses):
-                    http_json(port, "POST", f"/v1/jobs/{job}/reports",
-                              {"step": step, "loss": loss})
-                    if step % 5 == 2 or step == len(losses) - 1:
-                        with sqlite3.connect(db) as conn:
-                            row = conn.execute("SELECT policy, initial_lr, config, state FROM jobs"
-                                               " WHERE id = ?", (job,)).fetchone()
-                        yield row, losses[step + 1:]
+                # The daemon writes a job's state to its row every few dozen reports (and
+                # at creation): each state written is a seed.
+                seen = None
+                for step, loss in enumerate([None] + losses):
+                    if loss is not None:
+                        http_json(port, "POST", f"/v1/jobs/{job}/reports",
+                                  {"step": step - 1, "loss": loss})
+                    row, rest = stored_row(db, job, losses)
+                    if row != seen:
+                        seen = row
+                        yield row, rest
         finally:
             process.terminate()
             process.wait()
