@@ -491,6 +491,11 @@ int main(int argc, char **argv)
     sigaddset(&stop_signals, SIGHUP); /* not a stop: reload the tokens */
     pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
     signal(SIGPIPE, SIG_IGN);
+    /*
+     * A file size limit (ulimit -f) reached then fails the write like a full disk does,
+     * which the store survives and reports, instead of killing the daemon.
+     */
+    signal(SIGXFSZ, SIG_IGN);
 
     char err[GLR_ERR_MAX] = "";
     struct svc *svc = NULL;

@@ -197,6 +197,11 @@ struct store {
     uint64_t wal_commits; /* commits so far */
     bool wal_dirty;       /* commits since the WAL was last emptied */
     bool checkpointer_started;
+    /*
+     * The last write failed for want of room or of a working disk, and none has succeeded
+     * since: the readiness probe then tries a real commit (see store_check_writable).
+     */
+    atomic_bool write_failed;
     pthread_t checkpointer_thread;
 
     /* Decisions waiting for the writer thread, oldest first. */
@@ -439,6 +444,7 @@ int store_open(const char *path, const struct store_options *options, struct sto
     struct store *store = calloc(1, sizeof(*store));
     if (!store)
         return glr_fail(err, GLR_ENOMEM, "out of memory");
+    atomic_init(&store->write_failed, false);
     if (options)
         store->options = *options;
     pthread_mutex_init(&store->write_lock, NULL);
@@ -762,15 +768,29 @@ static int backfill_blocks(sqlite3 *db, char *err)
     return rc;
 }
 
-/* Runs a statement that returns no row; SQLITE_CONSTRAINT_* become GLR_ECONFLICT. */
+/*
+ * Runs a statement of the writer that returns no row; SQLITE_CONSTRAINT_* become
+ * GLR_ECONFLICT. A full disk or a failing write (SQLITE_FULL, SQLITE_IOERR) becomes
+ * GLR_EBUSY, which clients see as 503 with Retry-After: nothing was stored, and the same
+ * request may well succeed once an operator has made room. It also marks the store not
+ * ready until a commit succeeds again.
+ */
 static int step_done(struct store *store, sqlite3_stmt *stmt, const char *what, char *err)
 {
     int rc = sqlite3_step(stmt);
     done(stmt);
-    if (rc == SQLITE_DONE)
+    if (rc == SQLITE_DONE) {
+        if (stmt == store->writer_stmts[W_COMMIT])
+            atomic_store(&store->write_failed, false);
         return GLR_OK;
+    }
     if ((rc & 0xff) == SQLITE_CONSTRAINT)
         return glr_fail(err, GLR_ECONFLICT, "%s: %s", what, sqlite3_errmsg(store->writer.db));
+    if ((rc & 0xff) == SQLITE_FULL || (rc & 0xff) == SQLITE_IOERR) {
+        atomic_store(&store->write_failed, true);
+        return glr_fail(err, GLR_EBUSY, "database: %s: %s; nothing was stored, try again later",
+                        what, sqlite3_errmsg(store->writer.db));
+    }
     return db_fail(err, store->writer.db, what);
 }
 
@@ -1390,6 +1410,15 @@ int store_check_writable(struct store *store, char *err)
         char sql[64];
         snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", store_latest_version());
         rc = exec(db, sql, "writing", err);
+    }
+    /*
+     * After a failed write (a full disk, say) only a commit tells whether writes work
+     * again: it appends that unchanged page to the WAL, once per probe while failing.
+     */
+    if (!rc && atomic_load(&store->write_failed)) {
+        rc = exec(db, "COMMIT", "committing", err);
+        if (!rc)
+            atomic_store(&store->write_failed, false);
     }
     if (!sqlite3_get_autocommit(db))
         sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);

@@ -292,8 +292,10 @@ int store_token_scan(struct store *store, store_token_fn fn, void *ctx, char *er
 /*
  * The readiness probe: takes the write lock (waiting at most STORE_READY_BUSY_MS), checks
  * that the schema is the one this build migrates to, and makes a write that is rolled
- * back. Returns GLR_OK when the store can commit now; GLR_EIO (locked elsewhere, read-only,
- * an I/O error) or GLR_ECORRUPT (another schema version) with the reason in err.
+ * back, or committed when the last write failed for a full disk or an I/O error (only a
+ * commit shows those gone). Returns GLR_OK when the store can commit now; GLR_EIO (locked
+ * elsewhere, read-only, an I/O error) or GLR_ECORRUPT (another schema version) with the
+ * reason in err.
  */
 int store_check_writable(struct store *store, char *err);
 

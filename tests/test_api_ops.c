@@ -1,14 +1,16 @@
 /*
  * The operator's routes: /readyz says 503 when the daemon could not commit a report now
- * (the write lock held elsewhere, another schema version), and /metrics counts known
+ * (the write lock held elsewhere, another schema version, a full disk), and /metrics counts known
  * traffic exactly, in text that parses as the Prometheus exposition format.
  */
+#define _GNU_SOURCE /* prlimit() */
 #include <ctype.h>
 #include <math.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -85,6 +87,64 @@ START_TEST(readyz_is_503_while_the_database_cannot_be_written)
 
     /* HEAD works like GET; other methods are refused. */
     cJSON_Delete(httpc_expect(&c, "POST", "/readyz", NULL, 405));
+    httpc_close(&c);
+    daemon_stop(&d);
+    daemon_cleanup(&d);
+}
+END_TEST
+
+/* Sets the daemon's soft limit on the size of the files it writes (0: none may grow). */
+static void limit_file_size(pid_t pid, bool limited)
+{
+    struct rlimit limit;
+    ck_assert_int_eq(prlimit(pid, RLIMIT_FSIZE, NULL, &limit), 0);
+    limit.rlim_cur = limited ? 0 : limit.rlim_max;
+    ck_assert_int_eq(prlimit(pid, RLIMIT_FSIZE, &limit, NULL), 0);
+}
+
+/*
+ * A disk that fills up under a live daemon: a file size limit of 0, set from outside,
+ * makes every write that grows the WAL fail as a full disk would (writing at the end of
+ * a file is what fails there too). Reports are then 503 with Retry-After and store
+ * nothing, /readyz says why, reads go on; once there is room again both recover by
+ * themselves, and the report that failed succeeds when sent again.
+ */
+START_TEST(a_full_disk_is_503_until_there_is_room)
+{
+    struct daemon d;
+    daemon_start(&d, NULL, NULL);
+    struct httpc c;
+    httpc_init(&c, d.port);
+    cJSON_Delete(httpc_expect(&c, "PUT", "/v1/jobs/disk", "{\"lr\":0.1}", 201));
+    for (int k = 0; k < 10; k++) {
+        char body[64];
+        snprintf(body, sizeof(body), "{\"step\":%d,\"loss\":%d}", k, 10 - k);
+        cJSON_Delete(httpc_expect(&c, "POST", "/v1/jobs/disk/reports", body, 200));
+    }
+    char detail[512];
+    ck_assert_int_eq(readyz(&c, detail, sizeof(detail)), 200);
+
+    limit_file_size(d.pid, true);
+    struct httpc_response r;
+    httpc_json(&c, "POST", "/v1/jobs/disk/reports", "{\"step\":10,\"loss\":1}", &r);
+    ck_assert_int_eq(r.status, 503);
+    char retry[16];
+    ck_assert_ptr_nonnull(httpc_header(&r, "Retry-After", retry, sizeof(retry)));
+    ck_assert_msg(strstr(r.body, "nothing was stored"), "body: %s", r.body);
+    httpc_response_free(&r);
+    ck_assert_int_eq(readyz(&c, detail, sizeof(detail)), 503);
+    ck_assert_msg(strstr(detail, "committing"), "detail: %s", detail);
+    cJSON *job = httpc_expect(&c, "GET", "/v1/jobs/disk", NULL, 200);
+    ck_assert_int_eq((int)cJSON_GetObjectItemCaseSensitive(job, "last_step")->valuedouble, 9);
+    cJSON_Delete(job);
+
+    limit_file_size(d.pid, false);
+    ck_assert_int_eq(readyz(&c, detail, sizeof(detail)), 200);
+    cJSON_Delete(
+        httpc_expect(&c, "POST", "/v1/jobs/disk/reports", "{\"step\":10,\"loss\":1}", 200));
+    job = httpc_expect(&c, "GET", "/v1/jobs/disk", NULL, 200);
+    ck_assert_int_eq((int)cJSON_GetObjectItemCaseSensitive(job, "reports")->valuedouble, 11);
+    cJSON_Delete(job);
     httpc_close(&c);
     daemon_stop(&d);
     daemon_cleanup(&d);
@@ -387,6 +447,7 @@ int main(void)
     TCase *tc = tcase_create("ops");
     tcase_set_timeout(tc, 60 * testutil_slow());
     tcase_add_test(tc, readyz_is_503_while_the_database_cannot_be_written);
+    tcase_add_test(tc, a_full_disk_is_503_until_there_is_room);
     tcase_add_test(tc, metrics_count_known_traffic_exactly);
     tcase_add_test(tc, metrics_show_waiting_requests);
     suite_add_tcase(suite, tc);
