@@ -1157,7 +1157,7 @@ int api_start(struct svc *svc, const struct api_options *options, struct api **o
                         RATELIMIT_RATE_MAX);
     }
     /* The options that depend on the command line; libmicrohttpd copies what it keeps. */
-    struct MHD_OptionItem extra[8];
+    struct MHD_OptionItem extra[10];
     size_t n = 0;
     extra[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT, connections, NULL};
     extra[n++] = (struct MHD_OptionItem){MHD_OPTION_PER_IP_CONNECTION_LIMIT,
@@ -1167,6 +1167,9 @@ int api_start(struct svc *svc, const struct api_options *options, struct api **o
         options->idle_timeout_s ? options->idle_timeout_s : API_IDLE_TIMEOUT_S, NULL};
     extra[n++] =
         (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)memory, NULL};
+    /* One thread is the polling thread itself: libmicrohttpd warns about a pool of one. */
+    if (options->threads > 1)
+        extra[n++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, options->threads, NULL};
     if (tls) {
         flags |= MHD_USE_TLS;
         extra[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0,
@@ -1180,8 +1183,7 @@ int api_start(struct svc *svc, const struct api_options *options, struct api **o
     /* The logger goes first, so that messages about the other options reach it too. */
     api->daemon = MHD_start_daemon(flags, options->port, NULL, NULL, on_request, api,
                                    MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, api,
-                                   MHD_OPTION_SOCK_ADDR, &addr, MHD_OPTION_THREAD_POOL_SIZE,
-                                   (unsigned int)options->threads, MHD_OPTION_NOTIFY_COMPLETED,
+                                   MHD_OPTION_SOCK_ADDR, &addr, MHD_OPTION_NOTIFY_COMPLETED,
                                    on_completed, api, MHD_OPTION_ARRAY, extra, MHD_OPTION_END);
     if (!api->daemon) {
         ratelimit_free(api->limit);
