@@ -4,7 +4,10 @@ history reads over a long job, and a daemon with 100,000 jobs and 10,000,000 his
 
 Run by `make bench` (which builds greedylrd and the ceiling server first). Prints a table
 and writes the figures as JSON. Throughputs are given as a ratio to the ceiling measured in
-the same run: absolute figures move with the machine's load, ratios much less.
+the same run: absolute figures move with the machine's load, ratios much less. The ceiling
+and the two sync modes are measured in turns, several rounds, and each figure is the
+median over the rounds (a ratio: the median of each round's ratio), so that a busy spell
+of the machine lands on all three alike instead of on one of them.
 """
 import argparse
 import concurrent.futures
@@ -147,15 +150,42 @@ def wrk(args, url, seconds):
 
 
 def bench_reports(args, sync, tmp):
-    db = os.path.join(tmp, f"reports-{sync}.db")
-    server = Server([args.daemon, "--db", db, "--sync", sync, "--log-level", "warn"])
+    scratch = tempfile.mkdtemp(dir=tmp)
+    server = Server([args.daemon, "--db", os.path.join(scratch, "reports.db"), "--sync", sync,
+                     "--log-level", "warn"])
     pipe = Pipeline(server.port)
     pipe.run([("PUT", f"/v1/jobs/bench-{j:04d}", '{"lr":0.1,"config":{"patience":3}}')
               for j in range(args.jobs)])
     pipe.close()
     result = wrk(args, server.url, args.seconds)
     server.stop()
+    shutil.rmtree(scratch)
     return result
+
+
+def median_run(runs):
+    """The medians of a list of wrk results, figure by figure."""
+    return {key: statistics.median(run[key] for run in runs)
+            for key in ("rps", "p50_ms", "p99_ms")}
+
+
+def bench_throughput(args, tmp, out):
+    """Rounds of ceiling, normal, full in turn; each figure is the median over the rounds."""
+    runs = {"ceiling": [], "normal": [], "full": []}
+    for n in range(args.rounds):
+        log(f"round {n + 1} of {args.rounds}: the ceiling, then greedylrd --sync normal, full")
+        ceiling = Server([args.ceiling])
+        runs["ceiling"].append(wrk(args, ceiling.url, args.seconds))
+        ceiling.stop()
+        for sync in ("normal", "full"):
+            runs[sync].append(bench_reports(args, sync, tmp))
+    out["runs"] = runs
+    out["ceiling"] = median_run(runs["ceiling"])
+    for sync in ("normal", "full"):
+        out[f"reports_{sync}"] = median_run(runs[sync])
+        out[f"{sync}_ratio"] = statistics.median(
+            run["rps"] / base["rps"] for run, base in zip(runs[sync], runs["ceiling"]))
+        out[f"{sync}_p99_ms"] = out[f"reports_{sync}"]["p99_ms"]
 
 
 def bench_history_and_scale(args, tmp, out):
@@ -250,8 +280,8 @@ def verdict(key, value):
 def table(out):
     c = out["ceiling"]
     rows = [
-        ("bare-HTTP ceiling (64 connections)", f"{c['rps']:,.0f} req/s, p99 {c['p99_ms']:.2f} ms",
-         "", None),
+        (f"bare-HTTP ceiling (64 connections; medians of {out['rounds']} rounds)",
+         f"{c['rps']:,.0f} req/s, p99 {c['p99_ms']:.2f} ms", "", None),
     ]
     for sync in ("normal", "full"):
         r = out[f"reports_{sync}"]
@@ -287,6 +317,8 @@ def main():
     parser.add_argument("--wrk", default="wrk")
     parser.add_argument("--out", default="bench.json", help="where to write the figures")
     parser.add_argument("--seconds", type=int, default=10, help="length of each wrk run")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds of ceiling, normal and full runs (medians are reported)")
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--wrk-threads", type=int, default=2)
@@ -300,18 +332,10 @@ def main():
 
     out = {"machine": {"cpus": os.cpu_count(), "load": os.getloadavg()},
            "jobs": args.jobs, "connections": args.connections, "seconds": args.seconds,
+           "rounds": args.rounds,
            "scale_jobs": args.scale_jobs, "long_steps": args.long_steps}
     with tempfile.TemporaryDirectory(prefix="greedylr-bench-") as tmp:
-        log("ceiling: wrk against the bare libmicrohttpd server")
-        ceiling = Server([args.ceiling])
-        out["ceiling"] = wrk(args, ceiling.url, args.seconds)
-        ceiling.stop()
-        for sync in ("normal", "full"):
-            log(f"reports: wrk against greedylrd --sync {sync}")
-            out[f"reports_{sync}"] = bench_reports(args, sync, tmp)
-            out[f"{sync}_ratio"] = out[f"reports_{sync}"]["rps"] / out["ceiling"]["rps"]
-        out["normal_p99_ms"] = out["reports_normal"]["p99_ms"]
-        out["full_p99_ms"] = out["reports_full"]["p99_ms"]
+        bench_throughput(args, tmp, out)
         bench_history_and_scale(args, tmp, out)
     out["met"] = {key: verdict(key, out[key]) for key in TARGETS}
     with open(args.out, "w") as f:
