@@ -230,6 +230,18 @@ static int job_from_row(struct svc *svc, const struct store_job *row, struct job
     return GLR_OK;
 }
 
+/* Loads job id from the store into a new job, not in the map; the caller frees it. */
+static int job_load(struct svc *svc, const char *id, struct job **out, char *err)
+{
+    struct store_job row;
+    int rc = store_job_load(svc->store, id, &row, err);
+    if (rc)
+        return rc;
+    rc = job_from_row(svc, &row, out, err);
+    store_job_clear(&row);
+    return rc;
+}
+
 static void map_grow(struct svc *svc)
 {
     size_t n = svc->nbuckets * 2;
@@ -328,13 +340,8 @@ static int job_acquire(struct svc *svc, const char *id, struct job **out, char *
         return GLR_OK;
     }
 
-    struct store_job row;
-    int rc = store_job_load(svc->store, id, &row, err);
-    if (rc)
-        return rc;
     struct job *loaded = NULL;
-    rc = job_from_row(svc, &row, &loaded, err);
-    store_job_clear(&row);
+    int rc = job_load(svc, id, &loaded, err);
     if (rc)
         return rc;
 
@@ -846,13 +853,8 @@ static int describe_listed(struct svc *svc, const char *id, cJSON **out, char *e
     pthread_mutex_unlock(&svc->map_lock);
     if (resident)
         return svc_job_get(svc, id, out, err);
-    struct store_job row;
-    int rc = store_job_load(svc->store, id, &row, err);
-    if (rc)
-        return rc;
     struct job *job = NULL;
-    rc = job_from_row(svc, &row, &job, err);
-    store_job_clear(&row);
+    int rc = job_load(svc, id, &job, err);
     if (!rc)
         rc = describe_job(job, out, err);
     job_free(job);
