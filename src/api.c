@@ -536,7 +536,8 @@ static enum MHD_Result post_report(struct api *api, struct MHD_Connection *conn,
         return answer_status(conn, req, rc, err);
     struct svc_report_result r;
     start_waiting(req, conn, id, false);
-    rc = svc_report(api->svc, id, parsed.step, parsed.rank, parsed.loss, &req->waiter, &r, err);
+    rc = svc_report(api->svc, id, parsed.step, parsed.rank, parsed.loss, parsed.lr_cap,
+                    &req->waiter, &r, err);
     if (rc == GLR_EWAIT)
         return wait_for_answer(conn, req);
     return answer_decision(conn, req, rc, &r, err);

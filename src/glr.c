@@ -14,12 +14,12 @@
 
 static const struct glr_policy *const policies[] = {
     &glr_policy_greedylr,    &glr_policy_plateau, &glr_policy_constant, &glr_policy_step,
-    &glr_policy_exponential, &glr_policy_cosine,  &glr_policy_linear,
+    &glr_policy_exponential, &glr_policy_cosine,  &glr_policy_linear,   &glr_policy_auto,
 };
 #define POLICY_COUNT (sizeof(policies) / sizeof(policies[0]))
 
 static const char *const event_names[GLR_EVENT_COUNT] = {
-    "hold", "increase", "decrease", "reset", "cooldown", "warmup",
+    "hold", "increase", "decrease", "reset", "cooldown", "warmup", "diverged", "capped", "anneal",
 };
 
 const char *glr_event_name(enum glr_event event)
@@ -98,7 +98,7 @@ int glr_sched_create(const char *policy_name, const cJSON *lr, const cJSON *conf
     const struct glr_policy *policy = find_policy(policy_name);
     if (!policy)
         return glr_fail(err, GLR_EINVAL,
-                        "policy \"%.64s\" is unknown (greedylr, plateau, constant, step, "
+                        "policy \"%.64s\" is unknown (greedylr, auto, plateau, constant, step, "
                         "exponential, cosine or linear)",
                         policy_name);
 
@@ -147,10 +147,23 @@ void glr_sched_free(struct glr_sched *sched)
 int glr_sched_step(struct glr_sched *sched, int64_t step, double metric,
                    struct glr_step_result *result)
 {
+    return glr_sched_step_capped(sched, step, metric, INFINITY, result);
+}
+
+int glr_sched_step_capped(struct glr_sched *sched, int64_t step, double metric, double lr_cap,
+                          struct glr_step_result *result)
+{
     if (step < 0 || step > GLR_MAX_STEP)
         return GLR_EINVAL;
-    sched->policy->step(sched, step, metric, result);
+    if (!(lr_cap > 0) || (lr_cap != INFINITY && !sched->policy->takes_lr_cap))
+        return GLR_EINVAL;
+    sched->policy->step(sched, step, metric, lr_cap, result);
     return GLR_OK;
+}
+
+bool glr_sched_takes_lr_cap(const struct glr_sched *sched)
+{
+    return sched->policy->takes_lr_cap;
 }
 
 void glr_sched_reset(struct glr_sched *sched)

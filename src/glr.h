@@ -6,8 +6,9 @@
  * Configuration and state cross its boundary as cJSON trees so that the HTTP layer and
  * the store can carry them without knowing any policy.
  *
- * Policies: "greedylr" (the default), "plateau" (PyTorch's ReduceLROnPlateau), and the
- * time-based "constant", "step", "exponential", "cosine" and "linear".
+ * Policies: "greedylr" (the default), "plateau" (PyTorch's ReduceLROnPlateau), "auto"
+ * (this project's: relative settings, a horizon, a stability cap), and the time-based
+ * "constant", "step", "exponential", "cosine" and "linear".
  */
 #ifndef GLR_GLR_H
 #define GLR_GLR_H
@@ -36,8 +37,11 @@ enum glr_event {
     GLR_EVENT_RESET,    /* greedylr sat at the floor too long and went back to the start */
     GLR_EVENT_COOLDOWN, /* the step fell in a cooldown period and was not judged */
     GLR_EVENT_WARMUP,   /* the step fell in a warmup period and was not judged */
+    GLR_EVENT_DIVERGED, /* auto: the loss was not finite or far above its best: lr cut at once */
+    GLR_EVENT_CAPPED,   /* auto: the lr was held at the report's lr_cap */
+    GLR_EVENT_ANNEAL,   /* auto: the lr fell with the annealing toward the declared horizon */
 };
-#define GLR_EVENT_COUNT 6
+#define GLR_EVENT_COUNT 9
 
 /* Returns the event's name ("hold", "increase", ...). */
 const char *glr_event_name(enum glr_event event);
@@ -80,6 +84,19 @@ void glr_sched_free(struct glr_sched *sched);
  */
 int glr_sched_step(struct glr_sched *sched, int64_t step, double metric,
                    struct glr_step_result *result);
+
+/*
+ * glr_sched_step() with the client's stability cap: no learning rate after the step
+ * exceeds lr_cap (a number > 0; +inf means no cap). Only policies for which
+ * glr_sched_takes_lr_cap() is true accept a finite cap.
+ * Returns GLR_OK, or GLR_EINVAL (step out of range, a cap that is not > 0, or a finite
+ * cap for a policy that takes none), leaving the state unchanged.
+ */
+int glr_sched_step_capped(struct glr_sched *sched, int64_t step, double metric, double lr_cap,
+                          struct glr_step_result *result);
+
+/* True when the policy takes a report's lr_cap (auto). */
+bool glr_sched_takes_lr_cap(const struct glr_sched *sched);
 
 /* Puts the scheduler back in the state it had right after creation. */
 void glr_sched_reset(struct glr_sched *sched);

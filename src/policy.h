@@ -28,13 +28,19 @@ struct glr_sched {
  */
 struct glr_policy {
     const char *name;
+    /* The policy takes a report's lr_cap into account (the others refuse one). */
+    bool takes_lr_cap;
     /* Reads the config (cfg_finish() is the caller's) and allocates sched->priv. */
     int (*create)(struct glr_sched *sched, struct cfg *cfg, char *err);
     void (*destroy)(struct glr_sched *sched);
     /* Sets the state right after creation; sched->lrs already equals init_lrs. */
     void (*reset)(struct glr_sched *sched);
-    /* One step; the caller has checked the step number. Must not allocate. */
-    void (*step)(struct glr_sched *sched, int64_t step, double metric,
+    /*
+     * One step; the caller has checked the step number. lr_cap is the client's upper bound
+     * on the rates, +inf when none (only policies with takes_lr_cap get another). Must not
+     * allocate.
+     */
+    void (*step)(struct glr_sched *sched, int64_t step, double metric, double lr_cap,
                  struct glr_step_result *result);
     bool (*config_json)(const struct glr_sched *sched, cJSON *object);
     bool (*counters_json)(const struct glr_sched *sched, cJSON *object);
@@ -50,6 +56,7 @@ extern const struct glr_policy glr_policy_step;
 extern const struct glr_policy glr_policy_exponential;
 extern const struct glr_policy glr_policy_cosine;
 extern const struct glr_policy glr_policy_linear;
+extern const struct glr_policy glr_policy_auto;
 
 /*
  * How greedylr and plateau judge a metric: lower or higher is better, by more than an

@@ -187,9 +187,10 @@ static bool reduce(struct glr_sched *sched, struct greedy *g)
     return true;
 }
 
-static void greedy_step(struct glr_sched *sched, int64_t step, double metric,
+static void greedy_step(struct glr_sched *sched, int64_t step, double metric, double lr_cap,
                         struct glr_step_result *result)
 {
+    (void)lr_cap; /* not takes_lr_cap: always +inf */
     struct greedy *g = sched->priv;
     (void)step;
     if (g->smooth && isfinite(metric))

@@ -89,9 +89,10 @@ static void plateau_reset(struct glr_sched *sched)
     p->last_epoch = 0;
 }
 
-static void plateau_step(struct glr_sched *sched, int64_t step, double metric,
+static void plateau_step(struct glr_sched *sched, int64_t step, double metric, double lr_cap,
                          struct glr_step_result *result)
 {
+    (void)lr_cap; /* not takes_lr_cap: always +inf */
     struct plateau *p = sched->priv;
     (void)step;
     result->metric = metric;

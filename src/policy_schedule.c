@@ -187,9 +187,10 @@ static void schedule_reset(struct glr_sched *sched)
     move_to(sched, sched->priv, 0);
 }
 
-static void schedule_step(struct glr_sched *sched, int64_t step, double metric,
+static void schedule_step(struct glr_sched *sched, int64_t step, double metric, double lr_cap,
                           struct glr_step_result *result)
 {
+    (void)lr_cap; /* not takes_lr_cap: always +inf */
     struct schedule *s = sched->priv;
     double before = sched->lrs[0];
     move_to(sched, s, step + 1);

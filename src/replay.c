@@ -1,9 +1,10 @@
 /*
  * greedylr-replay: runs a policy over a list of losses read from standard input (one per
- * line) and prints the learning rate and event after each, exactly as the service would
+ * line, optionally followed by the report's lr_cap) and prints the learning rate and event after each, exactly as the service would
  * answer. Useful to try a configuration on a recorded training run before using it live.
  */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,17 +13,18 @@
 #include "glr.h"
 #include "jsonx.h"
 
-/* Longest input line accepted (one loss). */
+/* Longest input line accepted (one loss and a cap). */
 #define REPLAY_LINE_MAX 256
 
 static void usage(FILE *out)
 {
     fprintf(out, "usage: greedylr-replay [--policy NAME] [--lr JSON] [--config JSON]\n"
                  "\n"
-                 "Reads one loss per line from standard input and prints, after each,\n"
-                 "\"step loss lr event\" (one lr column per parameter group).\n"
-                 "  --policy NAME   greedylr (default), plateau, constant, step, exponential,\n"
-                 "                  cosine or linear\n"
+                 "Reads one loss per line from standard input (auto: optionally followed\n"
+                 "by the report's lr_cap) and prints, after each, \"step loss lr event\"\n"
+                 "(one lr column per parameter group).\n"
+                 "  --policy NAME   greedylr (default), auto, plateau, constant, step,\n"
+                 "                  exponential, cosine or linear\n"
                  "  --lr JSON       initial learning rate: a number or an array (default 0.1)\n"
                  "  --config JSON   the policy's settings as a JSON object (default {})\n");
 }
@@ -43,8 +45,18 @@ static int replay(struct glr_sched *sched)
             fprintf(stderr, "greedylr-replay: line %lld is not a number\n", (long long)step + 1);
             return EXIT_FAILURE;
         }
+        char *after_cap;
+        double lr_cap = strtod(end, &after_cap);
+        if (after_cap == end)
+            lr_cap = INFINITY;
+        else if (!(isfinite(lr_cap) && lr_cap > 0) || !glr_sched_takes_lr_cap(sched)) {
+            fprintf(stderr, "greedylr-replay: line %lld: an lr_cap must be a number > 0, "
+                            "and only policy auto takes one\n",
+                    (long long)step + 1);
+            return EXIT_FAILURE;
+        }
         struct glr_step_result result;
-        if (glr_sched_step(sched, step, loss, &result) != GLR_OK) {
+        if (glr_sched_step_capped(sched, step, loss, lr_cap, &result) != GLR_OK) {
             fprintf(stderr, "greedylr-replay: too many steps\n");
             return EXIT_FAILURE;
         }

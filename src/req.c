@@ -209,7 +209,7 @@ static bool parse_loss(const cJSON *item, double *loss)
     return cJSON_IsNumber(item) && jsonx_get_double(item, loss);
 }
 
-static const char *const report_keys[] = {"step", "loss", "rank", NULL};
+static const char *const report_keys[] = {"step", "loss", "rank", "lr_cap", NULL};
 
 int req_parse_report(const struct req_body *body, struct req_report *out, char *err)
 {
@@ -220,6 +220,8 @@ int req_parse_report(const struct req_body *body, struct req_report *out, char *
         return rc;
     const cJSON *rank = cJSON_GetObjectItemCaseSensitive(tree, "rank");
     const cJSON *loss = cJSON_GetObjectItemCaseSensitive(tree, "loss");
+    const cJSON *lr_cap = cJSON_GetObjectItemCaseSensitive(tree, "lr_cap");
+    out->lr_cap = INFINITY;
     if (!json_integer(cJSON_GetObjectItemCaseSensitive(tree, "step"), 0, GLR_MAX_STEP, &out->step))
         rc = glr_fail(err, GLR_EINVAL, "step must be an integer from 0 to %lld",
                       (long long)GLR_MAX_STEP);
@@ -230,6 +232,9 @@ int req_parse_report(const struct req_body *body, struct req_report *out, char *
     else if (!parse_loss(loss, &out->loss))
         rc = glr_fail(err, GLR_EINVAL,
                       "loss must be a number, null, \"NaN\", \"Infinity\" or \"-Infinity\"");
+    else if (lr_cap && !(cJSON_IsNumber(lr_cap) && jsonx_get_double(lr_cap, &out->lr_cap) &&
+                         isfinite(out->lr_cap) && out->lr_cap > 0))
+        rc = glr_fail(err, GLR_EINVAL, "lr_cap must be a finite number > 0");
     cJSON_Delete(tree);
     return rc;
 }

@@ -20,7 +20,7 @@
 #include "status.h"
 #include "summary.h"
 
-#define REPORT_COLUMNS "step, rank, loss, metric, lr, lrs, event, time_ms, ranks"
+#define REPORT_COLUMNS "step, rank, loss, metric, lr, lrs, event, time_ms, ranks, lr_cap"
 #define BLOCK_COLUMNS                                                                              \
     "first_step, last_step, rows, changes, change_step, low_step, low_loss, high_step, high_loss"
 
@@ -73,7 +73,8 @@ static const char *const writer_sql[W_COUNT] = {
     [W_JOB_DELETE] = "DELETE FROM jobs WHERE seq = ?1",
     /* One accepted report. */
     [W_REPORT_INSERT] = "INSERT INTO history (job_seq, step, rank, loss, metric, lr, lrs, event,"
-                        " time_ms, ranks) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                        " time_ms, ranks, lr_cap)"
+                        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     /* The job's state after that report. */
     [W_JOB_ADVANCE] = "UPDATE jobs SET state = ?2, last_step = ?3, reports = ?4, updated_ms = ?5"
                       " WHERE seq = ?1",
@@ -349,9 +350,13 @@ static int migrate(sqlite3 *db, const char *path, char *err)
         snprintf(what, sizeof(what), "applying %s", m->name);
         if ((rc = exec(db, m->sql, what, err)))
             goto rollback;
-        if (v + 1 == STORE_BLOCKS_VERSION && (rc = backfill_blocks(db, err)))
-            goto rollback;
     }
+    /*
+     * The summaries are made once the schema is the latest, whose statements they use (a
+     * later migration may add columns to the history; it keeps its rows).
+     */
+    if (version < STORE_BLOCKS_VERSION && (rc = backfill_blocks(db, err)))
+        goto rollback;
     if (version < latest) {
         char sql[64];
         snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", latest);
@@ -666,6 +671,8 @@ static int read_report_row(sqlite3_stmt *stmt, struct store_report *r, char *err
                         (long long)r->step);
     r->time_ms = sqlite3_column_int64(stmt, 7);
     r->ranks = sqlite3_column_int64(stmt, 8);
+    r->lr_cap = sqlite3_column_type(stmt, 9) == SQLITE_NULL ? INFINITY
+                                                             : sqlite3_column_double(stmt, 9);
     return GLR_OK;
 }
 
@@ -969,6 +976,10 @@ static int write_decision(struct store *store, const struct store_commit *c, cha
     sqlite3_bind_text(stmt, 8, glr_event_name(report->event), -1, SQLITE_STATIC);
     sqlite3_bind_int64(stmt, 9, report->time_ms);
     sqlite3_bind_int64(stmt, 10, report->ranks);
+    if (isfinite(report->lr_cap))
+        sqlite3_bind_double(stmt, 11, report->lr_cap);
+    else
+        sqlite3_bind_null(stmt, 11);
     int rc = step_done(store, stmt, "inserting the report", err);
     if (rc && sqlite3_extended_errcode(store->writer.db) == SQLITE_CONSTRAINT_FOREIGNKEY)
         rc = glr_fail(err, GLR_EIO, "database: the job is not there any more");

@@ -96,6 +96,7 @@ struct store_report {
     enum glr_event event;
     int64_t time_ms;
     int64_t ranks; /* how many ranks' losses the decision combined */
+    double lr_cap; /* the client's cap on the rates given to the policy; +inf: none */
     size_t groups;
     double lrs[GLR_MAX_GROUPS];
 };

@@ -202,6 +202,7 @@ static int job_from_row(struct svc *svc, const struct store_job *row, struct job
     job->world_size = row->world_size;
     job->aggregate_timeout_ms = row->aggregate_timeout_ms;
     job->pending_step = -1;
+    job->pending_lr_cap = INFINITY;
     for (int i = 0; aggregate_names[i]; i++)
         if (strcmp(row->aggregate, aggregate_names[i]) == 0)
             job->aggregate = i;

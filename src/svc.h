@@ -166,14 +166,19 @@ struct svc_waiter {
  * policy steps once all ranks of the step have reported (or the job's timeout passed) on
  * their combined loss. A new decision is answered only once it is committed: the call
  * returns GLR_EWAIT and waiter->done answers (GLR_EIO if the commit failed). A retry of
- * a decided step is answered at once (result filled, replayed or late set).
- * Returns GLR_OK (result filled); GLR_EWAIT; GLR_EINVAL for a step or rank out of range;
+ * a decided step is answered at once (result filled, replayed or late set). lr_cap is
+ * the client's upper bound on the answer (+inf: none), taken only by policies that take
+ * one (auto); the ranks of one step are capped by the lowest of theirs. It is kept with
+ * the decision, so that replays give the policy the same input.
+ * Returns GLR_OK (result filled); GLR_EWAIT; GLR_EINVAL for a step or rank out of range,
+ * or an lr_cap the job's policy does not take;
  * GLR_ENOTFOUND; GLR_ECONFLICT for a finished job, the same step with another loss, or a
  * step at or below the last decided one that was never reported; GLR_ELIMIT or GLR_EBUSY
  * when too many requests wait already (per job, and in all); GLR_EIO.
  */
 int svc_report(struct svc *svc, const char *id, int64_t step, int64_t rank, double loss,
-               struct svc_waiter *waiter, struct svc_report_result *result, char *err);
+               double lr_cap, struct svc_waiter *waiter, struct svc_report_result *result,
+               char *err);
 
 /*
  * The decision of step: GLR_OK with result when it is decided; GLR_ENOTFOUND for an

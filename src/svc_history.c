@@ -51,6 +51,8 @@ static cJSON *point_json(const struct store_report *r, bool lr_is_array)
         ok = add_item(p, "metric", jsonx_number(r->metric));
     if (ok && r->ranks > 1)
         ok = jsonx_add_integer(p, "ranks", r->ranks);
+    if (ok && isfinite(r->lr_cap))
+        ok = jsonx_add_number(p, "lr_cap", r->lr_cap);
     if (!ok) {
         cJSON_Delete(p);
         return NULL;

@@ -43,6 +43,7 @@ struct job {
     int64_t pending_count;
     int64_t pending_deadline_ms;
     double *pending_losses;      /* world_size values */
+    double pending_lr_cap;       /* the lowest lr_cap of the ranks so far; +inf: none */
     unsigned char *pending_seen; /* world_size flags */
     struct svc_waiter *waiters;  /* ranks and lookups waiting for a decision */
     int64_t nwaiters;

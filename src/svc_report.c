@@ -147,12 +147,12 @@ static void decision_stored(struct store_commit *commit, int status, const char 
 }
 
 /*
- * Steps the policy on `input` for step and sends the decision (and the ranks' losses,
+ * Steps the policy on `input` (capped by lr_cap) for step and sends the decision (and the ranks' losses,
  * which it takes) to the store; call with job->lock held. The answers wait for the
  * commit: waiter (when not NULL) and the requests waiting for the step are answered by
  * decision_stored(). Returns GLR_EWAIT, or an error when nothing was decided.
  */
-static int decide(struct svc *svc, struct job *job, int64_t step, double input,
+static int decide(struct svc *svc, struct job *job, int64_t step, double input, double lr_cap,
                   struct store_rank_loss *rank_losses, size_t nrank_losses, int64_t ranks,
                   struct svc_waiter *waiter, char *err)
 {
@@ -163,7 +163,7 @@ static int decide(struct svc *svc, struct job *job, int64_t step, double input,
     }
     d->rank_losses = rank_losses;
     struct glr_step_result decision;
-    if (glr_sched_step(job->sched, step, input, &decision)) {
+    if (glr_sched_step_capped(job->sched, step, input, lr_cap, &decision)) {
         decision_free(d);
         return glr_fail(err, GLR_EINVAL, "step %lld is out of range", (long long)step);
     }
@@ -176,6 +176,7 @@ static int decide(struct svc *svc, struct job *job, int64_t step, double input,
         .event = decision.event,
         .time_ms = now_ms(),
         .ranks = ranks,
+        .lr_cap = lr_cap,
         .groups = glr_sched_groups(job->sched),
     };
     memcpy(report->lrs, glr_sched_lrs(job->sched), report->groups * sizeof(double));
@@ -277,8 +278,9 @@ static int close_pending(struct svc *svc, struct job *job, struct svc_waiter *wa
     int64_t step = job->pending_step;
     int64_t ranks = job->pending_count;
     double input = combine(job);
+    double lr_cap = job->pending_lr_cap;
     drop_pending(job);
-    int rc = decide(svc, job, step, input, losses, n, ranks, waiter, err);
+    int rc = decide(svc, job, step, input, lr_cap, losses, n, ranks, waiter, err);
     if (rc != GLR_EWAIT) /* nothing was decided: the ranks that wait hear why, and retry */
         wake(svc, job, step, step, rc, NULL, err);
     return rc;
@@ -327,7 +329,7 @@ static int answer_decided(struct svc *svc, struct job *job, int64_t step, int64_
 
 /* One rank's report of a step not decided yet, in a job of several ranks. */
 static int gather(struct svc *svc, struct job *job, int64_t step, int64_t rank, double loss,
-                  struct svc_waiter *waiter, char *err)
+                  double lr_cap, struct svc_waiter *waiter, char *err)
 {
     int rc;
     if (job->pending_step >= 0 && step < job->pending_step)
@@ -358,6 +360,7 @@ static int gather(struct svc *svc, struct job *job, int64_t step, int64_t rank, 
     }
     job->pending_seen[rank] = 1;
     job->pending_losses[rank] = loss;
+    job->pending_lr_cap = fmin(job->pending_lr_cap, lr_cap);
     job->pending_count++;
     if (job->pending_count < job->world_size)
         return GLR_EWAIT;
@@ -365,7 +368,8 @@ static int gather(struct svc *svc, struct job *job, int64_t step, int64_t rank, 
 }
 
 int svc_report(struct svc *svc, const char *id, int64_t step, int64_t rank, double loss,
-               struct svc_waiter *waiter, struct svc_report_result *result, char *err)
+               double lr_cap, struct svc_waiter *waiter, struct svc_report_result *result,
+               char *err)
 {
     memset(result, 0, sizeof(*result));
     if (step < 0 || step > GLR_MAX_STEP)
@@ -379,14 +383,17 @@ int svc_report(struct svc *svc, const char *id, int64_t step, int64_t rank, doub
     if (rank < 0 || rank >= job->world_size)
         rc = glr_fail(err, GLR_EINVAL, "rank must be an integer from 0 to %lld (world_size %lld)",
                       (long long)job->world_size - 1, (long long)job->world_size);
+    else if (isfinite(lr_cap) && !glr_sched_takes_lr_cap(job->sched))
+        rc = glr_fail(err, GLR_EINVAL, "lr_cap is taken only by policy auto; job %s has policy %s",
+                      job->id, glr_sched_policy(job->sched));
     else if (job->last_step >= 0 && step <= job->last_step)
         rc = answer_decided(svc, job, step, rank, loss, result, err);
     else if (job->finished)
         rc = glr_fail(err, GLR_ECONFLICT, "job %s is finished and takes no more reports", job->id);
     else if (job->world_size > 1)
-        rc = gather(svc, job, step, rank, loss, waiter, err);
+        rc = gather(svc, job, step, rank, loss, lr_cap, waiter, err);
     else
-        rc = decide(svc, job, step, loss, NULL, 0, 1, waiter, err);
+        rc = decide(svc, job, step, loss, lr_cap, NULL, 0, 1, waiter, err);
     job_unlock(svc, job);
     return rc;
 }
@@ -524,6 +531,7 @@ void drop_pending(struct job *job)
         return;
     job->pending_step = -1;
     job->pending_count = 0;
+    job->pending_lr_cap = INFINITY;
     memset(job->pending_seen, 0, (size_t)job->world_size);
 }
 

@@ -24,7 +24,7 @@ static bool replay_one(void *ctx_, const struct store_report *r)
 {
     struct replay_ctx *ctx = ctx_;
     struct glr_step_result decision;
-    if (glr_sched_step(ctx->sched, r->step, r->loss, &decision) != GLR_OK ||
+    if (glr_sched_step_capped(ctx->sched, r->step, r->loss, r->lr_cap, &decision) != GLR_OK ||
         decision.event != r->event || glr_sched_groups(ctx->sched) != r->groups ||
         memcmp(glr_sched_lrs(ctx->sched), r->lrs, r->groups * sizeof(double)) != 0) {
         ctx->rc =

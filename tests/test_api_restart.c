@@ -146,6 +146,9 @@ START_TEST(extreme_states_survive_a_restart)
 }
 END_TEST
 
+/* The schema version this greedylr writes (sql/ has one migration per version). */
+#define SCHEMA_LATEST 7
+
 static int user_version(const char *path)
 {
     sqlite3 *db = NULL;
@@ -204,7 +207,7 @@ START_TEST(an_older_database_is_upgraded)
     }
     httpc_close(&c);
     daemon_stop(&d);
-    ck_assert_int_eq(user_version(d.db), 6);
+    ck_assert_int_eq(user_version(d.db), SCHEMA_LATEST);
 
     /* The same job in a database of schema version 1, as greedylr 1 wrote it. */
     char dir[] = "/tmp/greedylr-old-XXXXXX";
@@ -230,7 +233,7 @@ START_TEST(an_older_database_is_upgraded)
     cJSON_Delete(httpc_expect(&c, "POST", "/v1/jobs/up-1/reports", "{\"step\":1,\"loss\":2}", 200));
     httpc_close(&c);
     daemon_stop(&d);
-    ck_assert_int_eq(user_version(path), 6);
+    ck_assert_int_eq(user_version(path), SCHEMA_LATEST);
     daemon_cleanup(&d);
     char side[80];
     const char *suffixes[] = {"", "-wal", "-shm"};
@@ -282,7 +285,7 @@ START_TEST(an_upgrade_summarizes_the_history)
     daemon_restart(&d);
     char *after = httpc_get_text(d.port, path);
     daemon_stop(&d);
-    ck_assert_int_eq(user_version(d.db), 6);
+    ck_assert_int_eq(user_version(d.db), SCHEMA_LATEST);
     ck_assert_int_eq(count_rows(d.db, "SELECT count(*) FROM history_blocks"), 2000 / 64);
     ck_assert_str_eq(after, before);
     free(before);

@@ -137,3 +137,33 @@ def test_a_finished_training_marks_the_job(daemon, client, job_id):
     assert scheduler.finish()["status"] == "finished"
     with pytest.raises(greedylr.Conflict):
         scheduler.step(0.5)
+
+
+def test_the_auto_policy_anneals_over_total_steps_and_keeps_under_the_cap(daemon, client,
+                                                                          job_id):
+    """policy="auto" with total_steps= and a per-step lr_cap, as in the README: the answers
+    are those of the independent model of the policy, the cap holds, and the run ends at 0."""
+    import auto_model  # tests/auto_model.py, on the path conftest.py sets
+
+    optimizer = make_optimizer(0.5)
+    scheduler = greedylr.RemoteScheduler(optimizer, job_id, url=daemon.url, policy="auto",
+                                         total_steps=40)
+    model = auto_model.Auto(0.5, {"total_steps": 40})
+    for k in range(40):
+        loss = 3.0 / (1 + k) + 0.01 * math.sin(k)
+        cap = 0.2 if 10 <= k < 20 else None
+        scheduler.step(torch.tensor(loss), lr_cap=cap)
+        lr, event = model.step(k, loss, cap)
+        assert scheduler.get_last_lr() == [lr] and scheduler.last_answer["event"] == event
+        if cap is not None:
+            assert optimizer.param_groups[0]["lr"] <= cap
+    assert optimizer.param_groups[0]["lr"] == 0.0
+    job = client.get_job(job_id)
+    assert job["config"]["total_steps"] == 40 and job["config"]["version"] == 1
+    assert [p.get("lr_cap") for p in client.history(job_id)][10:20] == [0.2] * 10
+
+
+def test_a_cap_for_a_policy_that_takes_none_is_refused(daemon, job_id):
+    scheduler = greedylr.RemoteScheduler(make_optimizer(), job_id, url=daemon.url)
+    with pytest.raises(greedylr.InvalidValue, match="lr_cap"):
+        scheduler.step(1.0, lr_cap=0.01)

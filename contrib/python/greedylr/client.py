@@ -169,16 +169,20 @@ class Client:
                 return
             query["page_token"] = page["next_page_token"]
 
-    def report(self, job_id, step, loss, rank=0, timeout=None):
+    def report(self, job_id, step, loss, rank=0, timeout=None, lr_cap=None):
         """Reports the loss of a step and returns the answer: {"job", "step", "lr",
         "event"} and, when they apply, "replayed" (this was a retry), "ranks", "late".
 
         loss: a float (or anything float() takes); NaN and infinities are sent as such.
+        lr_cap: an upper bound on the answer that the trainer computed (a stable step size,
+        say); only policy "auto" takes one.
         In a job of several ranks the answer comes once every rank reported the step (or
         the job's aggregate_timeout_ms passed): the client waits that long on top of its
         timeout (pass timeout to choose another wait, in seconds).
         """
         body = {"step": operator.index(step), "loss": encode_loss(loss)}
+        if lr_cap is not None:
+            body["lr_cap"] = float(lr_cap)
         if rank:
             body["rank"] = operator.index(rank)
         if timeout is None:

@@ -7,12 +7,14 @@ training gets exactly the learning rates it got the first time. torch itself is 
 only to find the rank and world size under torch.distributed.
 """
 
+import operator
+
 from . import errors
 from .client import DEFAULT_URL, Client
 
 # The policies whose decisions depend on the metric (the others are schedules of the step
 # number: step() may be called without a metric for them).
-METRIC_POLICIES = ("greedylr", "plateau")
+METRIC_POLICIES = ("greedylr", "auto", "plateau")
 
 
 def distributed_rank_and_size():
@@ -58,11 +60,12 @@ class RemoteScheduler:
 
     optimizer: a torch.optim optimizer (anything with param_groups). job_id: the job's
     name on the service (created if new; every rank and every restart of one training uses
-    the same). url: where greedylrd listens. policy: "greedylr", "plateau", or a schedule
-    ("constant", "step", "exponential", "cosine", "linear"). config: the policy's settings
-    (README, "Policies"), e.g. patience=5, min_lr=1e-4.
+    the same). url: where greedylrd listens. policy: "greedylr", "auto", "plateau", or a
+    schedule ("constant", "step", "exponential", "cosine", "linear"). config: the policy's
+    settings (README, "Policies"), e.g. patience=5, min_lr=1e-4.
 
-    Keyword-only: lr, the initial learning rate (a number, or one per param group; by
+    Keyword-only: total_steps, the number of times step() will be called in the whole
+    training (auto anneals to zero over it; linear needs it); lr, the initial learning rate (a number, or one per param group; by
     default each group's "initial_lr" or "lr"); tags; rank and world_size (by default
     those of torch.distributed, else 0 and 1); aggregate and aggregate_timeout_ms (how the
     ranks' losses are combined); client (a greedylr.Client to use instead of a new one),
@@ -74,9 +77,11 @@ class RemoteScheduler:
     """
 
     def __init__(self, optimizer, job_id, url=DEFAULT_URL, policy="greedylr", *, lr=None,
-                 tags=None, rank=None, world_size=None, aggregate=None,
+                 total_steps=None, tags=None, rank=None, world_size=None, aggregate=None,
                  aggregate_timeout_ms=None, client=None, timeout=10.0, retries=5, token=None,
                  **config):
+        if total_steps is not None:
+            config["total_steps"] = operator.index(total_steps)
         self.optimizer = optimizer
         self.job_id = job_id
         self.policy = policy
@@ -106,13 +111,16 @@ class RemoteScheduler:
         self.last_answer = None
         self._apply(job["lr"])
 
-    def step(self, metric=None):
+    def step(self, metric=None, lr_cap=None):
         """Reports metric (the loss: a float or a one-element tensor; NaN and infinities
         are sent as such) as step last_epoch, and sets every param group's lr to the
-        answer. The metric may be left out only for schedules of the step number."""
+        answer. The metric may be left out only for schedules of the step number.
+        lr_cap (policy "auto"): an upper bound on a stable lr that the trainer computed
+        for this step; the answer never exceeds it."""
         if metric is None and self.policy in METRIC_POLICIES:
             raise TypeError(f"step() needs the metric (the loss) with policy {self.policy!r}")
-        answer = self.client.report(self.job_id, self.last_epoch, metric, rank=self.rank)
+        answer = self.client.report(self.job_id, self.last_epoch, metric, rank=self.rank,
+                                    lr_cap=lr_cap)
         self.last_epoch += 1
         self.last_answer = answer
         self._apply(answer["lr"])
