@@ -17,6 +17,7 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 CORPUS = os.path.join(HERE, "corpus")
 GOLDEN = os.path.join(HERE, "..", "data", "schedulers.json")
+AUTO_GOLDEN = os.path.join(HERE, "..", "data", "auto.json")
 STEPS_MAX = 64  # FUZZ_STEPS_MAX in fuzz.h
 
 ROUTES = {"create": 0, "patch": 1, "report": 2, "rewind": 3, "token": 0x10}
@@ -48,6 +49,14 @@ def golden_cases():
                    "losses": case["losses"][:STEPS_MAX]}
 
 
+def auto_golden_cases():
+    """The auto policy's golden cases (their caps are fuzzed through report bodies)."""
+    with open(AUTO_GOLDEN) as f:
+        for case in json.load(f)["cases"]:
+            yield {"policy": "auto", "lr": case["lr"], "config": case["config"],
+                   "losses": case["losses"][:STEPS_MAX]}
+
+
 def handmade_cases():
     losses = [2.3, 2.1, "NaN", 1.9, None, 2.5, 2.6, "Infinity", 1.0, 0.9, 0.95, 1.2]
     yield {"lr": 0.1, "config": {"patience": 2}, "losses": losses}
@@ -57,6 +66,12 @@ def handmade_cases():
            "losses": losses}
     yield {"policy": "plateau", "lr": 0.1,
            "config": {"mode": "max", "threshold_mode": "abs", "patience": 1, "factor": 0.5},
+           "losses": losses}
+    yield {"policy": "auto", "lr": 1e-5, "losses": losses}
+    yield {"policy": "auto", "lr": [10, 0.5],
+           "config": {"version": 1, "total_steps": 12, "patience": 1, "anneal": "linear",
+                      "anneal_start": 0.5, "increase_factor": 100, "max_factor": 1e9,
+                      "min_factor": 1, "probe_gain": 1, "probe_until": 1},
            "losses": losses}
     yield {"policy": "constant", "lr": 0.5, "losses": [1, 2]}
     yield {"policy": "step", "lr": 0.1, "config": {"step_size": 3, "gamma": 0.5},
@@ -132,7 +147,7 @@ def stored_states(daemon, cases):
 
 
 def main():
-    cases = list(golden_cases()) + list(handmade_cases())
+    cases = list(golden_cases()) + list(auto_golden_cases()) + list(handmade_cases())
     if len(sys.argv) == 3 and sys.argv[1] == "--states":
         for (policy, lr, config, state), rest in stored_states(sys.argv[2], cases):
             write("state", json.dumps({"policy": policy, "lr": json.loads(lr),
@@ -165,6 +180,9 @@ def main():
     body("report", '{"step": 1e15, "loss": 1e308}')
     body("report", '{"step": 100, "loss": 1.0, "epoch": 1}')
     body("report", '{"step": -1, "loss": 1}')
+    body("report", '{"step": 3, "loss": 0.5, "lr_cap": 0.01}')
+    body("report", '{"step": 3, "loss": 0.5, "lr_cap": 0}')
+    body("report", '{"step": 3, "loss": 0.5, "lr_cap": "Infinity", "rank": 2}')
     body("rewind", '{"to_step": 1000}')
     body("rewind", '{"to_step": -1}')
     body("rewind", '{"to_step": 1.5}')

@@ -86,3 +86,18 @@ def test_resume_continues_with_the_lrs_of_the_first_run(daemon, client, job_id):
     history = client.history(job_id)
     assert [p["lr"] for p in history[6:15]] == [lr for _, lr in again[1:]]
 
+
+
+def test_nmf_with_a_stability_cap_trains_where_the_same_start_without_diverges(daemon, client,
+                                                                                job_id):
+    def final_loss(*extra):
+        output = run([sys.executable, example("nmf_cap.py"), "--url", daemon.url,
+                      "--job", job_id + "".join(extra), "--epochs", "6", *extra])
+        return float(re.search(r"^loss \S+ -> (\S+)$", output, re.M).group(1)), output
+
+    capped, output = final_loss()
+    uncapped, _ = final_loss("--no-cap")
+    assert capped < uncapped / 10, output
+    history = client.history(job_id)
+    assert all(p["lr"] <= p["lr_cap"] for p in history), "an answer above its report's cap"
+    assert "capped" in {p["event"] for p in history}
