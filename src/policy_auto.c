@@ -55,6 +55,7 @@ struct autolr {
     double probe_gain;        /* how much faster the loss must fall to keep a raise */
     int anneal;
     double anneal_start; /* fraction of the horizon before the annealing starts */
+    double warmup;       /* fraction of the horizon over which the rate ramps up */
 
     /* state */
     double scale; /* the rates are init_lrs * scale, capped, times the annealing factor */
@@ -85,8 +86,9 @@ static int auto_create(struct glr_sched *sched, struct cfg *cfg, char *err)
         (rc = cfg_double(cfg, "diverge_threshold", 1.0, &a.diverge_threshold, err)) ||
         (rc = cfg_double(cfg, "probe_until", 0.5, &a.probe_until, err)) ||
         (rc = cfg_double(cfg, "probe_gain", 1.25, &a.probe_gain, err)) ||
-        (rc = cfg_enum(cfg, "anneal", anneal_names, ANNEAL_COSINE, &a.anneal, err)) ||
-        (rc = cfg_double(cfg, "anneal_start", 0.0, &a.anneal_start, err)))
+        (rc = cfg_enum(cfg, "anneal", anneal_names, ANNEAL_LINEAR, &a.anneal, err)) ||
+        (rc = cfg_double(cfg, "anneal_start", 0.75, &a.anneal_start, err)) ||
+        (rc = cfg_double(cfg, "warmup", 0.05, &a.warmup, err)))
         return rc;
     if (!(a.threshold >= 0 && a.threshold < 1))
         return glr_fail(err, GLR_EINVAL, "threshold must be in [0, 1), got %.17g", a.threshold);
@@ -114,6 +116,8 @@ static int auto_create(struct glr_sched *sched, struct cfg *cfg, char *err)
     if (!(a.anneal_start >= 0 && a.anneal_start < 1))
         return glr_fail(err, GLR_EINVAL, "anneal_start must be in [0, 1), got %.17g",
                         a.anneal_start);
+    if (!(a.warmup >= 0 && a.warmup <= 0.5))
+        return glr_fail(err, GLR_EINVAL, "warmup must be in [0, 0.5], got %.17g", a.warmup);
     /* The largest rate a job may reach must be a finite number. */
     for (size_t i = 0; i < sched->groups; i++)
         if (!isfinite(sched->init_lrs[i] * a.max_factor))
@@ -133,9 +137,15 @@ static void auto_destroy(struct glr_sched *sched)
     free(sched->priv);
 }
 
+static double envelope(const struct autolr *a, int64_t reports);
+static double warmup_factor(const struct autolr *a, int64_t reports);
+
 static void auto_reset(struct glr_sched *sched)
 {
     struct autolr *a = sched->priv;
+    /* The first step is the warmup's first: its rate is the one a new job answers. */
+    for (size_t i = 0; i < sched->groups; i++)
+        sched->lrs[i] = (sched->init_lrs[i] * 1.0) * envelope(a, 0) * warmup_factor(a, 0);
     a->scale = 1.0;
     a->have_loss = false;
     a->ema = 0;
@@ -177,6 +187,20 @@ static double envelope(const struct autolr *a, int64_t reports)
     if (a->anneal == ANNEAL_LINEAR)
         return 1.0 - progress;
     return (1.0 + cos(PI * progress)) / 2.0;
+}
+
+/*
+ * The warmup's factor after `reports` reports: a ramp over the first
+ * round(warmup * total_steps) reports, 1 without a horizon and after the ramp.
+ */
+static double warmup_factor(const struct autolr *a, int64_t reports)
+{
+    if (a->total_steps == 0)
+        return 1.0;
+    int64_t length = (int64_t)floor(a->warmup * (double)a->total_steps + 0.5);
+    if (reports + 1 >= length)
+        return 1.0;
+    return (double)(reports + 1) / (double)length;
 }
 
 static void lower(struct autolr *a)
@@ -228,6 +252,11 @@ static enum glr_event judge_loss(const struct glr_sched *sched, struct autolr *a
     if (a->ema - a->best > a->diverge_threshold * fabs(a->best)) {
         lower(a);
         settle_after_cut(a, reports, p);
+        /*
+         * Judged from here on: another cut needs the loss to rise that far again, so that a
+         * loss which jumped and stays up is cut once, not at every report to the floor.
+         */
+        a->best = a->ema;
         return GLR_EVENT_DIVERGED;
     }
     if (a->cooldown > 0) {
@@ -304,6 +333,7 @@ static void auto_step(struct glr_sched *sched, int64_t step, double metric, doub
     }
     double env = envelope(a, reports);
     double before = envelope(a, reports - 1);
+    double warm = warmup_factor(a, reports);
     bool capped = false;
     for (size_t i = 0; i < sched->groups; i++) {
         double base = sched->init_lrs[i] * a->scale;
@@ -311,10 +341,12 @@ static void auto_step(struct glr_sched *sched, int64_t step, double metric, doub
             base = lr_cap;
             capped = true;
         }
-        sched->lrs[i] = base * env;
+        sched->lrs[i] = base * env * warm;
     }
     if (event == GLR_EVENT_HOLD && capped)
         event = GLR_EVENT_CAPPED;
+    else if (event == GLR_EVENT_HOLD && warm > warmup_factor(a, reports - 1))
+        event = GLR_EVENT_WARMUP;
     else if (event == GLR_EVENT_HOLD && env < before)
         event = GLR_EVENT_ANNEAL;
     result->event = event;
@@ -336,7 +368,8 @@ static bool auto_config_json(const struct glr_sched *sched, cJSON *o)
            jsonx_add_number(o, "probe_until", a->probe_until) &&
            jsonx_add_number(o, "probe_gain", a->probe_gain) &&
            cJSON_AddStringToObject(o, "anneal", anneal_names[a->anneal]) &&
-           jsonx_add_number(o, "anneal_start", a->anneal_start);
+           jsonx_add_number(o, "anneal_start", a->anneal_start) &&
+           jsonx_add_number(o, "warmup", a->warmup);
 }
 
 static const char *const phase_names[PHASE_COUNT] = {"warm", "base", "probe", "settled"};

@@ -30,8 +30,9 @@ DEFAULTS = {
     "diverge_threshold": 1.0,
     "probe_until": 0.5,
     "probe_gain": 1.25,
-    "anneal": "cosine",
-    "anneal_start": 0.0,
+    "anneal": "linear",
+    "anneal_start": 0.75,
+    "warmup": 0.05,
 }
 
 
@@ -47,7 +48,7 @@ class Auto:
                 raise ValueError(f"unknown key {key}")
             cfg[key] = value
         self.cfg = cfg
-        self.lrs = list(self.lr0)
+        self.lrs = [(v * 1.0) * self.envelope(0) * self.warmup_factor(0) for v in self.lr0]
         self.scale = 1.0
         self.ema = None
         self.best = None
@@ -85,6 +86,17 @@ class Auto:
             return 1.0 - progress
         return (1.0 + math.cos(math.pi * progress)) / 2.0
 
+    def warmup_factor(self, reports):
+        """The warmup's factor after `reports` reports: a ramp over the first
+        round(warmup * total_steps) reports, 1 without a horizon or after it."""
+        total = self.cfg["total_steps"]
+        if total == 0:
+            return 1.0
+        length = int(math.floor(self.cfg["warmup"] * float(total) + 0.5))
+        if reports + 1 >= length:
+            return 1.0
+        return float(reports + 1) / float(length)
+
     def lower(self):
         self.scale = max(self.scale * self.cfg["decrease_factor"], self.cfg["min_factor"])
 
@@ -121,6 +133,8 @@ class Auto:
         if self.ema - self.best > cfg["diverge_threshold"] * abs(self.best):
             self.lower()
             self.settle_after_cut(reports, p)
+            # Judged from here on: another cut needs the loss to rise that far again.
+            self.best = self.ema
             return "diverged"
         if self.cooldown > 0:
             self.cooldown -= 1
@@ -177,15 +191,18 @@ class Auto:
             event = "diverged"
         env = self.envelope(reports)
         before = self.envelope(reports - 1)
+        warm = self.warmup_factor(reports)
         capped = False
         for i, lr0 in enumerate(self.lr0):
             base = lr0 * self.scale
             if base > cap:
                 base = cap
                 capped = True
-            self.lrs[i] = base * env
+            self.lrs[i] = base * env * warm
         if event == "hold" and capped:
             event = "capped"
+        elif event == "hold" and warm > self.warmup_factor(reports - 1):
+            event = "warmup"
         elif event == "hold" and env < before:
             event = "anneal"
         return (list(self.lrs) if self.lr_is_array else self.lrs[0]), event

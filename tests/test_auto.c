@@ -116,7 +116,7 @@ START_TEST(golden_has_every_kind_of_case)
             seen[auto_cases[i].events[k]]++;
     const enum glr_event wanted[] = {GLR_EVENT_HOLD,     GLR_EVENT_INCREASE, GLR_EVENT_DECREASE,
                                      GLR_EVENT_COOLDOWN, GLR_EVENT_DIVERGED, GLR_EVENT_CAPPED,
-                                     GLR_EVENT_ANNEAL};
+                                     GLR_EVENT_ANNEAL,   GLR_EVENT_WARMUP};
     for (size_t i = 0; i < sizeof(wanted) / sizeof(wanted[0]); i++)
         ck_assert_msg(seen[wanted[i]] > 0, "no case shows the event %s", glr_event_name(wanted[i]));
 }
@@ -149,7 +149,7 @@ START_TEST(any_lr_needs_no_setting)
         const char *keys[] = {"version",         "total_steps", "patience",   "threshold",
                               "decrease_factor", "increase_factor", "min_factor", "max_factor",
                               "diverge_threshold", "probe_until", "probe_gain", "anneal",
-                              "anneal_start"};
+                              "anneal_start", "warmup"};
         for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++)
             ck_assert_msg(cJSON_GetObjectItemCaseSensitive(config, keys[k]), "no %s", keys[k]);
         double version = 0;
@@ -176,7 +176,9 @@ END_TEST
 /* At scale 1 and without a cap the cosine annealing is the cosine policy's, bit for bit. */
 START_TEST(annealing_matches_the_cosine_policy)
 {
-    struct glr_sched *a = testutil_sched("auto", "0.1", "{\"total_steps\": 50, \"max_factor\": 1}");
+    struct glr_sched *a =
+        testutil_sched("auto", "0.1", "{\"total_steps\": 50, \"max_factor\": 1, \"warmup\": 0, "
+                                    "\"anneal\": \"cosine\", \"anneal_start\": 0}");
     struct glr_sched *c = testutil_sched("cosine", "0.1", "{\"t_max\": 50}");
     for (int k = 0; k < 50; k++) {
         /* A loss that neither stalls nor jumps: the scale stays 1. */
@@ -190,7 +192,7 @@ END_TEST
 
 START_TEST(diverged_steps_cut_the_rate_at_once)
 {
-    struct glr_sched *sched = testutil_sched("auto", "0.1", "{\"total_steps\": 1000}");
+    struct glr_sched *sched = testutil_sched("auto", "0.1", "{\"total_steps\": 1000, \"warmup\": 0}");
     enum glr_event event;
     double before = step_once(sched, 0, 2.0, INFINITY, &event);
     double after = step_once(sched, 1, NAN, INFINITY, &event);
@@ -266,6 +268,7 @@ static const struct {
     {"0.1", "{\"probe_gain\": 0.9}", "probe_gain"},
     {"0.1", "{\"anneal\": \"step\"}", "anneal"},
     {"0.1", "{\"anneal_start\": 1}", "anneal_start"},
+    {"0.1", "{\"warmup\": 0.6}", "warmup"},
     {"1e308", "{\"max_factor\": 10}", "max_factor"},
     {"0.1", "{\"min_lr\": 0.01}", "min_lr"},
 };
