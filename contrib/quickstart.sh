@@ -3,6 +3,7 @@
 #   contrib/quickstart.sh run    install what is missing, build, and run the daemon
 #   contrib/quickstart.sh test   install what is missing, build with sanitizers, run every test
 #   contrib/quickstart.sh bench  install what is missing, build optimized, run the benchmark
+#   contrib/quickstart.sh bench-quality  the same for the training-quality benchmark
 # Both work from the top of a fresh clone and exit non-zero on any failure.
 set -eu
 
@@ -15,6 +16,7 @@ libsqlite3-dev libgnutls28-dev check"
 TEST_PACKAGES="valgrind curl python3 python3-yaml python3-jsonschema python3-pytest python3-venv \
 python3-torch groff-base systemd gnutls-bin"
 BENCH_PACKAGES="wrk curl python3"
+QUALITY_PACKAGES="python3 python3-torch python3-sklearn python3-matplotlib"
 
 say() { printf 'quickstart: %s\n' "$*" >&2; }
 
@@ -98,8 +100,15 @@ bench)
     build build/release
     make -C build/release bench
     ;;
+bench-quality)
+    install_missing $BUILD_PACKAGES $QUALITY_PACKAGES
+    bootstrap
+    say "building without sanitizers and running the training-quality benchmark (~30 min)"
+    build build/release
+    make -C build/release bench-quality
+    ;;
 *)
-    echo "usage: $0 run|test|bench" >&2
+    echo "usage: $0 run|test|bench|bench-quality" >&2
     exit 2
     ;;
 esac
