@@ -23,7 +23,7 @@
 #define AUTO_VERSION 1
 /* Automatic patience: this fraction of the horizon, and never below PATIENCE_MIN. */
 #define AUTO_PATIENCE_FRACTION 0.05
-#define AUTO_PATIENCE_MIN 2
+#define AUTO_PATIENCE_MIN      2
 /* Without a horizon, at least this many: the first reports of a run say little. */
 #define AUTO_PATIENCE_MIN_NO_HORIZON 10
 /* Largest increase_factor: a probe that multiplies the rate by more is no probe. */
@@ -58,15 +58,15 @@ struct autolr {
     double warmup;       /* fraction of the horizon over which the rate ramps up */
 
     /* state */
-    double scale; /* the rates are init_lrs * scale, capped, times the annealing factor */
-    bool have_loss; /* ema, best and mark are set (after the first finite loss) */
-    double ema;     /* the smoothed loss */
-    double best;    /* the lowest smoothed loss */
-    double mark;    /* the smoothed loss at the start of the current period */
-    double rate_base; /* the relative fall of the period before the probe's */
-    int64_t num_bad;  /* reports since the smoothed loss last improved */
-    int64_t cooldown; /* reports left before the loss is judged again */
-    int64_t reports;  /* reports so far */
+    double scale;       /* the rates are init_lrs * scale, capped, times the annealing factor */
+    bool have_loss;     /* ema, best and mark are set (after the first finite loss) */
+    double ema;         /* the smoothed loss */
+    double best;        /* the lowest smoothed loss */
+    double mark;        /* the smoothed loss at the start of the current period */
+    double rate_base;   /* the relative fall of the period before the probe's */
+    int64_t num_bad;    /* reports since the smoothed loss last improved */
+    int64_t cooldown;   /* reports left before the loss is judged again */
+    int64_t reports;    /* reports so far */
     int64_t next_check; /* the report that ends the current period */
     enum phase phase;
 };
@@ -93,11 +93,13 @@ static int auto_create(struct glr_sched *sched, struct cfg *cfg, char *err)
     if (!(a.threshold >= 0 && a.threshold < 1))
         return glr_fail(err, GLR_EINVAL, "threshold must be in [0, 1), got %.17g", a.threshold);
     if (!(a.decrease_factor > 0 && a.decrease_factor < 1))
-        return glr_fail(err, GLR_EINVAL, "decrease_factor must be between 0 and 1 (exclusive), "
-                                         "got %.17g",
+        return glr_fail(err, GLR_EINVAL,
+                        "decrease_factor must be between 0 and 1 (exclusive), "
+                        "got %.17g",
                         a.decrease_factor);
     if (!(a.increase_factor > 1 && a.increase_factor <= AUTO_INCREASE_MAX))
-        return glr_fail(err, GLR_EINVAL, "increase_factor must be above 1 and at most %g, got %.17g",
+        return glr_fail(err, GLR_EINVAL,
+                        "increase_factor must be above 1 and at most %g, got %.17g",
                         AUTO_INCREASE_MAX, a.increase_factor);
     if (!(a.min_factor > 0 && a.min_factor <= 1))
         return glr_fail(err, GLR_EINVAL, "min_factor must be in (0, 1], got %.17g", a.min_factor);
@@ -108,8 +110,7 @@ static int auto_create(struct glr_sched *sched, struct cfg *cfg, char *err)
         return glr_fail(err, GLR_EINVAL, "diverge_threshold must be > 0, got %.17g",
                         a.diverge_threshold);
     if (!(a.probe_until >= 0 && a.probe_until <= 1))
-        return glr_fail(err, GLR_EINVAL, "probe_until must be in [0, 1], got %.17g",
-                        a.probe_until);
+        return glr_fail(err, GLR_EINVAL, "probe_until must be in [0, 1], got %.17g", a.probe_until);
     if (!(a.probe_gain >= 1 && a.probe_gain <= AUTO_INCREASE_MAX))
         return glr_fail(err, GLR_EINVAL, "probe_gain must be in [1, %g], got %.17g",
                         AUTO_INCREASE_MAX, a.probe_gain);
@@ -376,8 +377,7 @@ static const char *const phase_names[PHASE_COUNT] = {"warm", "base", "probe", "s
 
 static bool add_counters(const struct autolr *a, cJSON *o)
 {
-    return jsonx_add_number(o, "scale", a->scale) &&
-           jsonx_add_integer(o, "num_bad", a->num_bad) &&
+    return jsonx_add_number(o, "scale", a->scale) && jsonx_add_integer(o, "num_bad", a->num_bad) &&
            jsonx_add_integer(o, "cooldown", a->cooldown) &&
            jsonx_add_integer(o, "reports", a->reports) &&
            jsonx_add_integer(o, "next_check", a->next_check) &&
@@ -403,8 +403,7 @@ static bool auto_counters_json(const struct glr_sched *sched, cJSON *o)
 static bool auto_state_save(const struct glr_sched *sched, cJSON *o)
 {
     const struct autolr *a = sched->priv;
-    return add_counters(a, o) && add_losses(a, o) &&
-           jsonx_add_number(o, "rate_base", a->rate_base);
+    return add_counters(a, o) && add_losses(a, o) && jsonx_add_number(o, "rate_base", a->rate_base);
 }
 
 /* Reads a smoothed loss of a saved state: finite when have_loss, null otherwise. */
@@ -436,7 +435,8 @@ static int auto_state_load(struct glr_sched *sched, const cJSON *o, char *err)
         (rc = state_get_double(o, "rate_base", &tmp.rate_base, err)))
         return rc;
     if (!(tmp.scale >= a->min_factor && tmp.scale <= a->max_factor))
-        return glr_fail(err, GLR_ECORRUPT, "saved state: scale must be in [min_factor, max_factor]");
+        return glr_fail(err, GLR_ECORRUPT,
+                        "saved state: scale must be in [min_factor, max_factor]");
     if (!isfinite(tmp.rate_base))
         return glr_fail(err, GLR_ECORRUPT, "saved state: rate_base must be finite");
     const cJSON *phase = cJSON_GetObjectItemCaseSensitive(o, "phase");
@@ -445,7 +445,8 @@ static int auto_state_load(struct glr_sched *sched, const cJSON *o, char *err)
         if (strcmp(phase->valuestring, phase_names[i]) == 0)
             found = i;
     if (found < 0)
-        return glr_fail(err, GLR_ECORRUPT, "saved state: phase must be warm, base, probe or settled");
+        return glr_fail(err, GLR_ECORRUPT,
+                        "saved state: phase must be warm, base, probe or settled");
     tmp.phase = (enum phase)found;
     const cJSON *ema = cJSON_GetObjectItemCaseSensitive(o, "ema");
     tmp.have_loss = !cJSON_IsNull(ema);

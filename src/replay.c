@@ -1,7 +1,8 @@
 /*
  * greedylr-replay: runs a policy over a list of losses read from standard input (one per
- * line, optionally followed by the report's lr_cap) and prints the learning rate and event after each, exactly as the service would
- * answer. Useful to try a configuration on a recorded training run before using it live.
+ * line, optionally followed by the report's lr_cap) and prints the learning rate and event after
+ * each, exactly as the service would answer. Useful to try a configuration on a recorded training
+ * run before using it live.
  */
 #include <errno.h>
 #include <math.h>
@@ -50,8 +51,9 @@ static int replay(struct glr_sched *sched)
         if (after_cap == end)
             lr_cap = INFINITY;
         else if (!(isfinite(lr_cap) && lr_cap > 0) || !glr_sched_takes_lr_cap(sched)) {
-            fprintf(stderr, "greedylr-replay: line %lld: an lr_cap must be a number > 0, "
-                            "and only policy auto takes one\n",
+            fprintf(stderr,
+                    "greedylr-replay: line %lld: an lr_cap must be a number > 0, "
+                    "and only policy auto takes one\n",
                     (long long)step + 1);
             return EXIT_FAILURE;
         }

@@ -671,8 +671,8 @@ static int read_report_row(sqlite3_stmt *stmt, struct store_report *r, char *err
                         (long long)r->step);
     r->time_ms = sqlite3_column_int64(stmt, 7);
     r->ranks = sqlite3_column_int64(stmt, 8);
-    r->lr_cap = sqlite3_column_type(stmt, 9) == SQLITE_NULL ? INFINITY
-                                                             : sqlite3_column_double(stmt, 9);
+    r->lr_cap =
+        sqlite3_column_type(stmt, 9) == SQLITE_NULL ? INFINITY : sqlite3_column_double(stmt, 9);
     return GLR_OK;
 }
 

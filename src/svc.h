@@ -31,11 +31,11 @@
 #define SVC_LIST_PAGE_MAX         1000
 #define SVC_HISTORY_PAGE_DEFAULT  1000
 #define SVC_HISTORY_PAGE_MAX      10000
-#define SVC_MAX_POINTS_MAX        10000   /* largest max_points of a downsampled history */
-#define SVC_RANK_MAX              4095    /* largest rank number */
-#define SVC_SNAPSHOT_EVERY        4096    /* reports between two state snapshots (rewind speed) */
-#define SVC_STATE_EVERY           64      /* reports between two writes of a job's row (see svc.c) */
-#define SVC_WORLD_MAX             4096    /* most ranks of one job */
+#define SVC_MAX_POINTS_MAX        10000 /* largest max_points of a downsampled history */
+#define SVC_RANK_MAX              4095  /* largest rank number */
+#define SVC_SNAPSHOT_EVERY        4096  /* reports between two state snapshots (rewind speed) */
+#define SVC_STATE_EVERY           64    /* reports between two writes of a job's row (see svc.c) */
+#define SVC_WORLD_MAX             4096  /* most ranks of one job */
 #define SVC_AGGREGATE_TIMEOUT_MAX 3600000 /* longest wait for every rank of a step (ms) */
 #define SVC_WAIT_MAX_MS           60000   /* longest wait_ms of an lr lookup */
 #define SVC_WAITERS_MAX           10000   /* requests waiting at once, all jobs together */

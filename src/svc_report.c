@@ -147,10 +147,10 @@ static void decision_stored(struct store_commit *commit, int status, const char 
 }
 
 /*
- * Steps the policy on `input` (capped by lr_cap) for step and sends the decision (and the ranks' losses,
- * which it takes) to the store; call with job->lock held. The answers wait for the
- * commit: waiter (when not NULL) and the requests waiting for the step are answered by
- * decision_stored(). Returns GLR_EWAIT, or an error when nothing was decided.
+ * Steps the policy on `input` (capped by lr_cap) for step and sends the decision (and the ranks'
+ * losses, which it takes) to the store; call with job->lock held. The answers wait for the commit:
+ * waiter (when not NULL) and the requests waiting for the step are answered by decision_stored().
+ * Returns GLR_EWAIT, or an error when nothing was decided.
  */
 static int decide(struct svc *svc, struct job *job, int64_t step, double input, double lr_cap,
                   struct store_rank_loss *rank_losses, size_t nrank_losses, int64_t ranks,

@@ -23,7 +23,8 @@ static double value_of(const cJSON *item)
 
 static void unpack(struct auto_case *c, const cJSON *j)
 {
-    snprintf(c->name, sizeof(c->name), "%s", cJSON_GetObjectItemCaseSensitive(j, "name")->valuestring);
+    snprintf(c->name, sizeof(c->name), "%s",
+             cJSON_GetObjectItemCaseSensitive(j, "name")->valuestring);
     c->lr = cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(j, "lr"), 1);
     c->config = cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(j, "config"), 1);
     c->groups = cJSON_IsArray(c->lr) ? (size_t)cJSON_GetArraySize(c->lr) : 1;
@@ -84,4 +85,3 @@ void autogolden_free(void)
     }
     auto_case_count = 0;
 }
-

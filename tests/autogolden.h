@@ -11,7 +11,7 @@
 
 /* The cases of the golden file, and the most this helper can hold. */
 #define AUTO_GOLDEN_CASES 26
-#define AUTO_CASES_MAX 64
+#define AUTO_CASES_MAX    64
 
 struct auto_case {
     char name[64];

@@ -107,8 +107,8 @@ START_TEST(a_rewind_replays_the_caps)
     const struct auto_case *ac = capped_case();
     create_job(&client, "auto-rewind", ac);
     report_and_compare(&client, "auto-rewind", ac, 0, ac->steps);
-    cJSON_Delete(httpc_expect(&client, "POST", "/v1/jobs/auto-rewind/rewind",
-                              "{\"to_step\":70}", 200));
+    cJSON_Delete(
+        httpc_expect(&client, "POST", "/v1/jobs/auto-rewind/rewind", "{\"to_step\":70}", 200));
     report_and_compare(&client, "auto-rewind", ac, 71, ac->steps);
 }
 END_TEST
@@ -136,8 +136,8 @@ END_TEST
 START_TEST(a_cap_is_refused_where_it_does_not_apply)
 {
     cJSON_Delete(httpc_expect(&client, "PUT", "/v1/jobs/auto-greedy", "{\"lr\":0.1}", 201));
-    cJSON_Delete(httpc_expect(&client, "PUT", "/v1/jobs/auto-bad",
-                              "{\"policy\":\"auto\",\"lr\":0.1}", 201));
+    cJSON_Delete(
+        httpc_expect(&client, "PUT", "/v1/jobs/auto-bad", "{\"policy\":\"auto\",\"lr\":0.1}", 201));
     struct {
         const char *path;
         const char *body;

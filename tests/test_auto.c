@@ -23,29 +23,6 @@ static struct glr_sched *create(const struct auto_case *c)
     return sched;
 }
 
-/* Saves the state as text and loads it into a new scheduler, which replaces sched. */
-static struct glr_sched *save_and_restore(struct glr_sched *sched, const struct auto_case *c)
-{
-    cJSON *state = glr_sched_state_save(sched);
-    ck_assert_ptr_nonnull(state);
-    char *text = testutil_print_exact(state);
-    cJSON_Delete(state);
-    cJSON *parsed = testutil_parse(text);
-    free(text);
-    struct glr_sched *restored = create(c);
-    char err[GLR_ERR_MAX] = "";
-    ck_assert_msg(glr_sched_state_load(restored, parsed, err) == GLR_OK, "%s: %s", c->name, err);
-    cJSON_Delete(parsed);
-    glr_sched_free(sched);
-    return restored;
-}
-
-static uint32_t next_random(uint32_t *seed)
-{
-    *seed = *seed * 1664525u + 1013904223u;
-    return *seed >> 8;
-}
-
 /* Feeds case `index` and compares every lr and event; restores about `restores` times. */
 static void run_case(int index, int restores)
 {
@@ -54,8 +31,8 @@ static void run_case(int index, int restores)
     struct glr_sched *sched = create(c);
     uint32_t seed = (uint32_t)index * 2654435761u + 7;
     for (int k = 0; k < c->steps; k++) {
-        if (restores > 0 && (int)(next_random(&seed) % (uint32_t)c->steps) < restores)
-            sched = save_and_restore(sched, c);
+        if (restores > 0 && (int)(testutil_next_random(&seed) % (uint32_t)c->steps) < restores)
+            sched = testutil_restore(sched, "auto", c->lr, c->config, c->name);
         struct glr_step_result result;
         if (glr_sched_step_capped(sched, c->step[k], c->losses[k], c->caps[k], &result) != GLR_OK)
             ck_abort_msg("%s report %d: the step failed", c->name, k);
@@ -71,7 +48,8 @@ static void run_case(int index, int restores)
         }
         if ((int)result.event != c->events[k])
             ck_abort_msg("%s report %d: event %s, expected %s", c->name, k,
-                         glr_event_name(result.event), glr_event_name((enum glr_event)c->events[k]));
+                         glr_event_name(result.event),
+                         glr_event_name((enum glr_event)c->events[k]));
     }
     glr_sched_free(sched);
 }
@@ -98,8 +76,8 @@ START_TEST(golden_after_reset)
         glr_sched_step_capped(sched, c->step[k], c->losses[k], c->caps[k], &result);
     glr_sched_reset(sched);
     for (int k = 0; k < c->steps; k++) {
-        ck_assert_int_eq(glr_sched_step_capped(sched, c->step[k], c->losses[k], c->caps[k], &result),
-                         GLR_OK);
+        ck_assert_int_eq(
+            glr_sched_step_capped(sched, c->step[k], c->losses[k], c->caps[k], &result), GLR_OK);
         ck_assert_msg(glr_sched_lrs(sched)[0] == c->expected[(size_t)k * c->groups],
                       "%s report %d after a reset", c->name, k);
     }
@@ -146,10 +124,10 @@ START_TEST(any_lr_needs_no_setting)
             ck_assert(lr >= lr0 * 1e-3 && lr <= lr0 * 10);
         }
         cJSON *config = glr_sched_config_json(sched);
-        const char *keys[] = {"version",         "total_steps", "patience",   "threshold",
-                              "decrease_factor", "increase_factor", "min_factor", "max_factor",
-                              "diverge_threshold", "probe_until", "probe_gain", "anneal",
-                              "anneal_start", "warmup"};
+        const char *keys[] = {"version",           "total_steps",     "patience",   "threshold",
+                              "decrease_factor",   "increase_factor", "min_factor", "max_factor",
+                              "diverge_threshold", "probe_until",     "probe_gain", "anneal",
+                              "anneal_start",      "warmup"};
         for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++)
             ck_assert_msg(cJSON_GetObjectItemCaseSensitive(config, keys[k]), "no %s", keys[k]);
         double version = 0;
@@ -176,9 +154,9 @@ END_TEST
 /* At scale 1 and without a cap the cosine annealing is the cosine policy's, bit for bit. */
 START_TEST(annealing_matches_the_cosine_policy)
 {
-    struct glr_sched *a =
-        testutil_sched("auto", "0.1", "{\"total_steps\": 50, \"max_factor\": 1, \"warmup\": 0, "
-                                    "\"anneal\": \"cosine\", \"anneal_start\": 0}");
+    struct glr_sched *a = testutil_sched("auto", "0.1",
+                                         "{\"total_steps\": 50, \"max_factor\": 1, \"warmup\": 0, "
+                                         "\"anneal\": \"cosine\", \"anneal_start\": 0}");
     struct glr_sched *c = testutil_sched("cosine", "0.1", "{\"t_max\": 50}");
     for (int k = 0; k < 50; k++) {
         /* A loss that neither stalls nor jumps: the scale stays 1. */
@@ -192,7 +170,8 @@ END_TEST
 
 START_TEST(diverged_steps_cut_the_rate_at_once)
 {
-    struct glr_sched *sched = testutil_sched("auto", "0.1", "{\"total_steps\": 1000, \"warmup\": 0}");
+    struct glr_sched *sched =
+        testutil_sched("auto", "0.1", "{\"total_steps\": 1000, \"warmup\": 0}");
     enum glr_event event;
     double before = step_once(sched, 0, 2.0, INFINITY, &event);
     double after = step_once(sched, 1, NAN, INFINITY, &event);
@@ -293,9 +272,8 @@ START_TEST(damaged_states_are_refused)
         step_once(sched, k, 1.0 / (1.0 + k), INFINITY, NULL);
     cJSON *good = glr_sched_state_save(sched);
     const char *damage[][2] = {
-        {"scale", "-1"},      {"scale", "1e9"},       {"phase", "\"lost\""},
-        {"ema", "null"},      {"best", "\"NaN\""},    {"num_bad", "-2"},
-        {"rate_base", "\"Infinity\""}, {"reports", "0.5"},
+        {"scale", "-1"},     {"scale", "1e9"},  {"phase", "\"lost\""},         {"ema", "null"},
+        {"best", "\"NaN\""}, {"num_bad", "-2"}, {"rate_base", "\"Infinity\""}, {"reports", "0.5"},
     };
     char *before = testutil_print_exact(good);
     for (size_t i = 0; i < sizeof(damage) / sizeof(damage[0]); i++) {
@@ -303,8 +281,7 @@ START_TEST(damaged_states_are_refused)
         cJSON_ReplaceItemInObjectCaseSensitive(bad, damage[i][0], testutil_parse(damage[i][1]));
         char err[GLR_ERR_MAX] = "";
         ck_assert_int_eq(glr_sched_state_load(sched, bad, err), GLR_ECORRUPT);
-        ck_assert_msg(strstr(err, damage[i][0]) || strstr(err, "ema"), "%s: %s", damage[i][0],
-                      err);
+        ck_assert_msg(strstr(err, damage[i][0]) || strstr(err, "ema"), "%s: %s", damage[i][0], err);
         cJSON *now = glr_sched_state_save(sched);
         char *after = testutil_print_exact(now);
         ck_assert_str_eq(after, before);

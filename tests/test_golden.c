@@ -20,33 +20,6 @@ static struct glr_sched *create(const struct golden_case *gc)
     return sched;
 }
 
-/* Saves sched's state as JSON text, parses it, and loads it into a new scheduler. */
-static struct glr_sched *save_and_restore(struct glr_sched *sched, const struct golden_case *gc)
-{
-    cJSON *state = glr_sched_state_save(sched);
-    ck_assert_ptr_nonnull(state);
-    char *text = cJSON_PrintUnformatted(state);
-    cJSON_Delete(state);
-    ck_assert_ptr_nonnull(text);
-    cJSON *parsed = testutil_parse(text);
-    free(text);
-
-    struct glr_sched *restored = create(gc);
-    char err[GLR_ERR_MAX] = "";
-    int rc = glr_sched_state_load(restored, parsed, err);
-    ck_assert_msg(rc == GLR_OK, "%s: state load failed: %s", gc->name, err);
-    cJSON_Delete(parsed);
-    glr_sched_free(sched);
-    return restored;
-}
-
-/* A small deterministic generator, so that a failure can be reproduced. */
-static uint32_t next_random(uint32_t *seed)
-{
-    *seed = *seed * 1664525u + 1013904223u;
-    return *seed >> 8;
-}
-
 /*
  * Feeds every loss of golden case `index` and compares every learning rate and event.
  * With restore_points > 0, the state goes through save/restore at about that many random
@@ -62,8 +35,9 @@ static void run_case(int index, int restore_points)
 
     uint32_t seed = (uint32_t)index * 2654435761u + 1;
     for (int k = 0; k < gc->steps; k++) {
-        if (restore_points > 0 && (int)(next_random(&seed) % (uint32_t)gc->steps) < restore_points)
-            sched = save_and_restore(sched, gc);
+        if (restore_points > 0 &&
+            (int)(testutil_next_random(&seed) % (uint32_t)gc->steps) < restore_points)
+            sched = testutil_restore(sched, gc->policy, gc->lr, gc->config, gc->name);
         struct glr_step_result result;
         if (glr_sched_step(sched, k, gc->losses[k], &result) != GLR_OK)
             ck_abort_msg("%s step %d: the step failed", gc->name, k);

@@ -135,3 +135,29 @@ void testutil_sleep_ms(long ms)
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
         ;
 }
+
+struct glr_sched *testutil_restore(struct glr_sched *sched, const char *policy, const cJSON *lr,
+                                   const cJSON *config, const char *name)
+{
+    cJSON *state = glr_sched_state_save(sched);
+    ck_assert_ptr_nonnull(state);
+    char *text = testutil_print_exact(state);
+    cJSON_Delete(state);
+    cJSON *parsed = testutil_parse(text);
+    free(text);
+    struct glr_sched *restored = NULL;
+    char err[GLR_ERR_MAX] = "";
+    ck_assert_msg(glr_sched_create(policy, lr, config, &restored, err) == GLR_OK,
+                  "%s: create failed: %s", name, err);
+    ck_assert_msg(glr_sched_state_load(restored, parsed, err) == GLR_OK,
+                  "%s: state load failed: %s", name, err);
+    cJSON_Delete(parsed);
+    glr_sched_free(sched);
+    return restored;
+}
+
+uint32_t testutil_next_random(uint32_t *seed)
+{
+    *seed = *seed * 1664525u + 1013904223u;
+    return *seed >> 8;
+}

@@ -9,6 +9,7 @@
 #include <check.h>
 #include <cjson/cJSON.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "glr.h"
 
@@ -51,5 +52,16 @@ void testutil_sleep_ms(long ms);
 
 /* Reads a double from a cJSON number; fails the test otherwise. */
 double testutil_number(const cJSON *item);
+
+/*
+ * Saves sched's state as text, loads it into a new scheduler made from policy, lr and
+ * config (as the store does on a restart), frees sched and returns the new one. Fails
+ * the test when any of it fails; name says which case in the message.
+ */
+struct glr_sched *testutil_restore(struct glr_sched *sched, const char *policy, const cJSON *lr,
+                                   const cJSON *config, const char *name);
+
+/* A small deterministic generator (an LCG), so that a failure can be reproduced. */
+uint32_t testutil_next_random(uint32_t *seed);
 
 #endif

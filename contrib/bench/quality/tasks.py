@@ -35,25 +35,28 @@ def _digits():
     return _split(x, y, 0.3, 1234)
 
 
-def _diabetes():
-    from sklearn.datasets import load_diabetes
-
-    data = load_diabetes()
+def _standardized(load, regression):
+    """A bundled sklearn data set with standardized features (and, for a regression, a
+    standardized target), split as every task splits."""
+    data = load()
     x = torch.tensor(data.data, dtype=torch.float32)
     x = (x - x.mean(0)) / x.std(0)
     y = torch.tensor(data.target, dtype=torch.float32).unsqueeze(1)
-    y = (y - y.mean()) / y.std()
+    if regression:
+        y = (y - y.mean()) / y.std()
     return _split(x, y, 0.3, 1234)
+
+
+def _diabetes():
+    from sklearn.datasets import load_diabetes
+
+    return _standardized(load_diabetes, regression=True)
 
 
 def _breast_cancer():
     from sklearn.datasets import load_breast_cancer
 
-    data = load_breast_cancer()
-    x = torch.tensor(data.data, dtype=torch.float32)
-    x = (x - x.mean(0)) / x.std(0)
-    y = torch.tensor(data.target, dtype=torch.float32).unsqueeze(1)
-    return _split(x, y, 0.3, 1234)
+    return _standardized(load_breast_cancer, regression=False)
 
 
 def _text():
