@@ -289,7 +289,8 @@ static enum glr_event judge_loss(const struct glr_sched *sched, struct autolr *a
         a->phase = PHASE_BASE;
         break;
     case PHASE_BASE:
-        if (may_probe(sched, a, reports, cap)) {
+        /* A loss that did not fall is no sign of a rate too low: no probe then. */
+        if (rate > 0 && may_probe(sched, a, reports, cap)) {
             a->rate_base = rate;
             a->scale = a->scale * a->increase_factor;
             a->phase = PHASE_PROBE;

@@ -158,7 +158,8 @@ class Auto:
         if self.phase == WARM:
             self.phase = BASE
         elif self.phase == BASE:
-            if self.may_probe(reports, cap):
+            # A loss that did not fall is no sign of a rate too low: no probe then.
+            if rate > 0 and self.may_probe(reports, cap):
                 self.rate_base = rate
                 self.scale = self.scale * cfg["increase_factor"]
                 self.phase = PROBE

@@ -10,6 +10,7 @@ See README.md beside this file for what it measures and how.
 """
 
 import argparse
+import gzip
 import json
 import math
 import multiprocessing
@@ -299,9 +300,12 @@ def main():
         return calibrate(args.out or CALIBRATION)
     args.out = args.out or "quality.json"
     if args.only_report:
-        with open(args.only_report) as f:
+        # A file kept compressed (as doc/quality/quality.json.gz) is read as it is.
+        opener = gzip.open if args.only_report.endswith(".gz") else open
+        with opener(args.only_report, "rt") as f:
             data = json.load(f)
-        return report.write(data, args.plots, os.path.splitext(args.only_report)[0] + ".md")
+        stem = args.only_report[:-3] if args.only_report.endswith(".gz") else args.only_report
+        return report.write(data, args.plots, os.path.splitext(stem)[0] + ".md")
     if not args.daemon:
         parser.error("--daemon is required to run the benchmark")
     with open(CALIBRATION) as f:
