@@ -289,8 +289,8 @@ static enum glr_event judge_loss(const struct glr_sched *sched, struct autolr *a
         a->phase = PHASE_BASE;
         break;
     case PHASE_BASE:
-        /* A loss that did not fall is no sign of a rate too low: no probe then. */
-        if (rate > 0 && may_probe(sched, a, reports, cap)) {
+        /* A loss that did not fall, or that is off its best, is no sign of a rate too low. */
+        if (rate > 0 && a->num_bad == 0 && may_probe(sched, a, reports, cap)) {
             a->rate_base = rate;
             a->scale = a->scale * a->increase_factor;
             a->phase = PHASE_PROBE;
@@ -300,7 +300,7 @@ static enum glr_event judge_loss(const struct glr_sched *sched, struct autolr *a
     case PHASE_PROBE:
         /* The raise is kept only when the loss fell faster after it than before. */
         if (rate > 0 && rate > a->rate_base * a->probe_gain) {
-            if (may_probe(sched, a, reports, cap)) {
+            if (a->num_bad == 0 && may_probe(sched, a, reports, cap)) {
                 a->rate_base = rate;
                 a->scale = a->scale * a->increase_factor;
                 return GLR_EVENT_INCREASE;

@@ -158,15 +158,16 @@ class Auto:
         if self.phase == WARM:
             self.phase = BASE
         elif self.phase == BASE:
-            # A loss that did not fall is no sign of a rate too low: no probe then.
-            if rate > 0 and self.may_probe(reports, cap):
+            # A loss that did not fall, or that is off its best, is no sign of a rate too
+            # low: no probe then.
+            if rate > 0 and self.num_bad == 0 and self.may_probe(reports, cap):
                 self.rate_base = rate
                 self.scale = self.scale * cfg["increase_factor"]
                 self.phase = PROBE
                 return "increase"
         elif self.phase == PROBE:
             if rate > 0 and rate > self.rate_base * cfg["probe_gain"]:
-                if self.may_probe(reports, cap):
+                if self.num_bad == 0 and self.may_probe(reports, cap):
                     self.rate_base = rate
                     self.scale = self.scale * cfg["increase_factor"]
                     return "increase"

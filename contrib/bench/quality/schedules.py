@@ -108,6 +108,8 @@ class Model(Driver):
         super().__init__(optimizer, cadence, cap)
         self.model = model_class(lr0, {"total_steps": reports})
         self.reports = 0
+        # As RemoteScheduler takes a new job's lr (the warmup's first) before the first step.
+        self.set_lr(self.model.lrs[0])
 
     def report(self, loss):
         cap = self.cap() if self.cap else None
@@ -193,19 +195,21 @@ def make_driver(policy, training, cadence, lr0, reports, url, job_id, auto_model
     if policy == "auto" and hasattr(training, "stable_step") and \
             isinstance(optimizer, torch.optim.SGD):
         cap = training.stable_step
+    if policy in ("auto", "auto-nocap") and auto_model is not None:
+        driver = Model(optimizer, cadence, auto_model, lr0, reports, cap)
+    elif policy in SERVICE or policy == "auto-nocap":
+        driver = Remote(optimizer, cadence, url, job_id, policy, lr0, reports, cap)
+    elif policy == "wsd":
+        driver = WSD(optimizer, cadence, lr0, reports)
+    elif policy == "plateau":
+        driver = Plateau(optimizer, cadence, training.steps_per_epoch)
+    elif policy == "hypergrad":
+        driver = Hypergradient(optimizer, cadence)
+    else:
+        raise ValueError(f"unknown policy {policy}")
+    if cap is not None:
         # The service caps every step after the first: the first is the trainer's to cap.
         bound = cap()
         if bound is not None:
-            for group in optimizer.param_groups:
-                group["lr"] = min(group["lr"], bound)
-    if policy in ("auto", "auto-nocap") and auto_model is not None:
-        return Model(optimizer, cadence, auto_model, lr0, reports, cap)
-    if policy in SERVICE or policy == "auto-nocap":
-        return Remote(optimizer, cadence, url, job_id, policy, lr0, reports, cap)
-    if policy == "wsd":
-        return WSD(optimizer, cadence, lr0, reports)
-    if policy == "plateau":
-        return Plateau(optimizer, cadence, training.steps_per_epoch)
-    if policy == "hypergrad":
-        return Hypergradient(optimizer, cadence)
-    raise ValueError(f"unknown policy {policy}")
+            driver.set_lr(min(driver.lr(), bound))
+    return driver
