@@ -5,8 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "glr.h"
-#include "jsonx.h"
+#include "core/glr.h"
+#include "base/jsonx.h"
 #include "testutil.h"
 
 struct auto_case auto_cases[AUTO_CASES_MAX];

@@ -14,7 +14,7 @@
 
 #include "apitest.h"
 #include "autogolden.h"
-#include "jsonx.h"
+#include "base/jsonx.h"
 #include "testutil.h"
 
 /* Reports of a golden case sent over HTTP at most (the core test covers every one). */

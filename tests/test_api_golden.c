@@ -9,7 +9,7 @@
 #include "daemon.h"
 #include "golden.h"
 #include "httpc.h"
-#include "jsonx.h"
+#include "base/jsonx.h"
 #include "testutil.h"
 
 static struct daemon server;

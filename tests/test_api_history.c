@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "apitest.h"
-#include "jsonx.h"
+#include "base/jsonx.h"
 #include "testutil.h"
 
 /* The long job every case reads: its losses, and its lrs as the reports answered them. */

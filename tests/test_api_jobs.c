@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "apitest.h"
-#include "req.h"
+#include "http/req.h"
 #include "testutil.h"
 
 static const char *str(const cJSON *object, const char *key)

@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #include "apitest.h"
-#include "jsonx.h"
+#include "base/jsonx.h"
 #include "testutil.h"
 
 static double rank_loss(int rank, int step)

@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "apitest.h"
-#include "jsonx.h"
+#include "base/jsonx.h"
 #include "testutil.h"
 
 static void create(const char *id, const char *body)

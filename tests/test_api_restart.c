@@ -13,8 +13,8 @@
 #include "daemon.h"
 #include "golden.h"
 #include "httpc.h"
-#include "jsonx.h"
-#include "svc.h"
+#include "base/jsonx.h"
+#include "svc/svc.h"
 #include "testutil.h"
 
 /* Reports golden case gc from step `from` to `to` (exclusive), comparing every answer. */

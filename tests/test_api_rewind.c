@@ -11,7 +11,7 @@
 
 #include "apitest.h"
 #include "golden.h"
-#include "jsonx.h"
+#include "base/jsonx.h"
 #include "testutil.h"
 
 static void create_job(const char *id, const char *policy, const cJSON *lr, const cJSON *config)

@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "autogolden.h"
-#include "jsonx.h"
+#include "base/jsonx.h"
 #include "testutil.h"
 
 static struct glr_sched *create(const struct auto_case *c)

@@ -23,7 +23,7 @@
 
 #include "daemon.h"
 #include "httpc.h"
-#include "jsonx.h"
+#include "base/jsonx.h"
 #include "testutil.h"
 
 struct crash_job {

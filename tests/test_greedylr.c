@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "jsonx.h"
+#include "base/jsonx.h"
 #include "testutil.h"
 
 static enum glr_event step(struct glr_sched *sched, int64_t k, double metric)

@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "apitest.h"
-#include "jsonx.h"
+#include "base/jsonx.h"
 #include "testutil.h"
 
 /* A job with history made before the attack, as its GET and history answered then. */

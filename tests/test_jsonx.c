@@ -1,11 +1,11 @@
-/* Exact double <-> JSON text conversion (src/jsonx.h). */
+/* Exact double <-> JSON text conversion (src/base/jsonx.h). */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "jsonx.h"
+#include "base/jsonx.h"
 #include "testutil.h"
 
 static double from_bits(uint64_t bits)

@@ -1,7 +1,7 @@
 /* The plateau policy (PyTorch's ReduceLROnPlateau) beyond the golden vectors. */
 #include <math.h>
 
-#include "jsonx.h"
+#include "base/jsonx.h"
 #include "testutil.h"
 
 static enum glr_event step(struct glr_sched *sched, int64_t k, double metric)

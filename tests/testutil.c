@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "jsonx.h"
+#include "base/jsonx.h"
 
 int testutil_run(Suite *suite)
 {

@@ -11,7 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "glr.h"
+#include "core/glr.h"
 
 /* Runs every case of suite (each in its own process), prints TAP, returns an exit code. */
 int testutil_run(Suite *suite);

@@ -9,8 +9,8 @@
 #include <string.h>
 
 #include "fuzz.h"
-#include "jsonx.h"
-#include "req.h"
+#include "base/jsonx.h"
+#include "http/req.h"
 
 static const char *const content_types[] = {
     NULL,

@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "fuzz.h"
-#include "req.h"
+#include "http/req.h"
 
 /* Most parameters one input carries. */
 #define FUZZ_PARAMS_MAX 16

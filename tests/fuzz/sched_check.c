@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "fuzz.h"
-#include "jsonx.h"
+#include "base/jsonx.h"
 
 char *fuzz_print(cJSON *tree)
 {

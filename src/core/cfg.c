@@ -1,0 +1,189 @@
+/* Typed, validated reading of a policy configuration object (see cfg.h). */
+#include "core/cfg.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "base/status.h"
+
+int cfg_begin(struct cfg *cfg, const cJSON *config, size_t groups, char *err)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->groups = groups;
+    if (config && !cJSON_IsNull(config) && !cJSON_IsObject(config))
+        return glr_fail(err, GLR_EINVAL, "config must be a JSON object");
+    cfg->object = cJSON_IsObject(config) ? config : NULL;
+    return GLR_OK;
+}
+
+/* Records key as known and returns its item, or NULL when absent. */
+static const cJSON *lookup(struct cfg *cfg, const char *key)
+{
+    if (cfg->nknown < CFG_MAX_KEYS)
+        cfg->known[cfg->nknown++] = key;
+    if (!cfg->object)
+        return NULL;
+    return cJSON_GetObjectItemCaseSensitive(cfg->object, key);
+}
+
+/* True when item is a JSON number whose value is finite. */
+static bool finite_number(const cJSON *item, double *out)
+{
+    if (!cJSON_IsNumber(item) || !isfinite(item->valuedouble))
+        return false;
+    *out = item->valuedouble;
+    return true;
+}
+
+int cfg_double(struct cfg *cfg, const char *key, double dflt, double *out, char *err)
+{
+    const cJSON *item = lookup(cfg, key);
+    if (!item) {
+        *out = dflt;
+        return GLR_OK;
+    }
+    if (!finite_number(item, out))
+        return glr_fail(err, GLR_EINVAL, "%s must be a finite number", key);
+    return GLR_OK;
+}
+
+int cfg_int(struct cfg *cfg, const char *key, int64_t dflt, int64_t min, int64_t max, int64_t *out,
+            char *err)
+{
+    const cJSON *item = lookup(cfg, key);
+    if (!item) {
+        *out = dflt;
+        return GLR_OK;
+    }
+    double v;
+    if (!finite_number(item, &v) || v != floor(v))
+        return glr_fail(err, GLR_EINVAL, "%s must be an integer", key);
+    if (v < (double)min || v > (double)max)
+        return glr_fail(err, GLR_EINVAL, "%s must be between %lld and %lld, got %.17g", key,
+                        (long long)min, (long long)max, v);
+    *out = (int64_t)v;
+    return GLR_OK;
+}
+
+int cfg_bool(struct cfg *cfg, const char *key, bool dflt, bool *out, char *err)
+{
+    const cJSON *item = lookup(cfg, key);
+    if (!item) {
+        *out = dflt;
+        return GLR_OK;
+    }
+    if (!cJSON_IsBool(item))
+        return glr_fail(err, GLR_EINVAL, "%s must be true or false", key);
+    *out = cJSON_IsTrue(item);
+    return GLR_OK;
+}
+
+int cfg_enum(struct cfg *cfg, const char *key, const char *const *names, int dflt, int *out,
+             char *err)
+{
+    const cJSON *item = lookup(cfg, key);
+    if (!item) {
+        *out = dflt;
+        return GLR_OK;
+    }
+    if (cJSON_IsString(item)) {
+        for (int i = 0; names[i]; i++) {
+            if (strcmp(item->valuestring, names[i]) == 0) {
+                *out = i;
+                return GLR_OK;
+            }
+        }
+    }
+    char choices[128] = "";
+    size_t used = 0;
+    for (int i = 0; names[i] && used < sizeof(choices); i++)
+        used += (size_t)snprintf(choices + used, sizeof(choices) - used, "%s\"%s\"",
+                                 i ? " or " : "", names[i]);
+    return glr_fail(err, GLR_EINVAL, "%s must be %s", key, choices);
+}
+
+int cfg_groups(struct cfg *cfg, const char *key, double dflt, double *out, bool *is_array,
+               char *err)
+{
+    const cJSON *item = lookup(cfg, key);
+    *is_array = false;
+    double v = dflt;
+    if (item && cJSON_IsArray(item)) {
+        int n = cJSON_GetArraySize(item);
+        if ((size_t)n != cfg->groups)
+            return glr_fail(err, GLR_EINVAL, "%s has %d values but there are %zu parameter groups",
+                            key, n, cfg->groups);
+        size_t i = 0;
+        const cJSON *elem;
+        cJSON_ArrayForEach(elem, item)
+        {
+            if (!finite_number(elem, &out[i]))
+                return glr_fail(err, GLR_EINVAL, "%s[%zu] must be a finite number", key, i);
+            i++;
+        }
+        *is_array = true;
+        return GLR_OK;
+    }
+    if (item && !finite_number(item, &v))
+        return glr_fail(err, GLR_EINVAL, "%s must be a finite number or an array of them", key);
+    for (size_t i = 0; i < cfg->groups; i++)
+        out[i] = v;
+    return GLR_OK;
+}
+
+/* Levenshtein distance of two short keys, capped: enough to suggest a correction. */
+static size_t edit_distance(const char *a, const char *b)
+{
+    enum { CAP = 40 };
+    size_t la = strlen(a), lb = strlen(b);
+    if (la >= CAP || lb >= CAP)
+        return CAP;
+    size_t row[CAP + 1];
+    for (size_t j = 0; j <= lb; j++)
+        row[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        size_t diagonal = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t above = row[j];
+            size_t cost = diagonal + (a[i - 1] != b[j - 1]);
+            size_t best = above + 1 < row[j - 1] + 1 ? above + 1 : row[j - 1] + 1;
+            row[j] = cost < best ? cost : best;
+            diagonal = above;
+        }
+    }
+    return row[lb];
+}
+
+int cfg_finish(const struct cfg *cfg, char *err)
+{
+    if (!cfg->object)
+        return GLR_OK;
+    const cJSON *item;
+    cJSON_ArrayForEach(item, cfg->object)
+    {
+        const char *key = item->string;
+        for (const cJSON *other = item->next; other; other = other->next)
+            if (strcmp(other->string, key) == 0)
+                return glr_fail(err, GLR_EINVAL, "config key \"%s\" is given twice", key);
+        const char *closest = NULL;
+        size_t closest_distance = 3; /* suggest only near misses */
+        bool known = false;
+        for (size_t i = 0; i < cfg->nknown && !known; i++) {
+            known = strcmp(cfg->known[i], key) == 0;
+            size_t d = edit_distance(cfg->known[i], key);
+            if (d < closest_distance) {
+                closest_distance = d;
+                closest = cfg->known[i];
+            }
+        }
+        if (known)
+            continue;
+        if (closest)
+            return glr_fail(err, GLR_EINVAL, "unknown config key \"%.64s\" (did you mean \"%s\"?)",
+                            key, closest);
+        return glr_fail(err, GLR_EINVAL, "unknown config key \"%.64s\"", key);
+    }
+    return GLR_OK;
+}

@@ -1,0 +1,371 @@
+/*
+ * Reading request bodies and query parameters (see req.h). The messages here are the
+ * detail of the client's problem+json answer, so each names the field and what it takes.
+ */
+#include "http/req.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "base/jsonx.h"
+
+bool req_is_json_media_type(const char *type)
+{
+    while (*type == ' ' || *type == '\t')
+        type++;
+    size_t len = strcspn(type, ";");
+    while (len > 0 && (type[len - 1] == ' ' || type[len - 1] == '\t'))
+        len--;
+    const char *prefix = "application/";
+    size_t prefix_len = strlen(prefix);
+    if (len <= prefix_len || strncasecmp(type, prefix, prefix_len) != 0)
+        return false;
+    const char *subtype = type + prefix_len;
+    size_t subtype_len = len - prefix_len;
+    if (subtype_len == 4 && strncasecmp(subtype, "json", 4) == 0)
+        return true;
+    return subtype_len > 5 && strncasecmp(subtype + subtype_len - 5, "+json", 5) == 0;
+}
+
+/*
+ * Returns the offset of the first bracket that opens a level deeper than
+ * REQ_JSON_DEPTH_MAX, or len when there is none. Brackets inside strings do not count.
+ * Text that is not JSON gets an answer either way: this one or the parser's.
+ */
+static size_t too_deep_at(const char *text, size_t len)
+{
+    size_t depth = 0;
+    bool in_string = false;
+    for (size_t i = 0; i < len; i++) {
+        char c = text[i];
+        if (in_string) {
+            if (c == '\\')
+                i++; /* the escaped character cannot end the string */
+            else if (c == '"')
+                in_string = false;
+        } else if (c == '"') {
+            in_string = true;
+        } else if (c == '[' || c == '{') {
+            if (++depth > REQ_JSON_DEPTH_MAX)
+                return i;
+        } else if ((c == ']' || c == '}') && depth > 0) {
+            depth--;
+        }
+    }
+    return len;
+}
+
+/* Names the first key of object that is not in allowed (NULL-terminated), or NULL. */
+static const char *unknown_key(const cJSON *object, const char *const *allowed)
+{
+    const cJSON *item;
+    cJSON_ArrayForEach(item, object)
+    {
+        bool known = false;
+        for (size_t i = 0; allowed[i] && !known; i++)
+            known = strcmp(item->string, allowed[i]) == 0;
+        if (!known)
+            return item->string;
+    }
+    return NULL;
+}
+
+int req_parse_object(const struct req_body *body, const char *const *allowed, const char *what,
+                     cJSON **out, char *err)
+{
+    *out = NULL;
+    if (body->type && !req_is_json_media_type(body->type))
+        return glr_fail(err, GLR_EMEDIA,
+                        "the request body must be JSON (Content-Type: application/json)");
+    if (body->len == 0)
+        return glr_fail(err, GLR_EMALFORMED, "the request body is empty; a JSON object is needed");
+    size_t deep = too_deep_at(body->text, body->len);
+    if (deep < body->len)
+        return glr_fail(err, GLR_EMALFORMED,
+                        "the request body nests arrays and objects deeper than %d levels "
+                        "(at byte %zu)",
+                        REQ_JSON_DEPTH_MAX, deep);
+    const char *end = NULL;
+    cJSON *tree = cJSON_ParseWithLengthOpts(body->text, body->len, &end, false);
+    if (tree) {
+        /* Only white space may follow the JSON value. */
+        for (const char *p = end; p < body->text + body->len; p++) {
+            if (*p != ' ' && *p != '\t' && *p != '\r' && *p != '\n') {
+                cJSON_Delete(tree);
+                tree = NULL;
+                end = p;
+                break;
+            }
+        }
+    }
+    if (!tree) {
+        /* cJSON points at the fault; out of memory leaves it unset. */
+        size_t at = end && end >= body->text ? (size_t)(end - body->text) : 0;
+        return glr_fail(err, GLR_EMALFORMED, "the request body is not valid JSON (at byte %zu)",
+                        at < body->len ? at : body->len);
+    }
+    if (!cJSON_IsObject(tree)) {
+        cJSON_Delete(tree);
+        return glr_fail(err, GLR_EINVAL, "the request body must be a JSON object");
+    }
+    const char *unknown = unknown_key(tree, allowed);
+    if (unknown) {
+        int rc = glr_fail(err, GLR_EINVAL, "unknown field \"%.64s\" in the %s", unknown, what);
+        cJSON_Delete(tree);
+        return rc;
+    }
+    *out = tree;
+    return GLR_OK;
+}
+
+/* Reads an integer JSON number in [min, max]. */
+static bool json_integer(const cJSON *item, int64_t min, int64_t max, int64_t *out)
+{
+    if (!cJSON_IsNumber(item))
+        return false;
+    double v = item->valuedouble;
+    if (!(v >= (double)min && v <= (double)max) || v != floor(v))
+        return false;
+    *out = (int64_t)v;
+    return true;
+}
+
+static const char *const create_keys[] = {
+    "policy", "lr", "config", "tags", "world_size", "aggregate", "aggregate_timeout_ms", NULL};
+
+int req_parse_create(const struct req_body *body, struct req_create *out, char *err)
+{
+    memset(out, 0, sizeof(*out));
+    cJSON *tree = NULL;
+    int rc = req_parse_object(body, create_keys, "job", &tree, err);
+    if (rc)
+        return rc;
+    const cJSON *policy = cJSON_GetObjectItemCaseSensitive(tree, "policy");
+    if (policy && !cJSON_IsString(policy)) {
+        cJSON_Delete(tree);
+        return glr_fail(err, GLR_EINVAL, "policy must be a string");
+    }
+    out->tree = tree;
+    out->create = (struct svc_create){
+        .policy = policy ? policy->valuestring : NULL,
+        .lr = cJSON_GetObjectItemCaseSensitive(tree, "lr"),
+        .config = cJSON_GetObjectItemCaseSensitive(tree, "config"),
+        .tags = cJSON_GetObjectItemCaseSensitive(tree, "tags"),
+        .world_size = cJSON_GetObjectItemCaseSensitive(tree, "world_size"),
+        .aggregate = cJSON_GetObjectItemCaseSensitive(tree, "aggregate"),
+        .aggregate_timeout_ms = cJSON_GetObjectItemCaseSensitive(tree, "aggregate_timeout_ms"),
+    };
+    return GLR_OK;
+}
+
+void req_create_clear(struct req_create *create)
+{
+    cJSON_Delete(create->tree);
+    memset(create, 0, sizeof(*create));
+}
+
+static const char *const patch_keys[] = {"status", "tags", NULL};
+
+int req_parse_patch(const struct req_body *body, struct req_patch *out, char *err)
+{
+    memset(out, 0, sizeof(*out));
+    cJSON *tree = NULL;
+    int rc = req_parse_object(body, patch_keys, "patch", &tree, err);
+    if (rc)
+        return rc;
+    const cJSON *status = cJSON_GetObjectItemCaseSensitive(tree, "status");
+    const cJSON *tags = cJSON_GetObjectItemCaseSensitive(tree, "tags");
+    if (status && !(cJSON_IsString(status) && strcmp(status->valuestring, "finished") == 0))
+        rc = glr_fail(err, GLR_EINVAL, "status can only be set to \"finished\"");
+    else if (!status && !tags)
+        rc = glr_fail(err, GLR_EINVAL, "a patch needs \"status\" or \"tags\"");
+    if (rc) {
+        cJSON_Delete(tree);
+        return rc;
+    }
+    out->tree = tree;
+    out->finish = status != NULL;
+    out->tags = tags;
+    return GLR_OK;
+}
+
+void req_patch_clear(struct req_patch *patch)
+{
+    cJSON_Delete(patch->tree);
+    memset(patch, 0, sizeof(*patch));
+}
+
+/* Reads a loss: a number, or null / "NaN" / "Infinity" / "-Infinity" for a diverged step. */
+static bool parse_loss(const cJSON *item, double *loss)
+{
+    if (cJSON_IsNull(item)) {
+        *loss = NAN;
+        return true;
+    }
+    if (cJSON_IsString(item))
+        return jsonx_get_double(item, loss);
+    return cJSON_IsNumber(item) && jsonx_get_double(item, loss);
+}
+
+static const char *const report_keys[] = {"step", "loss", "rank", "lr_cap", NULL};
+
+int req_parse_report(const struct req_body *body, struct req_report *out, char *err)
+{
+    memset(out, 0, sizeof(*out));
+    cJSON *tree = NULL;
+    int rc = req_parse_object(body, report_keys, "report", &tree, err);
+    if (rc)
+        return rc;
+    const cJSON *rank = cJSON_GetObjectItemCaseSensitive(tree, "rank");
+    const cJSON *loss = cJSON_GetObjectItemCaseSensitive(tree, "loss");
+    const cJSON *lr_cap = cJSON_GetObjectItemCaseSensitive(tree, "lr_cap");
+    out->lr_cap = INFINITY;
+    if (!json_integer(cJSON_GetObjectItemCaseSensitive(tree, "step"), 0, GLR_MAX_STEP, &out->step))
+        rc = glr_fail(err, GLR_EINVAL, "step must be an integer from 0 to %lld",
+                      (long long)GLR_MAX_STEP);
+    else if (rank && !json_integer(rank, 0, SVC_WORLD_MAX - 1, &out->rank))
+        rc = glr_fail(err, GLR_EINVAL, "rank must be an integer from 0 to %d", SVC_WORLD_MAX - 1);
+    else if (!loss)
+        rc = glr_fail(err, GLR_EINVAL, "loss is required");
+    else if (!parse_loss(loss, &out->loss))
+        rc = glr_fail(err, GLR_EINVAL,
+                      "loss must be a number, null, \"NaN\", \"Infinity\" or \"-Infinity\"");
+    else if (lr_cap && !(cJSON_IsNumber(lr_cap) && jsonx_get_double(lr_cap, &out->lr_cap) &&
+                         isfinite(out->lr_cap) && out->lr_cap > 0))
+        rc = glr_fail(err, GLR_EINVAL, "lr_cap must be a finite number > 0");
+    cJSON_Delete(tree);
+    return rc;
+}
+
+static const char *const rewind_keys[] = {"to_step", NULL};
+
+int req_parse_rewind(const struct req_body *body, struct req_rewind *out, char *err)
+{
+    memset(out, 0, sizeof(*out));
+    cJSON *tree = NULL;
+    int rc = req_parse_object(body, rewind_keys, "rewind", &tree, err);
+    if (rc)
+        return rc;
+    if (!json_integer(cJSON_GetObjectItemCaseSensitive(tree, "to_step"), -1, GLR_MAX_STEP,
+                      &out->to_step))
+        rc = glr_fail(err, GLR_EINVAL, "to_step must be an integer from -1 to %lld",
+                      (long long)GLR_MAX_STEP);
+    cJSON_Delete(tree);
+    return rc;
+}
+
+static const char *const token_keys[] = {"role", "name", NULL};
+
+int req_parse_token(const struct req_body *body, struct req_token *out, char *err)
+{
+    memset(out, 0, sizeof(*out));
+    cJSON *tree = NULL;
+    int rc = req_parse_object(body, token_keys, "token", &tree, err);
+    if (rc)
+        return rc;
+    const cJSON *role = cJSON_GetObjectItemCaseSensitive(tree, "role");
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(tree, "name");
+    if (!cJSON_IsString(role) || auth_role_parse(role->valuestring, &out->role) != 0)
+        rc = glr_fail(err, GLR_EINVAL, "role must be \"admin\", \"writer\" or \"reader\"");
+    else if (name && !cJSON_IsString(name))
+        rc = glr_fail(err, GLR_EINVAL, "name must be a string");
+    if (rc) {
+        cJSON_Delete(tree);
+        memset(out, 0, sizeof(*out));
+        return rc;
+    }
+    out->tree = tree;
+    out->name = name ? name->valuestring : NULL;
+    return GLR_OK;
+}
+
+void req_token_clear(struct req_token *token)
+{
+    cJSON_Delete(token->tree);
+    memset(token, 0, sizeof(*token));
+}
+
+/* ---- query parameters ------------------------------------------------------------------ */
+
+int req_query_integer(const struct req_query *query, const char *name, int64_t min, int64_t max,
+                      int64_t dflt, int64_t *out, char *err)
+{
+    const char *text = query->get(query->ctx, name);
+    *out = dflt;
+    if (!text)
+        return GLR_OK;
+    char *end = NULL;
+    long long v = strtoll(text, &end, 10);
+    if (end == text || *end != '\0' || v < min || v > max)
+        return glr_fail(err, GLR_EINVAL, "%s must be an integer from %lld to %lld", name,
+                        (long long)min, (long long)max);
+    *out = v;
+    return GLR_OK;
+}
+
+int req_parse_list(const struct req_query *query, struct req_list *out, char *err)
+{
+    memset(out, 0, sizeof(*out));
+    out->q.status = STORE_ANY;
+    int rc = req_query_integer(query, "page_size", 1, SVC_LIST_PAGE_MAX, SVC_LIST_PAGE_DEFAULT,
+                               &out->q.page_size, err);
+    if (rc)
+        return rc;
+    out->q.page_token = query->get(query->ctx, "page_token");
+    const char *status = query->get(query->ctx, "status");
+    if (status && strcmp(status, "running") == 0)
+        out->q.status = STORE_RUNNING;
+    else if (status && strcmp(status, "finished") == 0)
+        out->q.status = STORE_FINISHED;
+    else if (status)
+        return glr_fail(err, GLR_EINVAL, "status must be \"running\" or \"finished\"");
+    const char *tag = query->get(query->ctx, "tag");
+    if (tag) {
+        const char *colon = strchr(tag, ':');
+        size_t key_len = colon ? (size_t)(colon - tag) : 0;
+        if (!colon || key_len == 0 || key_len > SVC_TAG_KEY_MAX)
+            return glr_fail(err, GLR_EINVAL, "tag must be key:value");
+        memcpy(out->key, tag, key_len);
+        out->key[key_len] = '\0';
+        out->q.tag_key = out->key;
+        out->q.tag_value = colon + 1;
+    }
+    return GLR_OK;
+}
+
+int req_parse_history(const struct req_query *query, struct req_history *out, char *err)
+{
+    memset(out, 0, sizeof(*out));
+    struct svc_history_query *q = &out->q;
+    int rc = req_query_integer(query, "from_step", 0, GLR_MAX_STEP, 0, &q->from_step, err);
+    if (!rc)
+        rc = req_query_integer(query, "to_step", 0, GLR_MAX_STEP, GLR_MAX_STEP, &q->to_step, err);
+    if (!rc)
+        rc = req_query_integer(query, "page_size", 1, SVC_HISTORY_PAGE_MAX,
+                               SVC_HISTORY_PAGE_DEFAULT, &q->page_size, err);
+    if (!rc)
+        rc = req_query_integer(query, "max_points", 1, SVC_MAX_POINTS_MAX, 0, &q->max_points, err);
+    if (rc)
+        return rc;
+    if (q->from_step > q->to_step)
+        return glr_fail(err, GLR_EINVAL, "from_step must not exceed to_step");
+    q->page_token = query->get(query->ctx, "page_token");
+    const char *format = query->get(query->ctx, "format");
+    if (format && strcmp(format, "json") != 0 && strcmp(format, "csv") != 0)
+        return glr_fail(err, GLR_EINVAL, "format must be \"json\" or \"csv\"");
+    out->csv = format && strcmp(format, "csv") == 0;
+    return GLR_OK;
+}
+
+int req_parse_lr(const struct req_query *query, struct req_lr *out, char *err)
+{
+    memset(out, 0, sizeof(*out));
+    if (!query->get(query->ctx, "step"))
+        return glr_fail(err, GLR_EINVAL, "step is required");
+    int rc = req_query_integer(query, "step", 0, GLR_MAX_STEP, 0, &out->step, err);
+    if (!rc)
+        rc = req_query_integer(query, "wait_ms", 0, SVC_WAIT_MAX_MS, 0, &out->wait_ms, err);
+    return rc;
+}

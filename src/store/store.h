@@ -1,0 +1,316 @@
+/*
+ * The store: every job's configuration, scheduler state and report history in one SQLite
+ * database. It knows SQL and nothing of HTTP; the scheduling core reaches it only as the
+ * JSON text of saved state.
+ *
+ * One writer connection (behind a mutex: SQLite allows one writer at a time anyway) and a
+ * small pool of reader connections that WAL mode lets run beside it. Every statement is
+ * prepared once per connection and kept for the life of the store.
+ *
+ * Decisions (the hot path) are committed in groups: callers queue them with
+ * store_commit_submit() and a writer thread commits whatever has queued up in one
+ * transaction, then tells each caller. A commit costs about the same for one row as for a
+ * hundred, so under load this turns many small transactions into few large ones without
+ * answering anyone before their own row is committed. The other writes are rare and run
+ * on the caller's thread, between two groups.
+ */
+#ifndef GLR_STORE_H
+#define GLR_STORE_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/glr.h"
+#include "base/summary.h"
+
+/* Longest job id, in bytes. */
+#define STORE_ID_MAX 128
+/* Reader connections in the pool. */
+#define STORE_READERS 4
+/* How long a statement waits for a lock held by another process, in milliseconds. */
+#define STORE_BUSY_TIMEOUT_MS 5000
+/* How long the readiness probe waits for the write lock, in milliseconds. */
+#define STORE_READY_BUSY_MS 250
+/* Longest database or backup path, in bytes. */
+#define STORE_PATH_MAX 4096
+/* Most decisions committed in one transaction. */
+#define STORE_GROUP_MAX 1024
+
+/*
+ * What a commit waits for. NORMAL: written to the operating system (WAL, synchronous
+ * NORMAL): it survives the process being killed, and a power loss may lose the last
+ * commits. FULL: on the disk (synchronous FULL, an fsync per commit): it also survives a
+ * power loss.
+ */
+enum store_sync { STORE_SYNC_NORMAL, STORE_SYNC_FULL };
+
+struct store_options {
+    enum store_sync sync;
+    /*
+     * Called by the writer thread after each group commit with its duration and size, for
+     * metrics; NULL for none. It must be quick and must not call the store.
+     */
+    void (*on_group)(void *ctx, double seconds, size_t size);
+    void *on_group_ctx;
+};
+
+struct store;
+
+enum store_status_filter { STORE_ANY, STORE_RUNNING, STORE_FINISHED };
+
+/* A row of the jobs table. The strings are owned by the row: store_job_clear(). */
+struct store_job {
+    int64_t seq;
+    char id[STORE_ID_MAX + 1];
+    char *policy;
+    char *initial_lr; /* JSON */
+    char *config;     /* JSON */
+    char *tags;       /* JSON object */
+    char *state;      /* JSON: the state after last_step (history may go on past it) */
+    bool finished;
+    int64_t last_step; /* -1 before the first report */
+    int64_t reports;
+    int64_t created_ms;
+    int64_t updated_ms;
+    int64_t rewinds;
+    int64_t world_size;           /* ranks that report each step */
+    char aggregate[8];            /* mean, max, min or rank0 */
+    int64_t aggregate_timeout_ms; /* longest wait for every rank of a step */
+};
+
+/* A saved state of a job after some step. state is owned: free() it. */
+struct store_snapshot {
+    int64_t step;
+    int64_t reports; /* reports up to and including step */
+    char *state;
+};
+
+/* A row of the history table. */
+struct store_report {
+    int64_t step;
+    int64_t rank;
+    double loss; /* NaN, infinities and all */
+    double metric;
+    enum glr_event event;
+    int64_t time_ms;
+    int64_t ranks; /* how many ranks' losses the decision combined */
+    double lr_cap; /* the client's cap on the rates given to the policy; +inf: none */
+    size_t groups;
+    double lrs[GLR_MAX_GROUPS];
+};
+
+/* One rank's loss of a step of a job of several ranks. */
+struct store_rank_loss {
+    int64_t rank;
+    double loss;
+};
+
+/*
+ * Opens (creating if needed) the database at path, applies the migrations it lacks in one
+ * transaction, checks that WAL mode took, and starts the writer thread. options may be
+ * NULL (defaults: STORE_SYNC_NORMAL). A database made by a newer greedylr is refused. On
+ * success *out is owned by the caller (store_close()).
+ * Returns GLR_OK, GLR_EIO, GLR_ENOMEM or GLR_ECORRUPT; err says what went wrong.
+ */
+int store_open(const char *path, const struct store_options *options, struct store **out,
+               char *err);
+
+/*
+ * Commits every decision still queued (calling their done), stops the writer thread and
+ * closes every connection (checkpointing the WAL); NULL is accepted.
+ */
+void store_close(struct store *store);
+
+/* The schema version of an open store (PRAGMA user_version). */
+int store_schema_version(struct store *store);
+
+/* The schema version this build creates. */
+int store_latest_version(void);
+
+/* Frees the strings of a row and zeroes it; the row itself is the caller's. */
+void store_job_clear(struct store_job *job);
+
+/*
+ * Inserts a job (job->seq receives its key). tags is a JSON object of strings, also
+ * written to job_tags. Returns GLR_OK, GLR_ECONFLICT when the id exists, or GLR_EIO.
+ */
+int store_job_insert(struct store *store, struct store_job *job, char *err);
+
+/* Loads the job with this id into *out. Returns GLR_OK, GLR_ENOTFOUND or GLR_EIO. */
+int store_job_load(struct store *store, const char *id, struct store_job *out, char *err);
+
+/*
+ * Sets status and/or tags (NULL keeps them) and updated_ms of the job seq.
+ * Returns GLR_OK, GLR_ENOTFOUND or GLR_EIO.
+ */
+int store_job_patch(struct store *store, int64_t seq, const bool *finished, const char *tags,
+                    int64_t updated_ms, char *err);
+
+/* Deletes the job and its history. Returns GLR_OK, GLR_ENOTFOUND or GLR_EIO. */
+int store_job_delete(struct store *store, int64_t seq, char *err);
+
+/*
+ * One decision to commit: the history row, the losses of the ranks it combined (none for
+ * a job of one rank), and, when state is not NULL, the job's new state, last_step, report
+ * count and updated time (the report's time) in its row, and (when snapshot is true,
+ * which needs a state) a snapshot of that state for rewinds. All of it is committed
+ * together or not at all. A row left behind by decisions without a state is brought up to
+ * date by replaying the history rows after its last_step (the service does).
+ *
+ * The caller fills the fields above `done` and owns the struct and what it points to; the
+ * store borrows them from store_commit_submit() until it calls done.
+ */
+struct store_commit {
+    int64_t seq;
+    struct store_report report;
+    const struct store_rank_loss *rank_losses;
+    size_t nrank_losses;
+    const char *state;
+    int64_t last_step;
+    int64_t reports;
+    bool snapshot;
+    /*
+     * One flag per job in memory (may be NULL). When a commit fails the store sets it, and
+     * later commits that carry a set flag fail without being written: they were decided on
+     * top of the one that failed.
+     */
+    atomic_bool *failed;
+    /*
+     * Called once, on the writer thread, after the transaction ended: status GLR_OK, or
+     * GLR_ECONFLICT (the step's row exists already) or GLR_EIO with a message. It may call
+     * the store's other functions, and may free the commit.
+     */
+    void (*done)(struct store_commit *commit, int status, const char *err);
+
+    /* The store's own. */
+    struct store_commit *next;
+    int status;
+    char err[GLR_ERR_MAX];
+};
+
+/*
+ * Queues a decision for the next group commit. Decisions of one job are committed in the
+ * order they were submitted. Never blocks on the database.
+ */
+void store_commit_submit(struct store *store, struct store_commit *commit);
+
+/*
+ * Reads the loss rank reported for step of job seq (a job of several ranks).
+ * Returns GLR_OK, GLR_ENOTFOUND or GLR_EIO.
+ */
+int store_rank_loss_find(struct store *store, int64_t seq, int64_t step, int64_t rank, double *loss,
+                         char *err);
+
+/* Records the loss of a rank that reported after its step was decided without it. */
+int store_rank_loss_add_late(struct store *store, int64_t seq, int64_t step, int64_t rank,
+                             double loss, char *err);
+
+/*
+ * Loads the latest snapshot of job seq at or before max_step into *out.
+ * Returns GLR_OK, GLR_ENOTFOUND (none) or GLR_EIO.
+ */
+int store_snapshot_find(struct store *store, int64_t seq, int64_t max_step,
+                        struct store_snapshot *out, char *err);
+
+/*
+ * Commits a rewind in one transaction: history and snapshots after to_step are deleted,
+ * the job gets its state as of to_step (last_step -1 for none), its report count, and one
+ * more rewind, and runs again if it was finished. Returns GLR_OK, GLR_ENOTFOUND or GLR_EIO.
+ */
+int store_rewind_commit(struct store *store, int64_t seq, int64_t to_step, const char *state,
+                        int64_t last_step, int64_t reports, int64_t updated_ms, char *err);
+
+/* Loads the history row (seq, step, rank). Returns GLR_OK, GLR_ENOTFOUND or GLR_EIO. */
+int store_report_find(struct store *store, int64_t seq, int64_t step, int64_t rank,
+                      struct store_report *out, char *err);
+
+/*
+ * Rows of history per block. Each job's history is cut, in step order from its first row,
+ * into blocks of this many rows, and the store keeps a summary of each (summary.h) as soon
+ * as it is complete; the newest rows, fewer than two blocks' worth, are not in one yet.
+ */
+#define STORE_BLOCK_ROWS 64
+
+/* Called for each block of a scan; return false to stop early. */
+typedef bool (*store_block_fn)(void *ctx, const struct summary *block);
+
+/*
+ * Calls fn for each block of job seq that lies wholly within steps from_step to to_step,
+ * in step order. The blocks of a job follow one another without gaps from its first row.
+ * Returns GLR_OK or GLR_EIO.
+ */
+int store_block_scan(struct store *store, int64_t seq, int64_t from_step, int64_t to_step,
+                     store_block_fn fn, void *ctx, char *err);
+
+/* Called for each row of a scan; return false to stop early. */
+typedef bool (*store_report_fn)(void *ctx, const struct store_report *report);
+typedef bool (*store_job_fn)(void *ctx, const struct store_job *job);
+
+/*
+ * Calls fn for at most limit history rows of job seq, in (step, rank) order, starting at
+ * (from_step, from_rank) and ending at step to_step. Returns GLR_OK, GLR_ECORRUPT or
+ * GLR_EIO. The row passed to fn is valid only during the call. A reader connection is
+ * held for the duration: keep limit modest where latency matters.
+ */
+int store_report_scan(struct store *store, int64_t seq, int64_t from_step, int64_t from_rank,
+                      int64_t to_step, int64_t limit, store_report_fn fn, void *ctx, char *err);
+
+/*
+ * Calls fn for at most limit jobs with seq > after_seq in seq order, filtered by status
+ * and by one tag (tag_key NULL for none). Returns GLR_OK or GLR_EIO.
+ */
+int store_job_scan(struct store *store, int64_t after_seq, int64_t limit,
+                   enum store_status_filter status, const char *tag_key, const char *tag_value,
+                   store_job_fn fn, void *ctx, char *err);
+
+/* Longest API token name, in bytes. */
+#define STORE_TOKEN_NAME_MAX 64
+/* Bytes of a token's hash (SHA-256). */
+#define STORE_TOKEN_HASH_SIZE 32
+
+/* A row of the tokens table: what the store keeps of an API token. */
+struct store_token {
+    char name[STORE_TOKEN_NAME_MAX + 1];
+    char role[8]; /* admin, writer or reader */
+    unsigned char hash[STORE_TOKEN_HASH_SIZE];
+    int64_t created_ms;
+};
+
+/* Inserts a token. Returns GLR_OK, GLR_ECONFLICT when the name (or hash) exists, or GLR_EIO. */
+int store_token_insert(struct store *store, const struct store_token *token, char *err);
+
+/* Deletes the token with this name. Returns GLR_OK, GLR_ENOTFOUND or GLR_EIO. */
+int store_token_delete(struct store *store, const char *name, char *err);
+
+/*
+ * Calls fn for every token, oldest first; return false to stop early. The row is valid
+ * only during the call. Returns GLR_OK, GLR_ECORRUPT or GLR_EIO.
+ */
+typedef bool (*store_token_fn)(void *ctx, const struct store_token *token);
+int store_token_scan(struct store *store, store_token_fn fn, void *ctx, char *err);
+/*
+ * The readiness probe: takes the write lock (waiting at most STORE_READY_BUSY_MS), checks
+ * that the schema is the one this build migrates to, and makes a write that is rolled
+ * back, or committed when the last write failed for a full disk or an I/O error (only a
+ * commit shows those gone). Returns GLR_OK when the store can commit now; GLR_EIO (locked
+ * elsewhere, read-only, an I/O error) or GLR_ECORRUPT (another schema version) with the
+ * reason in err.
+ */
+int store_check_writable(struct store *store, char *err);
+
+/* Counts the jobs by status. Returns GLR_OK or GLR_EIO. */
+int store_job_counts(struct store *store, int64_t *running, int64_t *finished, char *err);
+
+/*
+ * Copies the database at path, which a daemon may be writing, into a new self-contained
+ * database file at out_path with SQLite's online backup: a consistent snapshot (every
+ * commit before the copy began, none after). The copy is written beside out_path, checked,
+ * flushed, and then renamed over it, so out_path is never a partial copy. *bytes receives
+ * the copy's size. Returns GLR_OK, GLR_EINVAL (out_path is the database; path is not a
+ * greedylr database), GLR_ECORRUPT (the copy fails its check) or GLR_EIO.
+ */
+int store_backup(const char *path, const char *out_path, int64_t *bytes, char *err);
+
+#endif

@@ -1,0 +1,582 @@
+/* History (see svc.h): pages in step order, downsampling that keeps the shape, and CSV. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/jsonx.h"
+#include "svc/svc_int.h"
+
+/* ---- history -------------------------------------------------------------------------- */
+
+/* The job's key and shape, read under its lock, for queries that then run without it. */
+struct job_key {
+    int64_t seq;
+    bool lr_is_array;
+    size_t groups;
+};
+
+static int job_key(struct svc *svc, const char *id, struct job_key *key, char *err)
+{
+    struct job *job;
+    int rc = job_lock(svc, id, &job, err);
+    if (rc)
+        return rc;
+    key->seq = job->seq;
+    key->lr_is_array = glr_sched_lr_is_array(job->sched);
+    key->groups = glr_sched_groups(job->sched);
+    job_unlock(svc, job);
+    return GLR_OK;
+}
+
+static cJSON *lrs_json(const double *lrs, size_t groups, bool as_array)
+{
+    return as_array ? jsonx_number_array(lrs, groups) : jsonx_number(lrs[0]);
+}
+
+static bool same_bits(double a, double b)
+{
+    return memcmp(&a, &b, sizeof(a)) == 0;
+}
+
+static cJSON *point_json(const struct store_report *r, bool lr_is_array)
+{
+    cJSON *p = cJSON_CreateObject();
+    bool ok = p && jsonx_add_integer(p, "step", r->step) &&
+              add_item(p, "loss", jsonx_number(r->loss)) &&
+              add_item(p, "lr", lrs_json(r->lrs, r->groups, lr_is_array)) &&
+              cJSON_AddStringToObject(p, "event", glr_event_name(r->event));
+    /* The metric is shown only where the policy judged something else than the loss. */
+    if (ok && !same_bits(r->metric, r->loss) && !(isnan(r->metric) && isnan(r->loss)))
+        ok = add_item(p, "metric", jsonx_number(r->metric));
+    if (ok && r->ranks > 1)
+        ok = jsonx_add_integer(p, "ranks", r->ranks);
+    if (ok && isfinite(r->lr_cap))
+        ok = jsonx_add_number(p, "lr_cap", r->lr_cap);
+    if (!ok) {
+        cJSON_Delete(p);
+        return NULL;
+    }
+    return p;
+}
+
+struct page_ctx {
+    cJSON *points;
+    bool lr_is_array;
+    int64_t wanted;
+    int64_t count;
+    bool more;
+    int64_t next_step; /* the cursor of the next page, when there is one */
+    int64_t next_rank;
+    int rc;
+    char *err;
+};
+
+static bool page_one(void *ctx_, const struct store_report *r)
+{
+    struct page_ctx *ctx = ctx_;
+    if (ctx->count == ctx->wanted) {
+        ctx->more = true;
+        ctx->next_step = r->step;
+        ctx->next_rank = r->rank;
+        return false;
+    }
+    cJSON *point = point_json(r, ctx->lr_is_array);
+    if (!point || !cJSON_AddItemToArray(ctx->points, point)) {
+        cJSON_Delete(point);
+        ctx->rc = glr_fail(ctx->err, GLR_ENOMEM, "out of memory");
+        return false;
+    }
+    ctx->count++;
+    return true;
+}
+
+/*
+ * History page tokens: "h" STEP "." RANK, the first row of the next page. Read digit by
+ * digit: sscanf's %lld has no defined result for a number out of range.
+ */
+int svc_history_token_parse(const char *token, int64_t *step, int64_t *rank, char *err)
+{
+    if (!token)
+        return GLR_OK;
+    const char *p = token;
+    int64_t s, r;
+    if (*p++ != 'h' || !parse_decimal(&p, &s) || *p++ != '.' || !parse_decimal(&p, &r) ||
+        *p != '\0')
+        return glr_fail(err, GLR_EINVAL, "page_token is not one this server gave");
+    *step = s;
+    *rank = r;
+    return GLR_OK;
+}
+
+/* ---- downsampling ---------------------------------------------------------------------- */
+
+/*
+ * Downsampling walks the range twice (to count, then to pick) as a sequence of units,
+ * each a summary: the store's blocks where they lie wholly in the range and are finer
+ * than the buckets, and single rows elsewhere (before the first block, after the last,
+ * or everywhere when the blocks are too few). A million rows are then some fifteen
+ * thousand blocks and a few hundred rows.
+ */
+typedef void (*unit_fn)(void *ctx, const struct summary *unit, bool is_block);
+
+struct walk {
+    struct svc *svc;
+    int64_t seq;
+    int64_t from_step, to_step;
+    /* The blocks in the range, found before the first walk, and whether to use them. */
+    int64_t blocks;
+    int64_t blocks_first, blocks_last; /* the first step of the first, last of the last */
+    struct summary in_blocks;          /* their rows, together */
+    bool use_blocks;
+    bool skip_blocks; /* walk only the rows around the blocks */
+    unit_fn fn;
+    void *ctx;
+    /* The row walker's own. */
+    double prev[GLR_MAX_GROUPS];
+    bool have_prev;
+    bool skip_first; /* the first row is the last block's last: only compared with */
+};
+
+static bool count_block(void *w_, const struct summary *block)
+{
+    struct walk *w = w_;
+    if (w->blocks++ == 0)
+        w->blocks_first = block->first_step;
+    w->blocks_last = block->last_step;
+    summary_merge(&w->in_blocks, block);
+    return true;
+}
+
+static bool walk_row(void *w_, const struct store_report *r)
+{
+    struct walk *w = w_;
+    /* The first row of the range is never a change: nothing before it is shown. */
+    bool changed = w->have_prev && summary_lrs_differ(w->prev, r->lrs, r->groups);
+    memcpy(w->prev, r->lrs, r->groups * sizeof(double));
+    w->have_prev = true;
+    if (w->skip_first) {
+        w->skip_first = false;
+        return true;
+    }
+    struct summary unit = {0};
+    summary_add_row(&unit, r->step, r->loss, changed);
+    w->fn(w->ctx, &unit, false);
+    return true;
+}
+
+static bool walk_block(void *w_, const struct summary *block)
+{
+    struct walk *w = w_;
+    w->fn(w->ctx, block, true);
+    return true;
+}
+
+/* Calls w->fn for each unit of the range, in step order. */
+static int walk_range(struct walk *w, char *err)
+{
+    struct store *store = w->svc->store;
+    w->have_prev = false;
+    w->skip_first = false;
+    if (!w->use_blocks)
+        return store_report_scan(store, w->seq, w->from_step, 0, w->to_step, INT64_MAX, walk_row, w,
+                                 err);
+    int rc = GLR_OK;
+    if (w->from_step < w->blocks_first)
+        rc = store_report_scan(store, w->seq, w->from_step, 0, w->blocks_first - 1, INT64_MAX,
+                               walk_row, w, err);
+    /* The same blocks on both walks, though more may be made in between. */
+    if (!rc && !w->skip_blocks)
+        rc = store_block_scan(store, w->seq, w->blocks_first, w->blocks_last, walk_block, w, err);
+    if (!rc && w->blocks_last < w->to_step) {
+        w->skip_first = true;
+        rc = store_report_scan(store, w->seq, w->blocks_last, 0, w->to_step, INT64_MAX, walk_row, w,
+                               err);
+    }
+    return rc;
+}
+
+/* First walk: how many rows, and how many of them changed the learning rate. */
+static void count_unit(void *ctx, const struct summary *unit, bool is_block)
+{
+    (void)is_block;
+    struct summary *range = ctx;
+    summary_merge(range, unit);
+}
+
+/* A block several of whose lr changes are to be shown: found row by row after the walk. */
+struct dense_block {
+    int64_t first_step, last_step;
+    bool first_row_changed;
+    int64_t change_index; /* of its first change in the range */
+};
+
+/* Second walk: each bucket's lowest and highest loss, and the lr changes that fit. */
+struct sampler {
+    int64_t rows;
+    int64_t buckets;
+    int64_t changes;      /* lr changes in the range */
+    int64_t change_keep;  /* how many of them fit */
+    int64_t index;        /* the range's rows before the current unit */
+    int64_t change_index; /* and its changes */
+    int64_t bucket;
+    struct summary current; /* the current bucket */
+    int64_t *steps;         /* the rows to show */
+    size_t nsteps, cap;
+    struct dense_block *dense;
+    size_t ndense, dense_cap;
+    bool out_of_memory;
+};
+
+static void pick(struct sampler *s, int64_t step)
+{
+    if (s->nsteps < s->cap)
+        s->steps[s->nsteps++] = step;
+}
+
+/* Changes [0, n) of the range that are shown: change_keep of them, spread evenly. */
+static int64_t changes_shown(const struct sampler *s, int64_t n)
+{
+    return s->changes > 0 ? n * s->change_keep / s->changes : 0;
+}
+
+static void bucket_flush(struct sampler *s)
+{
+    if (s->current.rows == 0)
+        return;
+    pick(s, s->current.low_step);
+    if (s->current.have_high && s->current.high_step != s->current.low_step)
+        pick(s, s->current.high_step);
+    memset(&s->current, 0, sizeof(s->current));
+}
+
+static void sample_unit(void *ctx, const struct summary *unit, bool is_block)
+{
+    struct sampler *s = ctx;
+    int64_t bucket = s->index * s->buckets / s->rows;
+    if (bucket != s->bucket) {
+        bucket_flush(s);
+        s->bucket = bucket;
+    }
+    summary_merge(&s->current, unit);
+    /*
+     * One change of a block to show: its first, the one the block's summary keeps (the
+     * evenly spread one may be a later one of the same block). Several: each is found row
+     * by row once the walk is over, exactly.
+     */
+    int64_t shown =
+        changes_shown(s, s->change_index + unit->changes) - changes_shown(s, s->change_index);
+    if (shown == 1 || (shown > 1 && !is_block)) {
+        pick(s, unit->change_step);
+    } else if (shown > 1) {
+        if (s->ndense == s->dense_cap) {
+            size_t cap = s->dense_cap ? 2 * s->dense_cap : 16;
+            struct dense_block *grown = realloc(s->dense, cap * sizeof(*grown));
+            if (!grown) {
+                s->out_of_memory = true;
+                return;
+            }
+            s->dense = grown;
+            s->dense_cap = cap;
+        }
+        s->dense[s->ndense++] = (struct dense_block){
+            .first_step = unit->first_step,
+            .last_step = unit->last_step,
+            .first_row_changed = unit->change_step == unit->first_step,
+            .change_index = s->change_index,
+        };
+    }
+    s->index += unit->rows;
+    s->change_index += unit->changes;
+}
+
+/* Picks the shown changes of one dense block, row by row. */
+struct dense_ctx {
+    struct sampler *s;
+    const struct dense_block *block;
+    int64_t change_index;
+    double prev[GLR_MAX_GROUPS];
+    bool have_prev;
+};
+
+static bool dense_row(void *ctx_, const struct store_report *r)
+{
+    struct dense_ctx *ctx = ctx_;
+    bool changed = ctx->have_prev ? summary_lrs_differ(ctx->prev, r->lrs, r->groups)
+                                  : ctx->block->first_row_changed;
+    memcpy(ctx->prev, r->lrs, r->groups * sizeof(double));
+    ctx->have_prev = true;
+    if (changed) {
+        int64_t c = ctx->change_index++;
+        if (changes_shown(ctx->s, c + 1) != changes_shown(ctx->s, c))
+            pick(ctx->s, r->step);
+    }
+    return true;
+}
+
+static int compare_steps(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Adds the picked rows to points, in step order, once each. */
+static int add_picked(struct svc *svc, const struct job_key *key, int64_t *steps, size_t n,
+                      cJSON *points, char *err)
+{
+    qsort(steps, n, sizeof(*steps), compare_steps);
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0 && steps[i] == steps[i - 1])
+            continue;
+        struct store_report report;
+        int rc = store_report_find(svc->store, key->seq, steps[i], 0, &report, err);
+        if (rc == GLR_ENOTFOUND)
+            continue; /* rewound while we looked */
+        if (rc)
+            return rc;
+        cJSON *point = point_json(&report, key->lr_is_array);
+        if (!point || !cJSON_AddItemToArray(points, point)) {
+            cJSON_Delete(point);
+            return glr_fail(err, GLR_ENOMEM, "out of memory");
+        }
+    }
+    return GLR_OK;
+}
+
+/*
+ * Fills points with at most max_points rows of the range: when the range has more, half
+ * the budget (at most) goes to the rows where the lr changed, the rest to the lowest and
+ * highest loss of equal-sized buckets.
+ */
+static int downsample(struct svc *svc, const struct job_key *key, const struct svc_history_query *q,
+                      cJSON *points, char *err)
+{
+    int64_t k = q->max_points;
+    struct walk walk = {
+        .svc = svc, .seq = key->seq, .from_step = q->from_step, .to_step = q->to_step};
+    int rc =
+        store_block_scan(svc->store, key->seq, q->from_step, q->to_step, count_block, &walk, err);
+    if (rc)
+        return rc;
+    /* Blocks help when each bucket (at most k / 2 of them) spans several. */
+    walk.use_blocks = walk.blocks >= k;
+
+    /* Counting, the blocks are known already: only the rows around them are read. */
+    struct summary range = {0};
+    walk.fn = count_unit;
+    walk.ctx = &range;
+    walk.skip_blocks = walk.use_blocks;
+    if ((rc = walk_range(&walk, err)))
+        return rc;
+    if (walk.use_blocks) {
+        range.rows += walk.in_blocks.rows;
+        range.changes += walk.in_blocks.changes;
+    }
+    if (range.rows == 0)
+        return GLR_OK;
+    walk.skip_blocks = false;
+    struct sampler s = {.rows = range.rows, .changes = range.changes, .bucket = -1};
+    if (range.rows <= k) {
+        s.buckets = range.rows; /* one row per bucket: every row */
+        s.change_keep = 0;
+    } else {
+        s.change_keep = range.changes < k / 2 ? range.changes : k / 2;
+        s.buckets = (k - s.change_keep) / 2;
+        if (s.buckets < 1)
+            s.buckets = 1;
+    }
+    s.cap = (size_t)k;
+    s.steps = malloc(s.cap * sizeof(*s.steps));
+    if (!s.steps)
+        return glr_fail(err, GLR_ENOMEM, "out of memory");
+    walk.fn = sample_unit;
+    walk.ctx = &s;
+    rc = walk_range(&walk, err);
+    bucket_flush(&s);
+    if (!rc && s.out_of_memory)
+        rc = glr_fail(err, GLR_ENOMEM, "out of memory");
+    for (size_t i = 0; i < s.ndense && !rc; i++) {
+        struct dense_ctx ctx = {
+            .s = &s, .block = &s.dense[i], .change_index = s.dense[i].change_index};
+        rc = store_report_scan(svc->store, key->seq, s.dense[i].first_step, 0, s.dense[i].last_step,
+                               INT64_MAX, dense_row, &ctx, err);
+    }
+    if (!rc)
+        rc = add_picked(svc, key, s.steps, s.nsteps, points, err);
+    free(s.dense);
+    free(s.steps);
+    return rc;
+}
+
+int svc_history(struct svc *svc, const char *id, const struct svc_history_query *q, cJSON **out,
+                char *err)
+{
+    *out = NULL;
+    int64_t from_step = q->from_step, from_rank = 0;
+    int rc = svc_history_token_parse(q->page_token, &from_step, &from_rank, err);
+    if (rc)
+        return rc;
+    struct job_key key;
+    if ((rc = job_key(svc, id, &key, err)))
+        return rc;
+    cJSON *answer = cJSON_CreateObject();
+    cJSON *points = NULL;
+    if (!answer || !cJSON_AddStringToObject(answer, "job", id) ||
+        !(points = cJSON_AddArrayToObject(answer, "points"))) {
+        cJSON_Delete(answer);
+        return glr_fail(err, GLR_ENOMEM, "out of memory");
+    }
+    cJSON *token = NULL;
+    if (q->max_points > 0) {
+        rc = downsample(svc, &key, q, points, err);
+        token = cJSON_CreateNull();
+    } else {
+        struct page_ctx ctx = {
+            .points = points, .lr_is_array = key.lr_is_array, .wanted = q->page_size, .err = err};
+        rc = store_report_scan(svc->store, key.seq, from_step, from_rank, q->to_step,
+                               q->page_size + 1, page_one, &ctx, err);
+        if (!rc)
+            rc = ctx.rc;
+        char text[64];
+        snprintf(text, sizeof(text), "h%lld.%lld", (long long)ctx.next_step,
+                 (long long)ctx.next_rank);
+        token = ctx.more ? cJSON_CreateString(text) : cJSON_CreateNull();
+    }
+    if (!rc && !add_item(answer, "next_page_token", token))
+        rc = glr_fail(err, GLR_ENOMEM, "out of memory");
+    else if (rc)
+        cJSON_Delete(token);
+    if (rc) {
+        cJSON_Delete(answer);
+        return rc;
+    }
+    *out = answer;
+    return GLR_OK;
+}
+
+/* ---- CSV export ------------------------------------------------------------------------ */
+
+/* Rows read from the store per batch, and the text buffer they are written into. */
+#define CSV_BATCH_ROWS 2048
+#define CSV_ROW_MAX    (64 + GLR_MAX_GROUPS * JSONX_DOUBLE_MAX)
+
+struct svc_csv {
+    struct svc *svc;
+    struct job_key key;
+    int64_t next_step, next_rank; /* where the next batch starts */
+    int64_t to_step;
+    bool header_done;
+    bool finished;
+    char *text;    /* the current batch */
+    size_t len;    /* bytes in text */
+    size_t offset; /* bytes of text already given out */
+    size_t rows;   /* rows in the current batch */
+};
+
+static void csv_append_row(struct svc_csv *csv, const struct store_report *r)
+{
+    /* Written piece by piece rather than with printf: this runs for every row. */
+    char *p = csv->text + csv->len;
+    size_t n = jsonx_format_integer(r->step, p);
+    p[n++] = ',';
+    n += jsonx_format_double(r->loss, p + n);
+    for (size_t g = 0; g < r->groups; g++) {
+        p[n++] = ',';
+        n += jsonx_format_double(r->lrs[g], p + n);
+    }
+    p[n++] = ',';
+    const char *event = glr_event_name(r->event);
+    size_t event_len = strlen(event);
+    memcpy(p + n, event, event_len);
+    n += event_len;
+    p[n++] = '\n';
+    csv->len += n;
+}
+
+static bool csv_one(void *ctx, const struct store_report *r)
+{
+    struct svc_csv *csv = ctx;
+    csv_append_row(csv, r);
+    csv->rows++;
+    csv->next_step = r->step;
+    csv->next_rank = r->rank + 1;
+    return true;
+}
+
+int svc_csv_open(struct svc *svc, const char *id, int64_t from_step, int64_t to_step,
+                 struct svc_csv **out, char *err)
+{
+    *out = NULL;
+    struct svc_csv *csv = calloc(1, sizeof(*csv));
+    if (!csv)
+        return glr_fail(err, GLR_ENOMEM, "out of memory");
+    csv->text = malloc((size_t)CSV_BATCH_ROWS * CSV_ROW_MAX);
+    int rc =
+        csv->text ? job_key(svc, id, &csv->key, err) : glr_fail(err, GLR_ENOMEM, "out of memory");
+    if (rc) {
+        svc_csv_close(csv);
+        return rc;
+    }
+    csv->svc = svc;
+    csv->next_step = from_step;
+    csv->to_step = to_step;
+    *out = csv;
+    return GLR_OK;
+}
+
+/* Refills the buffer with the header or the next batch; false at the end or on error. */
+static bool csv_refill(struct svc_csv *csv, bool *failed)
+{
+    csv->len = csv->offset = csv->rows = 0;
+    if (!csv->header_done) {
+        csv->header_done = true;
+        if (csv->key.groups == 1) {
+            csv->len = (size_t)sprintf(csv->text, "step,loss,lr,event\n");
+        } else {
+            csv->len = (size_t)sprintf(csv->text, "step,loss");
+            for (size_t g = 0; g < csv->key.groups; g++)
+                csv->len += (size_t)sprintf(csv->text + csv->len, ",lr_%zu", g);
+            csv->len += (size_t)sprintf(csv->text + csv->len, ",event\n");
+        }
+        return true;
+    }
+    if (csv->finished)
+        return false;
+    char err[GLR_ERR_MAX];
+    int rc = store_report_scan(csv->svc->store, csv->key.seq, csv->next_step, csv->next_rank,
+                               csv->to_step, CSV_BATCH_ROWS, csv_one, csv, err);
+    if (rc) {
+        *failed = true;
+        return false;
+    }
+    if (csv->rows < CSV_BATCH_ROWS)
+        csv->finished = true;
+    return csv->len > 0;
+}
+
+ssize_t svc_csv_read(struct svc_csv *csv, char *buf, size_t max)
+{
+    size_t given = 0;
+    while (given < max) {
+        if (csv->offset == csv->len) {
+            bool failed = false;
+            if (!csv_refill(csv, &failed))
+                return failed && given == 0 ? -1 : (ssize_t)given;
+        }
+        size_t n = csv->len - csv->offset;
+        if (n > max - given)
+            n = max - given;
+        memcpy(buf + given, csv->text + csv->offset, n);
+        csv->offset += n;
+        given += n;
+    }
+    return (ssize_t)given;
+}
+
+void svc_csv_close(struct svc_csv *csv)
+{
+    if (!csv)
+        return;
+    free(csv->text);
+    free(csv);
+}
