@@ -20,6 +20,14 @@ int64_t glr_clock_mono_ms(void)
     return ms_of(CLOCK_MONOTONIC);
 }
 
+int64_t glr_clock_mono_deadline(int64_t after_ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int64_t ms = (int64_t)ts.tv_sec * 1000 + (ts.tv_nsec + 999999) / 1000000;
+    return ms + after_ms;
+}
+
 struct timespec glr_clock_mono_timespec(int64_t mono_ms)
 {
     return (struct timespec){.tv_sec = (time_t)(mono_ms / 1000),

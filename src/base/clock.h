@@ -16,8 +16,14 @@
 /* The wall time now, in Unix milliseconds. */
 int64_t glr_clock_wall_ms(void);
 
-/* The monotonic time now, in milliseconds from an unspecified start. */
+/* The monotonic time now, in milliseconds from an unspecified start (rounded down). */
 int64_t glr_clock_mono_ms(void);
+
+/*
+ * The monotonic time after_ms from now, rounded up: a deadline that glr_clock_mono_ms()
+ * reaches only once at least after_ms have passed.
+ */
+int64_t glr_clock_mono_deadline(int64_t after_ms);
 
 /* A monotonic time in milliseconds as the timespec pthread_cond_timedwait() takes. */
 struct timespec glr_clock_mono_timespec(int64_t mono_ms);

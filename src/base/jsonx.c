@@ -234,6 +234,11 @@ cJSON *jsonx_number_array(const double *values, size_t n)
     return array;
 }
 
+cJSON *jsonx_lr(const double *values, size_t n, bool as_array)
+{
+    return as_array ? jsonx_number_array(values, n) : jsonx_number(values[0]);
+}
+
 cJSON *jsonx_number_or_null(double v)
 {
     return isfinite(v) ? jsonx_number(v) : cJSON_CreateNull();

@@ -32,6 +32,12 @@ cJSON *jsonx_number(double v);
 /* Returns a new array of n items made by jsonx_number(), or NULL when out of memory. */
 cJSON *jsonx_number_array(const double *values, size_t n);
 
+/*
+ * A learning rate as clients write it: one number (as_array false: values[0]) or an
+ * array of n (one per parameter group). NULL when out of memory.
+ */
+cJSON *jsonx_lr(const double *values, size_t n, bool as_array);
+
 /* Like jsonx_number(), but a non-finite v becomes JSON null. */
 cJSON *jsonx_number_or_null(double v);
 

@@ -59,9 +59,8 @@ static int check_lr_value(const cJSON *item, const char *what, double *out, char
     return GLR_OK;
 }
 
-/* Reads lr (a number or an array) into values; sets *groups and *is_array. */
-static int parse_lr(const cJSON *lr, double values[GLR_MAX_GROUPS], size_t *groups, bool *is_array,
-                    char *err)
+int glr_lr_parse(const cJSON *lr, double values[GLR_MAX_GROUPS], size_t *groups, bool *is_array,
+                 char *err)
 {
     if (!lr)
         return glr_fail(err, GLR_EINVAL, "lr is required");
@@ -105,7 +104,7 @@ int glr_sched_create(const char *policy_name, const cJSON *lr, const cJSON *conf
     double values[GLR_MAX_GROUPS];
     size_t groups = 0;
     bool is_array = false;
-    int rc = parse_lr(lr, values, &groups, &is_array, err);
+    int rc = glr_lr_parse(lr, values, &groups, &is_array, err);
     if (rc)
         return rc;
 
@@ -199,9 +198,7 @@ const double *glr_sched_initial_lrs(const struct glr_sched *sched)
 
 static cJSON *lr_shape_json(const struct glr_sched *sched, const double *values)
 {
-    if (sched->lr_is_array)
-        return jsonx_number_array(values, sched->groups);
-    return jsonx_number(values[0]);
+    return jsonx_lr(values, sched->groups, sched->lr_is_array);
 }
 
 cJSON *glr_sched_lr_json(const struct glr_sched *sched)

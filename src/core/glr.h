@@ -72,6 +72,14 @@ struct glr_sched;
 int glr_sched_create(const char *policy, const cJSON *lr, const cJSON *config,
                      struct glr_sched **out, char *err);
 
+/*
+ * Reads an lr as glr_sched_create() takes it (a positive finite number, or an array of 1
+ * to GLR_MAX_GROUPS of them) into values, and says how many groups it has and whether it
+ * was an array. Returns GLR_OK or GLR_EINVAL.
+ */
+int glr_lr_parse(const cJSON *lr, double values[GLR_MAX_GROUPS], size_t *groups, bool *is_array,
+                 char *err);
+
 /* Frees a scheduler; NULL is accepted. */
 void glr_sched_free(struct glr_sched *sched);
 

@@ -47,7 +47,7 @@ static int make_id(char id[STORE_ID_MAX + 1], char *err)
     return GLR_OK;
 }
 
-bool parse_decimal(const char **p, int64_t *out)
+bool svc_parse_decimal(const char **p, int64_t *out)
 {
     const char *s = *p;
     int64_t v = 0;
@@ -64,8 +64,7 @@ bool parse_decimal(const char **p, int64_t *out)
     return true;
 }
 
-/* Prints a tree without formatting; NULL when out of memory. The caller frees. */
-char *print(const cJSON *tree)
+char *svc_json_print(const cJSON *tree)
 {
     return tree ? cJSON_PrintUnformatted(tree) : NULL;
 }
@@ -103,291 +102,8 @@ static int canonical_tags(const cJSON *tags, char **out, char *err)
             if (strcmp(other->string, tag->string) == 0)
                 return glr_fail(err, GLR_EINVAL, "tags.%.64s is given twice", tag->string);
     }
-    *out = print(tags);
+    *out = svc_json_print(tags);
     return *out ? GLR_OK : glr_fail(err, GLR_ENOMEM, "out of memory");
-}
-
-/* ---- jobs in memory ----------------------------------------------------------------- */
-
-static size_t hash_id(const char *id)
-{
-    return (size_t)glr_hash_text(id);
-}
-
-static void job_free(struct job *job)
-{
-    if (!job)
-        return;
-    glr_sched_free(job->sched);
-    free(job->tags);
-    free(job->pending_losses);
-    free(job->pending_seen);
-    pthread_mutex_destroy(&job->lock);
-    pthread_cond_destroy(&job->settled);
-    free(job);
-}
-
-/* Builds a scheduler from a stored job: its policy, lr and config, then its saved state. */
-static int sched_from_row(const struct store_job *row, struct glr_sched **out, char *err)
-{
-    cJSON *lr = cJSON_Parse(row->initial_lr);
-    cJSON *config = cJSON_Parse(row->config);
-    cJSON *state = cJSON_Parse(row->state);
-    int rc = GLR_OK;
-    if (!lr || !config || !state)
-        rc = glr_fail(err, GLR_ECORRUPT, "database: job %s has damaged JSON", row->id);
-    if (!rc)
-        rc = glr_sched_create(row->policy, lr, config, out, err);
-    if (!rc) {
-        rc = glr_sched_state_load(*out, state, err);
-        if (rc) {
-            glr_sched_free(*out);
-            *out = NULL;
-        }
-    }
-    cJSON_Delete(lr);
-    cJSON_Delete(config);
-    cJSON_Delete(state);
-    if (rc == GLR_EINVAL)
-        rc = GLR_ECORRUPT; /* a stored config that no longer validates is damage */
-    return rc;
-}
-
-/*
- * A job's row in the store holds its state after row->last_step, but the row is written
- * only every SVC_STATE_EVERY reports: rewriting it with every report doubled the pages a
- * group commit writes. The history rows after it are the rest of the record (a report is
- * committed with its history row, always), so a job is loaded by replaying them through
- * the policy, which also checks that each gives the answer that was stored.
- */
-static int job_from_row(struct svc *svc, const struct store_job *row, struct job **out, char *err)
-{
-    struct job *job = calloc(1, sizeof(*job));
-    if (!job)
-        return glr_fail(err, GLR_ENOMEM, "out of memory");
-    pthread_mutex_init(&job->lock, NULL);
-    pthread_cond_init(&job->settled, NULL);
-    atomic_init(&job->store_failed, false);
-    memcpy(job->id, row->id, sizeof(job->id));
-    job->seq = row->seq;
-    job->finished = row->finished;
-    job->last_step = row->last_step;
-    job->reports = row->reports;
-    job->created_ms = row->created_ms;
-    job->updated_ms = row->updated_ms;
-    job->rewinds = row->rewinds;
-    job->world_size = row->world_size;
-    job->aggregate_timeout_ms = row->aggregate_timeout_ms;
-    job->pending_step = -1;
-    job->pending_lr_cap = INFINITY;
-    for (int i = 0; aggregate_names[i]; i++)
-        if (strcmp(row->aggregate, aggregate_names[i]) == 0)
-            job->aggregate = i;
-    job->tags = strdup(row->tags);
-    if (job->world_size > 1) {
-        job->pending_losses = calloc((size_t)job->world_size, sizeof(double));
-        job->pending_seen = calloc((size_t)job->world_size, 1);
-    }
-    bool allocated =
-        job->tags && (job->world_size <= 1 || (job->pending_losses && job->pending_seen));
-    int rc = allocated ? sched_from_row(row, &job->sched, err)
-                       : glr_fail(err, GLR_ENOMEM, "out of memory");
-    if (!rc) {
-        struct replay_progress progress = {row->last_step, row->reports, row->updated_ms};
-        rc = replay_history(svc, row->seq, job->sched, row->last_step + 1, INT64_MAX, &progress,
-                            err);
-        job->last_step = progress.last_step;
-        job->reports = progress.reports;
-        job->updated_ms = progress.updated_ms;
-    }
-    if (rc) {
-        job_free(job);
-        return rc;
-    }
-    *out = job;
-    return GLR_OK;
-}
-
-/* Loads job id from the store into a new job, not in the map; the caller frees it. */
-static int job_load(struct svc *svc, const char *id, struct job **out, char *err)
-{
-    struct store_job row;
-    int rc = store_job_load(svc->store, id, &row, err);
-    if (rc)
-        return rc;
-    rc = job_from_row(svc, &row, out, err);
-    store_job_clear(&row);
-    return rc;
-}
-
-static void map_grow(struct svc *svc)
-{
-    size_t n = svc->nbuckets * 2;
-    struct job **buckets = calloc(n, sizeof(*buckets));
-    if (!buckets)
-        return; /* longer chains, still correct */
-    for (size_t i = 0; i < svc->nbuckets; i++) {
-        struct job *job = svc->buckets[i];
-        while (job) {
-            struct job *next = job->next;
-            size_t b = hash_id(job->id) & (n - 1);
-            job->next = buckets[b];
-            buckets[b] = job;
-            job = next;
-        }
-    }
-    free(svc->buckets);
-    svc->buckets = buckets;
-    svc->nbuckets = n;
-}
-
-/* Finds a job in memory and takes a reference; call with the map lock held. */
-static struct job *map_find(struct svc *svc, const char *id)
-{
-    for (struct job *job = svc->buckets[hash_id(id) & (svc->nbuckets - 1)]; job; job = job->next)
-        if (strcmp(job->id, id) == 0)
-            return job;
-    return NULL;
-}
-
-/* Removes job from the map (if it is there); call with the map lock held. */
-static void map_remove(struct svc *svc, struct job *job)
-{
-    struct job **link = &svc->buckets[hash_id(job->id) & (svc->nbuckets - 1)];
-    for (; *link; link = &(*link)->next) {
-        if (*link == job) {
-            *link = job->next;
-            job->next = NULL;
-            svc->njobs--;
-            job->refs--; /* the map's own reference */
-            return;
-        }
-    }
-}
-
-/*
- * Drops idle jobs from memory until at most resident_max are left, so that memory stays
- * bounded however many jobs the database holds; call with the map lock held. A job is
- * idle when the map holds its only reference: no request, decision in flight, waiting
- * rank or timer has it. Its state is in the store, so nothing is lost: it is loaded
- * again on its next request. The search goes round the buckets like a clock hand.
- */
-static void evict_idle(struct svc *svc)
-{
-    for (size_t visited = 0; svc->njobs > svc->resident_max && visited < svc->nbuckets; visited++) {
-        size_t b = svc->evict_bucket++ & (svc->nbuckets - 1);
-        struct job **link = &svc->buckets[b];
-        while (*link && svc->njobs > svc->resident_max) {
-            struct job *job = *link;
-            if (job->refs != 1) {
-                link = &job->next;
-                continue;
-            }
-            *link = job->next;
-            svc->njobs--;
-            job_free(job);
-        }
-    }
-}
-
-void job_release(struct svc *svc, struct job *job)
-{
-    pthread_mutex_lock(&svc->map_lock);
-    bool last = --job->refs == 0;
-    pthread_mutex_unlock(&svc->map_lock);
-    if (last)
-        job_free(job);
-}
-
-/*
- * Returns the job with this id, from memory or loaded from the store, with a reference
- * the caller gives back with job_release(). Returns GLR_ENOTFOUND for an unknown id.
- */
-static int job_acquire(struct svc *svc, const char *id, struct job **out, char *err)
-{
-    *out = NULL;
-    if (!svc_valid_id(id))
-        return glr_fail(err, GLR_ENOTFOUND, "job %.128s does not exist", id);
-    pthread_mutex_lock(&svc->map_lock);
-    struct job *job = map_find(svc, id);
-    if (job)
-        job->refs++;
-    pthread_mutex_unlock(&svc->map_lock);
-    if (job) {
-        *out = job;
-        return GLR_OK;
-    }
-
-    struct job *loaded = NULL;
-    int rc = job_load(svc, id, &loaded, err);
-    if (rc)
-        return rc;
-
-    pthread_mutex_lock(&svc->map_lock);
-    job = map_find(svc, id);
-    if (job) {
-        job->refs++; /* another thread loaded it first: use theirs */
-    } else {
-        job = loaded;
-        loaded = NULL;
-        job->refs = 2; /* the map's and the caller's */
-        size_t b = hash_id(id) & (svc->nbuckets - 1);
-        job->next = svc->buckets[b];
-        svc->buckets[b] = job;
-        if (++svc->njobs > svc->nbuckets)
-            map_grow(svc);
-        if (svc->njobs > svc->resident_max)
-            evict_idle(svc);
-    }
-    pthread_mutex_unlock(&svc->map_lock);
-    job_free(loaded);
-    *out = job;
-    return GLR_OK;
-}
-
-/* Drops a job from memory (after a delete or a failed write); call with job->lock held. */
-void job_forget(struct svc *svc, struct job *job)
-{
-    job->gone = true;
-    pthread_mutex_lock(&svc->map_lock);
-    map_remove(svc, job);
-    pthread_mutex_unlock(&svc->map_lock);
-}
-
-/*
- * Acquires and locks the job, retrying when it was dropped from memory between the two.
- * On success the caller holds job->lock and a reference: job_unlock() gives both back.
- */
-int job_lock(struct svc *svc, const char *id, struct job **out, char *err)
-{
-    for (;;) {
-        int rc = job_acquire(svc, id, out, err);
-        if (rc)
-            return rc;
-        pthread_mutex_lock(&(*out)->lock);
-        if (!(*out)->gone)
-            return GLR_OK;
-        pthread_mutex_unlock(&(*out)->lock);
-        job_release(svc, *out);
-    }
-}
-
-int job_lock_settled(struct svc *svc, const char *id, struct job **out, char *err)
-{
-    for (;;) {
-        int rc = job_lock(svc, id, out, err);
-        if (rc)
-            return rc;
-        if (job_settle(*out, err) == GLR_OK)
-            return GLR_OK;
-        job_unlock(svc, *out); /* a write failed and dropped it: load it again */
-    }
-}
-
-void job_unlock(struct svc *svc, struct job *job)
-{
-    pthread_mutex_unlock(&job->lock);
-    job_release(svc, job);
 }
 
 /* ---- jobs as JSON --------------------------------------------------------------------- */
@@ -407,7 +123,7 @@ struct job_view {
     int64_t aggregate_timeout_ms;
 };
 
-bool add_item(cJSON *object, const char *key, cJSON *item)
+bool svc_json_add(cJSON *object, const char *key, cJSON *item)
 {
     if (!item || !cJSON_AddItemToObject(object, key, item)) {
         cJSON_Delete(item);
@@ -428,20 +144,20 @@ static cJSON *describe(const struct job_view *v, const struct glr_sched *sched)
     cJSON *o = cJSON_CreateObject();
     bool ok = o && cJSON_AddStringToObject(o, "id", v->id) &&
               cJSON_AddStringToObject(o, "policy", glr_sched_policy(sched)) &&
-              add_item(o, "lr", glr_sched_lr_json(sched)) &&
-              add_item(o, "initial_lr", glr_sched_initial_lr_json(sched)) &&
-              add_item(o, "config", glr_sched_config_json(sched)) &&
-              add_item(o, "tags", cJSON_Parse(v->tags)) &&
+              svc_json_add(o, "lr", glr_sched_lr_json(sched)) &&
+              svc_json_add(o, "initial_lr", glr_sched_initial_lr_json(sched)) &&
+              svc_json_add(o, "config", glr_sched_config_json(sched)) &&
+              svc_json_add(o, "tags", cJSON_Parse(v->tags)) &&
               cJSON_AddStringToObject(o, "status", v->finished ? "finished" : "running") &&
-              add_item(o, "last_step",
-                       v->last_step >= 0 ? cJSON_CreateNumber((double)v->last_step)
-                                         : cJSON_CreateNull()) &&
+              svc_json_add(o, "last_step",
+                           v->last_step >= 0 ? cJSON_CreateNumber((double)v->last_step)
+                                             : cJSON_CreateNull()) &&
               jsonx_add_integer(o, "reports", v->reports) &&
               jsonx_add_integer(o, "rewinds", v->rewinds) &&
               jsonx_add_integer(o, "world_size", v->world_size) &&
               cJSON_AddStringToObject(o, "aggregate", v->aggregate) &&
               jsonx_add_integer(o, "aggregate_timeout_ms", v->aggregate_timeout_ms) &&
-              add_item(o, "state", glr_sched_counters_json(sched)) &&
+              svc_json_add(o, "state", glr_sched_counters_json(sched)) &&
               add_time(o, "created_at", v->created_ms) && add_time(o, "updated_at", v->updated_ms);
     if (!ok) {
         cJSON_Delete(o);
@@ -451,7 +167,7 @@ static cJSON *describe(const struct job_view *v, const struct glr_sched *sched)
 }
 
 /* Describes a job in memory; call with job->lock held. */
-int describe_job(const struct job *job, cJSON **out, char *err)
+int svc_describe_job(const struct svc_job *job, cJSON **out, char *err)
 {
     struct job_view v = {job->id,
                          job->tags,
@@ -462,16 +178,11 @@ int describe_job(const struct job *job, cJSON **out, char *err)
                          job->created_ms,
                          job->updated_ms,
                          job->world_size,
-                         aggregate_names[job->aggregate],
+                         svc_aggregate_names[job->aggregate],
                          job->aggregate_timeout_ms};
     *out = describe(&v, job->sched);
     return *out ? GLR_OK : glr_fail(err, GLR_ENOMEM, "out of memory");
 }
-
-const char *const aggregate_names[] = {"mean", "max", "min", "rank0", NULL};
-
-/* Initial number of hash buckets; the table doubles when it is full. */
-#define SVC_BUCKETS_INITIAL 1024
 
 /* ---- the service ---------------------------------------------------------------------- */
 
@@ -484,20 +195,14 @@ int svc_open(const char *path, const struct svc_options *options, struct svc **o
     struct svc_options defaults = {.resident_jobs = SVC_RESIDENT_DEFAULT};
     if (!options)
         options = &defaults;
-    svc->resident_max = options->resident_jobs ? options->resident_jobs : SVC_RESIDENT_DEFAULT;
-    svc->nbuckets = SVC_BUCKETS_INITIAL;
-    svc->buckets = calloc(svc->nbuckets, sizeof(*svc->buckets));
-    pthread_mutex_init(&svc->map_lock, NULL);
-    pthread_mutex_init(&svc->waiting_lock, NULL);
-    pthread_cond_init(&svc->waiting_wake, NULL);
-    int rc = svc->buckets ? store_open(path, &options->store, &svc->store, err)
-                          : glr_fail(err, GLR_ENOMEM, "out of memory");
-    if (!rc) {
-        if (pthread_create(&svc->timer, NULL, timer_main, svc) == 0)
-            svc->timer_started = true;
-        else
-            rc = glr_fail(err, GLR_ENOMEM, "cannot start the timer thread");
-    }
+    size_t resident = options->resident_jobs ? options->resident_jobs : SVC_RESIDENT_DEFAULT;
+    svc_wait_init(&svc->waits);
+    atomic_init(&svc->csv_exports, 0);
+    int rc = svc_jobs_init(&svc->jobs, resident, err);
+    if (!rc)
+        rc = store_open(path, &options->store, &svc->store, err);
+    if (!rc)
+        rc = svc_wait_start(svc, svc_report_expire, svc_report_drop_gathered, err);
     if (rc) {
         svc_close(svc);
         return rc;
@@ -511,36 +216,31 @@ struct store *svc_store(struct svc *svc)
     return svc->store;
 }
 
+void svc_cancel_waiters(struct svc *svc)
+{
+    svc_wait_stop(svc);
+}
+
 void svc_close(struct svc *svc)
 {
     if (!svc)
         return;
-    if (svc->timer_started) {
-        svc_cancel_waiters(svc); /* also tells the timer to stop */
-        pthread_join(svc->timer, NULL);
-    }
+    svc_wait_stop(svc);
     /* Decisions still on their way are committed and answered while the jobs exist. */
     store_close(svc->store);
     svc->store = NULL;
-    /* Jobs dropped from the map but still watched are only on the watch list now. */
-    for (struct job *job = svc->waiting, *next; job; job = next) {
-        next = job->waiting_next;
-        if (job->gone)
-            job_free(job);
-    }
-    for (size_t i = 0; svc->buckets && i < svc->nbuckets; i++) {
-        struct job *job = svc->buckets[i];
-        while (job) {
-            struct job *next = job->next;
-            job_free(job);
-            job = next;
-        }
-    }
-    free(svc->buckets);
-    pthread_mutex_destroy(&svc->map_lock);
-    pthread_mutex_destroy(&svc->waiting_lock);
-    pthread_cond_destroy(&svc->waiting_wake);
+    /* Jobs dropped from the table but still watched are only in the heap now. */
+    svc_wait_destroy(svc);
+    svc_jobs_destroy(&svc->jobs);
     free(svc);
+}
+
+int svc_check_step(const char *name, int64_t step, int64_t min, char *err)
+{
+    if (step < min || step > GLR_MAX_STEP)
+        return glr_fail(err, GLR_EINVAL, "%s must be an integer from %lld to %lld", name,
+                        (long long)min, (long long)GLR_MAX_STEP);
+    return GLR_OK;
 }
 
 /* The canonical text of what a create request asks for, to tell a retry from a clash. */
@@ -569,9 +269,9 @@ static int make_canonical(const struct glr_sched *sched, const cJSON *tags, stru
     cJSON *lr = glr_sched_initial_lr_json(sched);
     cJSON *config = glr_sched_config_json(sched);
     cJSON *state = glr_sched_state_save(sched);
-    c->initial_lr = print(lr);
-    c->config = print(config);
-    c->state = print(state);
+    c->initial_lr = svc_json_print(lr);
+    c->config = svc_json_print(config);
+    c->state = svc_json_print(state);
     cJSON_Delete(lr);
     cJSON_Delete(config);
     cJSON_Delete(state);
@@ -612,12 +312,12 @@ static int read_ranks_config(const struct svc_create *request, struct ranks_conf
                           SVC_AGGREGATE_TIMEOUT_MAX, &out->timeout_ms, err);
     if (rc)
         return rc;
-    out->aggregate = AGGREGATE_MEAN;
+    out->aggregate = SVC_AGGREGATE_MEAN;
     if (!request->aggregate)
         return GLR_OK;
-    for (int i = 0; aggregate_names[i]; i++) {
+    for (int i = 0; svc_aggregate_names[i]; i++) {
         if (cJSON_IsString(request->aggregate) &&
-            strcmp(request->aggregate->valuestring, aggregate_names[i]) == 0) {
+            strcmp(request->aggregate->valuestring, svc_aggregate_names[i]) == 0) {
             out->aggregate = i;
             return GLR_OK;
         }
@@ -634,7 +334,7 @@ static bool same_request(const struct store_job *row, const char *policy, const 
 {
     return strcmp(row->policy, policy) == 0 && strcmp(row->initial_lr, c->initial_lr) == 0 &&
            strcmp(row->config, c->config) == 0 && row->world_size == ranks->world_size &&
-           strcmp(row->aggregate, aggregate_names[ranks->aggregate]) == 0 &&
+           strcmp(row->aggregate, svc_aggregate_names[ranks->aggregate]) == 0 &&
            row->aggregate_timeout_ms == ranks->timeout_ms;
 }
 
@@ -704,7 +404,7 @@ int svc_job_create(struct svc *svc, const struct svc_create *request, bool *crea
         .aggregate_timeout_ms = ranks.timeout_ms,
     };
     memcpy(row.id, id, sizeof(row.id));
-    snprintf(row.aggregate, sizeof(row.aggregate), "%s", aggregate_names[ranks.aggregate]);
+    snprintf(row.aggregate, sizeof(row.aggregate), "%s", svc_aggregate_names[ranks.aggregate]);
     rc = store_job_insert(svc->store, &row, err);
     if (rc == GLR_ECONFLICT && request->id) {
         rc = existing_job(svc, policy, &c, &ranks, id, job_out, err);
@@ -719,7 +419,7 @@ int svc_job_create(struct svc *svc, const struct svc_create *request, bool *crea
                              now,
                              now,
                              ranks.world_size,
-                             aggregate_names[ranks.aggregate],
+                             svc_aggregate_names[ranks.aggregate],
                              ranks.timeout_ms};
         *job_out = describe(&v, sched);
         if (!*job_out)
@@ -732,12 +432,12 @@ int svc_job_create(struct svc *svc, const struct svc_create *request, bool *crea
 
 int svc_job_get(struct svc *svc, const char *id, cJSON **job_out, char *err)
 {
-    struct job *job;
-    int rc = job_lock_settled(svc, id, &job, err);
+    struct svc_job *job;
+    int rc = svc_job_lock_settled(svc, id, &job, err);
     if (rc)
         return rc;
-    rc = describe_job(job, job_out, err);
-    job_unlock(svc, job);
+    rc = svc_describe_job(job, job_out, err);
+    svc_job_unlock(svc, job);
     return rc;
 }
 
@@ -751,8 +451,8 @@ int svc_job_patch(struct svc *svc, const char *id, const bool *finished, const c
         if (rc)
             return rc;
     }
-    struct job *job;
-    int rc = job_lock_settled(svc, id, &job, err);
+    struct svc_job *job;
+    int rc = svc_job_lock_settled(svc, id, &job, err);
     if (rc) {
         free(tags_text);
         return rc;
@@ -768,134 +468,25 @@ int svc_job_patch(struct svc *svc, const char *id, const bool *finished, const c
             tags_text = NULL;
         }
         job->updated_ms = now;
-        rc = describe_job(job, job_out, err);
+        rc = svc_describe_job(job, job_out, err);
     } else {
-        job_forget(svc, job); /* memory may disagree with the store now: reload next time */
+        svc_job_forget(svc, job); /* memory may disagree with the store now: reload next time */
     }
-    job_unlock(svc, job);
+    svc_job_unlock(svc, job);
     free(tags_text);
     return rc;
 }
 
 int svc_job_delete(struct svc *svc, const char *id, char *err)
 {
-    struct job *job;
-    int rc = job_lock_settled(svc, id, &job, err);
+    struct svc_job *job;
+    int rc = svc_job_lock_settled(svc, id, &job, err);
     if (rc)
         return rc;
     rc = store_job_delete(svc->store, job->seq, err);
-    drop_pending(job);
-    wake(svc, job, 0, INT64_MAX, GLR_ENOTFOUND, NULL, "the job was deleted");
-    job_forget(svc, job);
-    job_unlock(svc, job);
+    svc_report_drop_gathered(svc, job);
+    svc_wait_take(svc, job, 0, INT64_MAX, GLR_ENOTFOUND, NULL, "the job was deleted");
+    svc_job_forget(svc, job);
+    svc_job_unlock(svc, job);
     return rc;
-}
-
-/* ---- listing ------------------------------------------------------------------------ */
-
-/* A job of one page, as the store lists it: described after the scan. */
-struct listed {
-    int64_t seq;
-    char id[STORE_ID_MAX + 1];
-};
-
-struct list_ctx {
-    struct listed *rows;
-    int64_t count;
-    int64_t wanted;
-    bool more;
-};
-
-static bool list_one(void *ctx_, const struct store_job *row)
-{
-    struct list_ctx *ctx = ctx_;
-    if (ctx->count == ctx->wanted) {
-        ctx->more = true; /* the extra row only says that another page exists */
-        return false;
-    }
-    ctx->rows[ctx->count].seq = row->seq;
-    memcpy(ctx->rows[ctx->count].id, row->id, sizeof(row->id));
-    ctx->count++;
-    return true;
-}
-
-/*
- * Describes job id as svc_job_get() does, but without bringing a job into memory that is
- * not there: a listing walks many jobs, and should not push the busy ones out. The scan
- * is over by now, because loading a job takes a reader connection of its own.
- */
-static int describe_listed(struct svc *svc, const char *id, cJSON **out, char *err)
-{
-    pthread_mutex_lock(&svc->map_lock);
-    bool resident = map_find(svc, id) != NULL;
-    pthread_mutex_unlock(&svc->map_lock);
-    if (resident)
-        return svc_job_get(svc, id, out, err);
-    struct job *job = NULL;
-    int rc = job_load(svc, id, &job, err);
-    if (!rc)
-        rc = describe_job(job, out, err);
-    job_free(job);
-    return rc;
-}
-
-/* Page tokens are opaque to clients; inside, "j" and the last seq of the page before. */
-int svc_list_token_parse(const char *token, int64_t *after, char *err)
-{
-    *after = 0;
-    if (!token)
-        return GLR_OK;
-    const char *p = token;
-    int64_t v;
-    if (*p++ != 'j' || !parse_decimal(&p, &v) || *p != '\0')
-        return glr_fail(err, GLR_EINVAL, "page_token is not one this server gave");
-    *after = v;
-    return GLR_OK;
-}
-
-int svc_job_list(struct svc *svc, const struct svc_list_query *query, cJSON **out, char *err)
-{
-    *out = NULL;
-    int64_t after;
-    int rc = svc_list_token_parse(query->page_token, &after, err);
-    if (rc)
-        return rc;
-    cJSON *answer = cJSON_CreateObject();
-    cJSON *jobs = cJSON_AddArrayToObject(answer, "jobs");
-    struct list_ctx ctx = {.rows = calloc((size_t)query->page_size, sizeof(*ctx.rows)),
-                           .wanted = query->page_size};
-    if (!answer || !jobs || !ctx.rows) {
-        cJSON_Delete(answer);
-        free(ctx.rows);
-        return glr_fail(err, GLR_ENOMEM, "out of memory");
-    }
-    rc = store_job_scan(svc->store, after, query->page_size + 1, query->status, query->tag_key,
-                        query->tag_value, list_one, &ctx, err);
-    for (int64_t i = 0; !rc && i < ctx.count; i++) {
-        cJSON *job = NULL;
-        rc = describe_listed(svc, ctx.rows[i].id, &job, err);
-        if (rc == GLR_ENOTFOUND) {
-            rc = GLR_OK; /* deleted since the scan */
-            continue;
-        }
-        if (!rc && !cJSON_AddItemToArray(jobs, job)) {
-            cJSON_Delete(job);
-            rc = glr_fail(err, GLR_ENOMEM, "out of memory");
-        }
-    }
-    if (!rc) {
-        char token[32];
-        snprintf(token, sizeof(token), "j%lld",
-                 (long long)(ctx.count ? ctx.rows[ctx.count - 1].seq : 0));
-        if (!add_item(answer, "next_page_token",
-                      ctx.more ? cJSON_CreateString(token) : cJSON_CreateNull()))
-            rc = glr_fail(err, GLR_ENOMEM, "out of memory");
-    }
-    free(ctx.rows);
-    if (rc) {
-        cJSON_Delete(answer);
-        return rc;
-    }
-    *out = answer;
-    return GLR_OK;
 }

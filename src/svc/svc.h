@@ -40,8 +40,8 @@
 #define SVC_WAIT_MAX_MS           60000   /* longest wait_ms of an lr lookup */
 #define SVC_WAITERS_MAX           10000   /* requests waiting at once, all jobs together */
 #define SVC_WAITERS_SPARE         16      /* waiting requests per job beyond two per rank */
-#define SVC_TICK_MS               10      /* how often timeouts are checked */
 #define SVC_RESIDENT_DEFAULT      10000   /* jobs kept in memory unless told otherwise */
+#define SVC_CSV_EXPORTS_MAX       64      /* CSV exports open at once; past it, GLR_EBUSY */
 
 struct svc;
 
@@ -147,17 +147,22 @@ struct svc_report_result {
  * an lr lookup waiting for a decision. The caller owns it and sets done. When a call
  * returns GLR_EWAIT, the service calls done exactly once, later, from any thread (possibly
  * before the call that returned GLR_EWAIT has gone back to its caller), with a status:
- * GLR_OK and the result, or an error and its message. The waiter must stay valid until
- * then. When a call returns anything else, done is never called.
+ * GLR_OK and the result, or an error and its message; result and err are valid only
+ * during the call. done is called with no lock of the service held, so it may call the
+ * service again. The waiter must stay valid until then. When a call returns anything
+ * else, done is never called.
  */
 struct svc_waiter {
     void (*done)(struct svc_waiter *waiter, int status, const struct svc_report_result *result,
                  const char *err);
-    /* The service's own fields. */
+    /* The service's own fields (svc_wait.c). */
     struct svc_waiter *next;
     int64_t step;
-    int64_t deadline_ms; /* lr lookups only */
+    int64_t deadline; /* lr lookups only: monotonic ms */
     bool lookup;
+    int status; /* the answer, from when it is known until done is called */
+    const struct svc_report_result *result;
+    const char *err;
 };
 
 /*

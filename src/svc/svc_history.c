@@ -1,4 +1,4 @@
-/* History (see svc.h): pages in step order, downsampling that keeps the shape, and CSV. */
+/* History (see svc.h): pages in step order, and downsampling that keeps the shape. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,29 +9,33 @@
 
 /* ---- history -------------------------------------------------------------------------- */
 
-/* The job's key and shape, read under its lock, for queries that then run without it. */
-struct job_key {
-    int64_t seq;
-    bool lr_is_array;
-    size_t groups;
-};
-
-static int job_key(struct svc *svc, const char *id, struct job_key *key, char *err)
+int svc_history_key(struct svc *svc, const char *id, struct svc_history_key *key, char *err)
 {
-    struct job *job;
-    int rc = job_lock(svc, id, &job, err);
+    if (svc_jobs_resident(&svc->jobs, id)) {
+        struct svc_job *job;
+        int rc = svc_job_lock_settled(svc, id, &job, err);
+        if (rc)
+            return rc;
+        key->seq = job->seq;
+        key->lr_is_array = glr_sched_lr_is_array(job->sched);
+        key->groups = glr_sched_groups(job->sched);
+        svc_job_unlock(svc, job);
+        return GLR_OK;
+    }
+    /* Not in memory: nothing of it is in flight, and its row says all a read needs. */
+    struct store_job row;
+    int rc = store_job_load(svc->store, id, &row, err);
     if (rc)
         return rc;
-    key->seq = job->seq;
-    key->lr_is_array = glr_sched_lr_is_array(job->sched);
-    key->groups = glr_sched_groups(job->sched);
-    job_unlock(svc, job);
-    return GLR_OK;
-}
-
-static cJSON *lrs_json(const double *lrs, size_t groups, bool as_array)
-{
-    return as_array ? jsonx_number_array(lrs, groups) : jsonx_number(lrs[0]);
+    cJSON *lr = cJSON_Parse(row.initial_lr);
+    double values[GLR_MAX_GROUPS];
+    rc = lr ? glr_lr_parse(lr, values, &key->groups, &key->lr_is_array, err) : GLR_EINVAL;
+    if (rc)
+        rc = glr_fail(err, GLR_ECORRUPT, "database: job %s has a damaged lr", row.id);
+    key->seq = row.seq;
+    cJSON_Delete(lr);
+    store_job_clear(&row);
+    return rc;
 }
 
 static bool same_bits(double a, double b)
@@ -43,12 +47,12 @@ static cJSON *point_json(const struct store_report *r, bool lr_is_array)
 {
     cJSON *p = cJSON_CreateObject();
     bool ok = p && jsonx_add_integer(p, "step", r->step) &&
-              add_item(p, "loss", jsonx_number(r->loss)) &&
-              add_item(p, "lr", lrs_json(r->lrs, r->groups, lr_is_array)) &&
+              svc_json_add(p, "loss", jsonx_number(r->loss)) &&
+              svc_json_add(p, "lr", jsonx_lr(r->lrs, r->groups, lr_is_array)) &&
               cJSON_AddStringToObject(p, "event", glr_event_name(r->event));
     /* The metric is shown only where the policy judged something else than the loss. */
     if (ok && !same_bits(r->metric, r->loss) && !(isnan(r->metric) && isnan(r->loss)))
-        ok = add_item(p, "metric", jsonx_number(r->metric));
+        ok = svc_json_add(p, "metric", jsonx_number(r->metric));
     if (ok && r->ranks > 1)
         ok = jsonx_add_integer(p, "ranks", r->ranks);
     if (ok && isfinite(r->lr_cap))
@@ -101,7 +105,7 @@ int svc_history_token_parse(const char *token, int64_t *step, int64_t *rank, cha
         return GLR_OK;
     const char *p = token;
     int64_t s, r;
-    if (*p++ != 'h' || !parse_decimal(&p, &s) || *p++ != '.' || !parse_decimal(&p, &r) ||
+    if (*p++ != 'h' || !svc_parse_decimal(&p, &s) || *p++ != '.' || !svc_parse_decimal(&p, &r) ||
         *p != '\0')
         return glr_fail(err, GLR_EINVAL, "page_token is not one this server gave");
     *step = s;
@@ -321,7 +325,7 @@ static int compare_steps(const void *a, const void *b)
 }
 
 /* Adds the picked rows to points, in step order, once each. */
-static int add_picked(struct svc *svc, const struct job_key *key, int64_t *steps, size_t n,
+static int add_picked(struct svc *svc, const struct svc_history_key *key, int64_t *steps, size_t n,
                       cJSON *points, char *err)
 {
     qsort(steps, n, sizeof(*steps), compare_steps);
@@ -348,8 +352,8 @@ static int add_picked(struct svc *svc, const struct job_key *key, int64_t *steps
  * the budget (at most) goes to the rows where the lr changed, the rest to the lowest and
  * highest loss of equal-sized buckets.
  */
-static int downsample(struct svc *svc, const struct job_key *key, const struct svc_history_query *q,
-                      cJSON *points, char *err)
+static int downsample(struct svc *svc, const struct svc_history_key *key,
+                      const struct svc_history_query *q, cJSON *points, char *err)
 {
     int64_t k = q->max_points;
     struct walk walk = {
@@ -416,8 +420,8 @@ int svc_history(struct svc *svc, const char *id, const struct svc_history_query 
     int rc = svc_history_token_parse(q->page_token, &from_step, &from_rank, err);
     if (rc)
         return rc;
-    struct job_key key;
-    if ((rc = job_key(svc, id, &key, err)))
+    struct svc_history_key key;
+    if ((rc = svc_history_key(svc, id, &key, err)))
         return rc;
     cJSON *answer = cJSON_CreateObject();
     cJSON *points = NULL;
@@ -442,7 +446,7 @@ int svc_history(struct svc *svc, const char *id, const struct svc_history_query 
                  (long long)ctx.next_rank);
         token = ctx.more ? cJSON_CreateString(text) : cJSON_CreateNull();
     }
-    if (!rc && !add_item(answer, "next_page_token", token))
+    if (!rc && !svc_json_add(answer, "next_page_token", token))
         rc = glr_fail(err, GLR_ENOMEM, "out of memory");
     else if (rc)
         cJSON_Delete(token);
@@ -452,131 +456,4 @@ int svc_history(struct svc *svc, const char *id, const struct svc_history_query 
     }
     *out = answer;
     return GLR_OK;
-}
-
-/* ---- CSV export ------------------------------------------------------------------------ */
-
-/* Rows read from the store per batch, and the text buffer they are written into. */
-#define CSV_BATCH_ROWS 2048
-#define CSV_ROW_MAX    (64 + GLR_MAX_GROUPS * JSONX_DOUBLE_MAX)
-
-struct svc_csv {
-    struct svc *svc;
-    struct job_key key;
-    int64_t next_step, next_rank; /* where the next batch starts */
-    int64_t to_step;
-    bool header_done;
-    bool finished;
-    char *text;    /* the current batch */
-    size_t len;    /* bytes in text */
-    size_t offset; /* bytes of text already given out */
-    size_t rows;   /* rows in the current batch */
-};
-
-static void csv_append_row(struct svc_csv *csv, const struct store_report *r)
-{
-    /* Written piece by piece rather than with printf: this runs for every row. */
-    char *p = csv->text + csv->len;
-    size_t n = jsonx_format_integer(r->step, p);
-    p[n++] = ',';
-    n += jsonx_format_double(r->loss, p + n);
-    for (size_t g = 0; g < r->groups; g++) {
-        p[n++] = ',';
-        n += jsonx_format_double(r->lrs[g], p + n);
-    }
-    p[n++] = ',';
-    const char *event = glr_event_name(r->event);
-    size_t event_len = strlen(event);
-    memcpy(p + n, event, event_len);
-    n += event_len;
-    p[n++] = '\n';
-    csv->len += n;
-}
-
-static bool csv_one(void *ctx, const struct store_report *r)
-{
-    struct svc_csv *csv = ctx;
-    csv_append_row(csv, r);
-    csv->rows++;
-    csv->next_step = r->step;
-    csv->next_rank = r->rank + 1;
-    return true;
-}
-
-int svc_csv_open(struct svc *svc, const char *id, int64_t from_step, int64_t to_step,
-                 struct svc_csv **out, char *err)
-{
-    *out = NULL;
-    struct svc_csv *csv = calloc(1, sizeof(*csv));
-    if (!csv)
-        return glr_fail(err, GLR_ENOMEM, "out of memory");
-    csv->text = malloc((size_t)CSV_BATCH_ROWS * CSV_ROW_MAX);
-    int rc =
-        csv->text ? job_key(svc, id, &csv->key, err) : glr_fail(err, GLR_ENOMEM, "out of memory");
-    if (rc) {
-        svc_csv_close(csv);
-        return rc;
-    }
-    csv->svc = svc;
-    csv->next_step = from_step;
-    csv->to_step = to_step;
-    *out = csv;
-    return GLR_OK;
-}
-
-/* Refills the buffer with the header or the next batch; false at the end or on error. */
-static bool csv_refill(struct svc_csv *csv, bool *failed)
-{
-    csv->len = csv->offset = csv->rows = 0;
-    if (!csv->header_done) {
-        csv->header_done = true;
-        if (csv->key.groups == 1) {
-            csv->len = (size_t)sprintf(csv->text, "step,loss,lr,event\n");
-        } else {
-            csv->len = (size_t)sprintf(csv->text, "step,loss");
-            for (size_t g = 0; g < csv->key.groups; g++)
-                csv->len += (size_t)sprintf(csv->text + csv->len, ",lr_%zu", g);
-            csv->len += (size_t)sprintf(csv->text + csv->len, ",event\n");
-        }
-        return true;
-    }
-    if (csv->finished)
-        return false;
-    char err[GLR_ERR_MAX];
-    int rc = store_report_scan(csv->svc->store, csv->key.seq, csv->next_step, csv->next_rank,
-                               csv->to_step, CSV_BATCH_ROWS, csv_one, csv, err);
-    if (rc) {
-        *failed = true;
-        return false;
-    }
-    if (csv->rows < CSV_BATCH_ROWS)
-        csv->finished = true;
-    return csv->len > 0;
-}
-
-ssize_t svc_csv_read(struct svc_csv *csv, char *buf, size_t max)
-{
-    size_t given = 0;
-    while (given < max) {
-        if (csv->offset == csv->len) {
-            bool failed = false;
-            if (!csv_refill(csv, &failed))
-                return failed && given == 0 ? -1 : (ssize_t)given;
-        }
-        size_t n = csv->len - csv->offset;
-        if (n > max - given)
-            n = max - given;
-        memcpy(buf + given, csv->text + csv->offset, n);
-        csv->offset += n;
-        given += n;
-    }
-    return (ssize_t)given;
-}
-
-void svc_csv_close(struct svc_csv *csv)
-{
-    if (!csv)
-        return;
-    free(csv->text);
-    free(csv);
 }

@@ -6,9 +6,9 @@
 
 int svc_ready(struct svc *svc, char *err)
 {
-    pthread_mutex_lock(&svc->waiting_lock);
-    bool stopping = svc->stopping;
-    pthread_mutex_unlock(&svc->waiting_lock);
+    glr_mutex_lock(&svc->waits.lock);
+    bool stopping = svc->waits.stopping;
+    glr_mutex_unlock(&svc->waits.lock);
     if (stopping)
         return glr_fail(err, GLR_EBUSY, "the daemon is stopping");
     int rc = store_check_writable(svc->store, err);
@@ -18,14 +18,7 @@ int svc_ready(struct svc *svc, char *err)
 
 int svc_stats(struct svc *svc, struct svc_stats *out, char *err)
 {
-    pthread_mutex_lock(&svc->map_lock);
-    out->jobs_in_memory = (int64_t)svc->njobs;
-    pthread_mutex_unlock(&svc->map_lock);
-    pthread_mutex_lock(&svc->waiting_lock);
-    out->waiting_requests = svc->nwaiters;
-    out->waiting_jobs = 0;
-    for (const struct job *job = svc->waiting; job; job = job->waiting_next)
-        out->waiting_jobs++;
-    pthread_mutex_unlock(&svc->waiting_lock);
+    out->jobs_in_memory = (int64_t)svc_jobs_count(&svc->jobs);
+    svc_wait_counts(svc, &out->waiting_requests, &out->waiting_jobs);
     return store_job_counts(svc->store, &out->jobs_running, &out->jobs_finished, err);
 }
