@@ -102,12 +102,12 @@ static int create(struct store *store, const struct args *a)
     return 0;
 }
 
-static bool print_row(void *ctx, const struct store_token *token)
+static bool print_row(void *ctx, const struct auth_token *token)
 {
     (void)ctx;
     char when[GLR_TIME_TEXT_MAX];
     glr_clock_format(token->created_ms, when);
-    printf("%-32s %-7s %s\n", token->name, token->role, when);
+    printf("%-32s %-7s %s\n", token->name, auth_role_name(token->role), when);
     return true;
 }
 
@@ -115,7 +115,7 @@ static int list(struct store *store)
 {
     char err[GLR_ERR_MAX] = "";
     printf("%-32s %-7s %s\n", "NAME", "ROLE", "CREATED");
-    if (store_token_scan(store, print_row, NULL, err) != GLR_OK) {
+    if (auth_token_list(store, print_row, NULL, err) != GLR_OK) {
         fprintf(stderr, "greedylrd token list: %s\n", err);
         return 1;
     }
@@ -125,7 +125,7 @@ static int list(struct store *store)
 static int revoke(struct store *store, const struct args *a)
 {
     char err[GLR_ERR_MAX] = "";
-    if (store_token_delete(store, a->name, err) != GLR_OK) {
+    if (auth_token_revoke(store, a->name, err) != GLR_OK) {
         fprintf(stderr, "greedylrd token revoke: %s\n", err);
         return 1;
     }

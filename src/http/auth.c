@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "base/clock.h"
+#include "base/log.h"
 #include "base/random.h"
 #include "base/status.h"
 
@@ -160,6 +161,38 @@ int auth_token_create(struct store *store, const char *name, enum auth_role role
     return GLR_OK;
 }
 
+/* A listing in progress: the caller's callback, and the first error met. */
+struct listing {
+    auth_token_fn fn;
+    void *ctx;
+    int rc;
+    char *err;
+};
+
+static bool list_row(void *ctx, const struct store_token *token)
+{
+    struct listing *l = ctx;
+    struct auth_token shown = {.name = token->name, .created_ms = token->created_ms};
+    if (auth_role_parse(token->role, &shown.role) != 0) {
+        l->rc = glr_fail(l->err, GLR_ECORRUPT, "token %s has an unknown role %s", token->name,
+                         token->role);
+        return false;
+    }
+    return l->fn(l->ctx, &shown);
+}
+
+int auth_token_list(struct store *store, auth_token_fn fn, void *ctx, char *err)
+{
+    struct listing l = {.fn = fn, .ctx = ctx, .err = err};
+    int rc = store_token_scan(store, list_row, &l, err);
+    return rc ? rc : l.rc;
+}
+
+int auth_token_revoke(struct store *store, const char *name, char *err)
+{
+    return store_token_delete(store, name, err);
+}
+
 /* The table being read by auth_reload(). */
 struct loading {
     struct auth_entry *entries;
@@ -239,6 +272,38 @@ void auth_close(struct auth *auth)
     pthread_rwlock_destroy(&auth->lock);
     free(auth->entries);
     free(auth);
+}
+
+/* After a change stored through auth: the table follows, or the log says why not. */
+static void reload_after_change(struct auth *auth)
+{
+    char err[GLR_ERR_MAX] = "";
+    if (auth_reload(auth, err) != GLR_OK)
+        log_error("reloading the API tokens: %s", err);
+}
+
+int auth_table_create(struct auth *auth, const char *name, enum auth_role role,
+                      char token[AUTH_TOKEN_LEN + 1], char name_out[AUTH_NAME_MAX + 1], char *err)
+{
+    int rc = auth_token_create(auth->store, name, role, token, name_out, err);
+    if (rc)
+        return rc;
+    reload_after_change(auth);
+    return GLR_OK;
+}
+
+int auth_table_list(struct auth *auth, auth_token_fn fn, void *ctx, char *err)
+{
+    return auth_token_list(auth->store, fn, ctx, err);
+}
+
+int auth_table_revoke(struct auth *auth, const char *name, char *err)
+{
+    int rc = auth_token_revoke(auth->store, name, err);
+    if (rc)
+        return rc;
+    reload_after_change(auth);
+    return GLR_OK;
 }
 
 size_t auth_count(struct auth *auth)

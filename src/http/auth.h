@@ -10,6 +10,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "store/store.h"
 
@@ -55,6 +56,25 @@ bool auth_is_loopback(const char *host);
 int auth_token_create(struct store *store, const char *name, enum auth_role role,
                       char token[AUTH_TOKEN_LEN + 1], char name_out[AUTH_NAME_MAX + 1], char *err);
 
+/* A token as a listing shows it: never the token itself, nor its hash. */
+struct auth_token {
+    const char *name; /* valid only during the call that receives it */
+    enum auth_role role;
+    int64_t created_ms; /* Unix milliseconds */
+};
+
+/* Receives one token of a listing; returns false to stop the listing early. */
+typedef bool (*auth_token_fn)(void *ctx, const struct auth_token *token);
+
+/*
+ * Calls fn for every token of store, oldest first. Stopping early is not an error.
+ * Returns GLR_OK, GLR_ECORRUPT (a stored token has an unknown role) or GLR_EIO.
+ */
+int auth_token_list(struct store *store, auth_token_fn fn, void *ctx, char *err);
+
+/* Removes the token called name from store. Returns GLR_OK, GLR_ENOTFOUND or GLR_EIO. */
+int auth_token_revoke(struct store *store, const char *name, char *err);
+
 struct auth;
 
 /*
@@ -73,6 +93,18 @@ void auth_close(struct auth *auth);
  * failure the old table stays. Returns what auth_open() does.
  */
 int auth_reload(struct auth *auth, char *err);
+
+/*
+ * auth_token_create(), auth_token_list() and auth_token_revoke() on the store the auth was
+ * opened on; a change takes effect in the table at once. Return what those do. When the
+ * change is stored but the table cannot be read back, the change stands (the token exists,
+ * or is gone, in the store): they return GLR_OK, log why, and the table follows at the
+ * next auth_reload().
+ */
+int auth_table_create(struct auth *auth, const char *name, enum auth_role role,
+                      char token[AUTH_TOKEN_LEN + 1], char name_out[AUTH_NAME_MAX + 1], char *err);
+int auth_table_list(struct auth *auth, auth_token_fn fn, void *ctx, char *err);
+int auth_table_revoke(struct auth *auth, const char *name, char *err);
 
 /* How many tokens the table holds. */
 size_t auth_count(struct auth *auth);

@@ -1,0 +1,229 @@
+/*
+ * The internals of the HTTP layer, shared by its files and by no one else: the server, one
+ * request and how it waits, the route table, and the functions each file gives the others.
+ * api.h is the layer's interface; nothing here is part of it.
+ */
+#ifndef GLR_API_INT_H
+#define GLR_API_INT_H
+
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <time.h>
+
+#include "http/api.h"
+#include "http/auth.h"
+#include "http/ratelimit.h"
+#include "http/req.h"
+#include "svc/svc.h"
+
+/*
+ * The HTTP statuses greedylrd answers, by number: libmicrohttpd renamed several between
+ * the versions we support (422 and 413 among them).
+ */
+enum http_status {
+    HTTP_OK = 200,
+    HTTP_CREATED = 201,
+    HTTP_NO_CONTENT = 204,
+    HTTP_BAD_REQUEST = 400,
+    HTTP_UNAUTHORIZED = 401,
+    HTTP_FORBIDDEN = 403,
+    HTTP_NOT_FOUND = 404,
+    HTTP_METHOD_NOT_ALLOWED = 405,
+    HTTP_CONFLICT = 409,
+    HTTP_CONTENT_TOO_LARGE = 413,
+    HTTP_UNSUPPORTED_MEDIA_TYPE = 415,
+    HTTP_UNPROCESSABLE = 422,
+    HTTP_TOO_MANY_REQUESTS = 429,
+    HTTP_INTERNAL_ERROR = 500,
+    HTTP_UNAVAILABLE = 503,
+};
+
+/* Longest method name kept for the request log. */
+#define API_METHOD_MAX 16
+/*
+ * Longest path segment taken as a job id or token name: longer than any valid one, so
+ * that the service can say what is wrong with it (422 on create, 404 elsewhere).
+ */
+#define API_ID_SEGMENT_MAX 1024
+/* What logs and metrics call a request whose path no route has. */
+#define API_ROUTE_UNMATCHED "unmatched"
+/* Rows of the route table (api_route.c checks it at compile time). */
+#define API_ROUTE_ROWS 16
+/* Longest Allow header: every method of one path, "GET, HEAD, PUT, PATCH, DELETE". */
+#define API_ALLOW_MAX 64
+
+struct api;
+struct request;
+
+/* What serves one route and method: parse, validate, call the service, answer. */
+typedef enum MHD_Result api_handler(struct api *api, struct MHD_Connection *conn,
+                                    struct request *req);
+
+/* One row of the route table: a path template and a method, who may, and who serves. */
+struct api_route {
+    const char *template; /* "/v1/jobs/{id}": a {...} segment is captured; also the label */
+    const char *method;   /* "GET" serves HEAD too */
+    enum auth_role role;  /* the least role that may */
+    api_handler *handler;
+};
+
+/* The route table, in the order metrics list the routes (api_route.c). */
+extern const struct api_route api_routes[];
+
+/* What the route table says of one request, decided once on its first call. */
+struct api_match {
+    const struct api_route *path;    /* first row of the path's template; NULL: no such path */
+    const struct api_route *route;   /* the row of the path and method; NULL: not served */
+    char id[API_ID_SEGMENT_MAX + 1]; /* the {...} segment of the URL, "" when none */
+};
+
+struct api {
+    struct svc *svc;
+    struct MHD_Daemon *daemon;
+    uint16_t port;
+    atomic_int in_flight;            /* requests begun and not yet completed */
+    int metric_rows[API_ROUTE_ROWS]; /* metrics_route() of each row's template */
+    int metric_unmatched;            /* metrics_route() of a path that no row has */
+    struct auth *auth;               /* NULL: no token is asked for */
+    struct ratelimit *limit;         /* NULL: no rate limit */
+    double rate;
+};
+
+/* Where a request that waits for other ranks (or for a decision) stands. */
+enum wait_state {
+    WAIT_NONE,      /* not waiting */
+    WAIT_PENDING,   /* registered with the service, connection not suspended yet */
+    WAIT_SUSPENDED, /* connection suspended until the service answers */
+    WAIT_DONE,      /* the service answered: reply with what it said */
+};
+
+/*
+ * One request being received: its route, its body (bounded by API_BODY_MAX), and, when
+ * its answer comes later, how it waits.
+ *
+ * Waiting (api_jobs.c): the service calls waiter.done exactly once, on any thread. It may
+ * do so while holding one of its own locks (a job's), or after releasing them all:
+ * waiter_done() assumes neither. It takes only wait_lock and never calls the service, so
+ * it cannot deadlock against a lock the service holds; it calls MHD_resume_connection()
+ * after releasing wait_lock, and that only flags the connection and wakes libmicrohttpd's
+ * polling thread (it never waits for a handler), so it is safe with a service lock held.
+ * Lock order: a service lock (if any), then wait_lock, then libmicrohttpd's own
+ * (MHD_suspend_connection() is called with wait_lock held).
+ */
+struct request {
+    struct timespec start;
+    struct api_match match; /* set on the first call: admission, dispatch, log, metrics */
+    char method[API_METHOD_MAX + 1];
+    char *body;
+    size_t len;
+    size_t cap;
+    bool too_big;
+    size_t dropped; /* bytes of a too big body read and dropped */
+    bool answered;  /* an answer is queued */
+    unsigned status;
+
+    struct svc_waiter waiter; /* waiter_done() finds the request from it (offsetof) */
+    struct MHD_Connection *conn;
+    pthread_mutex_t wait_lock; /* guards wait_state and the wait_ fields below */
+    enum wait_state wait_state;
+    bool lookup; /* an lr lookup, else a report */
+    int wait_status;
+    struct svc_report_result wait_result;
+    char wait_err[GLR_ERR_MAX];
+};
+
+/* What an answer carries; api_answer() builds the response from it and queues it. */
+struct api_answer {
+    unsigned status;
+    const char *type;       /* Content-Type; NULL for an answer without a body */
+    char *text;             /* the body (malloc'd; api_answer() frees it); NULL: none */
+    const char *location;   /* Location; NULL: none */
+    const char *allow;      /* Allow; NULL: none */
+    unsigned retry_after_s; /* Retry-After in seconds; 0: none */
+    /* A body streamed in chunks instead of text (reader_free(reader_cls) runs always). */
+    MHD_ContentReaderCallback reader;
+    MHD_ContentReaderFreeCallback reader_free;
+    void *reader_cls;
+};
+
+/* api.c */
+
+/* The body of req with its Content-Type, for the parsers of req.h. */
+struct req_body api_body_of(struct MHD_Connection *conn, const struct request *req);
+/* The query string of conn, for the parsers of req.h. */
+struct req_query api_query_of(struct MHD_Connection *conn);
+
+/* api_route.c */
+
+/* Matches url and method against the route table into m (every field set). */
+void api_route_match(const char *url, const char *method, struct api_match *m);
+/*
+ * The least role a matched request needs: none for a path no route has (everyone gets
+ * its 404), the row's role, and admin for a method the path does not serve, so that a
+ * method added without its row is closed rather than open.
+ */
+enum auth_role api_route_role(const struct api_match *m);
+/* The route's template for logs and metrics: API_ROUTE_UNMATCHED for a path no route has. */
+const char *api_route_label(const struct api_match *m);
+/* Answers req by its matched route: the handler, 404 (no such path) or 405 (with Allow). */
+enum MHD_Result api_route_dispatch(struct api *api, struct MHD_Connection *conn,
+                                   struct request *req);
+
+/* api_answer.c */
+
+/*
+ * Builds the response a describes, adds its headers (and WWW-Authenticate to a 401),
+ * queues it, and records in req that it is answered. a->text (or a->reader_cls, through
+ * a->reader_free) is released whatever happens. Returns libmicrohttpd's result.
+ */
+enum MHD_Result api_answer(struct MHD_Connection *conn, struct request *req,
+                           const struct api_answer *a);
+/* Answers tree (deleted here) as one line of JSON; location is NULL or a Location. */
+enum MHD_Result api_answer_json(struct MHD_Connection *conn, struct request *req, unsigned status,
+                                cJSON *tree, const char *location);
+/*
+ * An RFC 9457 problem: type (from slug), title, status and a detail that names what was
+ * wrong; allow is NULL or an Allow header. A 429 or 503 says when to come back
+ * (Retry-After: retry_after_s, at least 1).
+ */
+enum MHD_Result api_answer_problem(struct MHD_Connection *conn, struct request *req,
+                                   unsigned status, const char *slug, const char *title,
+                                   const char *detail, const char *allow, unsigned retry_after_s);
+/* Answers a failed call: rc picks the status from the one table, err is the detail. */
+enum MHD_Result api_answer_status(struct MHD_Connection *conn, struct request *req, int rc,
+                                  const char *err);
+/* Answers 204 with no body, and Retry-After when retry_after_s is not 0. */
+enum MHD_Result api_answer_no_content(struct MHD_Connection *conn, struct request *req,
+                                      unsigned retry_after_s);
+
+/* api_jobs.c */
+
+api_handler api_list_jobs;
+api_handler api_post_job;
+api_handler api_put_job;
+api_handler api_get_job;
+api_handler api_patch_job;
+api_handler api_delete_job;
+api_handler api_post_report;
+api_handler api_get_history;
+api_handler api_post_rewind;
+api_handler api_get_lr;
+/* Answers a request whose wait is over (wait_state WAIT_DONE) with what the service said. */
+enum MHD_Result api_answer_waited(struct MHD_Connection *conn, struct request *req);
+
+/* api_tokens.c */
+
+api_handler api_list_tokens;
+api_handler api_create_token;
+api_handler api_revoke_token;
+
+/* api_ops.c */
+
+api_handler api_get_health;
+api_handler api_get_ready;
+api_handler api_get_metrics;
+
+#endif
