@@ -239,6 +239,18 @@ cJSON *jsonx_lr(const double *values, size_t n, bool as_array)
     return as_array ? jsonx_number_array(values, n) : jsonx_number(values[0]);
 }
 
+bool jsonx_get_integer(const cJSON *item, int64_t min, int64_t max, int64_t *out)
+{
+    if (!cJSON_IsNumber(item))
+        return false;
+    double v = item->valuedouble;
+    /* 2^63 is the first double past INT64_MAX; (double)INT64_MAX rounds up to it. */
+    if (!(v >= (double)min && v <= (double)max && v < 9223372036854775808.0) || v != floor(v))
+        return false;
+    *out = (int64_t)v;
+    return true;
+}
+
 cJSON *jsonx_number_or_null(double v)
 {
     return isfinite(v) ? jsonx_number(v) : cJSON_CreateNull();
@@ -324,41 +336,47 @@ bool jsonx_add_number_or_null(cJSON *object, const char *key, double v)
     return true;
 }
 
+size_t jsonx_utf8_sequence(const unsigned char *s, size_t avail)
+{
+    unsigned char c = s[0];
+    if (c < 0x80)
+        return 1;
+    /* The length of the sequence, and the range its second byte must be in. */
+    size_t n;
+    unsigned char lo = 0x80, hi = 0xbf;
+    if (c >= 0xc2 && c <= 0xdf) {
+        n = 2;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        n = 3;
+        if (c == 0xe0)
+            lo = 0xa0; /* overlong below U+0800 */
+        else if (c == 0xed)
+            hi = 0x9f; /* surrogates U+D800..U+DFFF */
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        n = 4;
+        if (c == 0xf0)
+            lo = 0x90; /* overlong below U+10000 */
+        else if (c == 0xf4)
+            hi = 0x8f; /* past U+10FFFF */
+    } else {
+        return 0;
+    }
+    if (n > avail || s[1] < lo || s[1] > hi)
+        return 0;
+    for (size_t k = 2; k < n; k++)
+        if (s[k] < 0x80 || s[k] > 0xbf)
+            return 0;
+    return n;
+}
+
 size_t jsonx_utf8_check(const char *text, size_t len)
 {
     const unsigned char *p = (const unsigned char *)text;
     size_t i = 0;
     while (i < len) {
-        unsigned char c = p[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        /* The length of the sequence, and the range its second byte must be in. */
-        size_t n;
-        unsigned char lo = 0x80, hi = 0xbf;
-        if (c >= 0xc2 && c <= 0xdf) {
-            n = 2;
-        } else if (c >= 0xe0 && c <= 0xef) {
-            n = 3;
-            if (c == 0xe0)
-                lo = 0xa0; /* overlong below U+0800 */
-            else if (c == 0xed)
-                hi = 0x9f; /* surrogates U+D800..U+DFFF */
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            n = 4;
-            if (c == 0xf0)
-                lo = 0x90; /* overlong below U+10000 */
-            else if (c == 0xf4)
-                hi = 0x8f; /* past U+10FFFF */
-        } else {
+        size_t n = jsonx_utf8_sequence(p + i, len - i);
+        if (n == 0)
             return i;
-        }
-        if (i + n > len || p[i + 1] < lo || p[i + 1] > hi)
-            return i;
-        for (size_t k = 2; k < n; k++)
-            if (p[i + k] < 0x80 || p[i + k] > 0xbf)
-                return i;
         i += n;
     }
     return len;

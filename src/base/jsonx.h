@@ -38,6 +38,12 @@ cJSON *jsonx_number_array(const double *values, size_t n);
  */
 cJSON *jsonx_lr(const double *values, size_t n, bool as_array);
 
+/*
+ * Reads item as an integer from min to max: a JSON number with no fraction in that range
+ * (2.0 is 2; 2.5, "2" and 1e300 are not). Returns false, leaving *out alone, otherwise.
+ */
+bool jsonx_get_integer(const cJSON *item, int64_t min, int64_t max, int64_t *out);
+
 /* Like jsonx_number(), but a non-finite v becomes JSON null. */
 cJSON *jsonx_number_or_null(double v);
 
@@ -74,6 +80,12 @@ bool jsonx_add_number_or_null(cJSON *object, const char *key, double v);
  * else the offset of the first byte at fault.
  */
 size_t jsonx_utf8_check(const char *text, size_t len);
+
+/*
+ * The length (1 to 4) of the valid UTF-8 sequence at s, of which avail bytes (at least 1)
+ * may be read; 0 when the bytes there begin none.
+ */
+size_t jsonx_utf8_sequence(const unsigned char *s, size_t avail);
 
 /* Bytes jsonx_utf8_repair() writes at most for n bytes of text, with its terminator. */
 #define JSONX_UTF8_REPAIRED_MAX(n) (3 * (n) + 1)

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "base/clock.h"
+#include "base/jsonx.h"
 
 static volatile int current_level = LOG_INFO;
 static volatile int current_format = LOG_TEXT;
@@ -70,26 +71,6 @@ static void add(struct line *l, const char *fmt, ...)
         l->len += (size_t)n < room ? (size_t)n : room - 1;
 }
 
-/* Length of the valid UTF-8 sequence at s (at most avail bytes), or 0 when invalid. */
-static size_t utf8_length(const unsigned char *s, size_t avail)
-{
-    size_t n = s[0] < 0x80                    ? 1
-               : s[0] >= 0xc2 && s[0] <= 0xdf ? 2
-               : (s[0] & 0xf0) == 0xe0        ? 3
-               : s[0] >= 0xf0 && s[0] <= 0xf4 ? 4
-                                              : 0;
-    if (n == 0 || n > avail)
-        return 0;
-    for (size_t i = 1; i < n; i++)
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-    /* Overlong three-byte forms, UTF-16 surrogates, and code points past U+10FFFF. */
-    if ((s[0] == 0xe0 && s[1] < 0xa0) || (s[0] == 0xed && s[1] >= 0xa0) ||
-        (s[0] == 0xf0 && s[1] < 0x90) || (s[0] == 0xf4 && s[1] >= 0x90))
-        return 0;
-    return n;
-}
-
 /*
  * Appends s as the inside of a JSON string: quotes, backslashes and control characters
  * escaped, invalid UTF-8 replaced by U+FFFD. Stops before an escape or character that
@@ -111,7 +92,7 @@ static void add_json_string(struct line *l, const char *s, size_t reserve)
             n = (size_t)snprintf(piece, sizeof(piece), "\\t");
         } else if (*p < 0x20 || *p == 0x7f) {
             n = (size_t)snprintf(piece, sizeof(piece), "\\u%04x", *p);
-        } else if ((used = utf8_length(p, left)) == 0) {
+        } else if ((used = jsonx_utf8_sequence(p, left)) == 0) {
             used = 1;
             n = (size_t)snprintf(piece, sizeof(piece), "\\ufffd");
         } else {

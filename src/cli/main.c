@@ -17,6 +17,7 @@
 #include "config.h"
 #include "base/log.h"
 #include "base/metrics.h"
+#include "cli/cli.h"
 #include "cli/notify.h"
 #include "http/ratelimit.h"
 #include "store/store.h"
@@ -60,13 +61,6 @@ struct options {
     unsigned idle_timeout_s;
     size_t connection_memory;
 };
-
-/* The database path of the environment, else the default. */
-static const char *default_db(void)
-{
-    const char *db = getenv("GREEDYLRD_DB");
-    return db && *db ? db : "./greedylr.db";
-}
 
 static void usage(FILE *out)
 {
@@ -208,7 +202,7 @@ static int parse_options(int argc, char **argv, struct options *o)
     o->connection_memory = API_CONNECTION_MEMORY_DEFAULT;
     o->format = LOG_TEXT;
     const char *listen = getenv("GREEDYLRD_LISTEN");
-    o->db = default_db();
+    o->db = cli_default_db();
     if (!listen || !*listen)
         listen = "127.0.0.1:8080";
     int rc = 0;
@@ -370,7 +364,7 @@ static bool may_serve(const struct options *o, struct auth *auth)
  */
 static int run_backup(int argc, char **argv)
 {
-    const char *db = default_db();
+    const char *db = cli_default_db();
     const char *out = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--db") == 0 && i + 1 < argc) {

@@ -4,6 +4,7 @@
  * standard error.
  */
 #include "cli/token_cli.h"
+#include "cli/cli.h"
 
 #include <stdbool.h>
 #include <stdio.h>
@@ -42,9 +43,7 @@ struct args {
 /* Reads the options after the command word; returns 0 or 2 (misuse). */
 static int parse(int argc, char **argv, bool positional_name, struct args *a)
 {
-    a->db = getenv("GREEDYLRD_DB");
-    if (!a->db || !*a->db)
-        a->db = "./greedylr.db";
+    a->db = cli_default_db();
     for (int i = 0; i < argc; i++) {
         const char *arg = argv[i];
         if (strcmp(arg, "--help") == 0) {

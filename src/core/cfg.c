@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "base/jsonx.h"
 #include "base/status.h"
 
 int cfg_begin(struct cfg *cfg, const cJSON *config, size_t groups, char *err)
@@ -59,10 +60,9 @@ int cfg_int(struct cfg *cfg, const char *key, int64_t dflt, int64_t min, int64_t
     double v;
     if (!finite_number(item, &v) || v != floor(v))
         return glr_fail(err, GLR_EINVAL, "%s must be an integer", key);
-    if (v < (double)min || v > (double)max)
+    if (!jsonx_get_integer(item, min, max, out))
         return glr_fail(err, GLR_EINVAL, "%s must be between %lld and %lld, got %.17g", key,
                         (long long)min, (long long)max, v);
-    *out = (int64_t)v;
     return GLR_OK;
 }
 

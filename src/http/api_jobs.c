@@ -108,7 +108,7 @@ enum MHD_Result api_list_jobs(struct api *api, struct MHD_Connection *conn, stru
 static cJSON *decision_json(const char *id, const struct svc_report_result *r)
 {
     cJSON *answer = cJSON_CreateObject();
-    cJSON *lr = r->lr_is_array ? jsonx_number_array(r->lrs, r->groups) : jsonx_number(r->lrs[0]);
+    cJSON *lr = jsonx_lr(r->lrs, r->groups, r->lr_is_array);
     if (!answer || !lr || !cJSON_AddStringToObject(answer, "job", id) ||
         !jsonx_add_integer(answer, "step", r->step) || !cJSON_AddItemToObject(answer, "lr", lr) ||
         !cJSON_AddStringToObject(answer, "event", glr_event_name(r->event)) ||

@@ -120,18 +120,6 @@ int req_parse_object(const struct req_body *body, const char *const *allowed, co
     return GLR_OK;
 }
 
-/* Reads an integer JSON number in [min, max]. */
-static bool json_integer(const cJSON *item, int64_t min, int64_t max, int64_t *out)
-{
-    if (!cJSON_IsNumber(item))
-        return false;
-    double v = item->valuedouble;
-    if (!(v >= (double)min && v <= (double)max) || v != floor(v))
-        return false;
-    *out = (int64_t)v;
-    return true;
-}
-
 static const char *const create_keys[] = {
     "policy", "lr", "config", "tags", "world_size", "aggregate", "aggregate_timeout_ms", NULL};
 
@@ -142,14 +130,10 @@ int req_parse_create(const struct req_body *body, struct req_create *out, char *
     int rc = req_parse_object(body, create_keys, "job", &tree, err);
     if (rc)
         return rc;
-    const cJSON *policy = cJSON_GetObjectItemCaseSensitive(tree, "policy");
-    if (policy && !cJSON_IsString(policy)) {
-        cJSON_Delete(tree);
-        return glr_fail(err, GLR_EINVAL, "policy must be a string");
-    }
+    /* The values are the service's to check (svc_job_create), every one of them. */
     out->tree = tree;
     out->create = (struct svc_create){
-        .policy = policy ? policy->valuestring : NULL,
+        .policy = cJSON_GetObjectItemCaseSensitive(tree, "policy"),
         .lr = cJSON_GetObjectItemCaseSensitive(tree, "lr"),
         .config = cJSON_GetObjectItemCaseSensitive(tree, "config"),
         .tags = cJSON_GetObjectItemCaseSensitive(tree, "tags"),
@@ -222,10 +206,11 @@ int req_parse_report(const struct req_body *body, struct req_report *out, char *
     const cJSON *loss = cJSON_GetObjectItemCaseSensitive(tree, "loss");
     const cJSON *lr_cap = cJSON_GetObjectItemCaseSensitive(tree, "lr_cap");
     out->lr_cap = INFINITY;
-    if (!json_integer(cJSON_GetObjectItemCaseSensitive(tree, "step"), 0, GLR_MAX_STEP, &out->step))
+    if (!jsonx_get_integer(cJSON_GetObjectItemCaseSensitive(tree, "step"), 0, GLR_MAX_STEP,
+                           &out->step))
         rc = glr_fail(err, GLR_EINVAL, "step must be an integer from 0 to %lld",
                       (long long)GLR_MAX_STEP);
-    else if (rank && !json_integer(rank, 0, SVC_WORLD_MAX - 1, &out->rank))
+    else if (rank && !jsonx_get_integer(rank, 0, SVC_WORLD_MAX - 1, &out->rank))
         rc = glr_fail(err, GLR_EINVAL, "rank must be an integer from 0 to %d", SVC_WORLD_MAX - 1);
     else if (!loss)
         rc = glr_fail(err, GLR_EINVAL, "loss is required");
@@ -248,8 +233,8 @@ int req_parse_rewind(const struct req_body *body, struct req_rewind *out, char *
     int rc = req_parse_object(body, rewind_keys, "rewind", &tree, err);
     if (rc)
         return rc;
-    if (!json_integer(cJSON_GetObjectItemCaseSensitive(tree, "to_step"), -1, GLR_MAX_STEP,
-                      &out->to_step))
+    if (!jsonx_get_integer(cJSON_GetObjectItemCaseSensitive(tree, "to_step"), -1, GLR_MAX_STEP,
+                           &out->to_step))
         rc = glr_fail(err, GLR_EINVAL, "to_step must be an integer from -1 to %lld",
                       (long long)GLR_MAX_STEP);
     cJSON_Delete(tree);

@@ -293,14 +293,10 @@ static int read_integer(const cJSON *item, const char *key, int64_t dflt, int64_
                         int64_t *out, char *err)
 {
     *out = dflt;
-    if (!item)
+    if (!item || jsonx_get_integer(item, min, max, out))
         return GLR_OK;
-    double v = cJSON_IsNumber(item) ? item->valuedouble : NAN;
-    if (!(v >= (double)min && v <= (double)max) || v != floor(v))
-        return glr_fail(err, GLR_EINVAL, "%s must be an integer from %lld to %lld", key,
-                        (long long)min, (long long)max);
-    *out = (int64_t)v;
-    return GLR_OK;
+    return glr_fail(err, GLR_EINVAL, "%s must be an integer from %lld to %lld", key, (long long)min,
+                    (long long)max);
 }
 
 static int read_ranks_config(const struct svc_create *request, struct ranks_config *out, char *err)
@@ -372,7 +368,9 @@ int svc_job_create(struct svc *svc, const struct svc_create *request, bool *crea
         if (rc)
             return rc;
     }
-    const char *policy = request->policy ? request->policy : "greedylr";
+    if (request->policy && !cJSON_IsString(request->policy))
+        return glr_fail(err, GLR_EINVAL, "policy must be a string");
+    const char *policy = request->policy ? request->policy->valuestring : "greedylr";
     struct ranks_config ranks;
     int rc = read_ranks_config(request, &ranks, err);
     if (rc)

@@ -75,10 +75,13 @@ struct store *svc_store(struct svc *svc);
 /* True when id is a valid job id: [A-Za-z0-9._-]{1,128}. */
 bool svc_valid_id(const char *id);
 
-/* A request to create a job; the cJSON items are borrowed, each may be NULL. */
+/*
+ * A request to create a job, as the client wrote it: the service checks every value. The
+ * cJSON items are borrowed, each may be NULL.
+ */
 struct svc_create {
-    const char *id;     /* NULL: the service makes one */
-    const char *policy; /* NULL: greedylr */
+    const char *id;      /* NULL: the service makes one */
+    const cJSON *policy; /* a string; NULL: greedylr */
     const cJSON *lr;
     const cJSON *config;
     const cJSON *tags;
