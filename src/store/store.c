@@ -191,11 +191,15 @@ int store_connection_open(const char *path, struct connection *conn, sqlite3_stm
                           enum store_role role, enum store_sync sync, char *err)
 {
     conn->stmts = stmts;
-    int flags = SQLITE_OPEN_NOMUTEX;
-    if (role == STORE_ROLE_READ_ONLY)
-        flags |= SQLITE_OPEN_READONLY;
-    else
-        flags |= SQLITE_OPEN_READWRITE | (role == STORE_ROLE_WRITER ? SQLITE_OPEN_CREATE : 0);
+    /*
+     * Read-only is query_only on a connection opened for writing where the file allows it
+     * (SQLite falls back to reading only where it does not): SQLITE_OPEN_READONLY would
+     * leave the -wal and -shm files behind, since only a writable connection removes them
+     * when it closes last.
+     */
+    int flags = SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_READWRITE;
+    if (role == STORE_ROLE_WRITER)
+        flags |= SQLITE_OPEN_CREATE;
     if (sqlite3_open_v2(path, &conn->db, flags, NULL) != SQLITE_OK) {
         if (role == STORE_ROLE_READ_ONLY && conn->db && sqlite3_system_errno(conn->db) == ENOENT)
             return glr_fail(err, GLR_ENOTFOUND, "database %s does not exist", path);
@@ -207,10 +211,8 @@ int store_connection_open(const char *path, struct connection *conn, sqlite3_stm
     int rc = store_exec(conn->db, store_other_sql[S_FOREIGN_KEYS], "enabling foreign keys", err);
     if (rc)
         return rc;
-    if (role == STORE_ROLE_READER)
+    if (role != STORE_ROLE_WRITER)
         return store_exec(conn->db, store_other_sql[S_QUERY_ONLY], "making a reader", err);
-    if (role == STORE_ROLE_READ_ONLY)
-        return GLR_OK;
     char mode[16];
     if ((rc = store_pragma_text(conn->db, store_other_sql[S_JOURNAL_WAL], mode, sizeof(mode), err)))
         return rc;

@@ -204,8 +204,9 @@ enum store_role { STORE_ROLE_WRITER, STORE_ROLE_READER, STORE_ROLE_READ_ONLY };
 /*
  * Opens a connection to path with stmts as its statement array (NULL for none). The writer
  * creates the database if needed and puts it in WAL mode; a reader is made query-only;
- * STORE_ROLE_READ_ONLY opens the file read-only without creating it, and a missing file
- * is GLR_ENOTFOUND. On failure conn->db may still need closing (store_close does).
+ * STORE_ROLE_READ_ONLY is a query-only connection that takes the writer's place in a
+ * read-only store, and a missing file is GLR_ENOTFOUND. On failure conn->db may still need closing
+ * (store_close does).
  */
 int store_connection_open(const char *path, struct connection *conn, sqlite3_stmt **stmts,
                           enum store_role role, enum store_sync sync, char *err);
