@@ -163,8 +163,12 @@ int token_cli_main(int argc, char **argv)
     }
     struct store *store = NULL;
     char err[GLR_ERR_MAX] = "";
-    /* A revoked token must stay revoked through a power loss: sync fully (one write). */
-    struct store_options options = {.sync = STORE_SYNC_FULL};
+    /*
+     * A revoked token must stay revoked through a power loss: sync fully (one write). A
+     * tool starts no threads; list only reads, and neither creates nor migrates the file.
+     */
+    struct store_options options = {
+        .sync = STORE_SYNC_FULL, .without_threads = true, .read_only = is_list};
     if (store_open(a.db, &options, &store, err) != GLR_OK) {
         fprintf(stderr, "greedylrd token: %s\n", err);
         return 1;

@@ -54,6 +54,17 @@ struct store_options {
      */
     void (*on_group)(void *ctx, double seconds, size_t size);
     void *on_group_ctx;
+    /*
+     * For tools (greedylrd token ...): no writer or checkpointer thread;
+     * store_commit_submit() must not be called.
+     */
+    bool without_threads;
+    /*
+     * Opens the database read-only, without migrating it: a database of another schema
+     * version is refused with GLR_ECORRUPT naming both versions, and a missing one with
+     * GLR_ENOTFOUND. Implies without_threads.
+     */
+    bool read_only;
 };
 
 struct store;
@@ -109,10 +120,13 @@ struct store_rank_loss {
 
 /*
  * Opens (creating if needed) the database at path, applies the migrations it lacks in one
- * transaction, checks that WAL mode took, and starts the writer thread. options may be
- * NULL (defaults: STORE_SYNC_NORMAL). A database made by a newer greedylr is refused. On
- * success *out is owned by the caller (store_close()).
- * Returns GLR_OK, GLR_EIO, GLR_ENOMEM or GLR_ECORRUPT; err says what went wrong.
+ * transaction, checks that WAL mode took, and starts the writer and checkpointer threads
+ * (not with options->without_threads; options->read_only opens without creating,
+ * migrating or writing). options may be NULL (defaults: STORE_SYNC_NORMAL, threads). A
+ * database made by a newer greedylr is refused. On success *out is owned by the caller
+ * (store_close()).
+ * Returns GLR_OK, GLR_EIO, GLR_ENOMEM, GLR_ECORRUPT or (read_only) GLR_ENOTFOUND; err says
+ * what went wrong.
  */
 int store_open(const char *path, const struct store_options *options, struct store **out,
                char *err);
@@ -192,7 +206,8 @@ struct store_commit {
 
 /*
  * Queues a decision for the next group commit. Decisions of one job are committed in the
- * order they were submitted. Never blocks on the database.
+ * order they were submitted. Never blocks on the database. Not for a store opened
+ * without_threads (debug builds assert it).
  */
 void store_commit_submit(struct store *store, struct store_commit *commit);
 

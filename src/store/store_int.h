@@ -1,0 +1,280 @@
+/*
+ * The store's internals, shared by the files of src/store/ and by no other folder: the
+ * store and its connections, the statement tables, the locks and the order they are taken
+ * in, and the helpers the files call one another through. store.h is the contract.
+ */
+#ifndef GLR_STORE_INT_H
+#define GLR_STORE_INT_H
+
+#include <assert.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "base/summary.h"
+#include "store/store.h"
+
+/*
+ * Locks, and the order they are taken in.
+ *
+ * The store has four mutexes. write_lock may be held while checkpoint_lock is taken (the
+ * WAL hook runs inside a commit of the writer connection); that is the only nesting.
+ * queue_lock and pool_lock are leaves: no other store lock is taken while either is held,
+ * and neither is taken while another is held. So the order is
+ *
+ *     write_lock -> checkpoint_lock;   queue_lock alone;   pool_lock alone.
+ *
+ * The service calls the store's write path (store_commit_submit, store_job_insert, ...)
+ * with its job lock held: the service's locks come before every store lock. The store
+ * therefore never calls into the service with a store lock held. Its callbacks are: the
+ * commit's done and options.on_group, which the writer thread calls with no store lock
+ * held (writer_main asserts it); and the functions given to the scans, which run with a
+ * reader connection taken from the pool but no store mutex held (a scan's function must
+ * not wait for another reader connection: with every one taken it would wait forever).
+ *
+ * Each mutex is a struct store_mutex: debug builds record the thread holding it, so that
+ * a function that needs a lock can assert that its caller holds it (store_assert_held).
+ */
+struct store_mutex {
+    pthread_mutex_t mutex;
+    /* The holder's thread-local tag, NULL when free; kept only without NDEBUG. */
+    _Atomic(const void *) owner;
+};
+
+/* store.c */
+void store_mutex_init(struct store_mutex *m);
+void store_mutex_destroy(struct store_mutex *m);
+void store_lock(struct store_mutex *m);
+void store_unlock(struct store_mutex *m);
+/* pthread_cond_wait() and pthread_cond_timedwait() on a store mutex the caller holds. */
+void store_cond_wait(pthread_cond_t *cond, struct store_mutex *m);
+int store_cond_timedwait(pthread_cond_t *cond, struct store_mutex *m, const struct timespec *until);
+#ifdef NDEBUG
+#define store_assert_held(m)     ((void)0)
+#define store_assert_not_held(m) ((void)0)
+#else
+/* True when the calling thread holds m. */
+bool store_held(struct store_mutex *m);
+#define store_assert_held(m)     assert(store_held(m))
+#define store_assert_not_held(m) assert(!store_held(m))
+#endif
+
+/* Statements of the writer connection (their text: store_writer_sql, store_sql.c). */
+enum {
+    W_BEGIN,
+    W_COMMIT,
+    W_ROLLBACK,
+    W_JOB_INSERT,
+    W_TAG_INSERT,
+    W_TAGS_CLEAR,
+    W_JOB_STATUS,
+    W_JOB_TAGS,
+    W_JOB_DELETE,
+    W_REPORT_INSERT,
+    W_JOB_ADVANCE,
+    W_SNAPSHOT_INSERT,
+    W_HISTORY_TRUNCATE,
+    W_SNAPSHOTS_TRUNCATE,
+    W_JOB_REWIND,
+    W_RANK_LOSS_INSERT,
+    W_RANK_LOSSES_TRUNCATE,
+    W_TOKEN_INSERT,
+    W_TOKEN_DELETE,
+    W_BLOCK_LAST,
+    W_BLOCK_ROWS,
+    W_BLOCK_INSERT,
+    W_BLOCKS_TRUNCATE,
+    W_COUNT
+};
+
+/* Statements of each reader connection (their text: store_reader_sql, store_sql.c). */
+enum {
+    R_JOB_LOAD,
+    R_REPORT_FIND,
+    R_REPORT_SCAN,
+    R_JOB_SCAN,
+    R_SNAPSHOT_FIND,
+    R_RANK_LOSS_FIND,
+    R_TOKEN_SCAN,
+    R_JOB_COUNT,
+    R_BLOCK_SCAN,
+    R_COUNT
+};
+
+/*
+ * Statements run once, by sqlite3_exec() or prepared for a single use: pragmas, the
+ * migration's own transaction, the backfill's job list and the backup's checks. Those
+ * ending in "= " take a number appended by the caller.
+ */
+enum {
+    S_BEGIN,
+    S_COMMIT,
+    S_ROLLBACK,
+    S_FOREIGN_KEYS,
+    S_JOURNAL_WAL,
+    S_SYNC_FULL,
+    S_SYNC_NORMAL,
+    S_QUERY_ONLY,
+    S_CACHE_SIZE,
+    S_USER_VERSION,
+    S_SET_USER_VERSION,
+    S_JOB_SEQS,
+    S_IS_GREEDYLR,
+    S_JOURNAL_DELETE,
+    S_QUICK_CHECK,
+    S_COUNT
+};
+
+/* store_sql.c */
+extern const char *const store_writer_sql[W_COUNT];
+extern const char *const store_reader_sql[R_COUNT];
+extern const char *const store_other_sql[S_COUNT];
+
+/* One SQLite connection and its prepared statements (stmts points into struct store). */
+struct connection {
+    sqlite3 *db;
+    sqlite3_stmt **stmts;
+};
+
+/*
+ * The store. Fields set by store_open() before any thread starts and read-only after it
+ * (options, the *_started flags, nreaders) need no lock.
+ */
+struct store {
+    /* Guards writer and writer_stmts: one transaction at a time, from any thread. */
+    struct store_mutex write_lock;
+    struct connection writer;            /* write_lock */
+    sqlite3_stmt *writer_stmts[W_COUNT]; /* write_lock */
+    /*
+     * The last write failed for want of room or of a working disk, and none has succeeded
+     * since: the readiness probe then tries a real commit (see store_check_writable).
+     * Atomic, and written only with write_lock held.
+     */
+    atomic_bool write_failed;
+
+    /* The checkpointer thread's own connection (store_wal.c); no other thread uses it. */
+    struct connection checkpointer;
+    struct store_mutex checkpoint_lock;
+    pthread_cond_t checkpoint_wake; /* CLOCK_MONOTONIC; waited on with checkpoint_lock */
+    bool checkpoint_due;            /* checkpoint_lock */
+    bool checkpoint_stop;           /* checkpoint_lock */
+    uint64_t wal_commits;           /* checkpoint_lock: commits so far */
+    bool wal_dirty;                 /* checkpoint_lock: commits since the WAL was emptied */
+    bool checkpointer_started;      /* set by store_open */
+    pthread_t checkpointer_thread;
+
+    /* Decisions waiting for the writer thread, oldest first. */
+    struct store_mutex queue_lock;
+    pthread_cond_t queue_wake;                     /* waited on with queue_lock */
+    struct store_commit *queue_head, **queue_tail; /* queue_lock */
+    bool stopping;                                 /* queue_lock */
+    bool writer_started;                           /* set by store_open */
+    pthread_t writer_thread;
+    struct store_options options; /* set by store_open */
+
+    /*
+     * The reader pool: reader_busy says which connections are taken. A taken connection
+     * and its statements belong to the thread that took it until it gives it back, and
+     * are used without any lock.
+     */
+    struct store_mutex pool_lock;
+    pthread_cond_t pool_free;        /* waited on with pool_lock */
+    bool reader_busy[STORE_READERS]; /* pool_lock */
+    int nreaders;                    /* set by store_open: connections opened */
+    struct connection readers[STORE_READERS];
+    sqlite3_stmt *reader_stmts[STORE_READERS][R_COUNT];
+};
+
+/* store.c: connections, the reader pool, statement helpers. */
+
+/* Fills err with SQLite's message for db and returns GLR_EIO. */
+int store_db_fail(char *err, sqlite3 *db, const char *what);
+/* Runs one SQL text that returns no rows we need. Returns GLR_OK or GLR_EIO. */
+int store_exec(sqlite3 *db, const char *sql, const char *what, char *err);
+/* Runs a statement that returns one value, and copies it as text into out. */
+int store_pragma_text(sqlite3 *db, const char *sql, char *out, size_t out_size, char *err);
+/* Runs a statement that returns one integer (e.g. PRAGMA user_version) into *out. */
+int store_pragma_int(sqlite3 *db, const char *sql, int64_t *out, char *err);
+/* What a connection is for, which decides how store_connection_open() opens it. */
+enum store_role { STORE_ROLE_WRITER, STORE_ROLE_READER, STORE_ROLE_READ_ONLY };
+/*
+ * Opens a connection to path with stmts as its statement array (NULL for none). The writer
+ * creates the database if needed and puts it in WAL mode; a reader is made query-only;
+ * STORE_ROLE_READ_ONLY is a query-only connection that takes the writer's place in a
+ * read-only store, and a missing file is GLR_ENOTFOUND. On failure conn->db may still need closing
+ * (store_close does).
+ */
+int store_connection_open(const char *path, struct connection *conn, sqlite3_stmt **stmts,
+                          enum store_role role, enum store_sync sync, char *err);
+/* Takes a free reader connection (its index), waiting while all are taken. */
+int store_reader_take(struct store *store);
+/* Gives back the reader connection i that store_reader_take() gave. */
+void store_reader_give(struct store *store, int i);
+/* Resets a statement and clears its bindings, for its next use. */
+void store_stmt_done(sqlite3_stmt *stmt);
+/* Binds a double, NaN as NULL (SQLite has no NaN: it would store NULL anyway). */
+void store_bind_real(sqlite3_stmt *stmt, int index, double v);
+/* Reads a double, NULL as NaN. */
+double store_column_real(sqlite3_stmt *stmt, int index);
+/* A malloc'd copy of a text column ("" for NULL); NULL when out of memory. */
+char *store_column_strdup(sqlite3_stmt *stmt, int index);
+
+/* store_commit.c: the write path. */
+
+/*
+ * Runs a statement of the writer that returns no row (write_lock held); constraint
+ * failures become GLR_ECONFLICT, a full disk or an I/O error GLR_EBUSY.
+ */
+int store_step_done(struct store *store, sqlite3_stmt *stmt, const char *what, char *err);
+/* Takes write_lock and begins a transaction; on failure the lock is released. */
+int store_write_begin(struct store *store, char *err);
+/* Commits when rc is GLR_OK, else rolls back; releases write_lock; returns the outcome. */
+int store_write_end(struct store *store, int rc, char *err);
+/* The writer thread's body (see store_commit.c); store_close() also runs it to drain. */
+void *store_writer_main(void *arg);
+
+/* store_wal.c: the checkpointer. */
+
+/*
+ * Opens the checkpointer's connection, starts its thread and hooks the writer's commits
+ * to it. Returns GLR_OK, GLR_EIO or GLR_ENOMEM.
+ */
+int store_wal_start(struct store *store, const char *path, char *err);
+/* Stops the checkpointer thread (if started) and closes its connection. */
+void store_wal_stop(struct store *store);
+
+/* store_migrate.c */
+
+/*
+ * Brings the schema of db up to date in one transaction (summarizing history into blocks
+ * when it brings them), or refuses a database newer than this build with GLR_ECORRUPT.
+ */
+int store_migrate(sqlite3 *db, const char *path, char *err);
+
+/* store_blocks.c */
+
+/* The statements store_build_blocks() runs: W_BLOCK_LAST, W_BLOCK_ROWS and W_BLOCK_INSERT. */
+struct store_block_stmts {
+    sqlite3_stmt *last, *rows, *insert;
+};
+/*
+ * Summarizes the rows of job seq that follow its last block into blocks of
+ * STORE_BLOCK_ROWS rows, inside the caller's write transaction on db.
+ */
+int store_build_blocks(sqlite3 *db, const struct store_block_stmts *s, int64_t seq, char *err);
+
+/* store_history.c */
+
+/* Little-endian doubles (out holds n * 8 bytes), so that a database moves between machines. */
+void store_encode_doubles(const double *values, size_t n, unsigned char *out);
+/* Reads a row of REPORT_COLUMNS into *r. Returns GLR_OK or GLR_ECORRUPT. */
+int store_read_report_row(sqlite3_stmt *stmt, struct store_report *r, char *err);
+/* Inserts one rank_losses row (write_lock held, inside a transaction). */
+int store_insert_rank_loss(struct store *store, int64_t seq, int64_t step,
+                           const struct store_rank_loss *rl, bool late, char *err);
+
+#endif

@@ -1,0 +1,229 @@
+/*
+ * Jobs: their rows (configuration, status, tags, saved state), the indexed copy of their
+ * tags that the job list filters on, the list itself, and the counts /metrics shows.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/status.h"
+#include "store/store_int.h"
+
+void store_job_clear(struct store_job *job)
+{
+    free(job->policy);
+    free(job->initial_lr);
+    free(job->config);
+    free(job->tags);
+    free(job->state);
+    memset(job, 0, sizeof(*job));
+}
+
+/* Reads a row of JOB_COLUMNS into *job. Returns GLR_OK or GLR_ENOMEM. */
+static int read_job_row(sqlite3_stmt *stmt, struct store_job *job, char *err)
+{
+    memset(job, 0, sizeof(*job));
+    job->seq = sqlite3_column_int64(stmt, 0);
+    snprintf(job->id, sizeof(job->id), "%s", (const char *)sqlite3_column_text(stmt, 1));
+    job->policy = store_column_strdup(stmt, 2);
+    job->initial_lr = store_column_strdup(stmt, 3);
+    job->config = store_column_strdup(stmt, 4);
+    job->tags = store_column_strdup(stmt, 5);
+    const unsigned char *status = sqlite3_column_text(stmt, 6);
+    job->finished = status && strcmp((const char *)status, "finished") == 0;
+    job->state = store_column_strdup(stmt, 7);
+    job->last_step =
+        sqlite3_column_type(stmt, 8) == SQLITE_NULL ? -1 : sqlite3_column_int64(stmt, 8);
+    job->reports = sqlite3_column_int64(stmt, 9);
+    job->created_ms = sqlite3_column_int64(stmt, 10);
+    job->updated_ms = sqlite3_column_int64(stmt, 11);
+    job->rewinds = sqlite3_column_int64(stmt, 12);
+    job->world_size = sqlite3_column_int64(stmt, 13);
+    const unsigned char *aggregate = sqlite3_column_text(stmt, 14);
+    snprintf(job->aggregate, sizeof(job->aggregate), "%s",
+             aggregate ? (const char *)aggregate : "mean");
+    job->aggregate_timeout_ms = sqlite3_column_int64(stmt, 15);
+    if (!job->policy || !job->initial_lr || !job->config || !job->tags || !job->state) {
+        store_job_clear(job);
+        return glr_fail(err, GLR_ENOMEM, "out of memory");
+    }
+    return GLR_OK;
+}
+
+/* Writes the job_tags rows of a JSON object of strings (write_lock held). */
+static int insert_tags(struct store *store, int64_t seq, const char *tags_json, char *err)
+{
+    sqlite3_stmt *clear = store->writer_stmts[W_TAGS_CLEAR];
+    sqlite3_bind_int64(clear, 1, seq);
+    int rc = store_step_done(store, clear, "clearing tags", err);
+    if (rc)
+        return rc;
+    cJSON *tags = cJSON_Parse(tags_json);
+    if (!cJSON_IsObject(tags)) {
+        cJSON_Delete(tags);
+        return glr_fail(err, GLR_EINVAL, "tags must be a JSON object");
+    }
+    sqlite3_stmt *insert = store->writer_stmts[W_TAG_INSERT];
+    const cJSON *tag;
+    cJSON_ArrayForEach(tag, tags)
+    {
+        if (!cJSON_IsString(tag))
+            continue;
+        sqlite3_bind_int64(insert, 1, seq);
+        sqlite3_bind_text(insert, 2, tag->string, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(insert, 3, tag->valuestring, -1, SQLITE_TRANSIENT);
+        if ((rc = store_step_done(store, insert, "inserting a tag", err)))
+            break;
+    }
+    cJSON_Delete(tags);
+    return rc;
+}
+
+int store_job_insert(struct store *store, struct store_job *job, char *err)
+{
+    int rc = store_write_begin(store, err);
+    if (rc)
+        return rc;
+    sqlite3_stmt *stmt = store->writer_stmts[W_JOB_INSERT];
+    sqlite3_bind_text(stmt, 1, job->id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 2, job->policy, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 3, job->initial_lr, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 4, job->config, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 5, job->tags, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 6, job->finished ? "finished" : "running", -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 7, job->state, -1, SQLITE_STATIC);
+    if (job->last_step >= 0)
+        sqlite3_bind_int64(stmt, 8, job->last_step);
+    else
+        sqlite3_bind_null(stmt, 8);
+    sqlite3_bind_int64(stmt, 9, job->reports);
+    sqlite3_bind_int64(stmt, 10, job->created_ms);
+    sqlite3_bind_int64(stmt, 11, job->updated_ms);
+    sqlite3_bind_int64(stmt, 12, job->world_size);
+    sqlite3_bind_text(stmt, 13, job->aggregate, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, 14, job->aggregate_timeout_ms);
+    rc = store_step_done(store, stmt, "inserting the job", err);
+    if (rc == GLR_ECONFLICT)
+        glr_fail(err, GLR_ECONFLICT, "job %s exists already", job->id);
+    if (!rc) {
+        job->seq = sqlite3_last_insert_rowid(store->writer.db);
+        rc = insert_tags(store, job->seq, job->tags, err);
+    }
+    return store_write_end(store, rc, err);
+}
+
+int store_job_load(struct store *store, const char *id, struct store_job *out, char *err)
+{
+    int r = store_reader_take(store);
+    sqlite3_stmt *stmt = store->reader_stmts[r][R_JOB_LOAD];
+    sqlite3_bind_text(stmt, 1, id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(stmt);
+    if (rc == SQLITE_ROW)
+        rc = read_job_row(stmt, out, err);
+    else if (rc == SQLITE_DONE)
+        rc = glr_fail(err, GLR_ENOTFOUND, "job %.128s does not exist", id);
+    else
+        rc = store_db_fail(err, store->readers[r].db, "loading a job");
+    store_stmt_done(stmt);
+    store_reader_give(store, r);
+    return rc;
+}
+
+int store_job_patch(struct store *store, int64_t seq, const bool *finished, const char *tags,
+                    int64_t updated_ms, char *err)
+{
+    int rc = store_write_begin(store, err);
+    if (rc)
+        return rc;
+    if (finished) {
+        sqlite3_stmt *stmt = store->writer_stmts[W_JOB_STATUS];
+        sqlite3_bind_int64(stmt, 1, seq);
+        sqlite3_bind_text(stmt, 2, *finished ? "finished" : "running", -1, SQLITE_STATIC);
+        sqlite3_bind_int64(stmt, 3, updated_ms);
+        rc = store_step_done(store, stmt, "updating the status", err);
+        if (!rc && sqlite3_changes(store->writer.db) == 0)
+            rc = glr_fail(err, GLR_ENOTFOUND, "the job does not exist");
+    }
+    if (!rc && tags) {
+        sqlite3_stmt *stmt = store->writer_stmts[W_JOB_TAGS];
+        sqlite3_bind_int64(stmt, 1, seq);
+        sqlite3_bind_text(stmt, 2, tags, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(stmt, 3, updated_ms);
+        rc = store_step_done(store, stmt, "updating the tags", err);
+        if (!rc && sqlite3_changes(store->writer.db) == 0)
+            rc = glr_fail(err, GLR_ENOTFOUND, "the job does not exist");
+        if (!rc)
+            rc = insert_tags(store, seq, tags, err);
+    }
+    return store_write_end(store, rc, err);
+}
+
+int store_job_delete(struct store *store, int64_t seq, char *err)
+{
+    int rc = store_write_begin(store, err);
+    if (rc)
+        return rc;
+    sqlite3_stmt *stmt = store->writer_stmts[W_JOB_DELETE];
+    sqlite3_bind_int64(stmt, 1, seq);
+    rc = store_step_done(store, stmt, "deleting the job", err);
+    if (!rc && sqlite3_changes(store->writer.db) == 0)
+        rc = glr_fail(err, GLR_ENOTFOUND, "the job does not exist");
+    return store_write_end(store, rc, err);
+}
+
+int store_job_scan(struct store *store, int64_t after_seq, int64_t limit,
+                   enum store_status_filter status, const char *tag_key, const char *tag_value,
+                   store_job_fn fn, void *ctx, char *err)
+{
+    int r = store_reader_take(store);
+    sqlite3_stmt *stmt = store->reader_stmts[r][R_JOB_SCAN];
+    sqlite3_bind_int64(stmt, 1, after_seq);
+    if (status != STORE_ANY)
+        sqlite3_bind_text(stmt, 2, status == STORE_FINISHED ? "finished" : "running", -1,
+                          SQLITE_STATIC);
+    if (tag_key) {
+        sqlite3_bind_text(stmt, 3, tag_key, -1, SQLITE_STATIC);
+        sqlite3_bind_text(stmt, 4, tag_value ? tag_value : "", -1, SQLITE_STATIC);
+    }
+    sqlite3_bind_int64(stmt, 5, limit);
+    int rc;
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        struct store_job job;
+        if ((rc = read_job_row(stmt, &job, err)) != GLR_OK)
+            break;
+        bool go_on = fn(ctx, &job);
+        store_job_clear(&job);
+        if (!go_on) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    if (rc == SQLITE_DONE)
+        rc = GLR_OK;
+    else if (rc > 0)
+        rc = store_db_fail(err, store->readers[r].db, "listing jobs");
+    store_stmt_done(stmt);
+    store_reader_give(store, r);
+    return rc;
+}
+
+int store_job_counts(struct store *store, int64_t *running, int64_t *finished, char *err)
+{
+    *running = 0;
+    *finished = 0;
+    int r = store_reader_take(store);
+    sqlite3_stmt *stmt = store->reader_stmts[r][R_JOB_COUNT];
+    int rc;
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        const unsigned char *status = sqlite3_column_text(stmt, 0);
+        int64_t count = sqlite3_column_int64(stmt, 1);
+        if (status && strcmp((const char *)status, "finished") == 0)
+            *finished += count;
+        else
+            *running += count;
+    }
+    rc = rc == SQLITE_DONE ? GLR_OK : store_db_fail(err, store->readers[r].db, "counting jobs");
+    store_stmt_done(stmt);
+    store_reader_give(store, r);
+    return rc;
+}

@@ -1,0 +1,140 @@
+/*
+ * The checkpointer: a thread with its own connection that copies the WAL into the
+ * database while the writer goes on committing, woken by a hook on the writer's commits,
+ * and that empties the WAL once commits pause. Its waits are on the monotonic clock.
+ */
+#include <errno.h>
+#include <stdio.h>
+
+#include "base/clock.h"
+#include "base/status.h"
+#include "store/store_int.h"
+
+/*
+ * The WAL, in pages, past which the checkpointer thread copies it into the database. The
+ * writer does not checkpoint itself (SQLite's default, every 1000 pages): a checkpoint
+ * takes longer than many group commits, and every report waiting behind it waited too.
+ */
+#define STORE_CHECKPOINT_PAGES 4096
+/*
+ * The WAL, in pages, past which the writer checkpoints after all: under a steady stream of
+ * commits a checkpoint beside the writer may never catch up with the WAL's end, and only
+ * then does SQLite start the WAL over.
+ */
+#define STORE_CHECKPOINT_WRITER_PAGES (8 * STORE_CHECKPOINT_PAGES)
+/*
+ * After this long without a commit, the checkpointer empties the WAL altogether: readers
+ * then find every page in the database file, not through the WAL's index, and a chart
+ * read after a training run is as fast as before it.
+ */
+#define STORE_CHECKPOINT_QUIET_MS 1000
+
+/*
+ * SQLite calls this after each commit of the writer connection, with the WAL's size. The
+ * committing thread holds write_lock, and takes checkpoint_lock inside it (the lock order
+ * of store_int.h).
+ */
+static int on_wal_commit(void *arg, sqlite3 *db, const char *name, int pages)
+{
+    struct store *store = arg;
+    store_assert_held(&store->write_lock);
+    if (pages >= STORE_CHECKPOINT_WRITER_PAGES) {
+        /* Between two commits nothing is appended, so this one reaches the end. */
+        sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    }
+    store_lock(&store->checkpoint_lock);
+    store->wal_commits++;
+    /* The checkpointer is woken when there is work, not at every commit. */
+    bool wake = !store->wal_dirty || (pages >= STORE_CHECKPOINT_PAGES && !store->checkpoint_due);
+    store->wal_dirty = true;
+    if (pages >= STORE_CHECKPOINT_PAGES)
+        store->checkpoint_due = true;
+    if (wake)
+        pthread_cond_signal(&store->checkpoint_wake);
+    store_unlock(&store->checkpoint_lock);
+    return SQLITE_OK;
+}
+
+/*
+ * Waits (checkpoint_lock held) until a checkpoint is due, the thread is to stop, or the
+ * WAL has had commits and then a whole STORE_CHECKPOINT_QUIET_MS without one. Returns true
+ * for the last: the WAL is to be emptied.
+ */
+static bool wait_for_work(struct store *store)
+{
+    store_assert_held(&store->checkpoint_lock);
+    for (;;) {
+        if (store->checkpoint_due || store->checkpoint_stop)
+            return false;
+        if (!store->wal_dirty) {
+            store_cond_wait(&store->checkpoint_wake, &store->checkpoint_lock);
+            continue;
+        }
+        uint64_t seen = store->wal_commits;
+        struct timespec until =
+            glr_clock_mono_timespec(glr_clock_mono_ms() + STORE_CHECKPOINT_QUIET_MS);
+        int waited = 0;
+        while (!store->checkpoint_due && !store->checkpoint_stop && waited != ETIMEDOUT)
+            waited = store_cond_timedwait(&store->checkpoint_wake, &store->checkpoint_lock, &until);
+        if (waited == ETIMEDOUT && store->wal_commits == seen)
+            return true;
+    }
+}
+
+/*
+ * Copies the WAL into the database whenever the writer says it has grown, without taking
+ * the write lock (a passive checkpoint): commits go on meanwhile. Once commits have
+ * stopped for STORE_CHECKPOINT_QUIET_MS it empties the WAL (a truncating checkpoint, which
+ * a commit arriving meanwhile waits for; most frames are copied already). A checkpoint
+ * that fails (a reader holding an old snapshot, say) is tried again later.
+ */
+static void *checkpointer_main(void *arg)
+{
+    struct store *store = arg;
+    store_lock(&store->checkpoint_lock);
+    for (;;) {
+        bool quiet = wait_for_work(store);
+        if (store->checkpoint_stop)
+            break;
+        store->checkpoint_due = false;
+        if (quiet)
+            store->wal_dirty = false;
+        store_unlock(&store->checkpoint_lock);
+        int mode = quiet ? SQLITE_CHECKPOINT_TRUNCATE : SQLITE_CHECKPOINT_PASSIVE;
+        int rc = sqlite3_wal_checkpoint_v2(store->checkpointer.db, NULL, mode, NULL, NULL);
+        store_lock(&store->checkpoint_lock);
+        if (rc != SQLITE_OK && quiet)
+            store->wal_dirty = true; /* not emptied: try again after the next quiet spell */
+    }
+    store_unlock(&store->checkpoint_lock);
+    return NULL;
+}
+
+int store_wal_start(struct store *store, const char *path, char *err)
+{
+    int rc = store_connection_open(path, &store->checkpointer, NULL, STORE_ROLE_WRITER,
+                                   store->options.sync, err);
+    if (rc)
+        return rc;
+    if (pthread_create(&store->checkpointer_thread, NULL, checkpointer_main, store) != 0)
+        return glr_fail(err, GLR_ENOMEM, "cannot start the checkpointer thread");
+    store->checkpointer_started = true;
+    sqlite3_wal_hook(store->writer.db, on_wal_commit, store);
+    return GLR_OK;
+}
+
+void store_wal_stop(struct store *store)
+{
+    if (store->checkpointer_started) {
+        store_lock(&store->checkpoint_lock);
+        store->checkpoint_stop = true;
+        pthread_cond_signal(&store->checkpoint_wake);
+        store_unlock(&store->checkpoint_lock);
+        pthread_join(store->checkpointer_thread, NULL);
+        store->checkpointer_started = false;
+    }
+    if (store->checkpointer.db) {
+        sqlite3_close(store->checkpointer.db);
+        store->checkpointer.db = NULL;
+    }
+}
