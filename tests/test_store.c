@@ -81,7 +81,7 @@ static int64_t add_job(struct store *store, const char *id)
     job.world_size = 1;
     snprintf(job.aggregate, sizeof(job.aggregate), "mean");
     char err[GLR_ERR_MAX] = "";
-    ck_assert_msg(store_job_insert(store, &job, err) == GLR_OK, "%s", err);
+    ck_assert_msg(store_job_insert(store, &job, NULL, 0, err) == GLR_OK, "%s", err);
     return job.seq;
 }
 
@@ -596,6 +596,76 @@ START_TEST(token_rows)
 }
 END_TEST
 
+/* ---- job tags --------------------------------------------------------------------------- */
+
+static bool collect_job_id(void *ctx, const struct store_job *job)
+{
+    struct names *ns = ctx;
+    ck_assert_uint_lt(ns->n, sizeof(ns->name) / sizeof(ns->name[0]));
+    snprintf(ns->name[ns->n++], sizeof(ns->name[0]), "%.64s", job->id);
+    return true;
+}
+
+/* The ids of the jobs a scan finds with tag key=value (key NULL: every job). */
+static struct names jobs_tagged(struct store *store, const char *key, const char *value)
+{
+    struct names ns = {0};
+    char err[GLR_ERR_MAX] = "";
+    ck_assert_msg(store_job_scan(store, 0, 100, STORE_ANY, key, value, collect_job_id, &ns, err) ==
+                      GLR_OK,
+                  "%s", err);
+    return ns;
+}
+
+START_TEST(tags_are_indexed_from_the_pairs_given)
+{
+    struct store *store = open_store(NULL);
+    char err[GLR_ERR_MAX] = "";
+    struct store_tag tags[] = {{"team", "vision"}, {"size", "large"}};
+    struct store_job job = {0};
+    snprintf(job.id, sizeof(job.id), "tagged");
+    job.policy = "constant";
+    job.initial_lr = "0.1";
+    job.config = "{}";
+    job.tags = "{\"team\":\"vision\",\"size\":\"large\"}";
+    job.state = "{}";
+    job.last_step = -1;
+    job.world_size = 1;
+    snprintf(job.aggregate, sizeof(job.aggregate), "mean");
+    ck_assert_msg(store_job_insert(store, &job, tags, 2, err) == GLR_OK, "%s", err);
+    add_job(store, "plain");
+
+    struct names ns = jobs_tagged(store, "team", "vision");
+    ck_assert_uint_eq(ns.n, 1);
+    ck_assert_str_eq(ns.name[0], "tagged");
+    ck_assert_uint_eq(jobs_tagged(store, "size", "large").n, 1);
+    ck_assert_uint_eq(jobs_tagged(store, "team", "audio").n, 0);
+    ck_assert_uint_eq(jobs_tagged(store, NULL, NULL).n, 2);
+
+    /* A patch replaces the tags: the old pairs no longer match, the new ones do. */
+    struct store_tag retagged[] = {{"team", "audio"}};
+    ck_assert_msg(store_job_patch(store, job.seq, NULL, "{\"team\":\"audio\"}", retagged, 1, 5,
+                                  err) == GLR_OK,
+                  "%s", err);
+    ck_assert_uint_eq(jobs_tagged(store, "team", "vision").n, 0);
+    ck_assert_uint_eq(jobs_tagged(store, "size", "large").n, 0);
+    ck_assert_uint_eq(jobs_tagged(store, "team", "audio").n, 1);
+    struct store_job row;
+    ck_assert_int_eq(store_job_load(store, "tagged", &row, err), GLR_OK);
+    ck_assert_str_eq(row.tags, "{\"team\":\"audio\"}");
+    ck_assert_int_eq(row.updated_ms, 5);
+    store_job_clear(&row);
+
+    /* A patch of the status alone keeps them. */
+    bool finished = true;
+    ck_assert_int_eq(store_job_patch(store, job.seq, &finished, NULL, NULL, 0, 6, err), GLR_OK);
+    ck_assert_uint_eq(jobs_tagged(store, "team", "audio").n, 1);
+    ck_assert_int_eq(store_job_patch(store, job.seq + 100, &finished, NULL, NULL, 0, 7, err),
+                     GLR_ENOTFOUND);
+    store_close(store);
+}
+END_TEST
+
 /* ---- how tools open the store ----------------------------------------------------------- */
 
 /* The threads of this process, from /proc (each case runs in a process of its own). */
@@ -766,6 +836,10 @@ int main(void)
     tc = tcase_create("tokens");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, token_rows);
+    suite_add_tcase(suite, tc);
+    tc = tcase_create("tags");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, tags_are_indexed_from_the_pairs_given);
     suite_add_tcase(suite, tc);
     tc = tcase_create("tools");
     tcase_add_checked_fixture(tc, setup, teardown);

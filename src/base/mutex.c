@@ -5,6 +5,7 @@
 
 #ifndef NDEBUG
 _Thread_local uint32_t glr_mutex_levels_held;
+_Thread_local char glr_mutex_thread_tag;
 #endif
 
 int glr_mutex_wait_until(struct glr_mutex *m, pthread_cond_t *cond, int64_t until_mono_ms)

@@ -14,6 +14,7 @@
 
 #include <assert.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -22,15 +23,18 @@
 struct glr_mutex {
     pthread_mutex_t mutex;
     unsigned level;
-#ifndef NDEBUG
-    pthread_t owner; /* meaningful while held is true */
-    bool held;
-#endif
+    /*
+     * The holder's glr_mutex_thread_tag, NULL when free (debug builds). Atomic, because
+     * a thread asking "do I hold it?" reads it while the holder may be writing it; only
+     * the holder can have stored its own tag, so the answer is never wrong.
+     */
+    _Atomic(const void *) owner;
 };
 
 #ifndef NDEBUG
-/* The levels the calling thread holds, one bit each (defined in mutex.c). */
+/* The levels the calling thread holds, one bit each, and its tag (mutex.c). */
 extern _Thread_local uint32_t glr_mutex_levels_held;
+extern _Thread_local char glr_mutex_thread_tag;
 #endif
 
 static inline void glr_mutex_init(struct glr_mutex *m, unsigned level)
@@ -38,9 +42,7 @@ static inline void glr_mutex_init(struct glr_mutex *m, unsigned level)
     assert(level <= GLR_MUTEX_LEVEL_MAX);
     pthread_mutex_init(&m->mutex, NULL);
     m->level = level;
-#ifndef NDEBUG
-    m->held = false;
-#endif
+    atomic_init(&m->owner, NULL);
 }
 
 static inline void glr_mutex_destroy(struct glr_mutex *m)
@@ -48,12 +50,29 @@ static inline void glr_mutex_destroy(struct glr_mutex *m)
     pthread_mutex_destroy(&m->mutex);
 }
 
+/* True when the calling thread holds m (debug builds only). */
+#ifndef NDEBUG
+static inline bool glr_mutex_held(const struct glr_mutex *m)
+{
+    return atomic_load_explicit(&m->owner, memory_order_relaxed) == &glr_mutex_thread_tag;
+}
+#endif
+
+/* Asserts that the calling thread holds m, or that it does not (debug builds). */
+#define glr_mutex_assert_held(m)     assert(glr_mutex_held(m))
+#define glr_mutex_assert_not_held(m) assert(!glr_mutex_held(m))
+
+/*
+ * Asserts that the calling thread holds no ordered lock: before a callback that may
+ * take any of them (a client's done, the store's commit callbacks).
+ */
+#define glr_mutex_assert_none_held() assert(glr_mutex_levels_held == 0)
+
 /* Bookkeeping after the mutex was taken (by a lock or the end of a wait). */
 static inline void glr_mutex_taken(struct glr_mutex *m)
 {
 #ifndef NDEBUG
-    m->owner = pthread_self();
-    m->held = true;
+    atomic_store_explicit(&m->owner, &glr_mutex_thread_tag, memory_order_relaxed);
     if (m->level)
         glr_mutex_levels_held |= 1u << m->level;
 #else
@@ -65,8 +84,8 @@ static inline void glr_mutex_taken(struct glr_mutex *m)
 static inline void glr_mutex_giving(struct glr_mutex *m)
 {
 #ifndef NDEBUG
-    assert(m->held && pthread_equal(m->owner, pthread_self()));
-    m->held = false;
+    glr_mutex_assert_held(m);
+    atomic_store_explicit(&m->owner, NULL, memory_order_relaxed);
     if (m->level)
         glr_mutex_levels_held &= ~(1u << m->level);
 #else
@@ -76,7 +95,8 @@ static inline void glr_mutex_giving(struct glr_mutex *m)
 
 static inline void glr_mutex_lock(struct glr_mutex *m)
 {
-    /* No lock of this level or above may be held: that is the whole order. */
+    /* Not recursive; and no lock of this level or above may be held: the whole order. */
+    glr_mutex_assert_not_held(m);
     assert(m->level == 0 || (glr_mutex_levels_held >> m->level) == 0);
     pthread_mutex_lock(&m->mutex);
     glr_mutex_taken(m);
@@ -86,16 +106,6 @@ static inline void glr_mutex_unlock(struct glr_mutex *m)
 {
     glr_mutex_giving(m);
     pthread_mutex_unlock(&m->mutex);
-}
-
-/* Asserts that the calling thread holds m (debug builds). */
-static inline void glr_mutex_assert_held(const struct glr_mutex *m)
-{
-#ifndef NDEBUG
-    assert(m->held && pthread_equal(m->owner, pthread_self()));
-#else
-    (void)m;
-#endif
 }
 
 /* pthread_cond_wait on m, which the caller holds. */

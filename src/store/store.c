@@ -23,74 +23,6 @@
 /* Reader connections of a store opened for a tool: it reads from one thread. */
 #define STORE_TOOL_READERS 1
 
-/* ---- locks --------------------------------------------------------------------------- */
-
-#ifndef NDEBUG
-/* Each thread's own address, which names it as a lock's owner. */
-static _Thread_local char thread_tag;
-#endif
-
-static void set_owner(struct store_mutex *m, bool held)
-{
-#ifndef NDEBUG
-    atomic_store(&m->owner, held ? (const void *)&thread_tag : NULL);
-#else
-    (void)m;
-    (void)held;
-#endif
-}
-
-void store_mutex_init(struct store_mutex *m)
-{
-    pthread_mutex_init(&m->mutex, NULL);
-    atomic_init(&m->owner, NULL);
-}
-
-void store_mutex_destroy(struct store_mutex *m)
-{
-    pthread_mutex_destroy(&m->mutex);
-}
-
-void store_lock(struct store_mutex *m)
-{
-    /* A mutex is not recursive: taking it twice would deadlock. */
-    store_assert_not_held(m);
-    pthread_mutex_lock(&m->mutex);
-    set_owner(m, true);
-}
-
-void store_unlock(struct store_mutex *m)
-{
-    store_assert_held(m);
-    set_owner(m, false);
-    pthread_mutex_unlock(&m->mutex);
-}
-
-void store_cond_wait(pthread_cond_t *cond, struct store_mutex *m)
-{
-    store_assert_held(m);
-    set_owner(m, false);
-    pthread_cond_wait(cond, &m->mutex);
-    set_owner(m, true);
-}
-
-int store_cond_timedwait(pthread_cond_t *cond, struct store_mutex *m, const struct timespec *until)
-{
-    store_assert_held(m);
-    set_owner(m, false);
-    int rc = pthread_cond_timedwait(cond, &m->mutex, until);
-    set_owner(m, true);
-    return rc;
-}
-
-#ifndef NDEBUG
-bool store_held(struct store_mutex *m)
-{
-    /* Only the holder can have stored its own tag, so a stale read never matches. */
-    return atomic_load(&m->owner) == (const void *)&thread_tag;
-}
-#endif
-
 /* ---- statement helpers ---------------------------------------------------------------- */
 
 int store_db_fail(char *err, sqlite3 *db, const char *what)
@@ -164,25 +96,25 @@ char *store_column_strdup(sqlite3_stmt *stmt, int index)
 
 int store_reader_take(struct store *store)
 {
-    store_lock(&store->pool_lock);
+    glr_mutex_lock(&store->pool_lock);
     for (;;) {
         for (int i = 0; i < store->nreaders; i++) {
             if (!store->reader_busy[i]) {
                 store->reader_busy[i] = true;
-                store_unlock(&store->pool_lock);
+                glr_mutex_unlock(&store->pool_lock);
                 return i;
             }
         }
-        store_cond_wait(&store->pool_free, &store->pool_lock);
+        glr_mutex_wait(&store->pool_lock, &store->pool_free);
     }
 }
 
 void store_reader_give(struct store *store, int i)
 {
-    store_lock(&store->pool_lock);
+    glr_mutex_lock(&store->pool_lock);
     store->reader_busy[i] = false;
     pthread_cond_signal(&store->pool_free);
-    store_unlock(&store->pool_lock);
+    glr_mutex_unlock(&store->pool_lock);
 }
 
 /* ---- connections ---------------------------------------------------------------------- */
@@ -294,9 +226,9 @@ int store_latest_version(void)
 int store_schema_version(struct store *store)
 {
     int64_t version;
-    store_lock(&store->write_lock);
+    glr_mutex_lock(&store->write_lock);
     int rc = store_pragma_int(store->writer.db, store_other_sql[S_USER_VERSION], &version, NULL);
-    store_unlock(&store->write_lock);
+    glr_mutex_unlock(&store->write_lock);
     return rc ? -1 : (int)version;
 }
 
@@ -312,18 +244,14 @@ int store_open(const char *path, const struct store_options *options, struct sto
     if (store->options.read_only)
         store->options.without_threads = true;
     bool threads = !store->options.without_threads;
-    store_mutex_init(&store->write_lock);
-    store_mutex_init(&store->pool_lock);
+    glr_mutex_init(&store->write_lock, STORE_LOCK_WRITE);
+    glr_mutex_init(&store->pool_lock, STORE_LOCK_POOL);
     pthread_cond_init(&store->pool_free, NULL);
-    store_mutex_init(&store->queue_lock);
+    glr_mutex_init(&store->queue_lock, STORE_LOCK_QUEUE);
     pthread_cond_init(&store->queue_wake, NULL);
-    store_mutex_init(&store->checkpoint_lock);
+    glr_mutex_init(&store->checkpoint_lock, STORE_LOCK_CHECKPOINT);
     /* The checkpointer's quiet spell is a deadline: on the monotonic clock. */
-    pthread_condattr_t attr;
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&store->checkpoint_wake, &attr);
-    pthread_condattr_destroy(&attr);
+    glr_cond_init_monotonic(&store->checkpoint_wake);
     store->queue_tail = &store->queue_head;
 
     int rc = open_writer(store, path, err);
@@ -357,11 +285,11 @@ void store_close(struct store *store)
     if (!store)
         return;
     /* The writer empties the queue before it stops: every decision gets its answer. */
-    store_lock(&store->queue_lock);
+    glr_mutex_lock(&store->queue_lock);
     store->stopping = true;
     pthread_cond_signal(&store->queue_wake);
     bool queued = store->queue_head != NULL;
-    store_unlock(&store->queue_lock);
+    glr_mutex_unlock(&store->queue_lock);
     if (store->writer_started)
         pthread_join(store->writer_thread, NULL);
     else if (queued)
@@ -371,12 +299,12 @@ void store_close(struct store *store)
         close_connection(&store->readers[i], R_COUNT);
     /* The last connection to close checkpoints the WAL into the database file. */
     close_connection(&store->writer, W_COUNT);
-    store_mutex_destroy(&store->write_lock);
-    store_mutex_destroy(&store->pool_lock);
+    glr_mutex_destroy(&store->write_lock);
+    glr_mutex_destroy(&store->pool_lock);
     pthread_cond_destroy(&store->pool_free);
-    store_mutex_destroy(&store->queue_lock);
+    glr_mutex_destroy(&store->queue_lock);
     pthread_cond_destroy(&store->queue_wake);
-    store_mutex_destroy(&store->checkpoint_lock);
+    glr_mutex_destroy(&store->checkpoint_lock);
     pthread_cond_destroy(&store->checkpoint_wake);
     free(store);
 }

@@ -146,21 +146,30 @@ int store_latest_version(void);
 /* Frees the strings of a row and zeroes it; the row itself is the caller's. */
 void store_job_clear(struct store_job *job);
 
+/* One tag of a job: the job_tags table indexes them for the tag filter of job scans. */
+struct store_tag {
+    const char *key;
+    const char *value;
+};
+
 /*
- * Inserts a job (job->seq receives its key). tags is a JSON object of strings, also
- * written to job_tags. Returns GLR_OK, GLR_ECONFLICT when the id exists, or GLR_EIO.
+ * Inserts a job (job->seq receives its key). job->tags is the JSON text of the tags, and
+ * tags the same npairs tags as pairs (the caller checked them), written to job_tags.
+ * Returns GLR_OK, GLR_ECONFLICT when the id exists, or GLR_EIO.
  */
-int store_job_insert(struct store *store, struct store_job *job, char *err);
+int store_job_insert(struct store *store, struct store_job *job, const struct store_tag *tags,
+                     size_t ntags, char *err);
 
 /* Loads the job with this id into *out. Returns GLR_OK, GLR_ENOTFOUND or GLR_EIO. */
 int store_job_load(struct store *store, const char *id, struct store_job *out, char *err);
 
 /*
- * Sets status and/or tags (NULL keeps them) and updated_ms of the job seq.
- * Returns GLR_OK, GLR_ENOTFOUND or GLR_EIO.
+ * Sets status and/or tags and updated_ms of the job seq: tags_json is the tags' JSON text
+ * (NULL keeps them) and tags the same ntags tags as pairs. Returns GLR_OK, GLR_ENOTFOUND
+ * or GLR_EIO.
  */
-int store_job_patch(struct store *store, int64_t seq, const bool *finished, const char *tags,
-                    int64_t updated_ms, char *err);
+int store_job_patch(struct store *store, int64_t seq, const bool *finished, const char *tags_json,
+                    const struct store_tag *tags, size_t ntags, int64_t updated_ms, char *err);
 
 /* Deletes the job and its history. Returns GLR_OK, GLR_ENOTFOUND or GLR_EIO. */
 int store_job_delete(struct store *store, int64_t seq, char *err);

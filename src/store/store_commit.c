@@ -19,7 +19,7 @@
  */
 int store_step_done(struct store *store, sqlite3_stmt *stmt, const char *what, char *err)
 {
-    store_assert_held(&store->write_lock);
+    glr_mutex_assert_held(&store->write_lock);
     int rc = sqlite3_step(stmt);
     store_stmt_done(stmt);
     if (rc == SQLITE_DONE) {
@@ -39,10 +39,10 @@ int store_step_done(struct store *store, sqlite3_stmt *stmt, const char *what, c
 
 int store_write_begin(struct store *store, char *err)
 {
-    store_lock(&store->write_lock);
+    glr_mutex_lock(&store->write_lock);
     int rc = store_step_done(store, store->writer_stmts[W_BEGIN], "begin", err);
     if (rc)
-        store_unlock(&store->write_lock);
+        glr_mutex_unlock(&store->write_lock);
     return rc;
 }
 
@@ -52,7 +52,7 @@ int store_write_end(struct store *store, int rc, char *err)
         rc = store_step_done(store, store->writer_stmts[W_COMMIT], "commit", err);
     if (rc != GLR_OK && !sqlite3_get_autocommit(store->writer.db))
         store_step_done(store, store->writer_stmts[W_ROLLBACK], "rollback", NULL);
-    store_unlock(&store->write_lock);
+    glr_mutex_unlock(&store->write_lock);
     return rc;
 }
 
@@ -91,7 +91,7 @@ static int insert_report(struct store *store, const struct store_commit *c, char
 /* Writes one decision inside the open transaction (see struct store_commit). */
 static int write_decision(struct store *store, const struct store_commit *c, char *err)
 {
-    store_assert_held(&store->write_lock);
+    glr_mutex_assert_held(&store->write_lock);
     int rc = insert_report(store, c, err);
     for (size_t i = 0; !rc && i < c->nrank_losses; i++)
         rc = store_insert_rank_loss(store, c->seq, c->report.step, &c->rank_losses[i], false, err);
@@ -131,11 +131,11 @@ void store_commit_submit(struct store *store, struct store_commit *commit)
     commit->next = NULL;
     commit->status = GLR_OK;
     commit->err[0] = '\0';
-    store_lock(&store->queue_lock);
+    glr_mutex_lock(&store->queue_lock);
     *store->queue_tail = commit;
     store->queue_tail = &commit->next;
     pthread_cond_signal(&store->queue_wake);
-    store_unlock(&store->queue_lock);
+    glr_mutex_unlock(&store->queue_lock);
 }
 
 /* Marks a decision failed, and with it the later decisions of its job. */
@@ -170,7 +170,7 @@ static void rollback(struct store *store)
 static void commit_group(struct store *store, struct store_commit *group)
 {
     char err[GLR_ERR_MAX] = "";
-    store_lock(&store->write_lock);
+    glr_mutex_lock(&store->write_lock);
     bool together = store_step_done(store, store->writer_stmts[W_BEGIN], "begin", err) == GLR_OK;
     for (struct store_commit *c = group; together && c; c = c->next)
         if (!commit_orphaned(c) && write_decision(store, c, c->err) != GLR_OK)
@@ -194,7 +194,7 @@ static void commit_group(struct store *store, struct store_commit *group)
             }
         }
     }
-    store_unlock(&store->write_lock);
+    glr_mutex_unlock(&store->write_lock);
 }
 
 /* Seconds since start on the monotonic clock, finer than milliseconds, for metrics. */
@@ -214,10 +214,10 @@ static double seconds_since(const struct timespec *start)
 void *store_writer_main(void *arg)
 {
     struct store *store = arg;
-    store_lock(&store->queue_lock);
+    glr_mutex_lock(&store->queue_lock);
     for (;;) {
         while (!store->queue_head && !store->stopping)
-            store_cond_wait(&store->queue_wake, &store->queue_lock);
+            glr_mutex_wait(&store->queue_lock, &store->queue_wake);
         if (!store->queue_head)
             break; /* stopping, and nothing left */
         struct store_commit *group = store->queue_head, *last = group;
@@ -230,29 +230,28 @@ void *store_writer_main(void *arg)
         if (!store->queue_head)
             store->queue_tail = &store->queue_head;
         last->next = NULL;
-        store_unlock(&store->queue_lock);
+        glr_mutex_unlock(&store->queue_lock);
 
         struct timespec start;
         clock_gettime(CLOCK_MONOTONIC, &start);
         commit_group(store, group);
         /* The callbacks may call the store (and the service's locks come first): none held. */
-        store_assert_not_held(&store->write_lock);
-        store_assert_not_held(&store->queue_lock);
+        glr_mutex_assert_none_held();
         if (store->options.on_group)
             store->options.on_group(store->options.on_group_ctx, seconds_since(&start), size);
         for (struct store_commit *c = group, *next; c; c = next) {
             next = c->next; /* done may free c */
             c->done(c, c->status, c->status ? c->err : NULL);
         }
-        store_lock(&store->queue_lock);
+        glr_mutex_lock(&store->queue_lock);
     }
-    store_unlock(&store->queue_lock);
+    glr_mutex_unlock(&store->queue_lock);
     return NULL;
 }
 
 int store_check_writable(struct store *store, char *err)
 {
-    store_lock(&store->write_lock);
+    glr_mutex_lock(&store->write_lock);
     sqlite3 *db = store->writer.db;
     /* A probe must answer quickly: a lock held elsewhere for longer means "not ready". */
     sqlite3_busy_timeout(db, STORE_READY_BUSY_MS);
@@ -286,6 +285,6 @@ int store_check_writable(struct store *store, char *err)
     if (!sqlite3_get_autocommit(db))
         sqlite3_exec(db, store_other_sql[S_ROLLBACK], NULL, NULL, NULL);
     sqlite3_busy_timeout(db, STORE_BUSY_TIMEOUT_MS);
-    store_unlock(&store->write_lock);
+    glr_mutex_unlock(&store->write_lock);
     return rc;
 }

@@ -15,53 +15,34 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "base/mutex.h"
 #include "base/summary.h"
 #include "store/store.h"
 
 /*
- * Locks, and the order they are taken in.
+ * Locks, and the order they are taken in (base/mutex.h asserts it in debug builds).
  *
  * The store has four mutexes. write_lock may be held while checkpoint_lock is taken (the
  * WAL hook runs inside a commit of the writer connection); that is the only nesting.
- * queue_lock and pool_lock are leaves: no other store lock is taken while either is held,
- * and neither is taken while another is held. So the order is
+ * queue_lock and pool_lock are leaves: no other store lock is taken while either is
+ * held. Their levels continue the service's (svc_int.h: job 1, waits 2, map 3):
  *
- *     write_lock -> checkpoint_lock;   queue_lock alone;   pool_lock alone.
+ *     write_lock (4) -> checkpoint_lock (5);   queue_lock (6);   pool_lock (7).
  *
  * The service calls the store's write path (store_commit_submit, store_job_insert, ...)
  * with its job lock held: the service's locks come before every store lock. The store
  * therefore never calls into the service with a store lock held. Its callbacks are: the
- * commit's done and options.on_group, which the writer thread calls with no store lock
- * held (writer_main asserts it); and the functions given to the scans, which run with a
- * reader connection taken from the pool but no store mutex held (a scan's function must
- * not wait for another reader connection: with every one taken it would wait forever).
- *
- * Each mutex is a struct store_mutex: debug builds record the thread holding it, so that
- * a function that needs a lock can assert that its caller holds it (store_assert_held).
+ * commit's done and options.on_group, which the writer thread calls with no lock held
+ * (store_writer_main asserts it); and the functions given to the scans, which run with a
+ * reader connection taken from the pool but no mutex held (a scan's function must not
+ * wait for another reader connection: with every one taken it would wait forever).
  */
-struct store_mutex {
-    pthread_mutex_t mutex;
-    /* The holder's thread-local tag, NULL when free; kept only without NDEBUG. */
-    _Atomic(const void *) owner;
+enum {
+    STORE_LOCK_WRITE = 4,
+    STORE_LOCK_CHECKPOINT = 5,
+    STORE_LOCK_QUEUE = 6,
+    STORE_LOCK_POOL = 7,
 };
-
-/* store.c */
-void store_mutex_init(struct store_mutex *m);
-void store_mutex_destroy(struct store_mutex *m);
-void store_lock(struct store_mutex *m);
-void store_unlock(struct store_mutex *m);
-/* pthread_cond_wait() and pthread_cond_timedwait() on a store mutex the caller holds. */
-void store_cond_wait(pthread_cond_t *cond, struct store_mutex *m);
-int store_cond_timedwait(pthread_cond_t *cond, struct store_mutex *m, const struct timespec *until);
-#ifdef NDEBUG
-#define store_assert_held(m)     ((void)0)
-#define store_assert_not_held(m) ((void)0)
-#else
-/* True when the calling thread holds m. */
-bool store_held(struct store_mutex *m);
-#define store_assert_held(m)     assert(store_held(m))
-#define store_assert_not_held(m) assert(!store_held(m))
-#endif
 
 /* Statements of the writer connection (their text: store_writer_sql, store_sql.c). */
 enum {
@@ -146,7 +127,7 @@ struct connection {
  */
 struct store {
     /* Guards writer and writer_stmts: one transaction at a time, from any thread. */
-    struct store_mutex write_lock;
+    struct glr_mutex write_lock;
     struct connection writer;            /* write_lock */
     sqlite3_stmt *writer_stmts[W_COUNT]; /* write_lock */
     /*
@@ -158,7 +139,7 @@ struct store {
 
     /* The checkpointer thread's own connection (store_wal.c); no other thread uses it. */
     struct connection checkpointer;
-    struct store_mutex checkpoint_lock;
+    struct glr_mutex checkpoint_lock;
     pthread_cond_t checkpoint_wake; /* CLOCK_MONOTONIC; waited on with checkpoint_lock */
     bool checkpoint_due;            /* checkpoint_lock */
     bool checkpoint_stop;           /* checkpoint_lock */
@@ -168,7 +149,7 @@ struct store {
     pthread_t checkpointer_thread;
 
     /* Decisions waiting for the writer thread, oldest first. */
-    struct store_mutex queue_lock;
+    struct glr_mutex queue_lock;
     pthread_cond_t queue_wake;                     /* waited on with queue_lock */
     struct store_commit *queue_head, **queue_tail; /* queue_lock */
     bool stopping;                                 /* queue_lock */
@@ -181,7 +162,7 @@ struct store {
      * and its statements belong to the thread that took it until it gives it back, and
      * are used without any lock.
      */
-    struct store_mutex pool_lock;
+    struct glr_mutex pool_lock;
     pthread_cond_t pool_free;        /* waited on with pool_lock */
     bool reader_busy[STORE_READERS]; /* pool_lock */
     int nreaders;                    /* set by store_open: connections opened */

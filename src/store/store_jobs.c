@@ -50,36 +50,26 @@ static int read_job_row(sqlite3_stmt *stmt, struct store_job *job, char *err)
     return GLR_OK;
 }
 
-/* Writes the job_tags rows of a JSON object of strings (write_lock held). */
-static int insert_tags(struct store *store, int64_t seq, const char *tags_json, char *err)
+/* Replaces the job_tags rows of job seq with tags (write_lock held). */
+static int insert_tags(struct store *store, int64_t seq, const struct store_tag *tags, size_t ntags,
+                       char *err)
 {
+    glr_mutex_assert_held(&store->write_lock);
     sqlite3_stmt *clear = store->writer_stmts[W_TAGS_CLEAR];
     sqlite3_bind_int64(clear, 1, seq);
     int rc = store_step_done(store, clear, "clearing tags", err);
-    if (rc)
-        return rc;
-    cJSON *tags = cJSON_Parse(tags_json);
-    if (!cJSON_IsObject(tags)) {
-        cJSON_Delete(tags);
-        return glr_fail(err, GLR_EINVAL, "tags must be a JSON object");
-    }
     sqlite3_stmt *insert = store->writer_stmts[W_TAG_INSERT];
-    const cJSON *tag;
-    cJSON_ArrayForEach(tag, tags)
-    {
-        if (!cJSON_IsString(tag))
-            continue;
+    for (size_t i = 0; !rc && i < ntags; i++) {
         sqlite3_bind_int64(insert, 1, seq);
-        sqlite3_bind_text(insert, 2, tag->string, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_text(insert, 3, tag->valuestring, -1, SQLITE_TRANSIENT);
-        if ((rc = store_step_done(store, insert, "inserting a tag", err)))
-            break;
+        sqlite3_bind_text(insert, 2, tags[i].key, -1, SQLITE_STATIC);
+        sqlite3_bind_text(insert, 3, tags[i].value, -1, SQLITE_STATIC);
+        rc = store_step_done(store, insert, "inserting a tag", err);
     }
-    cJSON_Delete(tags);
     return rc;
 }
 
-int store_job_insert(struct store *store, struct store_job *job, char *err)
+int store_job_insert(struct store *store, struct store_job *job, const struct store_tag *tags,
+                     size_t ntags, char *err)
 {
     int rc = store_write_begin(store, err);
     if (rc)
@@ -107,7 +97,7 @@ int store_job_insert(struct store *store, struct store_job *job, char *err)
         glr_fail(err, GLR_ECONFLICT, "job %s exists already", job->id);
     if (!rc) {
         job->seq = sqlite3_last_insert_rowid(store->writer.db);
-        rc = insert_tags(store, job->seq, job->tags, err);
+        rc = insert_tags(store, job->seq, tags, ntags, err);
     }
     return store_write_end(store, rc, err);
 }
@@ -129,8 +119,8 @@ int store_job_load(struct store *store, const char *id, struct store_job *out, c
     return rc;
 }
 
-int store_job_patch(struct store *store, int64_t seq, const bool *finished, const char *tags,
-                    int64_t updated_ms, char *err)
+int store_job_patch(struct store *store, int64_t seq, const bool *finished, const char *tags_json,
+                    const struct store_tag *tags, size_t ntags, int64_t updated_ms, char *err)
 {
     int rc = store_write_begin(store, err);
     if (rc)
@@ -144,16 +134,16 @@ int store_job_patch(struct store *store, int64_t seq, const bool *finished, cons
         if (!rc && sqlite3_changes(store->writer.db) == 0)
             rc = glr_fail(err, GLR_ENOTFOUND, "the job does not exist");
     }
-    if (!rc && tags) {
+    if (!rc && tags_json) {
         sqlite3_stmt *stmt = store->writer_stmts[W_JOB_TAGS];
         sqlite3_bind_int64(stmt, 1, seq);
-        sqlite3_bind_text(stmt, 2, tags, -1, SQLITE_STATIC);
+        sqlite3_bind_text(stmt, 2, tags_json, -1, SQLITE_STATIC);
         sqlite3_bind_int64(stmt, 3, updated_ms);
         rc = store_step_done(store, stmt, "updating the tags", err);
         if (!rc && sqlite3_changes(store->writer.db) == 0)
             rc = glr_fail(err, GLR_ENOTFOUND, "the job does not exist");
         if (!rc)
-            rc = insert_tags(store, seq, tags, err);
+            rc = insert_tags(store, seq, tags, ntags, err);
     }
     return store_write_end(store, rc, err);
 }

@@ -37,12 +37,12 @@
 static int on_wal_commit(void *arg, sqlite3 *db, const char *name, int pages)
 {
     struct store *store = arg;
-    store_assert_held(&store->write_lock);
+    glr_mutex_assert_held(&store->write_lock);
     if (pages >= STORE_CHECKPOINT_WRITER_PAGES) {
         /* Between two commits nothing is appended, so this one reaches the end. */
         sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
     }
-    store_lock(&store->checkpoint_lock);
+    glr_mutex_lock(&store->checkpoint_lock);
     store->wal_commits++;
     /* The checkpointer is woken when there is work, not at every commit. */
     bool wake = !store->wal_dirty || (pages >= STORE_CHECKPOINT_PAGES && !store->checkpoint_due);
@@ -51,7 +51,7 @@ static int on_wal_commit(void *arg, sqlite3 *db, const char *name, int pages)
         store->checkpoint_due = true;
     if (wake)
         pthread_cond_signal(&store->checkpoint_wake);
-    store_unlock(&store->checkpoint_lock);
+    glr_mutex_unlock(&store->checkpoint_lock);
     return SQLITE_OK;
 }
 
@@ -62,20 +62,19 @@ static int on_wal_commit(void *arg, sqlite3 *db, const char *name, int pages)
  */
 static bool wait_for_work(struct store *store)
 {
-    store_assert_held(&store->checkpoint_lock);
+    glr_mutex_assert_held(&store->checkpoint_lock);
     for (;;) {
         if (store->checkpoint_due || store->checkpoint_stop)
             return false;
         if (!store->wal_dirty) {
-            store_cond_wait(&store->checkpoint_wake, &store->checkpoint_lock);
+            glr_mutex_wait(&store->checkpoint_lock, &store->checkpoint_wake);
             continue;
         }
         uint64_t seen = store->wal_commits;
-        struct timespec until =
-            glr_clock_mono_timespec(glr_clock_mono_ms() + STORE_CHECKPOINT_QUIET_MS);
+        int64_t until = glr_clock_mono_deadline(STORE_CHECKPOINT_QUIET_MS);
         int waited = 0;
         while (!store->checkpoint_due && !store->checkpoint_stop && waited != ETIMEDOUT)
-            waited = store_cond_timedwait(&store->checkpoint_wake, &store->checkpoint_lock, &until);
+            waited = glr_mutex_wait_until(&store->checkpoint_lock, &store->checkpoint_wake, until);
         if (waited == ETIMEDOUT && store->wal_commits == seen)
             return true;
     }
@@ -91,7 +90,7 @@ static bool wait_for_work(struct store *store)
 static void *checkpointer_main(void *arg)
 {
     struct store *store = arg;
-    store_lock(&store->checkpoint_lock);
+    glr_mutex_lock(&store->checkpoint_lock);
     for (;;) {
         bool quiet = wait_for_work(store);
         if (store->checkpoint_stop)
@@ -99,14 +98,14 @@ static void *checkpointer_main(void *arg)
         store->checkpoint_due = false;
         if (quiet)
             store->wal_dirty = false;
-        store_unlock(&store->checkpoint_lock);
+        glr_mutex_unlock(&store->checkpoint_lock);
         int mode = quiet ? SQLITE_CHECKPOINT_TRUNCATE : SQLITE_CHECKPOINT_PASSIVE;
         int rc = sqlite3_wal_checkpoint_v2(store->checkpointer.db, NULL, mode, NULL, NULL);
-        store_lock(&store->checkpoint_lock);
+        glr_mutex_lock(&store->checkpoint_lock);
         if (rc != SQLITE_OK && quiet)
             store->wal_dirty = true; /* not emptied: try again after the next quiet spell */
     }
-    store_unlock(&store->checkpoint_lock);
+    glr_mutex_unlock(&store->checkpoint_lock);
     return NULL;
 }
 
@@ -126,10 +125,10 @@ int store_wal_start(struct store *store, const char *path, char *err)
 void store_wal_stop(struct store *store)
 {
     if (store->checkpointer_started) {
-        store_lock(&store->checkpoint_lock);
+        glr_mutex_lock(&store->checkpoint_lock);
         store->checkpoint_stop = true;
         pthread_cond_signal(&store->checkpoint_wake);
-        store_unlock(&store->checkpoint_lock);
+        glr_mutex_unlock(&store->checkpoint_lock);
         pthread_join(store->checkpointer_thread, NULL);
         store->checkpointer_started = false;
     }

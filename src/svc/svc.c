@@ -70,15 +70,26 @@ char *svc_json_print(const cJSON *tree)
 }
 
 /*
- * Checks tags (a JSON object of strings, within the limits) and returns its canonical
- * text (the caller frees); NULL tags give "{}".
+ * A job's tags once checked: their canonical JSON text (owned) and the same tags as the
+ * store indexes them (borrowed from the request's JSON, valid while it is).
  */
-static int canonical_tags(const cJSON *tags, char **out, char *err)
+struct checked_tags {
+    char *text;
+    struct store_tag pairs[SVC_TAGS_MAX];
+    size_t count;
+};
+
+/*
+ * Checks tags (a JSON object of strings, within the limits) into *out; NULL tags give
+ * "{}". The caller frees out->text. This is the one place tags are read.
+ */
+static int check_tags(const cJSON *tags, struct checked_tags *out, char *err)
 {
-    *out = NULL;
+    out->text = NULL;
+    out->count = 0;
     if (!tags || cJSON_IsNull(tags)) {
-        *out = strdup("{}");
-        return *out ? GLR_OK : glr_fail(err, GLR_ENOMEM, "out of memory");
+        out->text = strdup("{}");
+        return out->text ? GLR_OK : glr_fail(err, GLR_ENOMEM, "out of memory");
     }
     if (!cJSON_IsObject(tags))
         return glr_fail(err, GLR_EINVAL, "tags must be an object of strings");
@@ -101,9 +112,10 @@ static int canonical_tags(const cJSON *tags, char **out, char *err)
         for (const cJSON *other = tag->next; other; other = other->next)
             if (strcmp(other->string, tag->string) == 0)
                 return glr_fail(err, GLR_EINVAL, "tags.%.64s is given twice", tag->string);
+        out->pairs[out->count++] = (struct store_tag){tag->string, tag->valuestring};
     }
-    *out = svc_json_print(tags);
-    return *out ? GLR_OK : glr_fail(err, GLR_ENOMEM, "out of memory");
+    out->text = svc_json_print(tags);
+    return out->text ? GLR_OK : glr_fail(err, GLR_ENOMEM, "out of memory");
 }
 
 /* ---- jobs as JSON --------------------------------------------------------------------- */
@@ -247,7 +259,7 @@ int svc_check_step(const char *name, int64_t step, int64_t min, char *err)
 struct canonical {
     char *initial_lr;
     char *config;
-    char *tags;
+    struct checked_tags tags;
     char *state;
 };
 
@@ -255,7 +267,7 @@ static void canonical_free(struct canonical *c)
 {
     free(c->initial_lr);
     free(c->config);
-    free(c->tags);
+    free(c->tags.text);
     free(c->state);
 }
 
@@ -263,7 +275,7 @@ static int make_canonical(const struct glr_sched *sched, const cJSON *tags, stru
                           char *err)
 {
     memset(c, 0, sizeof(*c));
-    int rc = canonical_tags(tags, &c->tags, err);
+    int rc = check_tags(tags, &c->tags, err);
     if (rc)
         return rc;
     cJSON *lr = glr_sched_initial_lr_json(sched);
@@ -393,7 +405,7 @@ int svc_job_create(struct svc *svc, const struct svc_create *request, bool *crea
         .policy = policy_name,
         .initial_lr = c.initial_lr,
         .config = c.config,
-        .tags = c.tags,
+        .tags = c.tags.text,
         .state = c.state,
         .last_step = -1,
         .created_ms = now,
@@ -403,13 +415,13 @@ int svc_job_create(struct svc *svc, const struct svc_create *request, bool *crea
     };
     memcpy(row.id, id, sizeof(row.id));
     snprintf(row.aggregate, sizeof(row.aggregate), "%s", svc_aggregate_names[ranks.aggregate]);
-    rc = store_job_insert(svc->store, &row, err);
+    rc = store_job_insert(svc->store, &row, c.tags.pairs, c.tags.count, err);
     if (rc == GLR_ECONFLICT && request->id) {
         rc = existing_job(svc, policy, &c, &ranks, id, job_out, err);
     } else if (rc == GLR_OK) {
         *created = true;
         struct job_view v = {id,
-                             c.tags,
+                             c.tags.text,
                              false,
                              -1,
                              0,
@@ -443,27 +455,28 @@ int svc_job_patch(struct svc *svc, const char *id, const bool *finished, const c
                   cJSON **job_out, char *err)
 {
     *job_out = NULL;
-    char *tags_text = NULL;
+    struct checked_tags checked = {.text = NULL};
     if (tags) {
-        int rc = canonical_tags(tags, &tags_text, err);
+        int rc = check_tags(tags, &checked, err);
         if (rc)
             return rc;
     }
     struct svc_job *job;
     int rc = svc_job_lock_settled(svc, id, &job, err);
     if (rc) {
-        free(tags_text);
+        free(checked.text);
         return rc;
     }
     int64_t now = glr_clock_wall_ms();
-    rc = store_job_patch(svc->store, job->seq, finished, tags_text, now, err);
+    rc = store_job_patch(svc->store, job->seq, finished, checked.text, checked.pairs, checked.count,
+                         now, err);
     if (rc == GLR_OK) {
         if (finished)
             job->finished = *finished;
-        if (tags_text) {
+        if (checked.text) {
             free(job->tags);
-            job->tags = tags_text;
-            tags_text = NULL;
+            job->tags = checked.text;
+            checked.text = NULL;
         }
         job->updated_ms = now;
         rc = svc_describe_job(job, job_out, err);
@@ -471,7 +484,7 @@ int svc_job_patch(struct svc *svc, const char *id, const bool *finished, const c
         svc_job_forget(svc, job); /* memory may disagree with the store now: reload next time */
     }
     svc_job_unlock(svc, job);
-    free(tags_text);
+    free(checked.text);
     return rc;
 }
 

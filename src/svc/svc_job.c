@@ -332,6 +332,8 @@ void svc_job_leave(struct svc_job *job)
     struct svc_waiter *woken = job->woken;
     job->woken = NULL;
     glr_mutex_unlock(&job->lock);
+    if (woken) /* clients are called back holding none of the service's locks */
+        glr_mutex_assert_none_held();
     /* Each done may free its waiter at once (its request ends): read next first. */
     for (struct svc_waiter *waiter = woken, *next; waiter; waiter = next) {
         next = waiter->next;
