@@ -15,6 +15,7 @@
 #include "httpc.h"
 #include "base/jsonx.h"
 #include "svc/svc.h"
+#include "testdb.h"
 #include "testutil.h"
 
 /* Reports golden case gc from step `from` to `to` (exclusive), comparing every answer. */
@@ -149,27 +150,6 @@ END_TEST
 /* The schema version this greedylr writes (sql/ has one migration per version). */
 #define SCHEMA_LATEST 7
 
-static int user_version(const char *path)
-{
-    sqlite3 *db = NULL;
-    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
-    sqlite3_stmt *stmt = NULL;
-    ck_assert_int_eq(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &stmt, NULL), SQLITE_OK);
-    ck_assert_int_eq(sqlite3_step(stmt), SQLITE_ROW);
-    int version = sqlite3_column_int(stmt, 0);
-    sqlite3_finalize(stmt);
-    sqlite3_close(db);
-    return version;
-}
-
-static void exec_sql(const char *path, const char *sql)
-{
-    sqlite3 *db = NULL;
-    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
-    ck_assert_int_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
-    sqlite3_close(db);
-}
-
 /* Runs sql/NAME from the source tree on the database at path. */
 static void apply_migration_file(const char *path, const char *name)
 {
@@ -177,7 +157,7 @@ static void apply_migration_file(const char *path, const char *name)
     char file[512];
     snprintf(file, sizeof(file), "%s/sql/%s", srcdir ? srcdir : ".", name);
     char *sql = testutil_read_file(file, NULL);
-    exec_sql(path, sql);
+    testdb_exec(path, sql);
     free(sql);
 }
 
@@ -189,7 +169,7 @@ static void copy_rows(const char *from, const char *to, const char *table, const
              "ATTACH DATABASE '%s' AS old; INSERT INTO old.%s (%s) SELECT %s FROM main.%s; "
              "DETACH DATABASE old;",
              to, table, columns, columns, table);
-    exec_sql(from, sql);
+    testdb_exec(from, sql);
 }
 
 START_TEST(an_older_database_is_upgraded)
@@ -207,7 +187,7 @@ START_TEST(an_older_database_is_upgraded)
     }
     httpc_close(&c);
     daemon_stop(&d);
-    ck_assert_int_eq(user_version(d.db), SCHEMA_LATEST);
+    ck_assert_int_eq(testdb_user_version(d.db), SCHEMA_LATEST);
 
     /* The same job in a database of schema version 1, as greedylr 1 wrote it. */
     char dir[] = "/tmp/greedylr-old-XXXXXX";
@@ -215,7 +195,7 @@ START_TEST(an_older_database_is_upgraded)
     char path[64];
     snprintf(path, sizeof(path), "%s/old.db", dir);
     apply_migration_file(path, "001_init.sql");
-    exec_sql(path, "PRAGMA user_version = 1;");
+    testdb_exec(path, "PRAGMA user_version = 1;");
     copy_rows(d.db, path, "jobs",
               "seq, id, policy, initial_lr, config, tags, status, state, last_step, reports, "
               "created_ms, updated_ms");
@@ -233,7 +213,7 @@ START_TEST(an_older_database_is_upgraded)
     cJSON_Delete(httpc_expect(&c, "POST", "/v1/jobs/up-1/reports", "{\"step\":1,\"loss\":2}", 200));
     httpc_close(&c);
     daemon_stop(&d);
-    ck_assert_int_eq(user_version(path), SCHEMA_LATEST);
+    ck_assert_int_eq(testdb_user_version(path), SCHEMA_LATEST);
     daemon_cleanup(&d);
     char side[80];
     const char *suffixes[] = {"", "-wal", "-shm"};
@@ -281,11 +261,11 @@ START_TEST(an_upgrade_summarizes_the_history)
     daemon_stop(&d);
     ck_assert_int_eq(count_rows(d.db, "SELECT count(*) FROM history_blocks"), 2000 / 64);
 
-    exec_sql(d.db, "DROP TABLE history_blocks; PRAGMA user_version = 5;");
+    testdb_exec(d.db, "DROP TABLE history_blocks; PRAGMA user_version = 5;");
     daemon_restart(&d);
     char *after = httpc_get_text(d.port, path);
     daemon_stop(&d);
-    ck_assert_int_eq(user_version(d.db), SCHEMA_LATEST);
+    ck_assert_int_eq(testdb_user_version(d.db), SCHEMA_LATEST);
     ck_assert_int_eq(count_rows(d.db, "SELECT count(*) FROM history_blocks"), 2000 / 64);
     ck_assert_str_eq(after, before);
     free(before);
@@ -408,7 +388,7 @@ START_TEST(a_job_is_loaded_by_replaying_its_latest_reports)
              "UPDATE history SET lr = lr * 3 WHERE step = %d AND job_seq ="
              " (SELECT seq FROM jobs WHERE id = 'replay-a')",
              written + 1);
-    exec_sql(d.db, sql);
+    testdb_exec(d.db, sql);
     daemon_restart(&d);
     httpc_init(&c, d.port);
     struct httpc_response r;
@@ -433,13 +413,13 @@ START_TEST(a_newer_database_is_refused)
     ck_assert_ptr_nonnull(mkdtemp(dir));
     char path[64];
     snprintf(path, sizeof(path), "%s/new.db", dir);
-    exec_sql(path, "PRAGMA user_version = 999;");
+    testdb_exec(path, "PRAGMA user_version = 999;");
     const char *args[] = {"--listen", "127.0.0.1:0", "--db", path, NULL};
     char stderr_text[2048];
     int status = daemon_run(args, stderr_text, sizeof(stderr_text));
     ck_assert_int_eq(status, 1);
     ck_assert_msg(strstr(stderr_text, "newer"), "stderr: %s", stderr_text);
-    ck_assert_int_eq(user_version(path), 999);
+    ck_assert_int_eq(testdb_user_version(path), 999);
     unlink(path);
     rmdir(dir);
 }

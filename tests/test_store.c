@@ -18,6 +18,7 @@
 #include "base/summary.h"
 #include "store/migrations.h"
 #include "store/store.h"
+#include "testdb.h"
 #include "testutil.h"
 
 /* Longest temporary directory, and longest path a case builds inside it. */
@@ -447,19 +448,6 @@ static sqlite3 *old_database(int version)
     return db;
 }
 
-static int64_t user_version(const char *path)
-{
-    sqlite3 *db = NULL;
-    ck_assert_int_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-    sqlite3_stmt *stmt = NULL;
-    ck_assert_int_eq(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &stmt, NULL), SQLITE_OK);
-    ck_assert_int_eq(sqlite3_step(stmt), SQLITE_ROW);
-    int64_t v = sqlite3_column_int64(stmt, 0);
-    sqlite3_finalize(stmt);
-    sqlite3_close(db);
-    return v;
-}
-
 /* The schema version before history blocks, and history rows to backfill in it. */
 #define OLD_VERSION 5
 #define OLD_ROWS    (2 * STORE_BLOCK_ROWS + 9)
@@ -526,7 +514,7 @@ START_TEST(a_newer_database_is_refused)
     ck_assert_msg(strstr(err, number), "%s", err);
     snprintf(number, sizeof(number), "(%d)", store_latest_version());
     ck_assert_msg(strstr(err, number), "%s", err);
-    ck_assert_int_eq(user_version(db_path), newer);
+    ck_assert_int_eq(testdb_user_version(db_path), newer);
 }
 END_TEST
 
@@ -741,7 +729,7 @@ START_TEST(read_only_neither_migrates_nor_writes)
     ck_assert_msg(strstr(err, number), "%s", err);
     snprintf(number, sizeof(number), "(%d)", store_latest_version());
     ck_assert_msg(strstr(err, number), "%s", err);
-    ck_assert_int_eq(user_version(db_path), OLD_VERSION);
+    ck_assert_int_eq(testdb_user_version(db_path), OLD_VERSION);
 
     /* Migrated by an ordinary open, it reads; it still refuses writes. */
     store = open_store(NULL);
@@ -816,40 +804,34 @@ START_TEST(backup_copies_a_live_database)
 }
 END_TEST
 
+/* Adds a case of the suite whose tests each get a temporary directory (setup, teardown). */
+static void add_case(Suite *suite, const char *name, const TTest *const *tests, size_t n)
+{
+    TCase *tc = tcase_create(name);
+    tcase_add_checked_fixture(tc, setup, teardown);
+    for (size_t i = 0; i < n; i++)
+        tcase_add_test(tc, tests[i]);
+    suite_add_tcase(suite, tc);
+}
+
+#define ADD_CASE(suite, name, ...)                                                                 \
+    do {                                                                                           \
+        const TTest *const tests_[] = {__VA_ARGS__};                                               \
+        add_case(suite, name, tests_, sizeof(tests_) / sizeof(tests_[0]));                         \
+    } while (0)
+
 int main(void)
 {
     Suite *suite = suite_create("store");
-    TCase *tc = tcase_create("commit");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_add_test(tc, group_commit_isolates_a_failing_decision);
-    tcase_add_test(tc, close_answers_every_queued_decision);
-    suite_add_tcase(suite, tc);
-    tc = tcase_create("blocks");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_add_test(tc, full_blocks_are_summarized_as_they_fill);
-    suite_add_tcase(suite, tc);
-    tc = tcase_create("migrations");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_add_test(tc, an_older_database_is_migrated_and_backfilled);
-    tcase_add_test(tc, a_newer_database_is_refused);
-    suite_add_tcase(suite, tc);
-    tc = tcase_create("tokens");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_add_test(tc, token_rows);
-    suite_add_tcase(suite, tc);
-    tc = tcase_create("tags");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_add_test(tc, tags_are_indexed_from_the_pairs_given);
-    suite_add_tcase(suite, tc);
-    tc = tcase_create("tools");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_add_test(tc, without_threads_starts_none_and_still_writes);
-    tcase_add_test(tc, read_only_refuses_a_missing_database);
-    tcase_add_test(tc, read_only_neither_migrates_nor_writes);
-    suite_add_tcase(suite, tc);
-    tc = tcase_create("backup");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_add_test(tc, backup_copies_a_live_database);
-    suite_add_tcase(suite, tc);
+    ADD_CASE(suite, "commit", group_commit_isolates_a_failing_decision,
+             close_answers_every_queued_decision);
+    ADD_CASE(suite, "blocks", full_blocks_are_summarized_as_they_fill);
+    ADD_CASE(suite, "migrations", an_older_database_is_migrated_and_backfilled,
+             a_newer_database_is_refused);
+    ADD_CASE(suite, "tokens", token_rows);
+    ADD_CASE(suite, "tags", tags_are_indexed_from_the_pairs_given);
+    ADD_CASE(suite, "tools", without_threads_starts_none_and_still_writes,
+             read_only_refuses_a_missing_database, read_only_neither_migrates_nor_writes);
+    ADD_CASE(suite, "backup", backup_copies_a_live_database);
     return testutil_run(suite);
 }

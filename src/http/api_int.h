@@ -104,18 +104,16 @@ enum wait_state {
  * One request being received: its route, its body (bounded by API_BODY_MAX), and, when
  * its answer comes later, how it waits.
  *
- * Waiting (api_jobs.c): the service calls waiter.done exactly once, on any thread. It may
- * do so while holding one of its own locks (a job's), or after releasing them all:
- * waiter_done() assumes neither. It takes only wait_lock and never calls the service, so
- * it cannot deadlock against a lock the service holds; it calls MHD_resume_connection()
- * after releasing wait_lock, and that only flags the connection and wakes libmicrohttpd's
- * polling thread (it never waits for a handler), so it is safe with a service lock held.
- * Lock order: a service lock (if any), then wait_lock, then libmicrohttpd's own
- * (MHD_suspend_connection() is called with wait_lock held).
+ * Waiting (api_jobs.c): the service calls waiter.done exactly once, on any thread, holding
+ * none of its locks (svc.h). waiter_done() relies on no more than that it is not called
+ * under wait_lock: it takes only wait_lock, never calls the service, and calls
+ * MHD_resume_connection() after releasing it; resuming only flags the connection and
+ * wakes libmicrohttpd's polling thread (it never waits for a handler). Lock order:
+ * wait_lock, then libmicrohttpd's own (MHD_suspend_connection() is called with wait_lock
+ * held).
  */
 struct request {
     struct timespec start;
-    struct api_match match; /* set on the first call: admission, dispatch, log, metrics */
     char method[API_METHOD_MAX + 1];
     char *body;
     size_t len;
@@ -131,8 +129,15 @@ struct request {
     enum wait_state wait_state;
     bool lookup; /* an lr lookup, else a report */
     int wait_status;
-    struct svc_report_result wait_result;
-    char wait_err[GLR_ERR_MAX];
+
+    /*
+     * The large fields, last: a new request is zeroed only up to here (on_request),
+     * since each of these is written before it is read, and zeroing two kilobytes per
+     * request was a tenth of the memset a report costs.
+     */
+    struct svc_report_result wait_result; /* read only when wait_status is GLR_OK */
+    char wait_err[GLR_ERR_MAX];           /* written with wait_status */
+    struct api_match match; /* set on the first call: admission, dispatch, log, metrics */
 };
 
 /* What an answer carries; api_answer() builds the response from it and queues it. */
