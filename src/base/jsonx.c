@@ -374,6 +374,10 @@ size_t jsonx_utf8_check(const char *text, size_t len)
     const unsigned char *p = (const unsigned char *)text;
     size_t i = 0;
     while (i < len) {
+        if (p[i] < 0x80) { /* most bodies are ASCII: no call for those bytes */
+            i++;
+            continue;
+        }
         size_t n = jsonx_utf8_sequence(p + i, len - i);
         if (n == 0)
             return i;

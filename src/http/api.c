@@ -8,6 +8,7 @@
 
 #include <arpa/inet.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -139,9 +140,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     struct request *req = *con_cls;
     (void)version;
     if (!req) {
-        req = calloc(1, sizeof(*req));
+        req = malloc(sizeof(*req));
         if (!req)
             return MHD_NO;
+        memset(req, 0, offsetof(struct request, wait_result)); /* see struct request */
         clock_gettime(CLOCK_MONOTONIC, &req->start);
         /* The one match of this request: every later step reads it from req. */
         api_route_match(url, method, &req->match);
