@@ -71,21 +71,6 @@ void store_stmt_done(sqlite3_stmt *stmt)
     sqlite3_clear_bindings(stmt);
 }
 
-void store_bind_real(sqlite3_stmt *stmt, int index, double v)
-{
-    if (v != v)
-        sqlite3_bind_null(stmt, index);
-    else
-        sqlite3_bind_double(stmt, index, v);
-}
-
-double store_column_real(sqlite3_stmt *stmt, int index)
-{
-    if (sqlite3_column_type(stmt, index) == SQLITE_NULL)
-        return (double)NAN;
-    return sqlite3_column_double(stmt, index);
-}
-
 char *store_column_strdup(sqlite3_stmt *stmt, int index)
 {
     const unsigned char *text = sqlite3_column_text(stmt, index);

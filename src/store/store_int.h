@@ -7,6 +7,7 @@
 #define GLR_STORE_INT_H
 
 #include <assert.h>
+#include <math.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdatomic.h>
@@ -197,10 +198,25 @@ int store_reader_take(struct store *store);
 void store_reader_give(struct store *store, int i);
 /* Resets a statement and clears its bindings, for its next use. */
 void store_stmt_done(sqlite3_stmt *stmt);
-/* Binds a double, NaN as NULL (SQLite has no NaN: it would store NULL anyway). */
-void store_bind_real(sqlite3_stmt *stmt, int index, double v);
+/*
+ * Binds a double, NaN as NULL (SQLite has no NaN: it would store NULL anyway). Inline,
+ * as the next one: they run for every value of every history row a scan reads.
+ */
+static inline void store_bind_real(sqlite3_stmt *stmt, int index, double v)
+{
+    if (v != v)
+        sqlite3_bind_null(stmt, index);
+    else
+        sqlite3_bind_double(stmt, index, v);
+}
+
 /* Reads a double, NULL as NaN. */
-double store_column_real(sqlite3_stmt *stmt, int index);
+static inline double store_column_real(sqlite3_stmt *stmt, int index)
+{
+    if (sqlite3_column_type(stmt, index) == SQLITE_NULL)
+        return (double)NAN;
+    return sqlite3_column_double(stmt, index);
+}
 /* A malloc'd copy of a text column ("" for NULL); NULL when out of memory. */
 char *store_column_strdup(sqlite3_stmt *stmt, int index);
 
