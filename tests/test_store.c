@@ -507,7 +507,7 @@ START_TEST(a_newer_database_is_refused)
     sqlite3_close(db);
 
     struct store *store = NULL;
-    char err[GLR_ERR_MAX] = "", number[16];
+    char err[GLR_ERR_MAX] = "", number[32];
     ck_assert_int_eq(store_open(db_path, NULL, &store, err), GLR_ECORRUPT);
     ck_assert_ptr_null(store);
     snprintf(number, sizeof(number), "version %d", newer);
@@ -722,7 +722,7 @@ START_TEST(read_only_neither_migrates_nor_writes)
     int before = thread_count();
     struct store_options options = {.read_only = true};
     struct store *store = NULL;
-    char err[GLR_ERR_MAX] = "", number[16];
+    char err[GLR_ERR_MAX] = "", number[32];
     ck_assert_int_eq(store_open(db_path, &options, &store, err), GLR_ECORRUPT);
     ck_assert_ptr_null(store);
     snprintf(number, sizeof(number), "version %d", OLD_VERSION);
