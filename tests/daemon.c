@@ -134,9 +134,7 @@ void daemon_start_limited(struct daemon *d, const char *db, const char *const *e
 {
     memset(d, 0, sizeof(*d));
     d->open_files = open_files;
-    snprintf(d->dir, sizeof(d->dir), "%s/greedylr-test-XXXXXX",
-             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-    ck_assert_ptr_nonnull(mkdtemp(d->dir));
+    testutil_tmpdir("greedylr-test", d->dir);
     if (db)
         snprintf(d->db, sizeof(d->db), "%s", db);
     else
@@ -198,15 +196,7 @@ void daemon_cleanup(struct daemon *d)
 {
     if (d->pid > 0)
         daemon_kill(d);
-    if (!d->dir[0])
-        return;
-    const char *suffixes[] = {"/test.db", "/test.db-wal", "/test.db-shm", "/daemon.log"};
-    char path[400];
-    for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
-        snprintf(path, sizeof(path), "%s%s", d->dir, suffixes[i]);
-        unlink(path);
-    }
-    rmdir(d->dir);
+    testutil_tmpdir_remove(d->dir);
     d->dir[0] = '\0';
 }
 

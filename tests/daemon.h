@@ -10,10 +10,12 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
+#include "testutil.h"
+
 struct daemon {
     pid_t pid;
     int port;
-    char dir[256];                 /* temporary directory holding the database */
+    char dir[TESTUTIL_DIR_MAX];    /* temporary directory holding the database */
     char db[300];                  /* database path */
     char log[300];                 /* the daemon's standard error */
     const char *const *extra_args; /* kept for restarts; the caller keeps them alive */

@@ -21,37 +21,22 @@
 #include "testdb.h"
 #include "testutil.h"
 
-/* Longest temporary directory, and longest path a case builds inside it. */
-#define DIR_MAX_TEST  256
+/* Longest path a case builds inside its temporary directory. */
 #define PATH_MAX_TEST 512
 
 /* The case's temporary directory and the database path inside it. */
-static char dir[DIR_MAX_TEST];
+static char dir[TESTUTIL_DIR_MAX];
 static char db_path[PATH_MAX_TEST];
 
 static void setup(void)
 {
-    snprintf(dir, sizeof(dir), "%s/glr-store-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-    ck_assert_ptr_nonnull(mkdtemp(dir));
+    testutil_tmpdir("glr-store", dir);
     snprintf(db_path, sizeof(db_path), "%s/store.db", dir);
 }
 
-/* Removes every file of the directory (the cases make no subdirectories), then it. */
 static void teardown(void)
 {
-    DIR *d = opendir(dir);
-    if (!d)
-        return;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
-        char path[DIR_MAX_TEST + 260];
-        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-        unlink(path);
-    }
-    closedir(d);
-    rmdir(dir);
+    testutil_tmpdir_remove(dir);
 }
 
 static bool exists(const char *path)
@@ -68,22 +53,29 @@ static struct store *open_store(const struct store_options *options)
     return store;
 }
 
-/* Inserts a job of one rank; returns its seq. */
-static int64_t add_job(struct store *store, const char *id)
+/* Inserts a job of one rank with tags (their JSON, and ntags pairs); returns its seq. */
+static int64_t add_tagged_job(struct store *store, const char *id, char *tags_json,
+                              const struct store_tag *tags, size_t ntags)
 {
     struct store_job job = {0};
     snprintf(job.id, sizeof(job.id), "%s", id);
     job.policy = "constant";
     job.initial_lr = "0.1";
     job.config = "{}";
-    job.tags = "{}";
+    job.tags = tags_json; /* the row is the store's to read only, during the call */
     job.state = "{}";
     job.last_step = -1;
     job.world_size = 1;
     snprintf(job.aggregate, sizeof(job.aggregate), "mean");
     char err[GLR_ERR_MAX] = "";
-    ck_assert_msg(store_job_insert(store, &job, NULL, 0, err) == GLR_OK, "%s", err);
+    ck_assert_msg(store_job_insert(store, &job, tags, ntags, err) == GLR_OK, "%s", err);
     return job.seq;
+}
+
+/* Inserts a job of one rank without tags; returns its seq. */
+static int64_t add_job(struct store *store, const char *id)
+{
+    return add_tagged_job(store, id, "{}", NULL, 0);
 }
 
 /* ---- decisions, committed and waited for ------------------------------------------------ */
@@ -610,17 +602,8 @@ START_TEST(tags_are_indexed_from_the_pairs_given)
     struct store *store = open_store(NULL);
     char err[GLR_ERR_MAX] = "";
     struct store_tag tags[] = {{"team", "vision"}, {"size", "large"}};
-    struct store_job job = {0};
-    snprintf(job.id, sizeof(job.id), "tagged");
-    job.policy = "constant";
-    job.initial_lr = "0.1";
-    job.config = "{}";
-    job.tags = "{\"team\":\"vision\",\"size\":\"large\"}";
-    job.state = "{}";
-    job.last_step = -1;
-    job.world_size = 1;
-    snprintf(job.aggregate, sizeof(job.aggregate), "mean");
-    ck_assert_msg(store_job_insert(store, &job, tags, 2, err) == GLR_OK, "%s", err);
+    int64_t seq =
+        add_tagged_job(store, "tagged", "{\"team\":\"vision\",\"size\":\"large\"}", tags, 2);
     add_job(store, "plain");
 
     struct names ns = jobs_tagged(store, "team", "vision");
@@ -632,8 +615,8 @@ START_TEST(tags_are_indexed_from_the_pairs_given)
 
     /* A patch replaces the tags: the old pairs no longer match, the new ones do. */
     struct store_tag retagged[] = {{"team", "audio"}};
-    ck_assert_msg(store_job_patch(store, job.seq, NULL, "{\"team\":\"audio\"}", retagged, 1, 5,
-                                  err) == GLR_OK,
+    ck_assert_msg(store_job_patch(store, seq, NULL, "{\"team\":\"audio\"}", retagged, 1, 5, err) ==
+                      GLR_OK,
                   "%s", err);
     ck_assert_uint_eq(jobs_tagged(store, "team", "vision").n, 0);
     ck_assert_uint_eq(jobs_tagged(store, "size", "large").n, 0);
@@ -646,9 +629,9 @@ START_TEST(tags_are_indexed_from_the_pairs_given)
 
     /* A patch of the status alone keeps them. */
     bool finished = true;
-    ck_assert_int_eq(store_job_patch(store, job.seq, &finished, NULL, NULL, 0, 6, err), GLR_OK);
+    ck_assert_int_eq(store_job_patch(store, seq, &finished, NULL, NULL, 0, 6, err), GLR_OK);
     ck_assert_uint_eq(jobs_tagged(store, "team", "audio").n, 1);
-    ck_assert_int_eq(store_job_patch(store, job.seq + 100, &finished, NULL, NULL, 0, 7, err),
+    ck_assert_int_eq(store_job_patch(store, seq + 100, &finished, NULL, NULL, 0, 7, err),
                      GLR_ENOTFOUND);
     store_close(store);
 }

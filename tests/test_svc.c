@@ -18,10 +18,10 @@
 #include "svc/svc.h"
 #include "testutil.h"
 
-#define DIR_MAX_TEST  256
+/* Longest path a case builds inside its temporary directory. */
 #define PATH_MAX_TEST 512
 
-static char dir[DIR_MAX_TEST];
+static char dir[TESTUTIL_DIR_MAX];
 static char db_path[PATH_MAX_TEST];
 static struct svc *svc;
 
@@ -33,8 +33,7 @@ static void open_svc(void)
 
 static void setup(void)
 {
-    snprintf(dir, sizeof(dir), "%s/glr-svc-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-    ck_assert_ptr_nonnull(mkdtemp(dir));
+    testutil_tmpdir("glr-svc", dir);
     snprintf(db_path, sizeof(db_path), "%s/svc.db", dir);
     open_svc();
 }
@@ -43,19 +42,7 @@ static void teardown(void)
 {
     svc_close(svc);
     svc = NULL;
-    DIR *d = opendir(dir);
-    if (!d)
-        return;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
-        char path[DIR_MAX_TEST + 260];
-        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-        unlink(path);
-    }
-    closedir(d);
-    rmdir(dir);
+    testutil_tmpdir_remove(dir);
 }
 
 static double now_s(void)

@@ -1,10 +1,13 @@
 /* Shared helpers for the libcheck suites (see testutil.h). */
 #include "testutil.h"
 
-#include <stdio.h>
+#include <dirent.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "base/jsonx.h"
 
@@ -160,4 +163,28 @@ uint32_t testutil_next_random(uint32_t *seed)
 {
     *seed = *seed * 1664525u + 1013904223u;
     return *seed >> 8;
+}
+
+void testutil_tmpdir(const char *prefix, char dir[TESTUTIL_DIR_MAX])
+{
+    const char *tmp = getenv("TMPDIR");
+    snprintf(dir, TESTUTIL_DIR_MAX, "%s/%s-XXXXXX", tmp && *tmp ? tmp : "/tmp", prefix);
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+}
+
+void testutil_tmpdir_remove(const char *dir)
+{
+    DIR *d = dir[0] ? opendir(dir) : NULL;
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        char path[TESTUTIL_DIR_MAX + 260];
+        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        unlink(path);
+    }
+    closedir(d);
+    rmdir(dir);
 }

@@ -64,4 +64,13 @@ struct glr_sched *testutil_restore(struct glr_sched *sched, const char *policy, 
 /* A small deterministic generator (an LCG), so that a failure can be reproduced. */
 uint32_t testutil_next_random(uint32_t *seed);
 
+/* Longest temporary directory path a test makes. */
+#define TESTUTIL_DIR_MAX 256
+
+/* Makes a new directory under $TMPDIR (else /tmp) whose name starts with prefix. */
+void testutil_tmpdir(const char *prefix, char dir[TESTUTIL_DIR_MAX]);
+
+/* Removes the files of dir (tests make no subdirectories), then dir; "" is accepted. */
+void testutil_tmpdir_remove(const char *dir);
+
 #endif
