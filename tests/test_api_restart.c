@@ -420,8 +420,38 @@ START_TEST(a_newer_database_is_refused)
     ck_assert_int_eq(status, 1);
     ck_assert_msg(strstr(stderr_text, "newer"), "stderr: %s", stderr_text);
     ck_assert_int_eq(testdb_user_version(path), 999);
-    unlink(path);
-    rmdir(dir);
+    testutil_tmpdir_remove(dir);
+}
+END_TEST
+
+START_TEST(one_daemon_per_database)
+{
+    struct daemon a;
+    daemon_start(&a, NULL, NULL);
+    struct httpc client;
+    httpc_init(&client, a.port);
+    cJSON_Delete(httpc_expect(&client, "PUT", "/v1/jobs/owned", "{\"lr\":0.1}", 201));
+    /* A second daemon on the file refuses to start, and says who holds it. */
+    const char *args[] = {"--listen", "127.0.0.1:0", "--db", a.db, NULL};
+    char stderr_text[2048];
+    ck_assert_int_eq(daemon_run(args, stderr_text, sizeof(stderr_text)), 1);
+    char pid[32];
+    snprintf(pid, sizeof(pid), "process %ld", (long)a.pid);
+    ck_assert_msg(strstr(stderr_text, "served by another greedylrd"), "stderr: %s", stderr_text);
+    ck_assert_msg(strstr(stderr_text, pid), "stderr: %s (wanted %s)", stderr_text, pid);
+    /* The tools still work beside the daemon. */
+    const char *list[] = {"token", "list", "--db", a.db, NULL};
+    ck_assert_int_eq(daemon_run(list, stderr_text, sizeof(stderr_text)), 0);
+    cJSON_Delete(httpc_expect(&client, "GET", "/v1/jobs/owned", NULL, 200));
+    httpc_close(&client);
+    /* Once the first is gone, however it went, the next one serves the file. */
+    daemon_kill(&a);
+    daemon_restart(&a);
+    httpc_init(&client, a.port);
+    cJSON_Delete(httpc_expect(&client, "GET", "/v1/jobs/owned", NULL, 200));
+    httpc_close(&client);
+    daemon_stop(&a);
+    daemon_cleanup(&a);
 }
 END_TEST
 
@@ -457,6 +487,7 @@ int main(void)
     tcase_add_test(tc, a_quiet_daemon_empties_its_wal);
     tcase_add_test(tc, a_job_is_loaded_by_replaying_its_latest_reports);
     tcase_add_test(tc, a_newer_database_is_refused);
+    tcase_add_test(tc, one_daemon_per_database);
     tcase_add_test(tc, bad_options_are_refused);
     suite_add_tcase(suite, tc);
     return testutil_run(suite);

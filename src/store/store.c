@@ -238,8 +238,12 @@ int store_open(const char *path, const struct store_options *options, struct sto
     /* The checkpointer's quiet spell is a deadline: on the monotonic clock. */
     glr_cond_init_monotonic(&store->checkpoint_wake);
     store->queue_tail = &store->queue_head;
+    store->owner_fd = -1;
 
-    int rc = open_writer(store, path, err);
+    /* A store that serves owns its database: before anything touches it (store_owner.c). */
+    int rc = threads ? store_owner_take(store, path, err) : GLR_OK;
+    if (!rc)
+        rc = open_writer(store, path, err);
     if (!rc && threads)
         rc = store_wal_start(store, path, err);
     enum store_role role = store->options.read_only ? STORE_ROLE_READ_ONLY : STORE_ROLE_READER;
@@ -291,5 +295,6 @@ void store_close(struct store *store)
     pthread_cond_destroy(&store->queue_wake);
     glr_mutex_destroy(&store->checkpoint_lock);
     pthread_cond_destroy(&store->checkpoint_wake);
+    store_owner_give(store); /* last: the database is closed and checkpointed by now */
     free(store);
 }

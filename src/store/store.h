@@ -123,10 +123,12 @@ struct store_rank_loss {
  * transaction, checks that WAL mode took, and starts the writer and checkpointer threads
  * (not with options->without_threads; options->read_only opens without creating,
  * migrating or writing). options may be NULL (defaults: STORE_SYNC_NORMAL, threads). A
- * database made by a newer greedylr is refused. On success *out is owned by the caller
- * (store_close()).
- * Returns GLR_OK, GLR_EIO, GLR_ENOMEM, GLR_ECORRUPT or (read_only) GLR_ENOTFOUND; err says
- * what went wrong.
+ * database made by a newer greedylr is refused. A store with threads serves the database
+ * and owns it: it holds an exclusive lock on path + "-lock" until store_close(), and a
+ * second one is refused (GLR_EBUSY, naming the process that holds it); stores without
+ * threads (tools) take no lock. On success *out is owned by the caller (store_close()).
+ * Returns GLR_OK, GLR_EBUSY, GLR_EIO, GLR_ENOMEM, GLR_ECORRUPT or (read_only) GLR_ENOTFOUND;
+ * err says what went wrong.
  */
 int store_open(const char *path, const struct store_options *options, struct store **out,
                char *err);

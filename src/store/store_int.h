@@ -157,6 +157,7 @@ struct store {
     bool writer_started;                           /* set by store_open */
     pthread_t writer_thread;
     struct store_options options; /* set by store_open */
+    int owner_fd; /* the lock file of a store that serves (store_owner.c); -1: none */
 
     /*
      * The reader pool: reader_busy says which connections are taken. A taken connection
@@ -273,5 +274,17 @@ int store_read_report_row(sqlite3_stmt *stmt, struct store_report *r, char *err)
 /* Inserts one rank_losses row (write_lock held, inside a transaction). */
 int store_insert_rank_loss(struct store *store, int64_t seq, int64_t step,
                            const struct store_rank_loss *rl, bool late, char *err);
+
+/* store_owner.c */
+/* What the lock file of a database is named: the database's path and this. */
+#define STORE_OWNER_SUFFIX "-lock"
+/*
+ * Takes the exclusive lock of a store that serves the database at path, for as long as
+ * it is open. Returns GLR_OK; GLR_EBUSY when another process holds it (err names it); or
+ * GLR_EIO/GLR_EINVAL.
+ */
+int store_owner_take(struct store *store, const char *path, char *err);
+/* Lets the lock go; nothing when none is held. */
+void store_owner_give(struct store *store);
 
 #endif
