@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "apitest.h"
@@ -311,6 +312,68 @@ START_TEST(stop_answers_waiting_requests)
 }
 END_TEST
 
+/* Reports step 0 of job as rank 0 in a child; returns the pipe its status comes through. */
+static int report_in_child(int port, const char *job, pid_t *pid)
+{
+    int fds[2];
+    ck_assert_int_eq(pipe(fds), 0);
+    *pid = fork();
+    if (*pid == 0) {
+        struct httpc mine;
+        httpc_init(&mine, port);
+        char path[128];
+        snprintf(path, sizeof(path), "/v1/jobs/%s/reports", job);
+        struct httpc_response r;
+        httpc_json(&mine, "POST", path, "{\"step\":0,\"rank\":0,\"loss\":1}", &r);
+        char status[16];
+        int n = snprintf(status, sizeof(status), "%d", r.status);
+        ck_assert_int_eq(write(fds[1], status, (size_t)n), n);
+        _exit(0);
+    }
+    close(fds[1]);
+    return fds[0];
+}
+
+START_TEST(finishing_answers_the_waiting_ranks)
+{
+    struct daemon d;
+    daemon_start(&d, NULL, NULL);
+    struct httpc c;
+    httpc_init(&c, d.port);
+    cJSON_Delete(httpc_expect(&c, "PUT", "/v1/jobs/fin",
+                              "{\"lr\":0.1,\"world_size\":2,\"aggregate_timeout_ms\":1000}", 201));
+    pid_t pid;
+    int from_child = report_in_child(d.port, "fin", &pid);
+    testutil_sleep_ms(200); /* rank 0 waits for rank 1 */
+    cJSON_Delete(httpc_expect(&c, "PATCH", "/v1/jobs/fin", "{\"status\":\"finished\"}", 200));
+    char status[16] = "";
+    ck_assert_int_gt(read(from_child, status, sizeof(status) - 1), 0);
+    ck_assert_str_eq(status, "409");
+    waitpid(pid, NULL, 0);
+    close(from_child);
+    /* Rank 1 is refused, and past the timeout nothing was decided on the finished job. */
+    cJSON_Delete(httpc_expect(&c, "POST", "/v1/jobs/fin/reports",
+                              "{\"step\":0,\"rank\":1,\"loss\":1}", 409));
+    testutil_sleep_ms(1500);
+    cJSON *job = httpc_expect(&c, "GET", "/v1/jobs/fin", NULL, 200);
+    ck_assert(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(job, "last_step")));
+    cJSON_Delete(job);
+    cJSON *history = httpc_expect(&c, "GET", "/v1/jobs/fin/history", NULL, 200);
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(history, "points")), 0);
+    cJSON_Delete(history);
+    /* A long poll of a finished job is answered at once, not at the end of its wait. */
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    cJSON_Delete(httpc_expect(&c, "GET", "/v1/jobs/fin/lr?step=0&wait_ms=10000", NULL, 409));
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double waited = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    ck_assert_msg(waited < 5, "the long poll took %.3f s", waited);
+    httpc_close(&c);
+    daemon_stop(&d);
+    daemon_cleanup(&d);
+}
+END_TEST
+
 START_TEST(ranks_are_checked)
 {
     cJSON_Delete(
@@ -345,6 +408,7 @@ int main(void)
     tcase_add_test(tc, lookup_waits_for_the_decision);
     tcase_add_test(tc, client_gone_while_waiting);
     tcase_add_test(tc, stop_answers_waiting_requests);
+    tcase_add_test(tc, finishing_answers_the_waiting_ranks);
     tcase_add_test(tc, ranks_are_checked);
     suite_add_tcase(suite, tc);
     return testutil_run(suite);

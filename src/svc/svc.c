@@ -471,6 +471,16 @@ int svc_job_patch(struct svc *svc, const char *id, const bool *finished, const c
     rc = store_job_patch(svc->store, job->seq, finished, checked.text, checked.pairs, checked.count,
                          now, err);
     if (rc == GLR_OK) {
+        if (finished && *finished && !job->finished) {
+            /*
+             * A finished job decides nothing more: the ranks gathered for a step are
+             * dropped, and every request waiting on the job hears so now (its decisions in
+             * flight were committed first, by svc_job_lock_settled).
+             */
+            svc_report_drop_gathered(svc, job);
+            svc_wait_take(svc, job, 0, INT64_MAX, GLR_ECONFLICT, NULL,
+                          "the job was finished; it takes no more reports");
+        }
         if (finished)
             job->finished = *finished;
         if (checked.text) {

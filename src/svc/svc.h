@@ -104,7 +104,9 @@ int svc_job_get(struct svc *svc, const char *id, cJSON **job_out, char *err);
 
 /*
  * Changes the status (finished: true finishes the job) and/or replaces the tags (NULL
- * leaves them). Returns GLR_OK, GLR_EINVAL, GLR_ENOTFOUND or GLR_EIO.
+ * leaves them). Finishing a job drops the ranks gathered for a step not decided and
+ * answers every request waiting on it GLR_ECONFLICT. Returns GLR_OK, GLR_EINVAL,
+ * GLR_ENOTFOUND or GLR_EIO.
  */
 int svc_job_patch(struct svc *svc, const char *id, const bool *finished, const cJSON *tags,
                   cJSON **job_out, char *err);
@@ -190,8 +192,10 @@ int svc_report(struct svc *svc, const char *id, int64_t step, int64_t rank, doub
 
 /*
  * The decision of step: GLR_OK with result when it is decided; GLR_ENOTFOUND for an
- * unknown job or a step that was skipped; else, with wait_ms > 0, GLR_EWAIT and
- * waiter->done later (GLR_EAGAIN when wait_ms passed first); with wait_ms 0, GLR_EAGAIN.
+ * unknown job or a step that was skipped; GLR_ECONFLICT for a step after the last one of a
+ * finished job (nothing will decide it); else, with wait_ms > 0, GLR_EWAIT and
+ * waiter->done later (GLR_EAGAIN when wait_ms passed first, GLR_ECONFLICT when the job is
+ * finished meanwhile); with wait_ms 0, GLR_EAGAIN.
  */
 int svc_lr(struct svc *svc, const char *id, int64_t step, int64_t wait_ms,
            struct svc_waiter *waiter, struct svc_report_result *result, char *err);

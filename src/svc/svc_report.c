@@ -340,6 +340,10 @@ int svc_lr(struct svc *svc, const char *id, int64_t step, int64_t wait_ms,
                           (long long)step);
         if (!rc)
             result_from_report(&stored, glr_sched_lr_is_array(job->sched), result);
+    } else if (job->finished) {
+        /* Nothing will decide it: say so now rather than at the end of the wait. */
+        rc = glr_fail(err, GLR_ECONFLICT, "job %s is finished: step %lld will not be decided",
+                      job->id, (long long)step);
     } else if (wait_ms == 0) {
         rc = glr_fail(err, GLR_EAGAIN, "step %lld is not decided yet", (long long)step);
     } else {
