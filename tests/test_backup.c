@@ -171,14 +171,19 @@ START_TEST(backup_refuses_what_it_cannot_do)
     ck_assert_int_eq(daemon_run(not_ours, err, sizeof(err)), 1);
     ck_assert_int_ne(access(out, F_OK), 0);
 
-    /* The copy of a stopped daemon's database, over an older copy. */
+    /* An older copy is kept unless --force says to replace it. */
     FILE *old = fopen(out, "w");
     ck_assert_ptr_nonnull(old);
     fputs("an older copy", old);
     fclose(old);
-    const char *ok[] = {"backup", "--db", d.db, out, NULL};
-    ck_assert_msg(daemon_run(ok, err, sizeof(err)) == 0, "stderr: %s", err);
+    const char *kept[] = {"backup", "--db", d.db, out, NULL};
+    ck_assert_int_eq(daemon_run(kept, err, sizeof(err)), 1);
+    ck_assert_msg(strstr(err, "exists; --force replaces it"), "stderr: %s", err);
     struct stat st;
+    ck_assert_int_eq(stat(out, &st), 0);
+    ck_assert_int_eq(st.st_size, (off_t)strlen("an older copy"));
+    const char *ok[] = {"backup", "--db", d.db, "--force", out, NULL};
+    ck_assert_msg(daemon_run(ok, err, sizeof(err)) == 0, "stderr: %s", err);
     ck_assert_int_eq(stat(out, &st), 0);
     ck_assert_int_gt(st.st_size, 4096);
     unlink(out);

@@ -750,12 +750,12 @@ START_TEST(backup_copies_a_live_database)
     snprintf(copy, sizeof(copy), "%s/copy.db", dir);
     snprintf(wal, sizeof(wal), "%s-wal", copy);
     int64_t bytes = 0;
-    ck_assert_msg(store_backup(db_path, copy, &bytes, err) == GLR_OK, "%s", err);
+    ck_assert_msg(store_backup(db_path, copy, false, &bytes, err) == GLR_OK, "%s", err);
     ck_assert_int_gt(bytes, 0);
     ck_assert(!exists(wal));
     /* Written after the copy: not in it. */
     add_job(store, "later");
-    ck_assert_int_eq(store_backup(db_path, db_path, &bytes, err), GLR_EINVAL);
+    ck_assert_int_eq(store_backup(db_path, db_path, true, &bytes, err), GLR_EINVAL);
     store_close(store);
 
     char saved_db[PATH_MAX_TEST];
@@ -780,8 +780,9 @@ START_TEST(backup_copies_a_live_database)
     ck_assert_int_eq(sqlite3_open(other, &db), SQLITE_OK);
     exec_sql(db, "CREATE TABLE t (x)");
     sqlite3_close(db);
-    ck_assert_int_eq(store_backup(other, copy, &bytes, err), GLR_EINVAL);
-    ck_assert_int_eq(store_backup(missing, copy, &bytes, err), GLR_EIO);
+    ck_assert_int_eq(store_backup(other, copy, false, &bytes, err), GLR_ECONFLICT);
+    ck_assert_int_eq(store_backup(other, copy, true, &bytes, err), GLR_EINVAL);
+    ck_assert_int_eq(store_backup(missing, copy, true, &bytes, err), GLR_EIO);
     ck_assert(!exists(missing));
     snprintf(db_path, sizeof(db_path), "%s", saved_db);
 }

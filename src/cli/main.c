@@ -71,7 +71,7 @@ static void usage(FILE *out)
             "                 [--tls-cert FILE --tls-key FILE] [--insecure] [--rate-limit N/s]\n"
             "                 [--max-connections N] [--max-connections-per-ip N]\n"
             "                 [--idle-timeout SECONDS] [--max-header-bytes N]\n"
-            "       greedylrd backup [--db PATH] OUT\n"
+            "       greedylrd backup [--db PATH] [--force] OUT\n"
             "       greedylrd token create|list|revoke ...   (greedylrd token --help)\n"
             "       greedylrd --help | --version\n"
             "\n"
@@ -111,7 +111,8 @@ static void usage(FILE *out)
             "SIGINT stops it cleanly.\n"
             "\n"
             "greedylrd backup copies the database at PATH (default as above), which a\n"
-            "running daemon may be writing, into the new self-contained file OUT.\n",
+            "running daemon may be writing, into the new self-contained file OUT; an\n"
+            "existing OUT is replaced only with --force.\n",
             SVC_RESIDENT_DEFAULT, API_CONNECTIONS_DEFAULT, API_CONNECTIONS_PER_IP_DEFAULT,
             API_IDLE_TIMEOUT_S, API_CONNECTION_MEMORY_DEFAULT, API_BODY_MAX, AUTH_RELOAD_S);
 }
@@ -359,16 +360,20 @@ static bool may_serve(const struct options *o, struct auth *auth)
 }
 
 /*
- * greedylrd backup [--db PATH] OUT: an online backup of a database a daemon may be
- * writing. Returns the exit status: 0, 1 when the backup failed, 2 on misuse.
+ * greedylrd backup [--db PATH] [--force] OUT: an online backup of a database a daemon may
+ * be writing. Returns the exit status: 0, 1 when the backup failed (or OUT exists without
+ * --force), 2 on misuse.
  */
 static int run_backup(int argc, char **argv)
 {
     const char *db = cli_default_db();
     const char *out = NULL;
+    bool force = false;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--db") == 0 && i + 1 < argc) {
             db = argv[++i];
+        } else if (strcmp(argv[i], "--force") == 0) {
+            force = true;
         } else if (strcmp(argv[i], "--help") == 0) {
             usage(stdout);
             return 0;
@@ -385,7 +390,7 @@ static int run_backup(int argc, char **argv)
     }
     char err[GLR_ERR_MAX] = "";
     int64_t bytes = 0;
-    if (store_backup(db, out, &bytes, err) != GLR_OK) {
+    if (store_backup(db, out, force, &bytes, err) != GLR_OK) {
         log_error("%s", err);
         return EXIT_FAILURE;
     }

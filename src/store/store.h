@@ -333,10 +333,12 @@ int store_job_counts(struct store *store, int64_t *running, int64_t *finished, c
  * Copies the database at path, which a daemon may be writing, into a new self-contained
  * database file at out_path with SQLite's online backup: a consistent snapshot (every
  * commit before the copy began, none after). The copy is written beside out_path, checked,
- * flushed, and then renamed over it, so out_path is never a partial copy. *bytes receives
- * the copy's size. Returns GLR_OK, GLR_EINVAL (out_path is the database; path is not a
- * greedylr database), GLR_ECORRUPT (the copy fails its check) or GLR_EIO.
+ * flushed, and then renamed over it, so out_path is never a partial copy; an existing
+ * out_path is replaced only when replace is true. *bytes receives the copy's size.
+ * Returns GLR_OK, GLR_EINVAL (out_path is the database; path is not a greedylr
+ * database), GLR_ECONFLICT (out_path exists and replace is false), GLR_ECORRUPT (the copy
+ * fails its check) or GLR_EIO.
  */
-int store_backup(const char *path, const char *out_path, int64_t *bytes, char *err);
+int store_backup(const char *path, const char *out_path, bool replace, int64_t *bytes, char *err);
 
 #endif

@@ -87,13 +87,17 @@ out:
     return rc;
 }
 
-int store_backup(const char *path, const char *out_path, int64_t *bytes, char *err)
+int store_backup(const char *path, const char *out_path, bool replace, int64_t *bytes, char *err)
 {
     *bytes = 0;
     struct stat db_stat, out_stat;
-    if (stat(out_path, &out_stat) == 0 && stat(path, &db_stat) == 0 &&
-        db_stat.st_dev == out_stat.st_dev && db_stat.st_ino == out_stat.st_ino)
+    bool exists = stat(out_path, &out_stat) == 0;
+    if (exists && stat(path, &db_stat) == 0 && db_stat.st_dev == out_stat.st_dev &&
+        db_stat.st_ino == out_stat.st_ino)
         return glr_fail(err, GLR_EINVAL, "backup: %s is the database itself", out_path);
+    /* A file of that name may be the only copy of something: replace it only when told. */
+    if (exists && !replace)
+        return glr_fail(err, GLR_ECONFLICT, "backup: %s exists; --force replaces it", out_path);
     char partial[STORE_PATH_MAX + 16];
     if (strlen(out_path) > STORE_PATH_MAX)
         return glr_fail(err, GLR_EINVAL, "backup: the output path is longer than %d bytes",
