@@ -194,6 +194,35 @@ START_TEST(garbage_requests)
 }
 END_TEST
 
+/* An encoded NUL cut the path short: DELETE /v1/jobs/keep%00/x deleted job keep. */
+START_TEST(encoded_nul_in_a_path)
+{
+    const char *requests[] = {
+        "DELETE /v1/jobs/keep%00/anything/else HTTP/1.1\r\nHost: x\r\n\r\n",
+        "PUT /v1/jobs/zz%00b HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        "Content-Length: 10\r\n\r\n{\"lr\":0.1}",
+        "GET /v1/jobs/keep%00 HTTP/1.1\r\nHost: x\r\n\r\n",
+    };
+    for (size_t i = 0; i < sizeof(requests) / sizeof(requests[0]); i++) {
+        char reply[4096];
+        int status = httpc_raw(server.port, NULL, requests[i], strlen(requests[i]), reply,
+                               sizeof(reply), 2000 * testutil_slow());
+        ck_assert_msg(status == 400, "request %zu answered %d: %s", i, status, reply);
+        ck_assert_msg(strstr(reply, "%00"), "request %zu: %s", i, reply);
+    }
+    struct httpc c;
+    httpc_init(&c, server.port);
+    cJSON_Delete(httpc_expect(&c, "GET", "/v1/jobs/keep", NULL, 200));
+    cJSON_Delete(httpc_expect(&c, "GET", "/v1/jobs/zz", NULL, 404));
+    /* Other escapes still decode: %2E is '.', so this is job keep.2. */
+    cJSON_Delete(httpc_expect(&c, "GET", "/v1/jobs/keep%2E2", NULL, 404));
+    cJSON_Delete(httpc_expect(&c, "PUT", "/v1/jobs/esc%2Dx", "{\"lr\":0.1}", 201));
+    cJSON_Delete(httpc_expect(&c, "GET", "/v1/jobs/esc-x", NULL, 200));
+    cJSON_Delete(httpc_expect(&c, "DELETE", "/v1/jobs/esc-x", NULL, 204));
+    httpc_close(&c);
+}
+END_TEST
+
 /* Clients that send a byte at a time do not hold up the others. */
 START_TEST(slow_clients)
 {
@@ -281,6 +310,7 @@ int main(void)
     tcase_add_test(tc, numbers_out_of_range);
     tcase_add_test(tc, deeply_nested_json);
     tcase_add_test(tc, garbage_requests);
+    tcase_add_test(tc, encoded_nul_in_a_path);
     tcase_add_test(tc, slow_clients);
     tcase_add_test(tc, connection_flood);
     tcase_add_test(tc, stored_data_unchanged);
