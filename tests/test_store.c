@@ -726,7 +726,9 @@ START_TEST(read_only_neither_migrates_nor_writes)
     ck_assert_uint_eq(ns.n, 1);
     ck_assert_str_eq(ns.name[0], "kept");
     struct store_token other = token_of("other", 2);
-    ck_assert_int_ne(store_token_insert(store, &other, err), GLR_OK);
+    /* Refused as a write to a read-only database is: 503 with Retry-After, saying why. */
+    ck_assert_int_eq(store_token_insert(store, &other, err), GLR_EBUSY);
+    ck_assert_msg(strstr(err, "read-only"), "%s", err);
     ck_assert_int_ne(store_token_delete(store, "kept", err), GLR_OK);
     store_close(store);
     store = open_store(NULL);

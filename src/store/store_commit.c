@@ -12,10 +12,11 @@
 #include "store/store_int.h"
 
 /*
- * A full disk or a failing write (SQLITE_FULL, SQLITE_IOERR) becomes GLR_EBUSY, which
- * clients see as 503 with Retry-After: nothing was stored, and the same request may well
- * succeed once an operator has made room. It also marks the store not ready until a
- * commit succeeds again.
+ * A full disk, a failing write or a database that cannot be written (SQLITE_FULL,
+ * SQLITE_IOERR, SQLITE_READONLY) becomes GLR_EBUSY, which clients see as 503 with
+ * Retry-After: nothing was stored, and the same request may well succeed once an operator
+ * has made room or given the file back. It also marks the store not ready until a commit
+ * succeeds again.
  */
 int store_step_done(struct store *store, sqlite3_stmt *stmt, const char *what, char *err)
 {
@@ -29,6 +30,13 @@ int store_step_done(struct store *store, sqlite3_stmt *stmt, const char *what, c
     }
     if ((rc & 0xff) == SQLITE_CONSTRAINT)
         return glr_fail(err, GLR_ECONFLICT, "%s: %s", what, sqlite3_errmsg(store->writer.db));
+    if ((rc & 0xff) == SQLITE_READONLY) {
+        atomic_store(&store->write_failed, true);
+        return glr_fail(err, GLR_EBUSY,
+                        "database: %s: the database is read-only (%s); nothing was stored, try "
+                        "again later",
+                        what, sqlite3_errmsg(store->writer.db));
+    }
     if ((rc & 0xff) == SQLITE_FULL || (rc & 0xff) == SQLITE_IOERR) {
         atomic_store(&store->write_failed, true);
         return glr_fail(err, GLR_EBUSY, "database: %s: %s; nothing was stored, try again later",
