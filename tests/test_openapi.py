@@ -770,6 +770,8 @@ def check_reports(checker, client, jobs):
                  {"step": 0, "loss": 1.0})
     finished = f"/v1/jobs/{jobs['posted']}/reports"
     checker.call("POST", finished, 409, "to a finished job", {"step": 0, "loss": 1.0})
+    checker.call("GET", f"/v1/jobs/{jobs['posted']}/lr?step=0&wait_ms=60000", 409,
+                 "of a step a finished job will not decide, at once")
 
 
 def check_rewind(checker, client, jobs):
