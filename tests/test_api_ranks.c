@@ -278,40 +278,6 @@ START_TEST(client_gone_while_waiting)
 END_TEST
 
 /* Stopping the daemon answers every waiting request first (503), then exits cleanly. */
-START_TEST(stop_answers_waiting_requests)
-{
-    struct daemon d;
-    daemon_start(&d, NULL, NULL);
-    struct httpc c;
-    httpc_init(&c, d.port);
-    cJSON_Delete(httpc_expect(&c, "PUT", "/v1/jobs/stop", "{\"lr\":0.1,\"world_size\":4}", 201));
-    int fds[2];
-    ck_assert_int_eq(pipe(fds), 0);
-    pid_t pid = fork();
-    if (pid == 0) {
-        struct httpc mine;
-        httpc_init(&mine, d.port);
-        struct httpc_response r;
-        httpc_json(&mine, "POST", "/v1/jobs/stop/reports", "{\"step\":0,\"rank\":0,\"loss\":1}",
-                   &r);
-        char status[16];
-        int n = snprintf(status, sizeof(status), "%d", r.status);
-        ck_assert_int_eq(write(fds[1], status, (size_t)n), n);
-        _exit(0);
-    }
-    close(fds[1]);
-    testutil_sleep_ms(200);
-    daemon_stop(&d); /* fails the test unless the exit is clean */
-    char status[16] = "";
-    ck_assert_int_gt(read(fds[0], status, sizeof(status) - 1), 0);
-    ck_assert_str_eq(status, "503");
-    waitpid(pid, NULL, 0);
-    close(fds[0]);
-    httpc_close(&c);
-    daemon_cleanup(&d);
-}
-END_TEST
-
 /* Reports step 0 of job as rank 0 in a child; returns the pipe its status comes through. */
 static int report_in_child(int port, const char *job, pid_t *pid)
 {
@@ -333,6 +299,27 @@ static int report_in_child(int port, const char *job, pid_t *pid)
     close(fds[1]);
     return fds[0];
 }
+
+START_TEST(stop_answers_waiting_requests)
+{
+    struct daemon d;
+    daemon_start(&d, NULL, NULL);
+    struct httpc c;
+    httpc_init(&c, d.port);
+    cJSON_Delete(httpc_expect(&c, "PUT", "/v1/jobs/stop", "{\"lr\":0.1,\"world_size\":4}", 201));
+    pid_t pid;
+    int from_child = report_in_child(d.port, "stop", &pid);
+    testutil_sleep_ms(200);
+    daemon_stop(&d); /* fails the test unless the exit is clean */
+    char status[16] = "";
+    ck_assert_int_gt(read(from_child, status, sizeof(status) - 1), 0);
+    ck_assert_str_eq(status, "503");
+    waitpid(pid, NULL, 0);
+    close(from_child);
+    httpc_close(&c);
+    daemon_cleanup(&d);
+}
+END_TEST
 
 START_TEST(finishing_answers_the_waiting_ranks)
 {
