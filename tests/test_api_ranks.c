@@ -327,8 +327,11 @@ START_TEST(finishing_answers_the_waiting_ranks)
     daemon_start(&d, NULL, NULL);
     struct httpc c;
     httpc_init(&c, d.port);
-    cJSON_Delete(httpc_expect(&c, "PUT", "/v1/jobs/fin",
-                              "{\"lr\":0.1,\"world_size\":2,\"aggregate_timeout_ms\":1000}", 201));
+    /* 1 s of timeout, stretched as the test's own waits are (testutil_sleep_ms) under valgrind. */
+    char body[96];
+    snprintf(body, sizeof(body), "{\"lr\":0.1,\"world_size\":2,\"aggregate_timeout_ms\":%d}",
+             1000 * testutil_slow());
+    cJSON_Delete(httpc_expect(&c, "PUT", "/v1/jobs/fin", body, 201));
     pid_t pid;
     int from_child = report_in_child(d.port, "fin", &pid);
     testutil_sleep_ms(200); /* rank 0 waits for rank 1 */
