@@ -223,6 +223,37 @@ START_TEST(encoded_nul_in_a_path)
 }
 END_TEST
 
+/* Heads a proxy could read otherwise: no Host in HTTP/1.1, two Content-Lengths that differ. */
+START_TEST(ambiguous_request_heads)
+{
+    const struct {
+        const char *request;
+        const char *detail; /* NULL: answered as usual */
+    } cases[] = {
+        {"GET /healthz HTTP/1.1\r\n\r\n", "Host"},
+        {"POST /v1/jobs/keep/reports HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+         "Content-Length: 22\r\nContent-Length: 23\r\n\r\n{\"step\":9,\"loss\":1.5}",
+         "Content-Length"},
+        /* HTTP/1.0 has no Host to require; the same length twice is one length. */
+        {"GET /healthz HTTP/1.0\r\n\r\n", NULL},
+        {"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nContent-Length: 0\r\n"
+         "Connection: close\r\n\r\n",
+         NULL},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char reply[4096];
+        int status = httpc_raw(server.port, NULL, cases[i].request, strlen(cases[i].request), reply,
+                               sizeof(reply), 2000 * testutil_slow());
+        if (cases[i].detail) {
+            ck_assert_msg(status == 400, "case %zu answered %d: %s", i, status, reply);
+            ck_assert_msg(strstr(reply, cases[i].detail), "case %zu: %s", i, reply);
+        } else {
+            ck_assert_msg(status == 200, "case %zu answered %d: %s", i, status, reply);
+        }
+    }
+}
+END_TEST
+
 /* Clients that send a byte at a time do not hold up the others. */
 START_TEST(slow_clients)
 {
@@ -311,6 +342,7 @@ int main(void)
     tcase_add_test(tc, deeply_nested_json);
     tcase_add_test(tc, garbage_requests);
     tcase_add_test(tc, encoded_nul_in_a_path);
+    tcase_add_test(tc, ambiguous_request_heads);
     tcase_add_test(tc, slow_clients);
     tcase_add_test(tc, connection_flood);
     tcase_add_test(tc, stored_data_unchanged);

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "base/jsonx.h"
@@ -169,13 +170,50 @@ static size_t unescape(void *cls, struct MHD_Connection *conn, char *s)
     return (size_t)(out - s);
 }
 
+/* The Content-Length headers of a request: how many, and whether they all agree. */
+struct lengths {
+    int count;
+    bool differ;
+    const char *first;
+};
+
+static enum MHD_Result count_length(void *cls, enum MHD_ValueKind kind, const char *key,
+                                    const char *value)
+{
+    (void)kind;
+    struct lengths *l = cls;
+    if (!key || strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) != 0)
+        return MHD_YES;
+    if (l->count++ == 0)
+        l->first = value;
+    else if (!value || !l->first || strcmp(value, l->first) != 0)
+        l->differ = true;
+    return MHD_YES;
+}
+
+/*
+ * What makes a request's head unreadable, or NULL: HTTP/1.1 requires Host (RFC 9112), and
+ * two Content-Length headers that differ leave the body's end in doubt, which a proxy in
+ * front may read otherwise (request smuggling).
+ */
+static const char *malformed_head(struct MHD_Connection *conn, const char *version)
+{
+    if (strcmp(version, MHD_HTTP_VERSION_1_1) == 0 &&
+        !MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST))
+        return "an HTTP/1.1 request needs a Host header";
+    struct lengths l = {0};
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, count_length, &l);
+    if (l.differ)
+        return "the request has Content-Length headers that differ";
+    return NULL;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls)
 {
     struct api *api = cls;
     struct request *req = *con_cls;
-    (void)version;
     if (!req) {
         req = malloc(sizeof(*req));
         if (!req)
@@ -192,6 +230,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return api_answer_problem(conn, req, HTTP_BAD_REQUEST, "malformed-path",
                                       "Malformed path", "the path holds an encoded NUL (%00)", NULL,
                                       1);
+        const char *malformed = malformed_head(conn, version);
+        if (malformed)
+            return api_answer_problem(conn, req, HTTP_BAD_REQUEST, "malformed-request",
+                                      "Malformed request", malformed, NULL, 1);
         enum MHD_Result refused;
         if (!admit(api, conn, req, &refused))
             return refused;
