@@ -220,6 +220,12 @@ void svc_wait_take(struct svc *svc, struct svc_job *job, int64_t from, int64_t t
                    const struct svc_report_result *result, const char *err)
 {
     glr_mutex_assert_held(&job->lock);
+    /*
+     * Nothing waits (a job of one rank, whose reporter waits in its decision): then the
+     * heap has nothing to learn either, and a report takes no waits lock.
+     */
+    if (!job->waiters)
+        return;
     taken(svc, job, take_where(job, in_steps, from, to, status, result, err));
 }
 
