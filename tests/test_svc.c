@@ -45,13 +45,6 @@ static void teardown(void)
     testutil_tmpdir_remove(dir);
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* Creates job id from the JSON of a create request's lr and, optionally, its ranks. */
 static void create(const char *id, const char *lr, int world_size, int timeout_ms)
 {
@@ -106,7 +99,7 @@ static void done(struct svc_waiter *waiter, int status, const struct svc_report_
     w->status = status;
     if (result)
         w->result = *result;
-    w->answered_at = now_s();
+    w->answered_at = testutil_seconds();
     w->reentered = reentered;
     pthread_cond_broadcast(&w->changed);
     pthread_mutex_unlock(&w->lock);
@@ -164,7 +157,7 @@ START_TEST(a_late_rank_is_decided_at_the_timeout)
     wait_init(&w, "ranks");
     struct svc_report_result r;
     char err[GLR_ERR_MAX] = "";
-    double start = now_s();
+    double start = testutil_seconds();
     ck_assert_int_eq(svc_report(svc, "ranks", 0, 0, 1.0, INFINITY, &w.waiter, &r, err), GLR_EWAIT);
     ck_assert_int_eq(wait_answer(&w), GLR_OK);
     /* Decided with the one rank that came, after the timeout and not before. */
@@ -188,7 +181,7 @@ START_TEST(a_lookup_ends_after_its_wait)
     wait_init(&late, "lookup");
     struct svc_report_result r;
     char err[GLR_ERR_MAX] = "";
-    double start = now_s();
+    double start = testutil_seconds();
     /* Two lookups of a step not decided: the shorter wait ends first, each at its time. */
     ck_assert_int_eq(svc_lr(svc, "lookup", 1, 400, &late.waiter, &r, err), GLR_EWAIT);
     ck_assert_int_eq(svc_lr(svc, "lookup", 1, 100, &early.waiter, &r, err), GLR_EWAIT);

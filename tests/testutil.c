@@ -188,3 +188,10 @@ void testutil_tmpdir_remove(const char *dir)
     closedir(d);
     rmdir(dir);
 }
+
+double testutil_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}

@@ -64,6 +64,9 @@ struct glr_sched *testutil_restore(struct glr_sched *sched, const char *policy, 
 /* A small deterministic generator (an LCG), so that a failure can be reproduced. */
 uint32_t testutil_next_random(uint32_t *seed);
 
+/* Seconds on the monotonic clock, for measuring how long something took. */
+double testutil_seconds(void);
+
 /* Longest temporary directory path a test makes. */
 #define TESTUTIL_DIR_MAX 256
 
