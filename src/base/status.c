@@ -41,6 +41,8 @@ const char *glr_status_name(int status)
         return "malformed";
     case GLR_EMEDIA:
         return "wrong media type";
+    case GLR_EQUOTA:
+        return "quota reached";
     }
     return "unknown status";
 }

@@ -25,6 +25,7 @@ enum glr_status {
     /* What is wrong with a request body before any field is read (req.h). */
     GLR_EMALFORMED = -15, /* not JSON, or nested deeper than allowed */
     GLR_EMEDIA = -16,     /* a media type other than JSON */
+    GLR_EQUOTA = -17,     /* a configured bound on what is stored was reached (names it) */
 };
 
 /* Size of every error message buffer; longer messages are truncated. */

@@ -34,6 +34,8 @@
 #define MAIN_IDLE_TIMEOUT_MAX 86400
 /* Most --max-connections. */
 #define MAIN_CONNECTIONS_MAX 1000000
+/* Largest --max-jobs or --max-reports-per-job (0 is no limit). */
+#define MAIN_QUOTA_MAX 4000000000UL
 /*
  * Open files the daemon needs besides its connections: the standard streams, the listening
  * socket, SQLite's connections with their WAL and temporary files, the notify socket, a
@@ -56,10 +58,13 @@ struct options {
     const char *tls_key;
     bool insecure;
     double rate;
-    unsigned max_connections;
-    unsigned max_connections_per_ip;
-    unsigned idle_timeout_s;
-    size_t connection_memory;
+    /* The limit options (parse_limit), each as given or its default. */
+    unsigned long max_connections;
+    unsigned long max_connections_per_ip;
+    unsigned long idle_timeout_s;
+    unsigned long connection_memory;
+    unsigned long max_jobs;
+    unsigned long max_reports_per_job;
 };
 
 static void usage(FILE *out)
@@ -71,6 +76,7 @@ static void usage(FILE *out)
             "                 [--tls-cert FILE --tls-key FILE] [--insecure] [--rate-limit N/s]\n"
             "                 [--max-connections N] [--max-connections-per-ip N]\n"
             "                 [--idle-timeout SECONDS] [--max-header-bytes N]\n"
+            "                 [--max-jobs N] [--max-reports-per-job N]\n"
             "       greedylrd backup [--db PATH] [--force] OUT\n"
             "       greedylrd token create|list|revoke ...   (greedylrd token --help)\n"
             "       greedylrd --help | --version\n"
@@ -104,6 +110,10 @@ static void usage(FILE *out)
             "  --idle-timeout SECONDS      close a connection idle this long (default %d)\n"
             "  --max-header-bytes N        memory per connection, which the request line\n"
             "                              and headers must fit (default %d; else 431)\n"
+            "  --max-jobs N                jobs the database may hold (default %d; 0: no\n"
+            "                              limit); creating one more is 507\n"
+            "  --max-reports-per-job N     steps one job may hold (default %d; 0: no\n"
+            "                              limit); a report of one more is 507\n"
             "Request bodies are limited to %d bytes (413). SIGHUP reloads the tokens (also\n"
             "done every %d s).\n"
             "Once it accepts connections it prints \"listening on http://ADDR:PORT\"\n"
@@ -114,7 +124,8 @@ static void usage(FILE *out)
             "running daemon may be writing, into the new self-contained file OUT; an\n"
             "existing OUT is replaced only with --force.\n",
             SVC_RESIDENT_DEFAULT, API_CONNECTIONS_DEFAULT, API_CONNECTIONS_PER_IP_DEFAULT,
-            API_IDLE_TIMEOUT_S, API_CONNECTION_MEMORY_DEFAULT, API_BODY_MAX, AUTH_RELOAD_S);
+            API_IDLE_TIMEOUT_S, API_CONNECTION_MEMORY_DEFAULT, STORE_MAX_JOBS_DEFAULT,
+            SVC_MAX_REPORTS_DEFAULT, API_BODY_MAX, AUTH_RELOAD_S);
 }
 
 /* Reads an unsigned number in [min, max] into *out; returns 0, or -1 if it is not one. */
@@ -135,32 +146,27 @@ static int parse_unsigned(const char *text, unsigned long min, unsigned long max
 /* Reads the value of one of the limit options; returns 0 if arg is not one, 1, or 2. */
 static int parse_limit(const char *arg, const char *value, struct options *o)
 {
-    static const struct {
+    const struct {
         const char *name;
         unsigned long min, max;
+        unsigned long *value;
     } limits[] = {
-        {"--max-connections", 1, MAIN_CONNECTIONS_MAX},
-        {"--max-connections-per-ip", 0, MAIN_CONNECTIONS_MAX},
-        {"--idle-timeout", 1, MAIN_IDLE_TIMEOUT_MAX},
-        {"--max-header-bytes", API_CONNECTION_MEMORY_MIN, API_CONNECTION_MEMORY_MAX},
+        {"--max-connections", 1, MAIN_CONNECTIONS_MAX, &o->max_connections},
+        {"--max-connections-per-ip", 0, MAIN_CONNECTIONS_MAX, &o->max_connections_per_ip},
+        {"--idle-timeout", 1, MAIN_IDLE_TIMEOUT_MAX, &o->idle_timeout_s},
+        {"--max-header-bytes", API_CONNECTION_MEMORY_MIN, API_CONNECTION_MEMORY_MAX,
+         &o->connection_memory},
+        {"--max-jobs", 0, MAIN_QUOTA_MAX, &o->max_jobs},
+        {"--max-reports-per-job", 0, MAIN_QUOTA_MAX, &o->max_reports_per_job},
     };
     for (size_t i = 0; i < sizeof(limits) / sizeof(limits[0]); i++) {
         if (strcmp(arg, limits[i].name) != 0)
             continue;
-        unsigned long v = 0;
-        if (parse_unsigned(value, limits[i].min, limits[i].max, &v) != 0) {
+        if (parse_unsigned(value, limits[i].min, limits[i].max, limits[i].value) != 0) {
             fprintf(stderr, "greedylrd: %s must be a whole number from %lu to %lu\n", arg,
                     limits[i].min, limits[i].max);
             return 2;
         }
-        if (i == 0)
-            o->max_connections = (unsigned)v;
-        else if (i == 1)
-            o->max_connections_per_ip = (unsigned)v;
-        else if (i == 2)
-            o->idle_timeout_s = (unsigned)v;
-        else
-            o->connection_memory = (size_t)v;
         return 1;
     }
     return 0;
@@ -201,6 +207,8 @@ static int parse_options(int argc, char **argv, struct options *o)
     o->max_connections_per_ip = API_CONNECTIONS_PER_IP_DEFAULT;
     o->idle_timeout_s = API_IDLE_TIMEOUT_S;
     o->connection_memory = API_CONNECTION_MEMORY_DEFAULT;
+    o->max_jobs = STORE_MAX_JOBS_DEFAULT;
+    o->max_reports_per_job = SVC_MAX_REPORTS_DEFAULT;
     o->format = LOG_TEXT;
     const char *listen = getenv("GREEDYLRD_LISTEN");
     o->db = cli_default_db();
@@ -301,7 +309,7 @@ static int parse_options(int argc, char **argv, struct options *o)
         fprintf(stderr, "greedylrd: --tls-cert and --tls-key go together\n");
         return 2;
     }
-    if (o->max_connections < o->threads) {
+    if (o->max_connections < (unsigned long)o->threads) {
         fprintf(stderr, "greedylrd: --max-connections must be at least --threads (%u)\n",
                 o->threads);
         return 2;
@@ -438,11 +446,11 @@ static bool fit_open_files(struct options *o)
                   (unsigned long long)limit.rlim_cur, (unsigned long long)room, o->threads);
         return false;
     }
-    log_warn("the open-file limit (%llu) leaves room for %llu connections, not the %u of "
+    log_warn("the open-file limit (%llu) leaves room for %llu connections, not the %lu of "
              "--max-connections: serving at most %llu (raise it with ulimit -n or LimitNOFILE=)",
              (unsigned long long)limit.rlim_cur, (unsigned long long)room, o->max_connections,
              (unsigned long long)room);
-    o->max_connections = (unsigned)room;
+    o->max_connections = (unsigned long)room;
     return true;
 }
 
@@ -499,8 +507,9 @@ int main(int argc, char **argv)
     char err[GLR_ERR_MAX] = "";
     struct svc *svc = NULL;
     struct svc_options svc_options = {
-        .store = {.sync = o.sync, .on_group = count_group_commit},
+        .store = {.sync = o.sync, .on_group = count_group_commit, .max_jobs = o.max_jobs},
         .resident_jobs = o.resident_jobs,
+        .max_reports_per_job = o.max_reports_per_job,
     };
     if ((rc = svc_open(o.db, &svc_options, &svc, err)) != GLR_OK) {
         log_error("%s", err);
@@ -529,10 +538,10 @@ int main(int argc, char **argv)
         .rate = o.rate,
         .tls_cert = cert,
         .tls_key = key,
-        .max_connections = o.max_connections,
-        .max_connections_per_ip = o.max_connections_per_ip,
-        .idle_timeout_s = o.idle_timeout_s,
-        .connection_memory = o.connection_memory,
+        .max_connections = (unsigned)o.max_connections,
+        .max_connections_per_ip = (unsigned)o.max_connections_per_ip,
+        .idle_timeout_s = (unsigned)o.idle_timeout_s,
+        .connection_memory = (size_t)o.connection_memory,
     };
     struct api *api = NULL;
     rc = api_start(svc, &api_options, &api, err);

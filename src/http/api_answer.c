@@ -31,6 +31,7 @@ static const struct problem_kind problem_kinds[] = {
     {GLR_EAGAIN, HTTP_NOT_FOUND, "not-yet", "Not decided yet"},
     {GLR_EBUSY, HTTP_UNAVAILABLE, "busy", "Service unavailable"},
     {GLR_ENOMEM, HTTP_UNAVAILABLE, "busy", "Service unavailable"},
+    {GLR_EQUOTA, HTTP_INSUFFICIENT_STORAGE, "quota", "Quota reached"},
     {GLR_EAUTH, HTTP_UNAUTHORIZED, "unauthorized", "Unauthorized"},
     {GLR_EDENIED, HTTP_FORBIDDEN, "forbidden", "Forbidden"},
     {GLR_ECORRUPT, HTTP_INTERNAL_ERROR, "storage", "Stored data is damaged"},

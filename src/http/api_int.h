@@ -39,6 +39,7 @@ enum http_status {
     HTTP_TOO_MANY_REQUESTS = 429,
     HTTP_INTERNAL_ERROR = 500,
     HTTP_UNAVAILABLE = 503,
+    HTTP_INSUFFICIENT_STORAGE = 507,
 };
 
 /* Longest method name kept for the request log. */

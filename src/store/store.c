@@ -224,6 +224,7 @@ int store_open(const char *path, const struct store_options *options, struct sto
     if (!store)
         return glr_fail(err, GLR_ENOMEM, "out of memory");
     atomic_init(&store->write_failed, false);
+    store->jobs_stored = -1;
     if (options)
         store->options = *options;
     if (store->options.read_only)

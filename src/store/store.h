@@ -65,7 +65,15 @@ struct store_options {
      * GLR_ENOTFOUND. Implies without_threads.
      */
     bool read_only;
+    /*
+     * Most jobs the database may hold (STORE_MAX_JOBS_DEFAULT is the daemon's default; 0:
+     * no limit): store_job_insert() answers GLR_EQUOTA past it.
+     */
+    uint64_t max_jobs;
 };
+
+/* The daemon's --max-jobs unless told otherwise. */
+#define STORE_MAX_JOBS_DEFAULT 100000
 
 struct store;
 
@@ -157,7 +165,8 @@ struct store_tag {
 /*
  * Inserts a job (job->seq receives its key). job->tags is the JSON text of the tags, and
  * tags the same npairs tags as pairs (the caller checked them), written to job_tags.
- * Returns GLR_OK, GLR_ECONFLICT when the id exists, or GLR_EIO.
+ * Returns GLR_OK, GLR_ECONFLICT when the id exists, GLR_EQUOTA when the database holds
+ * options.max_jobs jobs already (and the id is new), GLR_EBUSY or GLR_EIO.
  */
 int store_job_insert(struct store *store, struct store_job *job, const struct store_tag *tags,
                      size_t ntags, char *err);

@@ -54,12 +54,19 @@ int store_write_begin(struct store *store, char *err)
     return rc;
 }
 
-int store_write_end(struct store *store, int rc, char *err)
+int store_write_finish(struct store *store, int rc, char *err)
 {
+    glr_mutex_assert_held(&store->write_lock);
     if (rc == GLR_OK)
         rc = store_step_done(store, store->writer_stmts[W_COMMIT], "commit", err);
     if (rc != GLR_OK && !sqlite3_get_autocommit(store->writer.db))
         store_step_done(store, store->writer_stmts[W_ROLLBACK], "rollback", NULL);
+    return rc;
+}
+
+int store_write_end(struct store *store, int rc, char *err)
+{
+    rc = store_write_finish(store, rc, err);
     glr_mutex_unlock(&store->write_lock);
     return rc;
 }

@@ -55,6 +55,7 @@ enum {
     W_TAGS_CLEAR,
     W_JOB_STATUS,
     W_JOB_TAGS,
+    W_JOB_COUNT,
     W_JOB_DELETE,
     W_REPORT_INSERT,
     W_JOB_ADVANCE,
@@ -137,6 +138,11 @@ struct store {
      * Atomic, and written only with write_lock held.
      */
     atomic_bool write_failed;
+    /*
+     * Rows in the jobs table, for options.max_jobs: counted by the first insert that needs
+     * it, then kept by every insert and delete that commits; -1 until then. write_lock.
+     */
+    int64_t jobs_stored;
 
     /* The checkpointer thread's own connection (store_wal.c); no other thread uses it. */
     struct connection checkpointer;
@@ -230,7 +236,12 @@ char *store_column_strdup(sqlite3_stmt *stmt, int index);
 int store_step_done(struct store *store, sqlite3_stmt *stmt, const char *what, char *err);
 /* Takes write_lock and begins a transaction; on failure the lock is released. */
 int store_write_begin(struct store *store, char *err);
-/* Commits when rc is GLR_OK, else rolls back; releases write_lock; returns the outcome. */
+/*
+ * Commits when rc is GLR_OK, else rolls back, and keeps write_lock, for a caller that
+ * updates what it keeps of the database in memory by the outcome; returns the outcome.
+ */
+int store_write_finish(struct store *store, int rc, char *err);
+/* store_write_finish(), then releases write_lock. */
 int store_write_end(struct store *store, int rc, char *err);
 /* The writer thread's body (see store_commit.c); store_close() also runs it to drain. */
 void *store_writer_main(void *arg);

@@ -68,12 +68,50 @@ static int insert_tags(struct store *store, int64_t seq, const struct store_tag 
     return rc;
 }
 
+/*
+ * Counts the jobs for options.max_jobs, once (write_lock held): afterwards the inserts and
+ * deletes that commit keep the count.
+ */
+static int count_jobs_once(struct store *store, char *err)
+{
+    glr_mutex_assert_held(&store->write_lock);
+    if (store->options.max_jobs == 0 || store->jobs_stored >= 0)
+        return GLR_OK;
+    sqlite3_stmt *count = store->writer_stmts[W_JOB_COUNT];
+    int rc = sqlite3_step(count);
+    if (rc == SQLITE_ROW)
+        store->jobs_stored = sqlite3_column_int64(count, 0);
+    store_stmt_done(count);
+    return rc == SQLITE_ROW ? GLR_OK : store_db_fail(err, store->writer.db, "counting the jobs");
+}
+
+/* GLR_OK while the database holds fewer jobs than options.max_jobs, else GLR_EQUOTA. */
+static int check_jobs_quota(const struct store *store, char *err)
+{
+    uint64_t max = store->options.max_jobs;
+    if (max == 0 || (uint64_t)store->jobs_stored < max)
+        return GLR_OK;
+    return glr_fail(err, GLR_EQUOTA,
+                    "the database holds %lld jobs, the most it may (--max-jobs): delete "
+                    "finished jobs to make room",
+                    (long long)store->jobs_stored);
+}
+
+/* Keeps the count of jobs after a write that committed with outcome rc (write_lock held). */
+static void count_jobs(struct store *store, int rc, int64_t change)
+{
+    if (rc == GLR_OK && store->jobs_stored >= 0)
+        store->jobs_stored += change;
+}
+
 int store_job_insert(struct store *store, struct store_job *job, const struct store_tag *tags,
                      size_t ntags, char *err)
 {
     int rc = store_write_begin(store, err);
     if (rc)
         return rc;
+    if ((rc = count_jobs_once(store, err)))
+        return store_write_end(store, rc, err);
     sqlite3_stmt *stmt = store->writer_stmts[W_JOB_INSERT];
     sqlite3_bind_text(stmt, 1, job->id, -1, SQLITE_STATIC);
     sqlite3_bind_text(stmt, 2, job->policy, -1, SQLITE_STATIC);
@@ -95,11 +133,20 @@ int store_job_insert(struct store *store, struct store_job *job, const struct st
     rc = store_step_done(store, stmt, "inserting the job", err);
     if (rc == GLR_ECONFLICT)
         glr_fail(err, GLR_ECONFLICT, "job %s exists already", job->id);
+    /*
+     * The quota is checked once the id is known to be new (the insert is undone), so that
+     * the same request sent again still finds its job when the database is full.
+     */
+    if (!rc)
+        rc = check_jobs_quota(store, err);
     if (!rc) {
         job->seq = sqlite3_last_insert_rowid(store->writer.db);
         rc = insert_tags(store, job->seq, tags, ntags, err);
     }
-    return store_write_end(store, rc, err);
+    rc = store_write_finish(store, rc, err);
+    count_jobs(store, rc, +1);
+    glr_mutex_unlock(&store->write_lock);
+    return rc;
 }
 
 int store_job_load(struct store *store, const char *id, struct store_job *out, char *err)
@@ -158,7 +205,10 @@ int store_job_delete(struct store *store, int64_t seq, char *err)
     rc = store_step_done(store, stmt, "deleting the job", err);
     if (!rc && sqlite3_changes(store->writer.db) == 0)
         rc = glr_fail(err, GLR_ENOTFOUND, "the job does not exist");
-    return store_write_end(store, rc, err);
+    rc = store_write_finish(store, rc, err);
+    count_jobs(store, rc, -1);
+    glr_mutex_unlock(&store->write_lock);
+    return rc;
 }
 
 int store_job_scan(struct store *store, int64_t after_seq, int64_t limit,

@@ -32,6 +32,8 @@ const char *const store_writer_sql[W_COUNT] = {
     [W_JOB_STATUS] = "UPDATE jobs SET status = ?2, updated_ms = ?3 WHERE seq = ?1",
     /* PATCH: replace the tags. */
     [W_JOB_TAGS] = "UPDATE jobs SET tags = ?2, updated_ms = ?3 WHERE seq = ?1",
+    /* The jobs in the database, counted once for --max-jobs and then kept in memory. */
+    [W_JOB_COUNT] = "SELECT count(*) FROM jobs",
     /* DELETE: the job; its tags and history go by ON DELETE CASCADE. */
     [W_JOB_DELETE] = "DELETE FROM jobs WHERE seq = ?1",
     /* One accepted report. */

@@ -210,6 +210,7 @@ int svc_open(const char *path, const struct svc_options *options, struct svc **o
     size_t resident = options->resident_jobs ? options->resident_jobs : SVC_RESIDENT_DEFAULT;
     svc_wait_init(&svc->waits);
     atomic_init(&svc->csv_exports, 0);
+    svc->max_reports_per_job = options->max_reports_per_job;
     int rc = svc_jobs_init(&svc->jobs, resident, err);
     if (!rc)
         rc = store_open(path, &options->store, &svc->store, err);

@@ -42,6 +42,7 @@
 #define SVC_WAITERS_SPARE         16      /* waiting requests per job beyond two per rank */
 #define SVC_RESIDENT_DEFAULT      10000   /* jobs kept in memory unless told otherwise */
 #define SVC_CSV_EXPORTS_MAX       64      /* CSV exports open at once; past it, GLR_EBUSY */
+#define SVC_MAX_REPORTS_DEFAULT   10000000 /* the daemon's --max-reports-per-job by default */
 
 struct svc;
 
@@ -52,6 +53,11 @@ struct svc_options {
      * dropped from memory; jobs in use are never dropped, so this is a target, not a cap.
      */
     size_t resident_jobs;
+    /*
+     * Most decided steps one job may hold (0: no limit): a report of a new step past it is
+     * GLR_EQUOTA until the job is rewound.
+     */
+    uint64_t max_reports_per_job;
 };
 
 /*
@@ -184,7 +190,8 @@ struct svc_waiter {
  * or an lr_cap the job's policy does not take;
  * GLR_ENOTFOUND; GLR_ECONFLICT for a finished job, the same step with another loss, or a
  * step at or below the last decided one that was never reported; GLR_ELIMIT or GLR_EBUSY
- * when too many requests wait already (per job, and in all); GLR_EIO.
+ * when too many requests wait already (per job, and in all); GLR_EQUOTA when the job
+ * holds max_reports_per_job steps already; GLR_EIO.
  */
 int svc_report(struct svc *svc, const char *id, int64_t step, int64_t rank, double loss,
                double lr_cap, struct svc_waiter *waiter, struct svc_report_result *result,

@@ -309,6 +309,11 @@ int svc_report(struct svc *svc, const char *id, int64_t step, int64_t rank, doub
         rc = answer_decided(svc, job, step, rank, loss, result, err);
     else if (job->finished)
         rc = glr_fail(err, GLR_ECONFLICT, "job %s is finished and takes no more reports", job->id);
+    else if (svc->max_reports_per_job && (uint64_t)job->reports >= svc->max_reports_per_job)
+        rc = glr_fail(err, GLR_EQUOTA,
+                      "job %s holds %lld steps, the most a job may (--max-reports-per-job): "
+                      "rewind it or go on in a new job",
+                      job->id, (long long)job->reports);
     else if (job->world_size > 1)
         rc = gather(svc, job, step, rank, loss, lr_cap, waiter, err);
     else

@@ -29,9 +29,9 @@ SLOW = glrdaemon.SLOW
 _names = itertools.count()
 
 
-def start_daemon(workdir):
+def start_daemon(workdir, extra_args=()):
     """A started Daemon, or a failed test saying why it did not start."""
-    daemon = glrdaemon.Daemon(str(workdir))
+    daemon = glrdaemon.Daemon(str(workdir), extra_args=extra_args)
     if daemon.port is None:
         daemon.stop()
         pytest.fail("greedylrd did not start:\n" + "\n".join(daemon.log_tail()))

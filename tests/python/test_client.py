@@ -11,7 +11,7 @@ import time
 import pytest
 
 import greedylr
-from conftest import PACKAGE, SLOW
+from conftest import PACKAGE, SLOW, start_daemon, stop_daemon
 
 
 def test_importing_the_package_does_not_import_torch():
@@ -203,6 +203,26 @@ def test_an_unreachable_service_raises_connection_failed():
     assert "after 3 attempts" in str(caught.value)
     assert isinstance(caught.value, ConnectionError)
     assert time.monotonic() - started >= 0.15  # 0.05 then 0.1 between the attempts
+
+
+def test_a_full_job_raises_quota_reached_without_retrying(tmp_path, job_id):
+    """A job at --max-reports-per-job answers 507 at once: QuotaReached, not sent again
+    (a retry could not succeed), and the steps decided before are still answered."""
+    daemon = start_daemon(tmp_path, extra_args=("--max-reports-per-job", "2"))
+    try:
+        with greedylr.Client(daemon.url, timeout=10 * SLOW, retries=5, backoff=1.0) as client:
+            client.create_job(job_id, 0.1)
+            client.report(job_id, 0, 2.0)
+            client.report(job_id, 1, 1.9)
+            started = time.monotonic()
+            with pytest.raises(greedylr.QuotaReached) as caught:
+                client.report(job_id, 2, 1.8)
+            assert time.monotonic() - started < 1.0 * SLOW  # no backoff of 1 s: no retry
+            assert caught.value.status == 507
+            assert "--max-reports-per-job" in str(caught.value)
+            assert client.report(job_id, 1, 1.9)["replayed"]
+    finally:
+        stop_daemon(daemon)
 
 
 def test_reports_continue_across_a_daemon_restart(own_daemon, job_id):

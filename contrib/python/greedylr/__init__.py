@@ -14,14 +14,15 @@ Standard library only; torch is imported only by RemoteScheduler.
 
 from .client import DEFAULT_URL, Client
 from .errors import (ApiError, BadRequest, Conflict, ConnectionFailed, Error, Forbidden,
-                     InvalidValue, NotFound, ServerError, Timeout, TooManyWaiting, Unauthorized,
-                     Unavailable)
+                     InvalidValue, NotFound, QuotaReached, ServerError, Timeout, TooManyWaiting,
+                     Unauthorized, Unavailable)
 from .scheduler import RemoteScheduler
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_URL", "Client", "RemoteScheduler", "Error", "ApiError", "BadRequest",
-    "Conflict", "ConnectionFailed", "InvalidValue", "NotFound", "ServerError", "Timeout",
+    "Conflict", "ConnectionFailed", "InvalidValue", "NotFound", "QuotaReached", "ServerError",
+    "Timeout",
     "TooManyWaiting", "Unavailable", "Unauthorized", "Forbidden", "__version__",
 ]

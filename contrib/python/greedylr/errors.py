@@ -78,6 +78,12 @@ class Unavailable(ApiError):
     """503: the service is stopping or out of memory; the request may be sent again."""
 
 
+class QuotaReached(ApiError):
+    """507: a bound on what the service stores was reached (--max-jobs jobs in its database,
+    or --max-reports-per-job steps in this job) and nothing was stored; sending the same
+    request again does not help: delete finished jobs, or rewind the job or start another."""
+
+
 class ServerError(ApiError):
     """500 and other 5xx answers: the service failed (its database, most likely)."""
 
@@ -92,6 +98,7 @@ BY_STATUS = {
     422: InvalidValue,
     429: TooManyWaiting,
     503: Unavailable,
+    507: QuotaReached,
 }
 
 
