@@ -78,4 +78,37 @@ check "TLS 1.0 is refused" [ $? != 0 ]
 
 answer=$(curl -sS --max-time "$timeout" --cacert "$work/ca.pem" "$base/healthz")
 check "the daemon still serves after the refused handshakes" [ "$answer" = '{"status":"ok"}' ]
+
+# The server certificate expires in two days: the daemon warned at start, naming it.
+check "a certificate that expires soon is warned of at start" \
+    grep -q "TLS certificate $work/server.pem expires at .*, in 1 day" "$work/daemon.log"
+
+# An expired certificate is still served (the operator may have nothing else at hand), but
+# the log says so at start; so does one not valid yet.
+cd "$work" || exit 1
+printf 'cn = "127.0.0.1"\nip_address = "127.0.0.1"\ntls_www_server\nactivation_date = "2020-01-01 00:00:00"\nexpiration_date = "2020-06-01 00:00:00"\n' > old.tmpl
+printf 'cn = "127.0.0.1"\nip_address = "127.0.0.1"\ntls_www_server\nactivation_date = "2090-01-01 00:00:00"\nexpiration_date = "2091-01-01 00:00:00"\n' > future.tmpl
+for name in old future; do
+    certtool --generate-certificate --load-privkey server.key --load-ca-certificate ca.pem \
+        --load-ca-privkey ca.key --template "$name.tmpl" --outfile "$name.pem" >/dev/null 2>&1
+done
+cd - >/dev/null || exit 1
+started_with() {
+    # shellcheck disable=SC2086 # the wrapper is a command with options
+    ${GLR_DAEMON_WRAPPER:-} "$daemon" --listen 127.0.0.1:0 --db "$work/$1.db" \
+        --tls-cert "$work/$1.pem" --tls-key "$work/server.key" > "$work/$1.out" 2> "$work/$1.log" &
+    other=$!
+    for _ in $(seq 1 $((50 * slow))); do
+        grep -q "listening on" "$work/$1.out" 2>/dev/null && break
+        sleep 0.1
+    done
+    kill -TERM "$other" 2>/dev/null
+    wait "$other"
+}
+started_with old
+check "an expired certificate is served after a warning" \
+    grep -q "TLS certificate $work/old.pem expired at 2020-06-01T00:00:00.000Z" "$work/old.log"
+started_with future
+check "a certificate not valid yet is warned of" \
+    grep -q "TLS certificate $work/future.pem is not valid before 2090-01-01" "$work/future.log"
 finish

@@ -17,9 +17,11 @@
 #include "config.h"
 #include "base/log.h"
 #include "base/metrics.h"
+#include "base/clock.h"
 #include "cli/cli.h"
 #include "cli/notify.h"
 #include "http/ratelimit.h"
+#include "http/tls.h"
 #include "store/store.h"
 #include "svc/svc.h"
 #include "cli/token_cli.h"
@@ -530,6 +532,15 @@ int main(int argc, char **argv)
         svc_close(svc);
         return EXIT_FAILURE;
     }
+    struct tls_validity validity = {0};
+    if (cert && (rc = tls_cert_validity(cert, &validity, err)) != GLR_OK) {
+        log_error("--tls-cert %s: %s", o.tls_cert, err);
+        free(cert);
+        free(key);
+        auth_close(auth);
+        svc_close(svc);
+        return EXIT_FAILURE;
+    }
     struct api_options api_options = {
         .host = o.host,
         .port = o.port,
@@ -564,6 +575,9 @@ int main(int argc, char **argv)
     log_info("greedylrd %s serving %s with %u threads, sync %s, %zu API tokens", PACKAGE_VERSION,
              o.db, o.threads, o.sync == STORE_SYNC_FULL ? "full" : "normal", auth_count(auth));
     notify("READY=1\nSTATUS=serving");
+    if (o.tls_cert)
+        tls_warn_validity(&validity, o.tls_cert, glr_clock_wall_ms());
+    int64_t next_tls_check_ms = glr_clock_mono_ms() + TLS_CHECK_EVERY_S * (int64_t)1000;
 
     /* Tokens changed from the command line are picked up on SIGHUP or every few seconds. */
     int signal_number = 0;
@@ -574,6 +588,10 @@ int main(int argc, char **argv)
             break;
         if (signal_number < 0 && errno == EINTR)
             continue;
+        if (o.tls_cert && glr_clock_mono_ms() >= next_tls_check_ms) {
+            tls_warn_validity(&validity, o.tls_cert, glr_clock_wall_ms());
+            next_tls_check_ms += TLS_CHECK_EVERY_S * (int64_t)1000;
+        }
         size_t before = auth_count(auth);
         if (auth_reload(auth, err) != GLR_OK)
             log_error("reloading the API tokens: %s", err);
