@@ -1,13 +1,15 @@
 /*
  * The store on its own, below the service: group commit and the isolation of a failing
  * decision, block summaries, migrations from an older schema and the refusal of a newer
- * one, token rows, the read-only and thread-less openings tools use, and backup. Each case
- * works in a temporary directory of its own and removes it.
+ * one, token rows, the read-only and thread-less openings tools use, backup, and long
+ * rewinds that leave the writer to others between their batches. Each case works in a
+ * temporary directory of its own and removes it.
  */
 #include <dirent.h>
 #include <math.h>
 #include <pthread.h>
 #include <sqlite3.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -806,6 +808,111 @@ static void add_case(Suite *suite, const char *name, const TTest *const *tests, 
         add_case(suite, name, tests_, sizeof(tests_) / sizeof(tests_[0]));                         \
     } while (0)
 
+/* ---- rewinds ----------------------------------------------------------------------- */
+
+/* Rows of the long history a rewind forgets: twenty batches. */
+#define REWIND_ROWS (20 * STORE_REWIND_BATCH)
+
+/* A thread that writes (creates jobs) over and over while a rewind runs. */
+struct writer_beside {
+    struct store *store;
+    atomic_bool stop;
+    atomic_int done; /* writes completed */
+    double worst_s;  /* the longest one took; read after the thread is joined */
+};
+
+static void *write_beside(void *arg)
+{
+    struct writer_beside *w = arg;
+    for (int i = 0; !atomic_load(&w->stop); i++) {
+        struct store_job job = {.policy = "constant",
+                                .initial_lr = "0.1",
+                                .config = "{}",
+                                .tags = "{}",
+                                .state = "{}",
+                                .last_step = -1,
+                                .world_size = 1};
+        snprintf(job.id, sizeof(job.id), "beside-%d", i);
+        snprintf(job.aggregate, sizeof(job.aggregate), "mean");
+        char err[GLR_ERR_MAX] = "";
+        double started = testutil_seconds();
+        int rc = store_job_insert(w->store, &job, NULL, 0, err);
+        double took = testutil_seconds() - started;
+        ck_assert_msg(rc == GLR_OK, "%s", err);
+        if (took > w->worst_s)
+            w->worst_s = took;
+        atomic_fetch_add(&w->done, 1);
+    }
+    return NULL;
+}
+
+/* The number the query (one row, one integer) gives on the database of the case. */
+static int64_t query_count(const char *sql)
+{
+    sqlite3 *db = NULL;
+    ck_assert_int_eq(sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *stmt = NULL;
+    ck_assert_int_eq(sqlite3_prepare_v2(db, sql, -1, &stmt, NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_step(stmt), SQLITE_ROW);
+    int64_t n = sqlite3_column_int64(stmt, 0);
+    sqlite3_finalize(stmt);
+    sqlite3_close(db);
+    return n;
+}
+
+START_TEST(a_long_rewind_lets_other_writes_through)
+{
+    struct store *store = open_store(NULL);
+    int64_t seq = add_job(store, "long");
+    char sql[1024];
+    snprintf(sql, sizeof(sql),
+             "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < %d)"
+             " INSERT INTO history (job_seq, step, rank, loss, metric, lr, event, time_ms)"
+             " SELECT %lld, i, 0, 2.0, 2.0, 0.1, 'hold', 0 FROM n;"
+             "INSERT INTO snapshots (job_seq, step, reports, state)"
+             " VALUES (%lld, 4095, 4096, '{}'), (%lld, 8191, 8192, '{}');"
+             "UPDATE jobs SET last_step = %d, reports = %d WHERE seq = %lld",
+             REWIND_ROWS - 1, (long long)seq, (long long)seq, (long long)seq, REWIND_ROWS - 1,
+             REWIND_ROWS, (long long)seq);
+    testdb_exec(db_path, sql);
+
+    struct writer_beside w = {.store = store};
+    atomic_init(&w.stop, false);
+    atomic_init(&w.done, 0);
+    pthread_t thread;
+    ck_assert_int_eq(pthread_create(&thread, NULL, write_beside, &w), 0);
+    while (atomic_load(&w.done) == 0)
+        testutil_sleep_ms(1);
+    int done_before = atomic_load(&w.done);
+    double started = testutil_seconds();
+    char err[GLR_ERR_MAX] = "";
+    ck_assert_msg(store_rewind_commit(store, seq, 9, "{}", 9, 10, 1, err) == GLR_OK, "%s", err);
+    double took = testutil_seconds() - started;
+    int done_during = atomic_load(&w.done) - done_before;
+    atomic_store(&w.stop, true);
+    pthread_join(thread, NULL);
+    store_close(store);
+
+    /* Everything after step 9 is gone, and the row says where the job stands. */
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM history WHERE job_seq = %lld", (long long)seq);
+    ck_assert_int_eq(query_count(sql), 10);
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM snapshots WHERE job_seq = %lld",
+             (long long)seq);
+    ck_assert_int_eq(query_count(sql), 0);
+    snprintf(sql, sizeof(sql), "SELECT last_step * 1000 + reports FROM jobs WHERE seq = %lld",
+             (long long)seq);
+    ck_assert_int_eq(query_count(sql), 9 * 1000 + 10);
+    /*
+     * The other writer was held back for a batch at a time, not for the whole rewind: in
+     * one transaction, its longest write would take about as long as the rewind.
+     */
+    ck_assert_msg(done_during >= 5, "%d writes went through during a rewind of %.3f s", done_during,
+                  took);
+    ck_assert_msg(w.worst_s < took / 4, "a write waited %.3f s during a rewind of %.3f s",
+                  w.worst_s, took);
+}
+END_TEST
+
 int main(void)
 {
     Suite *suite = suite_create("store");
@@ -819,5 +926,6 @@ int main(void)
     ADD_CASE(suite, "tools", without_threads_starts_none_and_still_writes,
              read_only_refuses_a_missing_database, read_only_neither_migrates_nor_writes);
     ADD_CASE(suite, "backup", backup_copies_a_live_database);
+    ADD_CASE(suite, "rewind", a_long_rewind_lets_other_writes_through);
     return testutil_run(suite);
 }

@@ -249,10 +249,17 @@ int store_rank_loss_add_late(struct store *store, int64_t seq, int64_t step, int
 int store_snapshot_find(struct store *store, int64_t seq, int64_t max_step,
                         struct store_snapshot *out, char *err);
 
+/* History rows one transaction of a rewind deletes (and the other ranks' of one step). */
+#define STORE_REWIND_BATCH 10000
+
 /*
- * Commits a rewind in one transaction: history and snapshots after to_step are deleted,
- * the job gets its state as of to_step (last_step -1 for none), its report count, and one
- * more rewind, and runs again if it was finished. Returns GLR_OK, GLR_ENOTFOUND or GLR_EIO.
+ * Commits a rewind: history and snapshots after to_step are deleted, the job gets its state
+ * as of to_step (last_step -1 for none), its report count, and one more rewind, and runs
+ * again if it was finished. The rows go in transactions of at most STORE_REWIND_BATCH, the
+ * newest first, so that a long rewind holds other writes back for one batch at a time; the
+ * caller keeps the job from other use until it returns. A rewind cut short (a crash, a
+ * failed write) leaves the job at a step of its old history between to_step and where it
+ * was, consistent, and may be sent again. Returns GLR_OK, GLR_ENOTFOUND, GLR_EBUSY or GLR_EIO.
  */
 int store_rewind_commit(struct store *store, int64_t seq, int64_t to_step, const char *state,
                         int64_t last_step, int64_t reports, int64_t updated_ms, char *err);

@@ -93,35 +93,90 @@ int store_snapshot_find(struct store *store, int64_t seq, int64_t max_step,
     return rc;
 }
 
-int store_rewind_commit(struct store *store, int64_t seq, int64_t to_step, const char *state,
-                        int64_t last_step, int64_t reports, int64_t updated_ms, char *err)
+/*
+ * The step above which one batch of a rewind deletes (write_lock held): the newest
+ * STORE_REWIND_BATCH rows of job seq's history after to_step lie above it, with the other
+ * ranks' rows of the lowest of their steps; to_step when fewer are left.
+ */
+static int rewind_batch_floor(struct store *store, int64_t seq, int64_t to_step, int64_t *floor,
+                              char *err)
 {
-    int rc = store_write_begin(store, err);
-    if (rc)
-        return rc;
+    sqlite3_stmt *stmt = store->writer_stmts[W_HISTORY_BATCH_FLOOR];
+    sqlite3_bind_int64(stmt, 1, seq);
+    sqlite3_bind_int64(stmt, 2, to_step);
+    sqlite3_bind_int64(stmt, 3, STORE_REWIND_BATCH - 1);
+    int rc = sqlite3_step(stmt);
+    int64_t lowest = rc == SQLITE_ROW ? sqlite3_column_int64(stmt, 0) : to_step + 1;
+    *floor = lowest - 1;
+    store_stmt_done(stmt);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return store_db_fail(err, store->writer.db, "finding a batch of the rewind");
+    return GLR_OK;
+}
+
+/*
+ * Deletes one batch of what a rewind to to_step forgets, the newest rows first (write_lock
+ * held, in a transaction): *floor receives the step above which nothing is left.
+ */
+static int rewind_batch(struct store *store, int64_t seq, int64_t to_step, int64_t *floor,
+                        char *err)
+{
+    int rc = rewind_batch_floor(store, seq, to_step, floor, err);
     const int truncations[] = {W_HISTORY_TRUNCATE, W_SNAPSHOTS_TRUNCATE, W_RANK_LOSSES_TRUNCATE,
                                W_BLOCKS_TRUNCATE};
     for (size_t i = 0; i < sizeof(truncations) / sizeof(truncations[0]) && !rc; i++) {
         sqlite3_stmt *stmt = store->writer_stmts[truncations[i]];
         sqlite3_bind_int64(stmt, 1, seq);
-        sqlite3_bind_int64(stmt, 2, to_step);
+        sqlite3_bind_int64(stmt, 2, *floor);
         rc = store_step_done(store, stmt, "forgetting the steps after the rewind", err);
     }
-    if (!rc) {
-        sqlite3_stmt *stmt = store->writer_stmts[W_JOB_REWIND];
-        sqlite3_bind_int64(stmt, 1, seq);
-        sqlite3_bind_text(stmt, 2, state, -1, SQLITE_STATIC);
-        if (last_step >= 0)
-            sqlite3_bind_int64(stmt, 3, last_step);
-        else
-            sqlite3_bind_null(stmt, 3);
-        sqlite3_bind_int64(stmt, 4, reports);
-        sqlite3_bind_int64(stmt, 5, updated_ms);
-        rc = store_step_done(store, stmt, "saving the rewound state", err);
-        if (!rc && sqlite3_changes(store->writer.db) == 0)
-            rc = glr_fail(err, GLR_ENOTFOUND, "the job does not exist");
+    return rc;
+}
+
+/* Saves the rewound state in job seq's row (write_lock held, in a transaction). */
+static int rewind_job_row(struct store *store, int64_t seq, const char *state, int64_t last_step,
+                          int64_t reports, int64_t updated_ms, char *err)
+{
+    sqlite3_stmt *stmt = store->writer_stmts[W_JOB_REWIND];
+    sqlite3_bind_int64(stmt, 1, seq);
+    sqlite3_bind_text(stmt, 2, state, -1, SQLITE_STATIC);
+    if (last_step >= 0)
+        sqlite3_bind_int64(stmt, 3, last_step);
+    else
+        sqlite3_bind_null(stmt, 3);
+    sqlite3_bind_int64(stmt, 4, reports);
+    sqlite3_bind_int64(stmt, 5, updated_ms);
+    int rc = store_step_done(store, stmt, "saving the rewound state", err);
+    if (!rc && sqlite3_changes(store->writer.db) == 0)
+        rc = glr_fail(err, GLR_ENOTFOUND, "the job does not exist");
+    return rc;
+}
+
+int store_rewind_commit(struct store *store, int64_t seq, int64_t to_step, const char *state,
+                        int64_t last_step, int64_t reports, int64_t updated_ms, char *err)
+{
+    /*
+     * The job's row goes first, with the newest batch of rows: from then on the rows still
+     * after to_step are the start of the old history after it, which a job loaded from its
+     * row replays to a state it had before. So an interrupted rewind leaves the job at an
+     * earlier step of its old history, consistent, and the rewind can be sent again. Each
+     * later batch is a transaction of its own, and other writes take their turn between.
+     */
+    int rc = store_write_begin(store, err);
+    if (rc)
+        return rc;
+    int64_t floor = to_step;
+    rc = rewind_job_row(store, seq, state, last_step, reports, updated_ms, err);
+    if (!rc)
+        rc = rewind_batch(store, seq, to_step, &floor, err);
+    rc = store_write_end(store, rc, err);
+    while (!rc && floor > to_step) {
+        if ((rc = store_write_begin(store, err)))
+            break;
+        rc = rewind_batch(store, seq, to_step, &floor, err);
+        rc = store_write_end(store, rc, err);
     }
-    return store_write_end(store, rc, err);
+    return rc;
 }
 
 int store_report_find(struct store *store, int64_t seq, int64_t step, int64_t rank,

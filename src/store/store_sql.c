@@ -46,7 +46,14 @@ const char *const store_writer_sql[W_COUNT] = {
     /* Every few thousand reports, the state after one of them, for fast rewinds. */
     [W_SNAPSHOT_INSERT] = "INSERT INTO snapshots (job_seq, step, reports, state)"
                           " VALUES (?1, ?2, ?3, ?4)",
-    /* A rewind forgets the history after the step it goes back to, */
+    /*
+     * A rewind forgets the history after the step it goes back to in batches, the newest
+     * first: the lowest step of the next batch (?3 is the batch's size less one; no row: the
+     * rest is one batch),
+     */
+    [W_HISTORY_BATCH_FLOOR] = "SELECT step FROM history WHERE job_seq = ?1 AND step > ?2"
+                              " ORDER BY step DESC LIMIT 1 OFFSET ?3",
+    /* every row after a step, */
     [W_HISTORY_TRUNCATE] = "DELETE FROM history WHERE job_seq = ?1 AND step > ?2",
     /* and the snapshots after it. */
     [W_SNAPSHOTS_TRUNCATE] = "DELETE FROM snapshots WHERE job_seq = ?1 AND step > ?2",
