@@ -4,6 +4,7 @@
  */
 #include <math.h>
 #include <string.h>
+#include <time.h>
 
 #include "base/status.h"
 #include "store/store_int.h"
@@ -152,6 +153,9 @@ static int rewind_job_row(struct store *store, int64_t seq, const char *state, i
     return rc;
 }
 
+/* The pause between two batches of a rewind, for the writes waiting to take their turn. */
+#define STORE_REWIND_PAUSE_NS 1000000
+
 int store_rewind_commit(struct store *store, int64_t seq, int64_t to_step, const char *state,
                         int64_t last_step, int64_t reports, int64_t updated_ms, char *err)
 {
@@ -171,6 +175,11 @@ int store_rewind_commit(struct store *store, int64_t seq, int64_t to_step, const
         rc = rewind_batch(store, seq, to_step, &floor, err);
     rc = store_write_end(store, rc, err);
     while (!rc && floor > to_step) {
+        /*
+         * Mutexes are not fair: taken again at once, write_lock would mostly go back to this
+         * thread. A pause lets the writes that wait for it in first.
+         */
+        nanosleep(&(struct timespec){0, STORE_REWIND_PAUSE_NS}, NULL);
         if ((rc = store_write_begin(store, err)))
             break;
         rc = rewind_batch(store, seq, to_step, &floor, err);
