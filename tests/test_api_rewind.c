@@ -121,8 +121,20 @@ START_TEST(rewind_forgets_history_and_can_go_to_the_start)
     double lr = 0;
     ck_assert(jsonx_get_double(cJSON_GetObjectItemCaseSensitive(job, "lr"), &lr) && lr == 0.1);
     cJSON_Delete(job);
-    /* Rewinding to the last step or beyond changes nothing. */
-    job = rewind_to("rw-start", 1000);
+    /* Rewinding to the last step changes nothing: a retried rewind is answered alike. */
+    cJSON_Delete(
+        httpc_expect(&client, "POST", "/v1/jobs/rw-start/reports", "{\"step\":0,\"loss\":3}", 200));
+    job = rewind_to("rw-start", 0);
+    ck_assert_int_eq(number(job, "rewinds"), 2);
+    ck_assert_int_eq(number(job, "last_step"), 0);
+    cJSON_Delete(job);
+    /* Beyond the last step there is nothing to go back to: 409, naming the last step. */
+    struct httpc_response r;
+    httpc_json(&client, "POST", "/v1/jobs/rw-start/rewind", "{\"to_step\":1000}", &r);
+    ck_assert_int_eq(r.status, 409);
+    ck_assert_msg(strstr(r.body, "decided steps up to 0"), "%s", r.body);
+    httpc_response_free(&r);
+    job = httpc_expect(&client, "GET", "/v1/jobs/rw-start", NULL, 200);
     ck_assert_int_eq(number(job, "rewinds"), 2);
     cJSON_Delete(job);
 }

@@ -791,7 +791,9 @@ def check_rewind(checker, client, jobs):
     tap.check([a["lr"] for a in answers] == [p["lr"] for p in again],
               "the same losses after a rewind give the same learning rates")
     checker.call("POST", path, 200, "to the initial state", {"to_step": -1})
-    checker.call("POST", path, 200, "past the last step (nothing to undo)", {"to_step": 10**6})
+    checker.call("POST", path, 200, "to the last step (nothing to undo)", {"to_step": -1})
+    checker.call("POST", path, 409, "past the last step (nothing to go back to)",
+                 {"to_step": 10**6})
     check_body_errors(checker, client, "POST", path)
     for what, body in [("with to_step -2", {"to_step": -2}),
                        ("with to_step 1.5", {"to_step": 1.5}),

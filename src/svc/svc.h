@@ -216,11 +216,13 @@ void svc_cancel_waiters(struct svc *svc);
 
 /*
  * Puts the job back in the state it had right after step to_step (-1, or a step before
- * the first report: the initial state) and forgets the history after it, in one
- * transaction; a finished job runs again. Reporting the same losses again then gives the
- * same answers. *job_out receives the job (the caller's).
- * Returns GLR_OK, GLR_EINVAL, GLR_ENOTFOUND, GLR_ECORRUPT (the stored history does not
- * replay to the stored answers) or GLR_EIO.
+ * the first report: the initial state) and forgets the history after it (see
+ * store_rewind_commit); a finished job runs again. Reporting the same losses again then
+ * gives the same answers. A rewind to the last decided step changes nothing, so a retry
+ * is answered alike. *job_out receives the job (the caller's).
+ * Returns GLR_OK, GLR_EINVAL, GLR_ENOTFOUND, GLR_ECONFLICT (to_step is after the last
+ * decided step), GLR_ECORRUPT (the stored history does not replay to the stored answers),
+ * GLR_EBUSY or GLR_EIO.
  */
 int svc_rewind(struct svc *svc, const char *id, int64_t to_step, cJSON **job_out, char *err);
 

@@ -16,13 +16,26 @@ int svc_rewind(struct svc *svc, const char *id, int64_t to_step, cJSON **job_out
     struct svc_job *job;
     if ((rc = svc_job_lock_settled(svc, id, &job, err)))
         return rc;
+    if (to_step > job->last_step) {
+        /* A step not decided yet: most likely the trainer's checkpoint and job disagree. */
+        if (job->last_step < 0)
+            rc = glr_fail(err, GLR_ECONFLICT,
+                          "job %s has no decided step yet: a rewind goes back, to -1", job->id);
+        else
+            rc = glr_fail(err, GLR_ECONFLICT,
+                          "job %s has decided steps up to %lld: a rewind goes back, to that "
+                          "step or before",
+                          job->id, (long long)job->last_step);
+        svc_job_unlock(svc, job);
+        return rc;
+    }
     /* Ranks gathered, and requests waiting, for steps after to_step have no future. */
     if (job->pending_step > to_step)
         svc_report_drop_gathered(svc, job);
     svc_wait_take(svc, job, to_step + 1, INT64_MAX, GLR_ECONFLICT, NULL,
                   "the job was rewound to an earlier step; report again from there");
-    if (to_step >= job->last_step) {
-        /* Nothing after to_step: the job already is in that state. */
+    if (to_step == job->last_step) {
+        /* The job already is in that state (a retried rewind, say). */
         rc = svc_describe_job(job, job_out, err);
         svc_job_unlock(svc, job);
         return rc;
