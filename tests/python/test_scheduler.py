@@ -87,6 +87,21 @@ def test_a_schedule_steps_without_a_metric(daemon, job_id):
         greedy.step()
 
 
+def test_a_zero_lr_comes_back_as_a_float(daemon, client, job_id):
+    """The service writes a zero lr as JSON 0; every lr the client hands out is a float."""
+    optimizer = make_optimizer(0.1)
+    scheduler = greedylr.RemoteScheduler(optimizer, job_id, url=daemon.url, policy="linear",
+                                         total_steps=2, start_factor=1.0, end_factor=0.0)
+    scheduler.step()
+    scheduler.step()
+    assert scheduler.get_last_lr() == [0.0]
+    assert type(scheduler.get_last_lr()[0]) is float
+    assert type(optimizer.param_groups[0]["lr"]) is float
+    assert type(client.get_lr(job_id, 1)["lr"]) is float
+    assert type(client.history(job_id)[-1]["lr"]) is float
+    assert type(client.get_job(job_id)["lr"]) is float
+
+
 def test_another_config_for_the_same_job_names_the_differences(daemon, job_id):
     greedylr.RemoteScheduler(make_optimizer(0.1), job_id, url=daemon.url, patience=3)
     with pytest.raises(greedylr.Conflict) as caught:

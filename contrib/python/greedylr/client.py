@@ -56,6 +56,23 @@ def decode_loss(value):
     return value
 
 
+def decode_lr(value):
+    """A learning rate as the service shows it, as a Python float (or a list of them): the
+    service writes each number in its shortest exact form, so a zero comes as JSON 0."""
+    if isinstance(value, list):
+        return [float(item) for item in value]
+    return float(value)
+
+
+def decode_lrs(record):
+    """record (an answer, a job or a point) with its learning rates as floats; returns it."""
+    if isinstance(record, dict):
+        for key in ("lr", "initial_lr"):
+            if record.get(key) is not None:
+                record[key] = decode_lr(record[key])
+    return record
+
+
 def encode_lr(lr):
     """An initial learning rate: one number, or a list with one per parameter group."""
     if isinstance(lr, (list, tuple)):
@@ -189,15 +206,15 @@ class Client:
             timeout = self.timeout + self._rank_waits.get(job_id, 0.0)
             if rank and job_id not in self._rank_waits:
                 timeout += DEFAULT_AGGREGATE_TIMEOUT_MS / 1000.0
-        return self._call("POST", f"/v1/jobs/{quote(job_id)}/reports", body=body,
-                          timeout=timeout)
+        return decode_lrs(self._call("POST", f"/v1/jobs/{quote(job_id)}/reports", body=body,
+                                     timeout=timeout))
 
     def get_lr(self, job_id, step, wait_ms=0):
         """The decision of a step (the answer its report got), waiting up to wait_ms for it;
         None when it is not decided yet."""
         query = {"step": operator.index(step), "wait_ms": int(wait_ms)}
-        return self._call("GET", f"/v1/jobs/{quote(job_id)}/lr", query=query,
-                          timeout=self.timeout + wait_ms / 1000.0)
+        return decode_lrs(self._call("GET", f"/v1/jobs/{quote(job_id)}/lr", query=query,
+                                     timeout=self.timeout + wait_ms / 1000.0))
 
     def history(self, job_id, **query):
         """The steps a job was told.
@@ -219,6 +236,7 @@ class Client:
         while True:
             page = self._call("GET", path, query=query)
             for point in page["points"]:
+                decode_lrs(point)
                 point["loss"] = decode_loss(point["loss"])
                 if "metric" in point:
                     point["metric"] = decode_loss(point["metric"])
@@ -229,11 +247,13 @@ class Client:
 
     def finish(self, job_id):
         """Marks the job finished (it keeps its history, takes no new reports); returns it."""
-        return self._call("PATCH", f"/v1/jobs/{quote(job_id)}", body={"status": "finished"})
+        return self._seen(self._call("PATCH", f"/v1/jobs/{quote(job_id)}",
+                                     body={"status": "finished"}))
 
     def set_tags(self, job_id, tags):
         """Replaces the job's tags; returns the job."""
-        return self._call("PATCH", f"/v1/jobs/{quote(job_id)}", body={"tags": dict(tags)})
+        return self._seen(self._call("PATCH", f"/v1/jobs/{quote(job_id)}",
+                                     body={"tags": dict(tags)}))
 
     def delete(self, job_id):
         """Deletes the job and its history."""
@@ -250,7 +270,9 @@ class Client:
     # ---- sending -------------------------------------------------------------------------
 
     def _seen(self, job):
-        """Remembers how long reports to a job of several ranks may wait; returns job."""
+        """Remembers how long reports to a job of several ranks may wait; returns job, with
+        its learning rates as floats."""
+        decode_lrs(job)
         if isinstance(job, dict) and job.get("world_size", 1) > 1:
             wait = job.get("aggregate_timeout_ms", DEFAULT_AGGREGATE_TIMEOUT_MS) / 1000.0
             self._rank_waits[job["id"]] = wait
