@@ -4,11 +4,11 @@
 #
 #   sh contrib/examples/curl.sh [URL]      (default http://127.0.0.1:8080, or $GREEDYLR_URL)
 #
-# The job is named curl-example (or $GREEDYLR_JOB). Each answer is printed after a comment
-# line saying what was asked; the script stops at the first request that fails.
+# The job is named curl-example and the time, or $GREEDYLR_JOB. Each answer is printed after
+# a comment line saying what was asked; the script stops at the first request that fails.
 set -eu
 url=${1:-${GREEDYLR_URL:-http://127.0.0.1:8080}}
-job=${GREEDYLR_JOB:-curl-example}
+job=${GREEDYLR_JOB:-curl-example-$(date -u +%Y%m%d-%H%M%S)-$$}
 
 say() { printf '# %s\n' "$*"; }
 # api METHOD PATH [JSON]: one request; prints the answer's body and fails on an error status.
@@ -20,6 +20,7 @@ api() {
     fi
 }
 
+say "job $job at $url"
 say "Is the service up?"
 api GET /healthz
 

@@ -84,11 +84,15 @@ def train(url, job_id, lr=3.0, epochs=10, batch=40, seed=0, cap=True, log=print)
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", default=greedylr.DEFAULT_URL, help="where greedylrd listens")
-    parser.add_argument("--job", default="nmf-cap", help="the job id")
+    parser.add_argument("--job", help="the job id (default: a new one; an earlier run's id "
+                                      "continues that run)")
     parser.add_argument("--lr", type=float, default=3.0, help="the initial learning rate")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--no-cap", action="store_true", help="report no lr_cap")
     args = parser.parse_args()
+    if args.job is None:
+        args.job = greedylr.new_job_id("nmf-cap")
+    print(f"job {args.job} at {args.url}", flush=True)
     records = train(args.url, args.job, args.lr, args.epochs, cap=not args.no_cap)
     print(f"loss {records[0]['loss']:.6g} -> {records[-1]['loss']:.6g}")
 

@@ -84,11 +84,15 @@ def show(title, records):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", default=greedylr.DEFAULT_URL, help="where greedylrd listens")
-    parser.add_argument("--job", default="resume-example", help="the job id")
+    parser.add_argument("--job", help="the job id (default: a new one; an earlier run's id "
+                                      "continues that run)")
     parser.add_argument("--steps", type=int, default=24)
     parser.add_argument("--checkpoint", type=int, default=10, help="steps before it")
     parser.add_argument("--restart-from", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.job is None:
+        args.job = greedylr.new_job_id("resume-example")
+    print(f"job {args.job} at {args.url}", flush=True)
     torch.set_num_threads(1)  # the same arithmetic in both runs, bit for bit
     if args.restart_from:
         restart(args.url, args.job, args.restart_from, args.steps)

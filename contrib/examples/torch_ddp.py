@@ -57,9 +57,13 @@ def worker(rank, url, job_id, steps, rendezvous):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", default=greedylr.DEFAULT_URL, help="where greedylrd listens")
-    parser.add_argument("--job", default="torch-ddp", help="the job id")
+    parser.add_argument("--job", help="the job id (default: a new one; an earlier run's id "
+                                      "continues that run)")
     parser.add_argument("--steps", type=int, default=12)
     args = parser.parse_args()
+    if args.job is None:
+        args.job = greedylr.new_job_id("torch-ddp")
+    print(f"job {args.job} at {args.url}", flush=True)
     with tempfile.TemporaryDirectory(prefix="greedylr-ddp-") as directory:
         rendezvous = os.path.join(directory, "rendezvous")
         mp.spawn(worker, args=(args.url, args.job, args.steps, rendezvous),

@@ -66,9 +66,13 @@ def train(url, job_id, epochs=15, batch=64, seed=0, log=print):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", default=greedylr.DEFAULT_URL, help="where greedylrd listens")
-    parser.add_argument("--job", default="torch-mlp", help="the job id")
+    parser.add_argument("--job", help="the job id (default: a new one; an earlier run's id "
+                                      "continues that run)")
     parser.add_argument("--epochs", type=int, default=15)
     args = parser.parse_args()
+    if args.job is None:
+        args.job = greedylr.new_job_id("torch-mlp")
+    print(f"job {args.job} at {args.url}", flush=True)
     records = train(args.url, args.job, args.epochs)
     print(f"validation loss {records[0]['loss']:.6f} -> {records[-1]['loss']:.6f}")
 

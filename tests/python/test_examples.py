@@ -53,6 +53,23 @@ def test_torch_mlp_learns_and_the_service_holds_the_lrs_it_used(daemon, client, 
     assert len(set(used)) > 1, "the lr never changed: the test shows nothing"
 
 
+def test_an_example_run_again_starts_a_new_job_and_says_which(daemon, client):
+    """Without --job each run is a job of its own (not the last run's, continued), and
+    the example prints its id first."""
+    def run_once():
+        output = run([sys.executable, example("torch_mlp.py"), "--url", daemon.url,
+                      "--epochs", "2"])
+        first = output.splitlines()[0]
+        match = re.fullmatch(r"job (torch-mlp-\S+) at " + re.escape(daemon.url), first)
+        assert match, output
+        return match.group(1)
+
+    first, second = run_once(), run_once()
+    assert first != second
+    for job_id in (first, second):
+        assert [p["step"] for p in client.history(job_id)] == [0, 1]
+
+
 def test_torch_ddp_ranks_use_the_same_lr_at_every_step(daemon, client, job_id):
     steps = 10
     output = run([sys.executable, example("torch_ddp.py"), "--url", daemon.url,

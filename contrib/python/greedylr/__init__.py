@@ -12,7 +12,7 @@
 Standard library only; torch is imported only by RemoteScheduler.
 """
 
-from .client import DEFAULT_URL, Client
+from .client import DEFAULT_URL, Client, new_job_id
 from .errors import (ApiError, BadRequest, Conflict, ConnectionFailed, Error, Forbidden,
                      InvalidValue, NotFound, QuotaReached, ServerError, Timeout, TooManyWaiting,
                      Unauthorized, Unavailable)
@@ -21,8 +21,8 @@ from .scheduler import RemoteScheduler
 __version__ = "0.1.0"
 
 __all__ = [
-    "DEFAULT_URL", "Client", "RemoteScheduler", "Error", "ApiError", "BadRequest",
-    "Conflict", "ConnectionFailed", "InvalidValue", "NotFound", "QuotaReached", "ServerError",
-    "Timeout",
-    "TooManyWaiting", "Unavailable", "Unauthorized", "Forbidden", "__version__",
+    "DEFAULT_URL", "Client", "RemoteScheduler", "new_job_id", "Error", "ApiError",
+    "BadRequest", "Conflict", "ConnectionFailed", "InvalidValue", "NotFound", "QuotaReached",
+    "ServerError", "Timeout", "TooManyWaiting", "Unavailable", "Unauthorized", "Forbidden",
+    "__version__",
 ]

@@ -14,6 +14,7 @@ import json
 import math
 import operator
 import os
+import secrets
 import socket
 import threading
 import time
@@ -54,6 +55,13 @@ def decode_loss(value):
     if isinstance(value, str):
         return float(value)
     return value
+
+
+def new_job_id(prefix):
+    """A job id no run has used: prefix, the time (UTC) and a few random hex digits, e.g.
+    "torch-mlp-20240501-120000-3fa9c2". A training that restarts gives its first id again."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    return f"{prefix}-{stamp}-{secrets.token_hex(3)}"
 
 
 def decode_lr(value):
