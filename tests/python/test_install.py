@@ -1,6 +1,6 @@
-"""`pip install contrib/python` works as the README says: into a venv that sees Debian's
-packages (torch), with no package index, writing nothing into the source tree (make
-distcheck runs it from a read-only one)."""
+"""`pip install --no-build-isolation contrib/python` works as the README says: into a venv
+that sees Debian's packages (torch, and flit_core to build with), with no package index,
+writing nothing into the source tree (make distcheck runs it from a read-only one)."""
 
 import os
 import subprocess
@@ -31,10 +31,14 @@ def test_pip_installs_the_package_into_a_venv(daemon, tmp_path, job_id):
         import ensurepip  # noqa: F401  (Debian ships it in python3-venv)
     except ImportError:
         pytest.fail("python3 -m venv needs Debian's python3-venv package")
+    try:
+        import flit_core  # noqa: F401  (the build backend, from Debian's flit)
+    except ImportError:
+        pytest.fail("building the package needs Debian's flit package (flit_core)")
     venv = tmp_path / "venv"
     run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], tmp_path)
     python = str(venv / "bin" / "python")
-    run([python, "-m", "pip", "install", PACKAGE], tmp_path)
+    run([python, "-m", "pip", "install", "--no-build-isolation", PACKAGE], tmp_path)
     code = ("import greedylr, sys\n"
             "print(greedylr.__file__)\n"
             "c = greedylr.Client(sys.argv[1])\n"
