@@ -56,6 +56,13 @@ static const struct rule rules[] = {
     {"greedylr", "0.1", "{\"patience\": 3, \"patience\": 4}", "\"patience\" is given twice"},
     {"greedylr", "0.1", "[1, 2]", "config must be a JSON object"},
     {"greedylr", "0.1", "{\"min_lr\": -0.1}", "min_lr"},
+    /* Numbers in messages are written as the client would: shortest, not 17 digits. */
+    {"greedylr", "0.1", "{\"min_lr\": -0.1}", "got -0.1"},
+    {"greedylr", "0.1", "{\"factor\": 1.1}", "got 1.1"},
+    {"greedylr", "-0.1", NULL, "got -0.1"},
+    {"greedylr", "0.3", "{\"max_lr\": 0.2}", "lr 0.3 of group 0 is above max_lr 0.2"},
+    {"auto", "0.1", "{\"warmup\": 0.7}", "got 0.7"},
+    {"cosine", "0.1", "{\"t_max\": 10, \"eta_min\": -0.3}", "got -0.3"},
     /* plateau */
     {"plateau", "0.1", "{\"factor\": 1}", "factor"},
     {"plateau", "0.1", "{\"patience\": -1}", "patience"},

@@ -210,6 +210,13 @@ size_t jsonx_format_double(double v, char buf[JSONX_DOUBLE_MAX])
     return len ? len : format_by_printf(v, buf);
 }
 
+struct jsonx_text jsonx_text(double v)
+{
+    struct jsonx_text text;
+    jsonx_format_double(v, text.s);
+    return text;
+}
+
 cJSON *jsonx_number(double v)
 {
     if (!isfinite(v))

@@ -22,6 +22,18 @@
  */
 size_t jsonx_format_double(double v, char buf[JSONX_DOUBLE_MAX]);
 
+/* The text of jsonx_format_double(), held by value. */
+struct jsonx_text {
+    char s[JSONX_DOUBLE_MAX];
+};
+
+/*
+ * v's shortest text as a value, for messages: `glr_fail(err, ..., "got %s", jsonx_text(v).s)`.
+ * The array lives until the end of the full expression that called jsonx_text() (C11
+ * 6.2.4), so it may be passed to printf-like calls, not kept.
+ */
+struct jsonx_text jsonx_text(double v);
+
 /*
  * Returns a new cJSON item for v: a number written with jsonx_format_double() when v is
  * finite, else the string "NaN", "Infinity" or "-Infinity". Returns NULL when out of

@@ -5,6 +5,7 @@
  */
 #include "base/metrics.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -14,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/jsonx.h"
 #include "config.h"
 
 /* Distinct status codes counted per route and method; more are counted as "other". */
@@ -222,21 +224,12 @@ static void put_header(struct text *t, const char *name, const char *type, const
 /* A number in its shortest form that reads back exactly ("10", "0.0025", "1.5e-07"). */
 static void put_number(struct text *t, double value)
 {
-    char text[32];
-    if (value == (double)(int64_t)value && value < 1e15 && value > -1e15) {
-        put(t, "%lld", (long long)value);
-        return;
-    }
-    snprintf(text, sizeof(text), "%.17g", value);
-    for (int precision = 1; precision < 17; precision++) {
-        char shorter[32];
-        snprintf(shorter, sizeof(shorter), "%.*g", precision, value);
-        if (strtod(shorter, NULL) == value) {
-            snprintf(text, sizeof(text), "%s", shorter);
-            break;
-        }
-    }
-    put(t, "%s", text);
+    if (isnan(value))
+        put(t, "NaN");
+    else if (isinf(value))
+        put(t, value > 0 ? "+Inf" : "-Inf");
+    else
+        put(t, "%s", jsonx_text(value).s);
 }
 
 /*

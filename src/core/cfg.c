@@ -61,8 +61,8 @@ int cfg_int(struct cfg *cfg, const char *key, int64_t dflt, int64_t min, int64_t
     if (!finite_number(item, &v) || v != floor(v))
         return glr_fail(err, GLR_EINVAL, "%s must be an integer", key);
     if (!jsonx_get_integer(item, min, max, out))
-        return glr_fail(err, GLR_EINVAL, "%s must be between %lld and %lld, got %.17g", key,
-                        (long long)min, (long long)max, v);
+        return glr_fail(err, GLR_EINVAL, "%s must be between %lld and %lld, got %s", key,
+                        (long long)min, (long long)max, jsonx_text(v).s);
     return GLR_OK;
 }
 

@@ -54,7 +54,8 @@ static int check_lr_value(const cJSON *item, const char *what, double *out, char
         return glr_fail(err, GLR_EINVAL, "%s must be a number", what);
     double v = item->valuedouble;
     if (!isfinite(v) || v <= 0)
-        return glr_fail(err, GLR_EINVAL, "%s must be a finite number > 0, got %.17g", what, v);
+        return glr_fail(err, GLR_EINVAL, "%s must be a finite number > 0, got %s", what,
+                        jsonx_text(v).s);
     *out = v;
     return GLR_OK;
 }
@@ -257,7 +258,8 @@ int glr_sched_state_load(struct glr_sched *sched, const cJSON *state, char *err)
     if (policy_state_get_double(state, "version", &version, err))
         return GLR_ECORRUPT;
     if (version != STATE_VERSION)
-        return glr_fail(err, GLR_ECORRUPT, "saved state: version %.17g is not supported", version);
+        return glr_fail(err, GLR_ECORRUPT, "saved state: version %s is not supported",
+                        jsonx_text(version).s);
     const cJSON *policy = cJSON_GetObjectItemCaseSensitive(state, "policy");
     if (!cJSON_IsString(policy) || strcmp(policy->valuestring, sched->policy->name) != 0)
         return glr_fail(err, GLR_ECORRUPT, "saved state: policy is not \"%s\"",

@@ -91,40 +91,42 @@ static int auto_create(struct glr_sched *sched, struct cfg *cfg, char *err)
         (rc = cfg_double(cfg, "warmup", 0.05, &a.warmup, err)))
         return rc;
     if (!(a.threshold >= 0 && a.threshold < 1))
-        return glr_fail(err, GLR_EINVAL, "threshold must be in [0, 1), got %.17g", a.threshold);
+        return glr_fail(err, GLR_EINVAL, "threshold must be in [0, 1), got %s",
+                        jsonx_text(a.threshold).s);
     if (!(a.decrease_factor > 0 && a.decrease_factor < 1))
         return glr_fail(err, GLR_EINVAL,
                         "decrease_factor must be between 0 and 1 (exclusive), "
-                        "got %.17g",
-                        a.decrease_factor);
+                        "got %s",
+                        jsonx_text(a.decrease_factor).s);
     if (!(a.increase_factor > 1 && a.increase_factor <= AUTO_INCREASE_MAX))
-        return glr_fail(err, GLR_EINVAL,
-                        "increase_factor must be above 1 and at most %g, got %.17g",
-                        AUTO_INCREASE_MAX, a.increase_factor);
+        return glr_fail(err, GLR_EINVAL, "increase_factor must be above 1 and at most %g, got %s",
+                        AUTO_INCREASE_MAX, jsonx_text(a.increase_factor).s);
     if (!(a.min_factor > 0 && a.min_factor <= 1))
-        return glr_fail(err, GLR_EINVAL, "min_factor must be in (0, 1], got %.17g", a.min_factor);
+        return glr_fail(err, GLR_EINVAL, "min_factor must be in (0, 1], got %s",
+                        jsonx_text(a.min_factor).s);
     if (!(a.max_factor >= 1 && a.max_factor <= GLR_MAX_COUNT))
-        return glr_fail(err, GLR_EINVAL, "max_factor must be in [1, %d], got %.17g", GLR_MAX_COUNT,
-                        a.max_factor);
+        return glr_fail(err, GLR_EINVAL, "max_factor must be in [1, %d], got %s", GLR_MAX_COUNT,
+                        jsonx_text(a.max_factor).s);
     if (!(a.diverge_threshold > 0))
-        return glr_fail(err, GLR_EINVAL, "diverge_threshold must be > 0, got %.17g",
-                        a.diverge_threshold);
+        return glr_fail(err, GLR_EINVAL, "diverge_threshold must be > 0, got %s",
+                        jsonx_text(a.diverge_threshold).s);
     if (!(a.probe_until >= 0 && a.probe_until <= 1))
-        return glr_fail(err, GLR_EINVAL, "probe_until must be in [0, 1], got %.17g", a.probe_until);
+        return glr_fail(err, GLR_EINVAL, "probe_until must be in [0, 1], got %s",
+                        jsonx_text(a.probe_until).s);
     if (!(a.probe_gain >= 1 && a.probe_gain <= AUTO_INCREASE_MAX))
-        return glr_fail(err, GLR_EINVAL, "probe_gain must be in [1, %g], got %.17g",
-                        AUTO_INCREASE_MAX, a.probe_gain);
+        return glr_fail(err, GLR_EINVAL, "probe_gain must be in [1, %g], got %s", AUTO_INCREASE_MAX,
+                        jsonx_text(a.probe_gain).s);
     if (!(a.anneal_start >= 0 && a.anneal_start < 1))
-        return glr_fail(err, GLR_EINVAL, "anneal_start must be in [0, 1), got %.17g",
-                        a.anneal_start);
+        return glr_fail(err, GLR_EINVAL, "anneal_start must be in [0, 1), got %s",
+                        jsonx_text(a.anneal_start).s);
     if (!(a.warmup >= 0 && a.warmup <= 0.5))
-        return glr_fail(err, GLR_EINVAL, "warmup must be in [0, 0.5], got %.17g", a.warmup);
+        return glr_fail(err, GLR_EINVAL, "warmup must be in [0, 0.5], got %s",
+                        jsonx_text(a.warmup).s);
     /* The largest rate a job may reach must be a finite number. */
     for (size_t i = 0; i < sched->groups; i++)
         if (!isfinite(sched->init_lrs[i] * a.max_factor))
-            return glr_fail(err, GLR_EINVAL,
-                            "lr %.17g of group %zu times max_factor %.17g is not finite",
-                            sched->init_lrs[i], i, a.max_factor);
+            return glr_fail(err, GLR_EINVAL, "lr %s of group %zu times max_factor %s is not finite",
+                            jsonx_text(sched->init_lrs[i]).s, i, jsonx_text(a.max_factor).s);
     struct autolr *priv = malloc(sizeof(*priv));
     if (!priv)
         return glr_fail(err, GLR_ENOMEM, "out of memory");

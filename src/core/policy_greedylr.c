@@ -73,29 +73,29 @@ static int greedy_create(struct glr_sched *sched, struct cfg *cfg, char *err)
         return rc;
 
     if (!(tmp.factor > 0 && tmp.factor < 1))
-        return glr_fail(err, GLR_EINVAL, "factor must be between 0 and 1 (exclusive), got %.17g",
-                        tmp.factor);
+        return glr_fail(err, GLR_EINVAL, "factor must be between 0 and 1 (exclusive), got %s",
+                        jsonx_text(tmp.factor).s);
     if (tmp.threshold < 0)
-        return glr_fail(err, GLR_EINVAL, "threshold must be >= 0, got %.17g", tmp.threshold);
+        return glr_fail(err, GLR_EINVAL, "threshold must be >= 0, got %s",
+                        jsonx_text(tmp.threshold).s);
     if (tmp.eps < 0)
-        return glr_fail(err, GLR_EINVAL, "eps must be >= 0, got %.17g", tmp.eps);
+        return glr_fail(err, GLR_EINVAL, "eps must be >= 0, got %s", jsonx_text(tmp.eps).s);
     for (size_t i = 0; i < groups; i++) {
         if (min_lr[i] < 0)
-            return glr_fail(err, GLR_EINVAL, "min_lr must be >= 0, got %.17g", min_lr[i]);
+            return glr_fail(err, GLR_EINVAL, "min_lr must be >= 0, got %s",
+                            jsonx_text(min_lr[i]).s);
         if (min_lr[i] > max_lr[i])
-            return glr_fail(err, GLR_EINVAL,
-                            "min_lr (%.17g) must not exceed max_lr (%.17g) in group %zu", min_lr[i],
-                            max_lr[i], i);
+            return glr_fail(err, GLR_EINVAL, "min_lr (%s) must not exceed max_lr (%s) in group %zu",
+                            jsonx_text(min_lr[i]).s, jsonx_text(max_lr[i]).s, i);
         double lr = sched->init_lrs[i];
         if (lr < min_lr[i])
             return glr_fail(err, GLR_EINVAL,
-                            "lr %.17g of group %zu is below min_lr %.17g: it could never "
+                            "lr %s of group %zu is below min_lr %s: it could never "
                             "decrease; lower min_lr",
-                            lr, i, min_lr[i]);
+                            jsonx_text(lr).s, i, jsonx_text(min_lr[i]).s);
         if (lr > max_lr[i])
-            return glr_fail(err, GLR_EINVAL,
-                            "lr %.17g of group %zu is above max_lr %.17g: raise max_lr", lr, i,
-                            max_lr[i]);
+            return glr_fail(err, GLR_EINVAL, "lr %s of group %zu is above max_lr %s: raise max_lr",
+                            jsonx_text(lr).s, i, jsonx_text(max_lr[i]).s);
     }
 
     tmp.judge = (struct judge){.maximize = tmp.mode == MODE_MAX,

@@ -52,15 +52,17 @@ static int plateau_create(struct glr_sched *sched, struct cfg *cfg, char *err)
         (rc = cfg_double(cfg, "eps", 1e-8, &tmp.eps, err)))
         return rc;
     if (!(tmp.factor > 0 && tmp.factor < 1))
-        return glr_fail(err, GLR_EINVAL, "factor must be between 0 and 1 (exclusive), got %.17g",
-                        tmp.factor);
+        return glr_fail(err, GLR_EINVAL, "factor must be between 0 and 1 (exclusive), got %s",
+                        jsonx_text(tmp.factor).s);
     if (tmp.threshold < 0)
-        return glr_fail(err, GLR_EINVAL, "threshold must be >= 0, got %.17g", tmp.threshold);
+        return glr_fail(err, GLR_EINVAL, "threshold must be >= 0, got %s",
+                        jsonx_text(tmp.threshold).s);
     if (tmp.eps < 0)
-        return glr_fail(err, GLR_EINVAL, "eps must be >= 0, got %.17g", tmp.eps);
+        return glr_fail(err, GLR_EINVAL, "eps must be >= 0, got %s", jsonx_text(tmp.eps).s);
     for (size_t i = 0; i < sched->groups; i++)
         if (min_lr[i] < 0)
-            return glr_fail(err, GLR_EINVAL, "min_lr must be >= 0, got %.17g", min_lr[i]);
+            return glr_fail(err, GLR_EINVAL, "min_lr must be >= 0, got %s",
+                            jsonx_text(min_lr[i]).s);
 
     tmp.judge = (struct judge){.maximize = tmp.mode == MODE_MAX,
                                .relative = tmp.threshold_mode == THRESHOLD_REL,

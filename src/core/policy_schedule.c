@@ -46,7 +46,7 @@ static int read_gamma(struct cfg *cfg, double dflt, double *out, char *err)
     if (isnan(*out))
         return glr_fail(err, GLR_EINVAL, "gamma is required: a number > 0");
     if (!(*out > 0))
-        return glr_fail(err, GLR_EINVAL, "gamma must be > 0, got %.17g", *out);
+        return glr_fail(err, GLR_EINVAL, "gamma must be > 0, got %s", jsonx_text(*out).s);
     return GLR_OK;
 }
 
@@ -67,7 +67,8 @@ static int read_kind_config(struct schedule *s, struct cfg *cfg, char *err)
             (rc = cfg_double(cfg, "eta_min", 0.0, &s->eta_min, err)))
             return rc;
         if (s->eta_min < 0)
-            return glr_fail(err, GLR_EINVAL, "eta_min must be >= 0, got %.17g", s->eta_min);
+            return glr_fail(err, GLR_EINVAL, "eta_min must be >= 0, got %s",
+                            jsonx_text(s->eta_min).s);
         return GLR_OK;
     case KIND_LINEAR:
         if ((rc = require_count(cfg, "total_steps", &s->total_steps, err)) ||
@@ -75,10 +76,11 @@ static int read_kind_config(struct schedule *s, struct cfg *cfg, char *err)
             (rc = cfg_double(cfg, "end_factor", 0.0, &s->end_factor, err)))
             return rc;
         if (s->start_factor < 0)
-            return glr_fail(err, GLR_EINVAL, "start_factor must be >= 0, got %.17g",
-                            s->start_factor);
+            return glr_fail(err, GLR_EINVAL, "start_factor must be >= 0, got %s",
+                            jsonx_text(s->start_factor).s);
         if (s->end_factor < 0)
-            return glr_fail(err, GLR_EINVAL, "end_factor must be >= 0, got %.17g", s->end_factor);
+            return glr_fail(err, GLR_EINVAL, "end_factor must be >= 0, got %s",
+                            jsonx_text(s->end_factor).s);
         return GLR_OK;
     }
     return GLR_EINVAL;
