@@ -128,7 +128,12 @@ START_TEST(validation_messages_reach_the_client)
     expect_problem("PUT", "/v1/jobs/bad-1", "application/json", "{\"lr\":0.1,\"policy\":\"fast\"}",
                    422, "fast");
     expect_problem("PUT", "/v1/jobs/bad-1", "application/json", "{\"lr\":0.1,\"colour\":1}", 422,
-                   "colour");
+                   "unknown field \"colour\" in the job");
+    /* A near miss of a field, like one of a config key, gets a suggestion. */
+    expect_problem("PUT", "/v1/jobs/bad-1", "application/json", "{\"lr\":0.1,\"polcy\":\"auto\"}",
+                   422, "\"polcy\" in the job (did you mean \"policy\"?)");
+    expect_problem("POST", "/v1/jobs/bad-1/reports", "application/json", "{\"stpe\":0,\"loss\":1}",
+                   422, "(did you mean \"step\"?)");
     expect_problem("PUT", "/v1/jobs/bad-1", "application/json", "{\"lr\":0.1,\"tags\":[1]}", 422,
                    "tags");
     expect_problem("PUT", "/v1/jobs/bad-1", "application/json", "{\"lr\":0.1,\"tags\":{\"k\":1}}",

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "base/jsonx.h"
+#include "base/suggest.h"
 #include "base/status.h"
 
 int cfg_begin(struct cfg *cfg, const cJSON *config, size_t groups, char *err)
@@ -132,30 +133,6 @@ int cfg_groups(struct cfg *cfg, const char *key, double dflt, double *out, bool 
     return GLR_OK;
 }
 
-/* Levenshtein distance of two short keys, capped: enough to suggest a correction. */
-static size_t edit_distance(const char *a, const char *b)
-{
-    enum { CAP = 40 };
-    size_t la = strlen(a), lb = strlen(b);
-    if (la >= CAP || lb >= CAP)
-        return CAP;
-    size_t row[CAP + 1];
-    for (size_t j = 0; j <= lb; j++)
-        row[j] = j;
-    for (size_t i = 1; i <= la; i++) {
-        size_t diagonal = row[0];
-        row[0] = i;
-        for (size_t j = 1; j <= lb; j++) {
-            size_t above = row[j];
-            size_t cost = diagonal + (a[i - 1] != b[j - 1]);
-            size_t best = above + 1 < row[j - 1] + 1 ? above + 1 : row[j - 1] + 1;
-            row[j] = cost < best ? cost : best;
-            diagonal = above;
-        }
-    }
-    return row[lb];
-}
-
 int cfg_finish(const struct cfg *cfg, char *err)
 {
     if (!cfg->object)
@@ -167,19 +144,12 @@ int cfg_finish(const struct cfg *cfg, char *err)
         for (const cJSON *other = item->next; other; other = other->next)
             if (strcmp(other->string, key) == 0)
                 return glr_fail(err, GLR_EINVAL, "config key \"%s\" is given twice", key);
-        const char *closest = NULL;
-        size_t closest_distance = 3; /* suggest only near misses */
         bool known = false;
-        for (size_t i = 0; i < cfg->nknown && !known; i++) {
+        for (size_t i = 0; i < cfg->nknown && !known; i++)
             known = strcmp(cfg->known[i], key) == 0;
-            size_t d = edit_distance(cfg->known[i], key);
-            if (d < closest_distance) {
-                closest_distance = d;
-                closest = cfg->known[i];
-            }
-        }
         if (known)
             continue;
+        const char *closest = suggest_closest(key, cfg->known, cfg->nknown);
         if (closest)
             return glr_fail(err, GLR_EINVAL, "unknown config key \"%.64s\" (did you mean \"%s\"?)",
                             key, closest);

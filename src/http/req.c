@@ -10,6 +10,7 @@
 #include <strings.h>
 
 #include "base/jsonx.h"
+#include "base/suggest.h"
 
 bool req_is_json_media_type(const char *type)
 {
@@ -112,7 +113,15 @@ int req_parse_object(const struct req_body *body, const char *const *allowed, co
     }
     const char *unknown = unknown_key(tree, allowed);
     if (unknown) {
-        int rc = glr_fail(err, GLR_EINVAL, "unknown field \"%.64s\" in the %s", unknown, what);
+        size_t count = 0;
+        while (allowed[count])
+            count++;
+        const char *closest = suggest_closest(unknown, allowed, count);
+        int rc =
+            closest ? glr_fail(err, GLR_EINVAL,
+                               "unknown field \"%.64s\" in the %s (did you mean \"%s\"?)", unknown,
+                               what, closest)
+                    : glr_fail(err, GLR_EINVAL, "unknown field \"%.64s\" in the %s", unknown, what);
         cJSON_Delete(tree);
         return rc;
     }
