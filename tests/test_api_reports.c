@@ -145,7 +145,7 @@ START_TEST(bad_reports_are_422)
 {
     create("bad-rep", "{\"lr\":0.1}");
     const char *bodies[][2] = {
-        {"{\"step\":0}", "loss"},
+        {"{\"step\":0}", "loss is required: policy greedylr reads it"},
         {"{\"step\":0,\"loss\":\"abc\"}", "loss"},
         {"{\"step\":0,\"loss\":true}", "loss"},
         {"{\"step\":0,\"loss\":[1]}", "loss"},
@@ -166,6 +166,29 @@ START_TEST(bad_reports_are_422)
                       detail, bodies[i][1]);
     }
     ck_assert_int_eq(reports_of("bad-rep"), 0);
+}
+END_TEST
+
+START_TEST(a_schedule_takes_reports_without_a_loss)
+{
+    create("sched-noloss", "{\"policy\":\"step\",\"lr\":1,\"config\":{\"step_size\":2}}");
+    cJSON *a = report("sched-noloss", "{\"step\":0}");
+    ck_assert(lr_of(a) == 1);
+    cJSON_Delete(a);
+    a = report("sched-noloss", "{\"step\":1}");
+    ck_assert(lr_of(a) == 0.1);
+    cJSON_Delete(a);
+    /* A retry without a loss is the same report; one with a loss is another. */
+    a = report("sched-noloss", "{\"step\":1}");
+    ck_assert(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(a, "replayed")));
+    cJSON_Delete(a);
+    /* The history keeps no loss for them, as for a null one. */
+    cJSON *h = httpc_expect(&client, "GET", "/v1/jobs/sched-noloss/history", NULL, 200);
+    const cJSON *points = cJSON_GetObjectItemCaseSensitive(h, "points");
+    ck_assert_int_eq(cJSON_GetArraySize(points), 2);
+    const cJSON *loss = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(points, 0), "loss");
+    ck_assert(cJSON_IsString(loss) && strcmp(loss->valuestring, "NaN") == 0);
+    cJSON_Delete(h);
 }
 END_TEST
 
@@ -257,6 +280,7 @@ int main(void)
     tcase_add_test(tc, conflicting_steps_are_refused);
     tcase_add_test(tc, diverged_losses_in_every_spelling);
     tcase_add_test(tc, bad_reports_are_422);
+    tcase_add_test(tc, a_schedule_takes_reports_without_a_loss);
     tcase_add_test(tc, several_groups_answer_an_array);
     tcase_add_test(tc, concurrent_reports_apply_one_after_the_other);
     suite_add_tcase(suite, tc);

@@ -142,7 +142,8 @@ static void report(const char *id, int64_t step, double loss)
     wait_init(&w, NULL);
     struct svc_report_result r;
     char err[GLR_ERR_MAX] = "";
-    int rc = svc_report(svc, id, step, 0, loss, INFINITY, &w.waiter, &r, err);
+    int rc = svc_report(svc, id, &(struct svc_report_input){step, 0, loss, true, INFINITY},
+                        &w.waiter, &r, err);
     ck_assert_msg(rc == GLR_EWAIT, "%d %s", rc, err);
     ck_assert_int_eq(wait_answer(&w), GLR_OK);
     wait_destroy(&w);
@@ -158,7 +159,9 @@ START_TEST(a_late_rank_is_decided_at_the_timeout)
     struct svc_report_result r;
     char err[GLR_ERR_MAX] = "";
     double start = testutil_seconds();
-    ck_assert_int_eq(svc_report(svc, "ranks", 0, 0, 1.0, INFINITY, &w.waiter, &r, err), GLR_EWAIT);
+    ck_assert_int_eq(svc_report(svc, "ranks", &(struct svc_report_input){0, 0, 1.0, true, INFINITY},
+                                &w.waiter, &r, err),
+                     GLR_EWAIT);
     ck_assert_int_eq(wait_answer(&w), GLR_OK);
     /* Decided with the one rank that came, after the timeout and not before. */
     ck_assert_msg(w.answered_at - start >= 0.2, "decided after %.3f s", w.answered_at - start);
@@ -219,7 +222,9 @@ START_TEST(stopping_answers_every_waiter)
     wait_init(&w, NULL);
     struct svc_report_result r;
     char err[GLR_ERR_MAX] = "";
-    ck_assert_int_eq(svc_report(svc, "stop", 0, 1, 1.0, INFINITY, &w.waiter, &r, err), GLR_EWAIT);
+    ck_assert_int_eq(svc_report(svc, "stop", &(struct svc_report_input){0, 1, 1.0, true, INFINITY},
+                                &w.waiter, &r, err),
+                     GLR_EWAIT);
     svc_cancel_waiters(svc);
     ck_assert_int_eq(wait_answer(&w), GLR_EBUSY);
     /* And no new waiter is taken. */

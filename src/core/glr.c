@@ -161,6 +161,11 @@ int glr_sched_step_capped(struct glr_sched *sched, int64_t step, double metric, 
     return GLR_OK;
 }
 
+bool glr_sched_reads_metric(const struct glr_sched *sched)
+{
+    return !sched->policy->ignores_metric;
+}
+
 bool glr_sched_takes_lr_cap(const struct glr_sched *sched)
 {
     return sched->policy->takes_lr_cap;

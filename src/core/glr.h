@@ -106,6 +106,12 @@ int glr_sched_step_capped(struct glr_sched *sched, int64_t step, double metric, 
 /* True when the policy takes a report's lr_cap (auto). */
 bool glr_sched_takes_lr_cap(const struct glr_sched *sched);
 
+/*
+ * Whether the scheduler's rates depend on the metrics it is given: false for the time-based
+ * policies, which only keep them (a report may then come without one).
+ */
+bool glr_sched_reads_metric(const struct glr_sched *sched);
+
 /* Puts the scheduler back in the state it had right after creation. */
 void glr_sched_reset(struct glr_sched *sched);
 

@@ -30,6 +30,8 @@ struct glr_policy {
     const char *name;
     /* The policy takes a report's lr_cap into account (the others refuse one). */
     bool takes_lr_cap;
+    /* The policy's rates do not depend on the metric (time-based ones): it is only kept. */
+    bool ignores_metric;
     /* Reads the config (cfg_finish() is the caller's) and allocates sched->priv. */
     int (*create)(struct glr_sched *sched, struct cfg *cfg, char *err);
     void (*destroy)(struct glr_sched *sched);

@@ -252,10 +252,10 @@ static int schedule_state_load(struct glr_sched *sched, const cJSON *o, char *er
 
 #define SCHEDULE_POLICY(policy_name, create_fn)                                                    \
     {                                                                                              \
-        .name = policy_name, .create = create_fn, .destroy = schedule_destroy,                     \
-        .reset = schedule_reset, .step = schedule_step, .config_json = schedule_config_json,       \
-        .counters_json = schedule_counters_json, .state_save = schedule_counters_json,             \
-        .state_load = schedule_state_load,                                                         \
+        .name = policy_name, .ignores_metric = true, .create = create_fn,                          \
+        .destroy = schedule_destroy, .reset = schedule_reset, .step = schedule_step,               \
+        .config_json = schedule_config_json, .counters_json = schedule_counters_json,              \
+        .state_save = schedule_counters_json, .state_load = schedule_state_load,                   \
     }
 
 const struct glr_policy glr_policy_constant = SCHEDULE_POLICY("constant", create_constant);

@@ -196,14 +196,13 @@ enum MHD_Result api_post_report(struct api *api, struct MHD_Connection *conn, st
 {
     char err[GLR_ERR_MAX] = "";
     struct req_body body = api_body_of(conn, req);
-    struct req_report parsed;
+    struct svc_report_input parsed;
     int rc = req_parse_report(&body, &parsed, err);
     if (rc)
         return api_answer_status(conn, req, rc, err);
     struct svc_report_result r;
     start_waiting(req, conn, false);
-    rc = svc_report(api->svc, req->match.id, parsed.step, parsed.rank, parsed.loss, parsed.lr_cap,
-                    &req->waiter, &r, err);
+    rc = svc_report(api->svc, req->match.id, &parsed, &req->waiter, &r, err);
     if (rc == GLR_EWAIT)
         return wait_for_answer(conn, req);
     return answer_decision(conn, req, rc, &r, err);

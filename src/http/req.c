@@ -204,7 +204,7 @@ static bool parse_loss(const cJSON *item, double *loss)
 
 static const char *const report_keys[] = {"step", "loss", "rank", "lr_cap", NULL};
 
-int req_parse_report(const struct req_body *body, struct req_report *out, char *err)
+int req_parse_report(const struct req_body *body, struct svc_report_input *out, char *err)
 {
     memset(out, 0, sizeof(*out));
     cJSON *tree = NULL;
@@ -221,14 +221,13 @@ int req_parse_report(const struct req_body *body, struct req_report *out, char *
                       (long long)GLR_MAX_STEP);
     else if (rank && !jsonx_get_integer(rank, 0, SVC_WORLD_MAX - 1, &out->rank))
         rc = glr_fail(err, GLR_EINVAL, "rank must be an integer from 0 to %d", SVC_WORLD_MAX - 1);
-    else if (!loss)
-        rc = glr_fail(err, GLR_EINVAL, "loss is required");
-    else if (!parse_loss(loss, &out->loss))
+    else if (loss && !parse_loss(loss, &out->loss))
         rc = glr_fail(err, GLR_EINVAL,
                       "loss must be a number, null, \"NaN\", \"Infinity\" or \"-Infinity\"");
     else if (lr_cap && !(cJSON_IsNumber(lr_cap) && jsonx_get_double(lr_cap, &out->lr_cap) &&
                          isfinite(out->lr_cap) && out->lr_cap > 0))
         rc = glr_fail(err, GLR_EINVAL, "lr_cap must be a finite number > 0");
+    out->has_loss = loss != NULL;
     cJSON_Delete(tree);
     return rc;
 }

@@ -67,13 +67,12 @@ int req_parse_patch(const struct req_body *body, struct req_patch *out, char *er
 void req_patch_clear(struct req_patch *patch);
 
 /* A report: POST /v1/jobs/{id}/reports. */
-struct req_report {
-    int64_t step;  /* 0 to GLR_MAX_STEP */
-    int64_t rank;  /* 0 to SVC_WORLD_MAX - 1; 0 when absent */
-    double loss;   /* NaN or infinite for a diverged step */
-    double lr_cap; /* a finite number > 0; +inf when absent */
-};
-int req_parse_report(const struct req_body *body, struct req_report *out, char *err);
+/*
+ * step from 0 to GLR_MAX_STEP; rank from 0 to SVC_WORLD_MAX - 1 (0 when absent); loss
+ * when given (the service says whether the job needs one); lr_cap a finite number > 0
+ * (+inf when absent).
+ */
+int req_parse_report(const struct req_body *body, struct svc_report_input *out, char *err);
 
 /* A rewind: POST /v1/jobs/{id}/rewind. */
 struct req_rewind {

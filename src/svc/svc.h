@@ -36,12 +36,12 @@
 #define SVC_SNAPSHOT_EVERY        4096  /* reports between two state snapshots (rewind speed) */
 #define SVC_STATE_EVERY           64    /* reports between two writes of a job's row (see svc.c) */
 #define SVC_WORLD_MAX             4096  /* most ranks of one job */
-#define SVC_AGGREGATE_TIMEOUT_MAX 3600000 /* longest wait for every rank of a step (ms) */
-#define SVC_WAIT_MAX_MS           60000   /* longest wait_ms of an lr lookup */
-#define SVC_WAITERS_MAX           10000   /* requests waiting at once, all jobs together */
-#define SVC_WAITERS_SPARE         16      /* waiting requests per job beyond two per rank */
-#define SVC_RESIDENT_DEFAULT      10000   /* jobs kept in memory unless told otherwise */
-#define SVC_CSV_EXPORTS_MAX       64      /* CSV exports open at once; past it, GLR_EBUSY */
+#define SVC_AGGREGATE_TIMEOUT_MAX 3600000  /* longest wait for every rank of a step (ms) */
+#define SVC_WAIT_MAX_MS           60000    /* longest wait_ms of an lr lookup */
+#define SVC_WAITERS_MAX           10000    /* requests waiting at once, all jobs together */
+#define SVC_WAITERS_SPARE         16       /* waiting requests per job beyond two per rank */
+#define SVC_RESIDENT_DEFAULT      10000    /* jobs kept in memory unless told otherwise */
+#define SVC_CSV_EXPORTS_MAX       64       /* CSV exports open at once; past it, GLR_EBUSY */
 #define SVC_MAX_REPORTS_DEFAULT   10000000 /* the daemon's --max-reports-per-job by default */
 
 struct svc;
@@ -176,6 +176,15 @@ struct svc_waiter {
     const char *err;
 };
 
+/* One rank's report of one step, as the client sent it. */
+struct svc_report_input {
+    int64_t step;
+    int64_t rank;  /* 0 in a job of one rank */
+    double loss;   /* NaN or infinite for a diverged step */
+    bool has_loss; /* false: the client sent none */
+    double lr_cap; /* the client's bound on the answer; +inf: none */
+};
+
 /*
  * Reports the loss of one step by one rank. loss may be NaN or infinite (a diverged
  * step). In a job of one rank the step is decided at once. In a job of several ranks the
@@ -186,16 +195,17 @@ struct svc_waiter {
  * the client's upper bound on the answer (+inf: none), taken only by policies that take
  * one (auto); the ranks of one step are capped by the lowest of theirs. It is kept with
  * the decision, so that replays give the policy the same input.
+ * A report without a loss (has_loss false) is taken by the policies that do not read it
+ * (the time-based ones) and kept as a null loss.
  * Returns GLR_OK (result filled); GLR_EWAIT; GLR_EINVAL for a step or rank out of range,
- * or an lr_cap the job's policy does not take;
+ * an lr_cap the job's policy does not take, or no loss for a policy that reads it;
  * GLR_ENOTFOUND; GLR_ECONFLICT for a finished job, the same step with another loss, or a
  * step at or below the last decided one that was never reported; GLR_ELIMIT or GLR_EBUSY
  * when too many requests wait already (per job, and in all); GLR_EQUOTA when the job
  * holds max_reports_per_job steps already; GLR_EIO.
  */
-int svc_report(struct svc *svc, const char *id, int64_t step, int64_t rank, double loss,
-               double lr_cap, struct svc_waiter *waiter, struct svc_report_result *result,
-               char *err);
+int svc_report(struct svc *svc, const char *id, const struct svc_report_input *in,
+               struct svc_waiter *waiter, struct svc_report_result *result, char *err);
 
 /*
  * The decision of step: GLR_OK with result when it is decided; GLR_ENOTFOUND for an

@@ -41,7 +41,7 @@ struct svc {
     struct store *store; /* owned */
     struct svc_jobs jobs;
     struct svc_waits waits;
-    atomic_int csv_exports; /* exports open now, at most SVC_CSV_EXPORTS_MAX */
+    atomic_int csv_exports;       /* exports open now, at most SVC_CSV_EXPORTS_MAX */
     uint64_t max_reports_per_job; /* svc_options; set by svc_open */
 };
 

@@ -288,11 +288,12 @@ static int gather(struct svc *svc, struct svc_job *job, int64_t step, int64_t ra
     return close_pending(svc, job, waiter, err);
 }
 
-int svc_report(struct svc *svc, const char *id, int64_t step, int64_t rank, double loss,
-               double lr_cap, struct svc_waiter *waiter, struct svc_report_result *result,
-               char *err)
+int svc_report(struct svc *svc, const char *id, const struct svc_report_input *in,
+               struct svc_waiter *waiter, struct svc_report_result *result, char *err)
 {
     memset(result, 0, sizeof(*result));
+    int64_t step = in->step, rank = in->rank;
+    double loss = in->has_loss ? in->loss : NAN, lr_cap = in->lr_cap;
     int rc = svc_check_step("step", step, 0, err);
     if (rc)
         return rc;
@@ -302,6 +303,9 @@ int svc_report(struct svc *svc, const char *id, int64_t step, int64_t rank, doub
     if (rank < 0 || rank >= job->world_size)
         rc = glr_fail(err, GLR_EINVAL, "rank must be an integer from 0 to %lld (world_size %lld)",
                       (long long)job->world_size - 1, (long long)job->world_size);
+    else if (!in->has_loss && glr_sched_reads_metric(job->sched))
+        rc = glr_fail(err, GLR_EINVAL, "loss is required: policy %s reads it",
+                      glr_sched_policy(job->sched));
     else if (isfinite(lr_cap) && !glr_sched_takes_lr_cap(job->sched))
         rc = glr_fail(err, GLR_EINVAL, "lr_cap is taken only by policy auto; job %s has policy %s",
                       job->id, glr_sched_policy(job->sched));

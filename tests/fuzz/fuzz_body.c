@@ -56,7 +56,7 @@ static int parse(int route, const struct req_body *body, char *err)
         return rc;
     }
     case 2: {
-        struct req_report report;
+        struct svc_report_input report;
         rc = req_parse_report(body, &report, err);
         if (rc == GLR_OK)
             FUZZ_CHECK(report.step >= 0 && report.step <= GLR_MAX_STEP && report.rank >= 0 &&
