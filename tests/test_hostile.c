@@ -341,6 +341,39 @@ START_TEST(lenient_json_is_refused)
 }
 END_TEST
 
+/* "." and ".." are dot segments, which clients and proxies resolve: no job is named so. */
+START_TEST(dot_segments_are_not_ids)
+{
+    const char *requests[] = {
+        "PUT /v1/jobs/. HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        "Content-Length: 10\r\n\r\n{\"lr\":0.1}",
+        "PUT /v1/jobs/.. HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        "Content-Length: 10\r\n\r\n{\"lr\":0.1}",
+        "PUT /v1/jobs/%2e%2E HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        "Content-Length: 10\r\n\r\n{\"lr\":0.1}",
+        "GET /v1/jobs/.. HTTP/1.1\r\nHost: x\r\n\r\n",
+        "POST /v1/jobs/../reports HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        "Content-Length: 20\r\n\r\n{\"step\":0,\"loss\":1}",
+        "GET /v1/jobs/./lr?step=0 HTTP/1.1\r\nHost: x\r\n\r\n",
+        "DELETE /v1/tokens/.. HTTP/1.1\r\nHost: x\r\n\r\n",
+    };
+    for (size_t i = 0; i < sizeof(requests) / sizeof(requests[0]); i++) {
+        char reply[4096];
+        int status = httpc_raw(server.port, NULL, requests[i], strlen(requests[i]), reply,
+                               sizeof(reply), 2000 * testutil_slow());
+        ck_assert_msg(status == 400, "request %zu answered %d: %s", i, status, reply);
+        ck_assert_msg(strstr(reply, "application/problem+json") && strstr(reply, "dot segment"),
+                      "request %zu: %s", i, reply);
+    }
+    /* A name with dots in it is still a name. */
+    struct httpc c;
+    httpc_init(&c, server.port);
+    cJSON_Delete(httpc_expect(&c, "PUT", "/v1/jobs/...", "{\"lr\":0.1}", 201));
+    cJSON_Delete(httpc_expect(&c, "DELETE", "/v1/jobs/...", NULL, 204));
+    httpc_close(&c);
+}
+END_TEST
+
 /* Clients that send a byte at a time do not hold up the others. */
 START_TEST(slow_clients)
 {
@@ -428,6 +461,7 @@ int main(void)
     tcase_add_test(tc, encoded_nul_in_a_path);
     tcase_add_test(tc, ambiguous_request_heads);
     tcase_add_test(tc, lenient_json_is_refused);
+    tcase_add_test(tc, dot_segments_are_not_ids);
     tcase_add_test(tc, slow_clients);
     tcase_add_test(tc, connection_flood);
     tcase_add_test(tc, stored_data_unchanged);

@@ -538,6 +538,10 @@ def check_routes(tap, spec, checker, client):
             tap.check(head.status == get.status and not head.body,
                       f"HEAD {template} answers like GET ({get.status}), without a body",
                       [f"HEAD answered {head.status} with {len(head.body)} bytes"])
+    for template, method, _ in spec.operations():
+        # An id that is a dot segment is no id, on every route that takes one.
+        if "{" in template:
+            checker.call(method, sample_path(template, ".."), 400, "with the id ..")
     problem = spec.doc["components"]["schemas"]["Problem"]
     for path in ["/", "/v1", "/v1/job", "/healthz/x", "/v1/jobs/x/y", "/v1/jobs/x/reports/1",
                  "/v1/jobs/x/history/y", "/v2/jobs"]:

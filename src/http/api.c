@@ -230,6 +230,18 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return api_answer_problem(conn, req, HTTP_BAD_REQUEST, "malformed-path",
                                       "Malformed path", "the path holds an encoded NUL (%00)", NULL,
                                       1);
+        /*
+         * "." and ".." are dot segments (RFC 3986), which a client or proxy may resolve
+         * before sending: /v1/jobs/.. is /v1/ there, and no job or token can be named so.
+         */
+        const char *id = req->match.id;
+        if (strcmp(id, ".") == 0 || strcmp(id, "..") == 0) {
+            char detail[128];
+            snprintf(detail, sizeof(detail),
+                     "\"%.2s\" is a dot segment of a path, not a job id or token name", id);
+            return api_answer_problem(conn, req, HTTP_BAD_REQUEST, "malformed-path",
+                                      "Malformed path", detail, NULL, 1);
+        }
         const char *malformed = malformed_head(conn, version);
         if (malformed)
             return api_answer_problem(conn, req, HTTP_BAD_REQUEST, "malformed-request",
