@@ -374,6 +374,65 @@ START_TEST(dot_segments_are_not_ids)
 }
 END_TEST
 
+/* Sends GET path?query; asserts a problem+json 414 that says says, on a fresh connection. */
+static void expect_query_refused(const char *path, const char *query, const char *says)
+{
+    size_t len = strlen(path) + strlen(query) + 64;
+    char *request = malloc(len);
+    ck_assert_ptr_nonnull(request);
+    snprintf(request, len, "GET %s?%s HTTP/1.1\r\nHost: x\r\n\r\n", path, query);
+    char reply[4096];
+    int status = httpc_raw(server.port, NULL, request, strlen(request), reply, sizeof(reply),
+                           2000 * testutil_slow());
+    free(request);
+    ck_assert_msg(status == 414, "%s?%.40s... answered %d: %s", path, query, status, reply);
+    ck_assert_msg(strstr(reply, "application/problem+json") && strstr(reply, says),
+                  "%s?%.40s...: %s", path, query, reply);
+}
+
+/*
+ * A query of many parameters used up the connection's memory in libmicrohttpd before the
+ * request reached the daemon, which then had no room left to answer at all.
+ */
+START_TEST(long_queries_are_414)
+{
+    char *query = malloc(16 * 1024);
+    ck_assert_ptr_nonnull(query);
+    size_t len = 0;
+    for (int i = 0; i < 400; i++) /* 2.7 KB */
+        len += (size_t)sprintf(query + len, "%sp%d=%d", i ? "&" : "", i, i);
+    expect_query_refused("/v1/jobs", query, "the query has 400 parameters; at most 32");
+    len = 0;
+    for (int i = 0; i < 2000; i++)
+        len += (size_t)sprintf(query + len, "%sa", i ? "&" : "");
+    expect_query_refused("/v1/jobs/keep/history", query, "2000 parameters");
+    /* Close to the connection's memory, a query of few parameters is too long all the same. */
+    memset(query, 'x', 15000);
+    memcpy(query, "page_token=", 11);
+    query[15000] = '\0';
+    expect_query_refused("/v1/jobs", query, "the query is 15000 bytes long; at most 4096");
+
+    /* Up to the bounds, a query is read as before. */
+    len = (size_t)sprintf(query, "page_size=1");
+    for (int i = 1; i < 32; i++)
+        len += (size_t)sprintf(query + len, "&x%d=1", i);
+    char path[16 * 1024];
+    snprintf(path, sizeof(path), "/v1/jobs?%s", query);
+    struct httpc c;
+    httpc_init(&c, server.port);
+    cJSON *page = httpc_expect(&c, "GET", path, NULL, 200);
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(page, "jobs")), 1);
+    cJSON_Delete(page);
+    strcat(path, "&one=more");
+    cJSON_Delete(httpc_expect(&c, "GET", path, NULL, 414));
+    snprintf(path, sizeof(path), "/v1/jobs/keep/history?from_step=1&page_token=%04073d", 0);
+    cJSON_Delete(httpc_expect(&c, "GET", path, NULL, 422)); /* 4096 bytes: read, and refused */
+    cJSON_Delete(httpc_expect(&c, "GET", "/healthz", NULL, 200));
+    httpc_close(&c);
+    free(query);
+}
+END_TEST
+
 /* Clients that send a byte at a time do not hold up the others. */
 START_TEST(slow_clients)
 {
@@ -462,6 +521,7 @@ int main(void)
     tcase_add_test(tc, ambiguous_request_heads);
     tcase_add_test(tc, lenient_json_is_refused);
     tcase_add_test(tc, dot_segments_are_not_ids);
+    tcase_add_test(tc, long_queries_are_414);
     tcase_add_test(tc, slow_clients);
     tcase_add_test(tc, connection_flood);
     tcase_add_test(tc, stored_data_unchanged);
