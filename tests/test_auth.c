@@ -187,6 +187,12 @@ START_TEST(admin_does_everything)
     cJSON_Delete(
         httpc_expect(&c, "POST", "/v1/tokens", "{\"role\":\"reader\",\"name\":\"boss\"}", 409));
     cJSON_Delete(httpc_expect(&c, "DELETE", "/v1/tokens/nobody", NULL, 404));
+    /* Dot segments are no names: a client may resolve /v1/tokens/.. before it sends it. */
+    cJSON_Delete(
+        httpc_expect(&c, "POST", "/v1/tokens", "{\"role\":\"reader\",\"name\":\"..\"}", 422));
+    cJSON_Delete(
+        httpc_expect(&c, "POST", "/v1/tokens", "{\"role\":\"reader\",\"name\":\".\"}", 422));
+    cJSON_Delete(httpc_expect(&c, "DELETE", "/v1/tokens/..", NULL, 400));
     httpc_close(&c);
 }
 END_TEST

@@ -254,6 +254,185 @@ START_TEST(ambiguous_request_heads)
 }
 END_TEST
 
+/* Sends method path with len bytes of JSON; asserts a problem+json of status saying says. */
+static void expect_problem(const char *method, const char *path, const char *body, size_t len,
+                           int status, const char *says)
+{
+    struct httpc c;
+    httpc_init(&c, server.port);
+    struct httpc_response r;
+    ck_assert_int_eq(httpc_request(&c, method, path, "application/json", body, len, &r), 0);
+    char type[64];
+    ck_assert_msg(r.status == status, "%s %s %.60s: %d, expected %d: %s", method, path, body,
+                  r.status, status, r.body);
+    ck_assert_str_eq(httpc_header(&r, "Content-Type", type, sizeof(type)),
+                     "application/problem+json");
+    cJSON *problem = httpc_body_json(&r);
+    const cJSON *detail = cJSON_GetObjectItemCaseSensitive(problem, "detail");
+    ck_assert_msg(cJSON_IsString(detail) && strstr(detail->valuestring, says),
+                  "%s %s %.60s: %s, expected %s", method, path, body, r.body, says);
+    cJSON_Delete(problem);
+    httpc_response_free(&r);
+    httpc_close(&c);
+}
+
+/*
+ * What cJSON reads leniently, and another parser (a proxy's, an auditor's) may read
+ * otherwise, is refused: each of these once changed a job, or was taken for another value.
+ */
+START_TEST(lenient_json_is_refused)
+{
+    static const struct {
+        const char *method, *path, *body;
+        size_t len; /* 0: strlen(body) */
+        int status;
+        const char *says;
+    } cases[] = {
+        /* cJSON keeps the first of two keys: this was a report of step 5. */
+        {"POST", "/v1/jobs/keep/reports", "{\"step\":5,\"loss\":1,\"step\":6}", 0, 400,
+         "duplicate key \"step\" in the request body"},
+        {"POST", "/v1/jobs/keep/reports", "{\"step\":05,\"loss\":1}", 0, 400,
+         "byte 8: leading zero in a number"},
+        {"POST", "/v1/jobs/keep/reports", "{\"step\":5,\"loss\":1.}", 0, 400,
+         "byte 19: a decimal point without digits"},
+        /* Infinity, a diverged step, where the client wrote a (too large) number. */
+        {"POST", "/v1/jobs/keep/reports", "{\"step\":5,\"loss\":1e309}", 0, 422,
+         "\"loss\" is 1e309, beyond the range of a double"},
+        {"POST", "/v1/jobs/keep/reports", "{\"step\":5,\"loss\":-1e309}", 0, 422, "\"loss\""},
+        /* cJSON skips a NUL byte as white space. */
+        {"POST", "/v1/jobs/keep/reports", "{\"step\":5,\0\"loss\":1}", 20, 400,
+         "byte 10: a NUL byte"},
+        {"POST", "/v1/jobs/keep/reports", "{\"step\":5,\"loss\":1}\0{\"x\":1}", 27, 400,
+         "byte 19: a NUL byte after the JSON value"},
+        {"POST", "/v1/jobs/keep/reports", "\xef\xbb\xbf{\"step\":5,\"loss\":1}", 0, 400,
+         "byte 0: a byte-order mark"},
+        {"PATCH", "/v1/jobs/keep", "{\"tags\":{\"t\":\"a\tb\"}}", 0, 400,
+         "byte 15: control character 0x09"},
+        /* cJSON cuts a string at \u0000: this tag was stored as "v". */
+        {"PATCH", "/v1/jobs/keep", "{\"tags\":{\"t\":\"v\\u0000x\"}}", 0, 422,
+         "\"tags.t\" holds an escaped NUL"},
+        {"PATCH", "/v1/jobs/keep", "{\"tags\":{\"t\\u0000x\":\"v\"}}", 0, 422,
+         "a key in \"tags\" holds an escaped NUL"},
+        {"PATCH", "/v1/jobs/keep", "{\"tags\":{\"t\":\"v\",\"t\":\"w\"}}", 0, 400,
+         "duplicate key \"t\" in \"tags\""},
+        {"POST", "/v1/jobs/keep/rewind", "{\"to_step\":1,\"to_step\":2}", 0, 400,
+         "duplicate key \"to_step\""},
+        {"PUT", "/v1/jobs/strict", "{\"lr\":0.1,\"config\":{\"patience\":5,\"patience\":6}}", 0,
+         400, "duplicate key \"patience\" in \"config\""},
+        {"PUT", "/v1/jobs/strict", "{\"lr\":[0.1,1e309]}", 0, 422, "\"lr[1]\" is 1e309"},
+        {"PUT", "/v1/jobs/strict", "{\"lr\":0.1,\"config\":{\"min_lr\":-2e308}}", 0, 422,
+         "\"config.min_lr\" is -2e308"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        expect_problem(cases[i].method, cases[i].path, cases[i].body,
+                       cases[i].len ? cases[i].len : strlen(cases[i].body), cases[i].status,
+                       cases[i].says);
+    struct httpc c;
+    httpc_init(&c, server.port);
+    cJSON_Delete(httpc_expect(&c, "GET", "/v1/jobs/strict", NULL, 404));
+    /* A number that rounds to zero or to a subnormal is a double, and taken. */
+    cJSON_Delete(httpc_expect(&c, "PUT", "/v1/jobs/strict-ok", "{\"lr\":0.1}", 201));
+    cJSON_Delete(httpc_expect(&c, "POST", "/v1/jobs/strict-ok/reports",
+                              "{\"step\":0,\"loss\":1e-400}", 200));
+    cJSON_Delete(httpc_expect(&c, "POST", "/v1/jobs/strict-ok/reports",
+                              "{\"step\":1,\"loss\":4.9e-324}", 200));
+    cJSON_Delete(httpc_expect(&c, "DELETE", "/v1/jobs/strict-ok", NULL, 204));
+    httpc_close(&c);
+}
+END_TEST
+
+/* "." and ".." are dot segments, which clients and proxies resolve: no job is named so. */
+START_TEST(dot_segments_are_not_ids)
+{
+    const char *requests[] = {
+        "PUT /v1/jobs/. HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        "Content-Length: 10\r\n\r\n{\"lr\":0.1}",
+        "PUT /v1/jobs/.. HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        "Content-Length: 10\r\n\r\n{\"lr\":0.1}",
+        "PUT /v1/jobs/%2e%2E HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        "Content-Length: 10\r\n\r\n{\"lr\":0.1}",
+        "GET /v1/jobs/.. HTTP/1.1\r\nHost: x\r\n\r\n",
+        "POST /v1/jobs/../reports HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        "Content-Length: 20\r\n\r\n{\"step\":0,\"loss\":1}",
+        "GET /v1/jobs/./lr?step=0 HTTP/1.1\r\nHost: x\r\n\r\n",
+        "DELETE /v1/tokens/.. HTTP/1.1\r\nHost: x\r\n\r\n",
+    };
+    for (size_t i = 0; i < sizeof(requests) / sizeof(requests[0]); i++) {
+        char reply[4096];
+        int status = httpc_raw(server.port, NULL, requests[i], strlen(requests[i]), reply,
+                               sizeof(reply), 2000 * testutil_slow());
+        ck_assert_msg(status == 400, "request %zu answered %d: %s", i, status, reply);
+        ck_assert_msg(strstr(reply, "application/problem+json") && strstr(reply, "dot segment"),
+                      "request %zu: %s", i, reply);
+    }
+    /* A name with dots in it is still a name. */
+    struct httpc c;
+    httpc_init(&c, server.port);
+    cJSON_Delete(httpc_expect(&c, "PUT", "/v1/jobs/...", "{\"lr\":0.1}", 201));
+    cJSON_Delete(httpc_expect(&c, "DELETE", "/v1/jobs/...", NULL, 204));
+    httpc_close(&c);
+}
+END_TEST
+
+/* Sends GET path?query; asserts a problem+json 414 that says says, on a fresh connection. */
+static void expect_query_refused(const char *path, const char *query, const char *says)
+{
+    size_t len = strlen(path) + strlen(query) + 64;
+    char *request = malloc(len);
+    ck_assert_ptr_nonnull(request);
+    snprintf(request, len, "GET %s?%s HTTP/1.1\r\nHost: x\r\n\r\n", path, query);
+    char reply[4096];
+    int status = httpc_raw(server.port, NULL, request, strlen(request), reply, sizeof(reply),
+                           2000 * testutil_slow());
+    free(request);
+    ck_assert_msg(status == 414, "%s?%.40s... answered %d: %s", path, query, status, reply);
+    ck_assert_msg(strstr(reply, "application/problem+json") && strstr(reply, says),
+                  "%s?%.40s...: %s", path, query, reply);
+}
+
+/*
+ * A query of many parameters used up the connection's memory in libmicrohttpd before the
+ * request reached the daemon, which then had no room left to answer at all.
+ */
+START_TEST(long_queries_are_414)
+{
+    char *query = malloc(16 * 1024);
+    ck_assert_ptr_nonnull(query);
+    size_t len = 0;
+    for (int i = 0; i < 400; i++) /* 2.7 KB */
+        len += (size_t)sprintf(query + len, "%sp%d=%d", i ? "&" : "", i, i);
+    expect_query_refused("/v1/jobs", query, "the query has 400 parameters; at most 32");
+    len = 0;
+    for (int i = 0; i < 2000; i++)
+        len += (size_t)sprintf(query + len, "%sa", i ? "&" : "");
+    expect_query_refused("/v1/jobs/keep/history", query, "2000 parameters");
+    /* Close to the connection's memory, a query of few parameters is too long all the same. */
+    memset(query, 'x', 15000);
+    memcpy(query, "page_token=", 11);
+    query[15000] = '\0';
+    expect_query_refused("/v1/jobs", query, "the query is 15000 bytes long; at most 4096");
+
+    /* Up to the bounds, a query is read as before. */
+    len = (size_t)sprintf(query, "page_size=1");
+    for (int i = 1; i < 32; i++)
+        len += (size_t)sprintf(query + len, "&x%d=1", i);
+    char path[16 * 1024];
+    snprintf(path, sizeof(path), "/v1/jobs?%s", query);
+    struct httpc c;
+    httpc_init(&c, server.port);
+    cJSON *page = httpc_expect(&c, "GET", path, NULL, 200);
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(page, "jobs")), 1);
+    cJSON_Delete(page);
+    strcat(path, "&one=more");
+    cJSON_Delete(httpc_expect(&c, "GET", path, NULL, 414));
+    snprintf(path, sizeof(path), "/v1/jobs/keep/history?from_step=1&page_token=%04073d", 0);
+    cJSON_Delete(httpc_expect(&c, "GET", path, NULL, 422)); /* 4096 bytes: read, and refused */
+    cJSON_Delete(httpc_expect(&c, "GET", "/healthz", NULL, 200));
+    httpc_close(&c);
+    free(query);
+}
+END_TEST
+
 /* Clients that send a byte at a time do not hold up the others. */
 START_TEST(slow_clients)
 {
@@ -340,6 +519,9 @@ int main(void)
     tcase_add_test(tc, garbage_requests);
     tcase_add_test(tc, encoded_nul_in_a_path);
     tcase_add_test(tc, ambiguous_request_heads);
+    tcase_add_test(tc, lenient_json_is_refused);
+    tcase_add_test(tc, dot_segments_are_not_ids);
+    tcase_add_test(tc, long_queries_are_414);
     tcase_add_test(tc, slow_clients);
     tcase_add_test(tc, connection_flood);
     tcase_add_test(tc, stored_data_unchanged);

@@ -5,7 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/jsonstrict.h"
 #include "base/jsonx.h"
+#include "base/status.h"
 #include "testutil.h"
 
 static double from_bits(uint64_t bits)
@@ -251,6 +253,226 @@ START_TEST(utf8_is_repaired)
 }
 END_TEST
 
+/* ---- strict JSON (src/base/jsonstrict.h) ------------------------------------------------- */
+
+/* jsonstrict_check() over len bytes of text, at the depth bound request bodies have. */
+static int strict(const char *text, size_t len, char err[GLR_ERR_MAX])
+{
+    err[0] = '\0';
+    return jsonstrict_check(text, len, 32, err);
+}
+
+START_TEST(strict_json_is_accepted)
+{
+    static const char *const texts[] = {
+        "{}",
+        " [ ] ",
+        "\t{\"a\" : [1, -0, 0, 0.5, 1e5, 1E-5, -1.5e+3, true, false, null]}\r\n",
+        "{\"s\":\"x\\n\\t\\\"\\\\\\/\\b\\f\\r\\u00e9\\ud83d\\ude00 caf\xc3\xa9\"}",
+        "\"just a string\"",
+        "0",
+        /* Near zero and subnormal are doubles all the same; so is the largest double. */
+        "[1e-400, 4.9e-324, 2.2e-308, 1.7976931348623157e308, -1.7976931348623157e308]",
+        "[0e999999999999999, 0.000e400, -0.0e99999]",
+        "{\"a\":{\"a\":{\"a\":1}},\"b\":[{\"a\":1}]}",
+    };
+    char err[GLR_ERR_MAX];
+    for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++)
+        ck_assert_msg(strict(texts[i], strlen(texts[i]), err) == GLR_OK, "text %zu: %s", i, err);
+    /* 32 levels are allowed, 33 are not: at the bracket that opens the 33rd. */
+    char deep[80];
+    memset(deep, '[', 33);
+    memset(deep + 33, ']', 33);
+    ck_assert_int_eq(strict(deep + 1, 64, err), GLR_OK);
+    ck_assert_int_eq(strict(deep, 66, err), GLR_EMALFORMED);
+    ck_assert_msg(strstr(err, "byte 32: ") && strstr(err, "deeper than 32 levels"), "%s", err);
+}
+END_TEST
+
+/* What cJSON reads leniently is refused, at the byte at fault, saying what is wrong. */
+START_TEST(lenient_json_is_refused)
+{
+    static const struct {
+        const char *text;
+        size_t len; /* 0: strlen(text) */
+        size_t at;
+        const char *says;
+    } cases[] = {
+        {"{\"step\":09}", 0, 8, "leading zero in a number"},
+        {"{\"step\":-01}", 0, 8, "leading zero in a number"},
+        {"{\"step\":1.}", 0, 10, "decimal point without digits"},
+        {"{\"step\":1e}", 0, 10, "exponent without digits"},
+        {"{\"step\":1e+}", 0, 11, "exponent without digits"},
+        {"{\"step\":-}", 0, 9, "minus sign"},
+        {"{\"step\":.5}", 0, 8, "'.' where a value"},
+        {"{\"step\":+1}", 0, 8, "'+' where a value"},
+        {"{\"loss\":NaN}", 0, 8, "'N' where a value"},
+        {"{\"loss\":tru}", 0, 8, "'t' where a value"},
+        {"{\"k\":\"a\tb\"}", 0, 7, "control character 0x09"},
+        {"{\"k\":\"a\nb\"}", 0, 7, "control character 0x0a"},
+        {"{\"k\":\"a\0b\"}", 11, 7, "a NUL byte in a string"},
+        {"{\"step\":1}\0", 11, 10, "a NUL byte after the JSON value"},
+        {"{\"step\":1,\0\"loss\":2}", 20, 10, "a NUL byte where a key"},
+        {"\0{\"step\":1}", 11, 0, "a NUL byte where a value"},
+        {"\xef\xbb\xbf{\"step\":1}", 0, 0, "byte-order mark"},
+        {"{\"step\":1,}", 0, 10, "where a key"},
+        {"[1,]", 0, 3, "where a value"},
+        {"[1 2]", 0, 3, "',' or ']'"},
+        {"{\"a\" 1}", 0, 5, "':'"},
+        {"{'a':1}", 0, 1, "where a key"},
+        {"{\"k\":\"\\x\"}", 0, 6, "\\x is not an escape"},
+        {"{\"k\":\"\\u12\"}", 0, 6, "four hex digits"},
+        {"{\"k\":\"\\ud800\"}", 0, 6, "does not end"},
+        {"{\"k\":\"\\ud800\\u0041\"}", 0, 6, "does not end"},
+        {"{\"k\":\"\\udc00\"}", 0, 6, "no beginning"},
+        {"{\"k\":\"abc", 0, 5, "not closed"},
+        {"{\"k\":\"\xff\"}", 0, 6, "not UTF-8"},
+        {"{\"step\":1} {}", 0, 11, "text after the JSON value"},
+        {"{\"step\":1", 0, 9, "ends where ',' or '}'"},
+        {"", 0, 0, "ends where a value"},
+        {"  \r\n", 0, 4, "ends where a value"},
+    };
+    char err[GLR_ERR_MAX];
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        size_t len = cases[i].len ? cases[i].len : strlen(cases[i].text);
+        int rc = strict(cases[i].text, len, err);
+        char at[32];
+        snprintf(at, sizeof(at), "byte %zu: ", cases[i].at);
+        ck_assert_msg(rc == GLR_EMALFORMED, "case %zu: %d %s", i, rc, err);
+        ck_assert_msg(strncmp(err, at, strlen(at)) == 0 && strstr(err, cases[i].says),
+                      "case %zu: \"%s\", expected %s...%s", i, err, at, cases[i].says);
+    }
+}
+END_TEST
+
+/* Well-formed values no field takes are GLR_EINVAL naming the field, after the grammar. */
+START_TEST(unrepresentable_values_name_the_field)
+{
+    static const struct {
+        const char *text;
+        const char *says;
+    } cases[] = {
+        {"{\"step\":1,\"loss\":1e309}", "\"loss\" is 1e309, beyond the range of a double"},
+        {"{\"loss\":-1e309}", "\"loss\" is -1e309"},
+        {"{\"lr\":[0.1,1.8e308]}", "\"lr[1]\" is 1.8e308"},
+        {"{\"config\":{\"patience\":2E+308}}", "\"config.patience\" is 2E+308"},
+        {"{\"a\":[[1],[2,{\"b\":1e99999999999999999999}]]}", "\"a[1][1].b\""},
+        {"1e400", "the number is 1e400"},
+        {"{\"tags\":{\"k\":\"a\\u0000b\"}}", "\"tags.k\" holds an escaped NUL"},
+        {"{\"tags\":{\"a\\u0000\":\"v\"}}", "a key in \"tags\" holds an escaped NUL"},
+        {"{\"a\\u0000\":1}", "a key holds an escaped NUL"},
+        {"[\"\\u0000\"]", "\"[0]\" holds an escaped NUL"},
+    };
+    char err[GLR_ERR_MAX];
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int rc = strict(cases[i].text, strlen(cases[i].text), err);
+        ck_assert_msg(rc == GLR_EINVAL && strstr(err, cases[i].says), "case %zu: %d \"%s\"", i, rc,
+                      err);
+    }
+    /* A fault of the grammar after such a value is what the text is refused for. */
+    ck_assert_int_eq(strict("{\"loss\":1e309,}", 15, err), GLR_EMALFORMED);
+    ck_assert_int_eq(strict("{\"k\":\"\\u0000\"", 13, err), GLR_EMALFORMED);
+}
+END_TEST
+
+/*
+ * Whether a number is beyond a double is decided from its digits; strtod is the judge.
+ * The numbers are around 2^1024 - 2^970, where rounding turns to infinity, written in
+ * several ways: digit for digit, cut, with a fraction, and scaled by the exponent.
+ */
+START_TEST(double_range_matches_strtod)
+{
+    const char *h = "17976931348623158079372897140530341507993413271003782693617377898044496829"
+                    "27647509466490179775872070963302864166928879109465555478519404026306574886"
+                    "71505820681908902000708383676273854845817711531764475730270069855571366959"
+                    "62284291481986083493647529271907416844436551070434271155969950809304288017"
+                    "7904174497792";
+    ck_assert_uint_eq(strlen(h), 309);
+    char text[1024], err[GLR_ERR_MAX];
+    uint32_t seed = 12345;
+    for (int i = 0; i < 4000; i++) {
+        /* The first n digits of h, the last of them moved by -1, 0 or +1, more digits after. */
+        size_t n = 1 + testutil_next_random(&seed) % 309;
+        int move = (int)(testutil_next_random(&seed) % 3) - 1;
+        char digits[400];
+        memcpy(digits, h, n);
+        digits[n] = '\0';
+        char *last = &digits[n - 1];
+        if (move && n > 1) /* within 0 to 9 */
+            *last = (char)(*last + (*last == '9' ? -1 : *last == '0' ? 1 : move));
+        if (testutil_next_random(&seed) % 2)
+            snprintf(digits + n, sizeof(digits) - n, "%u", testutil_next_random(&seed) % 1000);
+        strcat(digits, "0"); /* a fraction below always has a digit */
+        int total = (int)strlen(digits);
+        int form = (int)(testutil_next_random(&seed) % 3);
+        int scale = (int)(testutil_next_random(&seed) % 5);
+        if (scale > total - 2)
+            scale = total - 2;
+        const char *sign = i % 2 ? "-" : "";
+        if (form == 0) /* d.ddd e308, the point moved scale digits right */
+            snprintf(text, sizeof(text), "%s%.*s.%se%d", sign, 1 + scale, digits,
+                     digits + 1 + scale, 308 - scale);
+        else if (form == 1) /* 0.000ddd e(309 + zeros) */
+            snprintf(text, sizeof(text), "%s0.%.*s%se%d", sign, scale, "0000", digits, 309 + scale);
+        else /* all the digits, then an exponent that puts the point after the first */
+            snprintf(text, sizeof(text), "%s%se%d", sign, digits, 309 - total);
+        bool infinite = isinf(strtod(text, NULL));
+        int rc = strict(text, strlen(text), err);
+        ck_assert_msg(rc == (infinite ? GLR_EINVAL : GLR_OK), "%s: strtod says %s, check %d %s",
+                      text, infinite ? "infinite" : "finite", rc, err);
+    }
+    /* h itself is the tie, which rounds to even: to 2^1024, infinite. */
+    ck_assert(isinf(strtod(h, NULL)));
+    ck_assert_int_eq(strict(h, 309, err), GLR_EINVAL);
+}
+END_TEST
+
+/* A key twice in one object is refused at any depth, after escapes are read. */
+START_TEST(repeated_keys_are_refused)
+{
+    static const struct {
+        const char *text;
+        const char *says; /* NULL: no key repeats */
+    } cases[] = {
+        {"{\"step\":1,\"step\":2}", "duplicate key \"step\" in the request body"},
+        {"{\"tags\":{\"a\":\"1\",\"\\u0061\":\"2\"}}", "duplicate key \"a\" in \"tags\" of the"},
+        {"{\"lr\":[0.1,{\"x\":1,\"y\":2,\"x\":3}]}", "duplicate key \"x\" in \"lr\""},
+        {"{\"a\":{\"b\":{\"c\":1,\"c\":1}}}", "duplicate key \"c\" in \"b\""},
+        {"{\"a\":{\"b\":1},\"b\":{\"b\":2},\"c\":[{\"b\":3},{\"b\":4}]}", NULL},
+        {"{\"A\":1,\"a\":2}", NULL},
+    };
+    char err[GLR_ERR_MAX];
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        cJSON *tree = cJSON_Parse(cases[i].text);
+        ck_assert_ptr_nonnull(tree);
+        err[0] = '\0';
+        int rc = jsonstrict_unique_keys(tree, "the request body", err);
+        cJSON_Delete(tree);
+        if (!cases[i].says)
+            ck_assert_msg(rc == GLR_OK, "case %zu: %s", i, err);
+        else
+            ck_assert_msg(rc == GLR_EMALFORMED && strstr(err, cases[i].says), "case %zu: %s", i,
+                          err);
+    }
+    /* Objects too large to compare pairwise are sorted: the repeat is found wherever it is. */
+    for (int repeat = 0; repeat < 2; repeat++) {
+        char text[8192];
+        size_t len = (size_t)snprintf(text, sizeof(text), "{");
+        for (int k = 0; k < 300; k++)
+            len += (size_t)snprintf(text + len, sizeof(text) - len, "%s\"k%d\":%d", k ? "," : "",
+                                    repeat && k == 299 ? 7 : k, k);
+        snprintf(text + len, sizeof(text) - len, "}");
+        cJSON *tree = cJSON_Parse(text);
+        ck_assert_ptr_nonnull(tree);
+        int rc = jsonstrict_unique_keys(tree, "the request body", err);
+        cJSON_Delete(tree);
+        ck_assert_int_eq(rc, repeat ? GLR_EMALFORMED : GLR_OK);
+        if (repeat)
+            ck_assert_msg(strstr(err, "duplicate key \"k7\""), "%s", err);
+    }
+}
+END_TEST
+
 int main(void)
 {
     Suite *suite = suite_create("jsonx");
@@ -266,5 +488,13 @@ int main(void)
     tcase_add_test(tc, utf8_is_checked);
     tcase_add_test(tc, utf8_is_repaired);
     suite_add_tcase(suite, tc);
+    TCase *strict_tc = tcase_create("jsonstrict");
+    tcase_set_timeout(strict_tc, 60);
+    tcase_add_test(strict_tc, strict_json_is_accepted);
+    tcase_add_test(strict_tc, lenient_json_is_refused);
+    tcase_add_test(strict_tc, unrepresentable_values_name_the_field);
+    tcase_add_test(strict_tc, double_range_matches_strtod);
+    tcase_add_test(strict_tc, repeated_keys_are_refused);
+    suite_add_tcase(suite, strict_tc);
     return testutil_run(suite);
 }

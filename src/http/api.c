@@ -208,17 +208,66 @@ static const char *malformed_head(struct MHD_Connection *conn, const char *versi
     return NULL;
 }
 
+/* Answers a request whose query on_uri cut off, saying which bound it passed. */
+static enum MHD_Result answer_query_too_long(struct MHD_Connection *conn, struct request *req)
+{
+    char detail[128];
+    if (req->cut_params > API_QUERY_PARAMS_MAX)
+        snprintf(detail, sizeof(detail), "the query has %zu parameters; at most %d are read",
+                 req->cut_params, API_QUERY_PARAMS_MAX);
+    else
+        snprintf(detail, sizeof(detail), "the query is %zu bytes long; at most %d are read",
+                 req->cut_bytes, API_QUERY_BYTES_MAX);
+    return api_answer_problem(conn, req, HTTP_URI_TOO_LONG, "uri-too-long", "URI too long", detail,
+                              NULL, 1);
+}
+
+/*
+ * Called by libmicrohttpd with the raw request target, before it parses the query into
+ * the connection's memory; what it returns becomes the request's *con_cls. Each parameter
+ * parsed takes room there, and a query of a few hundred used it all, after which not even
+ * an error fitted. So a query of more than API_QUERY_PARAMS_MAX parameters or
+ * API_QUERY_BYTES_MAX bytes is emptied here, before it is parsed: the target lies in
+ * libmicrohttpd's read buffer, which it writes itself (it ends the path at the '?' next),
+ * and a NUL after the '?' leaves it no parameter. The request begins with what was wrong,
+ * for on_request to answer 414. (A raw NUL byte in the request line, which libmicrohttpd
+ * 0.9.75 lets through, hides what follows it from this count.)
+ */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    (void)cls;
+    (void)conn;
+    const char *query = uri ? strchr(uri, '?') : NULL;
+    if (!query)
+        return NULL;
+    size_t params = 1, bytes = 0;
+    for (const char *p = query + 1; *p; p++, bytes++)
+        params += *p == '&';
+    if (params <= API_QUERY_PARAMS_MAX && bytes <= API_QUERY_BYTES_MAX)
+        return NULL;
+    *(char *)(uintptr_t)(query + 1) = '\0';
+    struct request *req = calloc(1, sizeof(*req));
+    if (!req) /* the query is cut all the same: the request just sees none */
+        return NULL;
+    req->cut_params = params;
+    req->cut_bytes = bytes;
+    return req;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls)
 {
     struct api *api = cls;
     struct request *req = *con_cls;
-    if (!req) {
-        req = malloc(sizeof(*req));
-        if (!req)
-            return MHD_NO;
-        memset(req, 0, offsetof(struct request, wait_result)); /* see struct request */
+    if (!req || !req->begun) {
+        if (!req) { /* else on_uri made it, zeroed */
+            req = malloc(sizeof(*req));
+            if (!req)
+                return MHD_NO;
+            memset(req, 0, offsetof(struct request, wait_result)); /* see struct request */
+        }
+        req->begun = true;
         clock_gettime(CLOCK_MONOTONIC, &req->start);
         /* The one match of this request: every later step reads it from req. */
         api_route_match(url, method, &req->match);
@@ -226,10 +275,24 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         pthread_mutex_init(&req->wait_lock, NULL);
         *con_cls = req;
         atomic_fetch_add(&api->in_flight, 1);
+        if (req->cut_params)
+            return answer_query_too_long(conn, req);
         if (strstr(url, "%00")) /* left encoded by unescape(): a NUL has no place in a path */
             return api_answer_problem(conn, req, HTTP_BAD_REQUEST, "malformed-path",
                                       "Malformed path", "the path holds an encoded NUL (%00)", NULL,
                                       1);
+        /*
+         * "." and ".." are dot segments (RFC 3986), which a client or proxy may resolve
+         * before sending: /v1/jobs/.. is /v1/ there, and no job or token can be named so.
+         */
+        const char *id = req->match.id;
+        if (strcmp(id, ".") == 0 || strcmp(id, "..") == 0) {
+            char detail[128];
+            snprintf(detail, sizeof(detail),
+                     "\"%.2s\" is a dot segment of a path, not a job id or token name", id);
+            return api_answer_problem(conn, req, HTTP_BAD_REQUEST, "malformed-path",
+                                      "Malformed path", detail, NULL, 1);
+        }
         const char *malformed = malformed_head(conn, version);
         if (malformed)
             return api_answer_problem(conn, req, HTTP_BAD_REQUEST, "malformed-request",
@@ -303,6 +366,11 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     struct request *req = *con_cls;
     if (!req)
         return;
+    if (!req->begun) { /* made by on_uri for a request that ended before it began */
+        free(req);
+        *con_cls = NULL;
+        return;
+    }
     struct timespec end;
     clock_gettime(CLOCK_MONOTONIC, &end);
     double seconds =
@@ -422,8 +490,9 @@ int api_start(struct svc *svc, const struct api_options *options, struct api **o
     /* The logger goes first, so that messages about the other options reach it too. */
     api->daemon = MHD_start_daemon(
         flags, options->port, NULL, NULL, on_request, api, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log,
-        api, MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL, MHD_OPTION_SOCK_ADDR, &addr,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, api, MHD_OPTION_ARRAY, extra, MHD_OPTION_END);
+        api, MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL, MHD_OPTION_URI_LOG_CALLBACK, on_uri,
+        NULL, MHD_OPTION_SOCK_ADDR, &addr, MHD_OPTION_NOTIFY_COMPLETED, on_completed, api,
+        MHD_OPTION_ARRAY, extra, MHD_OPTION_END);
     if (!api->daemon) {
         ratelimit_free(api->limit);
         free(api);

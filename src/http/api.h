@@ -14,6 +14,19 @@
 
 /* Largest request body accepted (bytes); larger bodies are answered 413. */
 #define API_BODY_MAX (1024 * 1024)
+/*
+ * Most parameters a query may have; a longer one is answered 414. No route reads more
+ * than six, and each one parsed takes libmicrohttpd about 64 bytes of the connection's
+ * memory (API_CONNECTION_MEMORY_DEFAULT): a query of a few hundred once used it all, after
+ * which not even an error fitted and the client got no answer.
+ */
+#define API_QUERY_PARAMS_MAX 32
+/*
+ * Longest query, in bytes (after the '?'), likewise answered 414. The longest a route
+ * reads, a tag of 64 + 256 bytes all percent-encoded with a page token, is under 1.5 KiB;
+ * a longer query near the connection's memory left no room for even one parameter.
+ */
+#define API_QUERY_BYTES_MAX 4096
 /* Longest listen host accepted on the command line. */
 #define API_HOST_MAX 64
 /* Most server threads. */

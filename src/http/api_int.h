@@ -34,6 +34,7 @@ enum http_status {
     HTTP_METHOD_NOT_ALLOWED = 405,
     HTTP_CONFLICT = 409,
     HTTP_CONTENT_TOO_LARGE = 413,
+    HTTP_URI_TOO_LONG = 414,
     HTTP_UNSUPPORTED_MEDIA_TYPE = 415,
     HTTP_UNPROCESSABLE = 422,
     HTTP_TOO_MANY_REQUESTS = 429,
@@ -114,6 +115,10 @@ enum wait_state {
  * held).
  */
 struct request {
+    bool begun; /* on_request has set it up (see on_uri) */
+    /* The parameters and bytes of a query on_uri cut off, to answer 414; else 0. */
+    size_t cut_params;
+    size_t cut_bytes;
     struct timespec start;
     char method[API_METHOD_MAX + 1];
     char *body;

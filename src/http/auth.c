@@ -70,7 +70,8 @@ bool auth_valid_name(const char *name)
         if (!ok)
             return false;
     }
-    return true;
+    /* A name is a path segment (/v1/tokens/{name}), where "." and ".." mean a directory. */
+    return strcmp(name, ".") != 0 && strcmp(name, "..") != 0;
 }
 
 bool auth_is_loopback(const char *host)
@@ -121,7 +122,8 @@ int auth_token_create(struct store *store, const char *name, enum auth_role role
     if (role < AUTH_READER || role > AUTH_ADMIN)
         return glr_fail(err, GLR_EINVAL, "role must be admin, writer or reader");
     if (name && !auth_valid_name(name))
-        return glr_fail(err, GLR_EINVAL, "a token name is 1 to %d of [A-Za-z0-9._-]",
+        return glr_fail(err, GLR_EINVAL,
+                        "a token name is 1 to %d of [A-Za-z0-9._-], and not \".\" or \"..\"",
                         AUTH_NAME_MAX);
     size_t count = 0;
     int rc = store_token_scan(store, count_row, &count, err);

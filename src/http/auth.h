@@ -41,7 +41,7 @@ const char *auth_role_name(enum auth_role role);
 /* Parses "reader", "writer" or "admin"; returns 0, or -1 for anything else. */
 int auth_role_parse(const char *name, enum auth_role *role);
 
-/* True when name is a valid token name: [A-Za-z0-9._-]{1,AUTH_NAME_MAX}. */
+/* True when name is a valid token name: [A-Za-z0-9._-]{1,AUTH_NAME_MAX}, not "." or "..". */
 bool auth_valid_name(const char *name);
 
 /* True when host (a numeric address) is a loopback address: 127.0.0.0/8 or ::1. */

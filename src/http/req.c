@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "base/jsonstrict.h"
 #include "base/jsonx.h"
 #include "base/suggest.h"
 
@@ -28,34 +29,6 @@ bool req_is_json_media_type(const char *type)
     if (subtype_len == 4 && strncasecmp(subtype, "json", 4) == 0)
         return true;
     return subtype_len > 5 && strncasecmp(subtype + subtype_len - 5, "+json", 5) == 0;
-}
-
-/*
- * Returns the offset of the first bracket that opens a level deeper than
- * REQ_JSON_DEPTH_MAX, or len when there is none. Brackets inside strings do not count.
- * Text that is not JSON gets an answer either way: this one or the parser's.
- */
-static size_t too_deep_at(const char *text, size_t len)
-{
-    size_t depth = 0;
-    bool in_string = false;
-    for (size_t i = 0; i < len; i++) {
-        char c = text[i];
-        if (in_string) {
-            if (c == '\\')
-                i++; /* the escaped character cannot end the string */
-            else if (c == '"')
-                in_string = false;
-        } else if (c == '"') {
-            in_string = true;
-        } else if (c == '[' || c == '{') {
-            if (++depth > REQ_JSON_DEPTH_MAX)
-                return i;
-        } else if ((c == ']' || c == '}') && depth > 0) {
-            depth--;
-        }
-    }
-    return len;
 }
 
 /* Names the first key of object that is not in allowed (NULL-terminated), or NULL. */
@@ -82,30 +55,28 @@ int req_parse_object(const struct req_body *body, const char *const *allowed, co
                         "the request body must be JSON (Content-Type: application/json)");
     if (body->len == 0)
         return glr_fail(err, GLR_EMALFORMED, "the request body is empty; a JSON object is needed");
-    size_t deep = too_deep_at(body->text, body->len);
-    if (deep < body->len)
-        return glr_fail(err, GLR_EMALFORMED,
-                        "the request body nests arrays and objects deeper than %d levels "
-                        "(at byte %zu)",
-                        REQ_JSON_DEPTH_MAX, deep);
+    /* Held to RFC 8259 first: what cJSON would read leniently never reaches a field. */
+    char fault[GLR_ERR_MAX];
+    int rc = jsonstrict_check(body->text, body->len, REQ_JSON_DEPTH_MAX, fault);
+    if (rc == GLR_EMALFORMED)
+        return glr_fail(err, rc, "the request body is not valid JSON: %s", fault);
+    if (rc)
+        return glr_fail(err, rc, "%s", fault);
     const char *end = NULL;
     cJSON *tree = cJSON_ParseWithLengthOpts(body->text, body->len, &end, false);
-    if (tree) {
-        /* Only white space may follow the JSON value. */
-        for (const char *p = end; p < body->text + body->len; p++) {
-            if (*p != ' ' && *p != '\t' && *p != '\r' && *p != '\n') {
-                cJSON_Delete(tree);
-                tree = NULL;
-                end = p;
-                break;
-            }
-        }
-    }
     if (!tree) {
-        /* cJSON points at the fault; out of memory leaves it unset. */
+        /*
+         * Strict JSON that cJSON still refuses: a number longer than the 63 bytes it
+         * reads, or no memory (which leaves end unset).
+         */
         size_t at = end && end >= body->text ? (size_t)(end - body->text) : 0;
         return glr_fail(err, GLR_EMALFORMED, "the request body is not valid JSON (at byte %zu)",
                         at < body->len ? at : body->len);
+    }
+    rc = jsonstrict_unique_keys(tree, "the request body", err);
+    if (rc) {
+        cJSON_Delete(tree);
+        return rc;
     }
     if (!cJSON_IsObject(tree)) {
         cJSON_Delete(tree);
@@ -117,11 +88,11 @@ int req_parse_object(const struct req_body *body, const char *const *allowed, co
         while (allowed[count])
             count++;
         const char *closest = suggest_closest(unknown, allowed, count);
-        int rc =
-            closest ? glr_fail(err, GLR_EINVAL,
-                               "unknown field \"%.64s\" in the %s (did you mean \"%s\"?)", unknown,
-                               what, closest)
-                    : glr_fail(err, GLR_EINVAL, "unknown field \"%.64s\" in the %s", unknown, what);
+        rc = closest
+                 ? glr_fail(err, GLR_EINVAL,
+                            "unknown field \"%.64s\" in the %s (did you mean \"%s\"?)", unknown,
+                            what, closest)
+                 : glr_fail(err, GLR_EINVAL, "unknown field \"%.64s\" in the %s", unknown, what);
         cJSON_Delete(tree);
         return rc;
     }

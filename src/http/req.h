@@ -11,8 +11,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "http/auth.h"
+#include "base/jsonstrict.h"
 #include "base/status.h"
+#include "http/auth.h"
 #include "svc/svc.h"
 
 /*
@@ -20,14 +21,16 @@
  * three levels; the bound keeps cJSON's recursive parser, printer and free shallow.
  */
 #define REQ_JSON_DEPTH_MAX 32
+_Static_assert(REQ_JSON_DEPTH_MAX <= JSONSTRICT_DEPTH_MAX, "jsonstrict_check() follows the depth");
 
 /*
  * The parsers below return GLR_OK, or a status and a message in err (GLR_ERR_MAX bytes):
- * GLR_EMEDIA (the body is not JSON by its Content-Type), GLR_EMALFORMED (empty, not JSON, or nested
- * deeper than REQ_JSON_DEPTH_MAX), GLR_EINVAL (a field or parameter is not acceptable, named in
- * err) or GLR_ENOMEM. On failure nothing is left to free.
+ * GLR_EMEDIA (the body is not JSON by its Content-Type), GLR_EMALFORMED (empty, not strict
+ * RFC 8259 JSON, nested deeper than REQ_JSON_DEPTH_MAX, or an object with a key twice; see
+ * base/jsonstrict.h), GLR_EINVAL (a field or parameter is not acceptable, named in err: a
+ * number beyond the range of a double and a string holding \u0000 are among them) or
+ * GLR_ENOMEM. On failure nothing is left to free.
  */
-
 /*
  * True for application/json and application/<anything>+json, in any case, with or without
  * parameters (charset=utf-8).

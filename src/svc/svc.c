@@ -31,7 +31,8 @@ bool svc_valid_id(const char *id)
         if (!ok || len >= STORE_ID_MAX)
             return false;
     }
-    return len > 0;
+    /* "." and ".." are the dot segments of a path (RFC 3986): a URL cannot hold them. */
+    return len > 0 && strcmp(id, ".") != 0 && strcmp(id, "..") != 0;
 }
 
 /* Makes a random job id "job-" + 24 hex digits. */
@@ -373,7 +374,8 @@ int svc_job_create(struct svc *svc, const struct svc_create *request, bool *crea
     if (request->id) {
         if (!svc_valid_id(request->id))
             return glr_fail(err, GLR_EINVAL,
-                            "id must be 1 to %d characters of A-Z, a-z, 0-9, '.', '_', '-'",
+                            "id must be 1 to %d characters of A-Z, a-z, 0-9, '.', '_', '-', "
+                            "and not \".\" or \"..\"",
                             STORE_ID_MAX);
         snprintf(id, sizeof(id), "%s", request->id);
     } else {

@@ -78,7 +78,7 @@ void svc_close(struct svc *svc);
  */
 struct store *svc_store(struct svc *svc);
 
-/* True when id is a valid job id: [A-Za-z0-9._-]{1,128}. */
+/* True when id is a valid job id: [A-Za-z0-9._-]{1,128}, but not "." or "..". */
 bool svc_valid_id(const char *id);
 
 /*
