@@ -75,6 +75,30 @@ static enum MHD_Result answer_too_big(struct MHD_Connection *conn, struct reques
                               detail, NULL, 1);
 }
 
+/*
+ * True when the request says a body follows: a Content-Length above 0, or any
+ * Transfer-Encoding (a chunked body, whose size is not said).
+ */
+static bool declares_body(struct MHD_Connection *conn)
+{
+    const char *length =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (length && strtoull(length, NULL, 10) > 0)
+        return true;
+    return MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING) !=
+           NULL;
+}
+
+/* A body sent to a route that takes none: 413, before a byte of it is read. */
+static enum MHD_Result answer_no_body(struct MHD_Connection *conn, struct request *req)
+{
+    char detail[96];
+    snprintf(detail, sizeof(detail), "%.16s %s takes no request body", req->method,
+             api_route_label(&req->match));
+    return api_answer_problem(conn, req, HTTP_CONTENT_TOO_LARGE, "too-large", "Content too large",
+                              detail, NULL, 1);
+}
+
 /* The client's address as text, for rate limits without tokens and for logs. */
 static void client_address(struct MHD_Connection *conn, char *out, size_t size)
 {
@@ -237,6 +261,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         enum MHD_Result refused;
         if (!admit(api, conn, req, &refused))
             return refused;
+        /*
+         * A body nobody will read is not read: a route that takes none refuses it, and a
+         * path or method no route serves is answered now. Else the routes that need no
+         * token would let anyone make the daemon keep a body of API_BODY_MAX per connection.
+         */
+        if (declares_body(conn) && !api_route_takes_body(&req->match))
+            return req->match.route ? answer_no_body(conn, req)
+                                    : api_route_dispatch(api, conn, req);
         /*
          * The first call only sets up: an answer queued now makes libmicrohttpd close the
          * connection. That is what a declared body over the limit deserves, rather than

@@ -62,10 +62,14 @@ struct request;
 typedef enum MHD_Result api_handler(struct api *api, struct MHD_Connection *conn,
                                     struct request *req);
 
-/* One row of the route table: a path template and a method, who may, and who serves. */
+/*
+ * One row of the route table: a path template and a method, whether it takes a body, who
+ * may, and who serves.
+ */
 struct api_route {
     const char *template; /* "/v1/jobs/{id}": a {...} segment is captured; also the label */
     const char *method;   /* "GET" serves HEAD too */
+    bool takes_body;      /* false: a request that declares a body is refused unread */
     enum auth_role role;  /* the least role that may */
     api_handler *handler;
 };
@@ -171,6 +175,11 @@ void api_route_match(const char *url, const char *method, struct api_match *m);
  * method added without its row is closed rather than open.
  */
 enum auth_role api_route_role(const struct api_match *m);
+/*
+ * True when the matched route reads a request body; false for the routes that take none,
+ * a path no route has and a method the path does not serve.
+ */
+bool api_route_takes_body(const struct api_match *m);
 /* The route's template for logs and metrics: API_ROUTE_UNMATCHED for a path no route has. */
 const char *api_route_label(const struct api_match *m);
 /* Answers req by its matched route: the handler, 404 (no such path) or 405 (with Allow). */
