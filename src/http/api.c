@@ -427,10 +427,16 @@ int api_start(struct svc *svc, const struct api_options *options, struct api **o
         return glr_fail(err, GLR_EINVAL, "the rate limit must be above 0 and at most %g/s",
                         RATELIMIT_RATE_MAX);
     }
+    api->conns.max = connections;
     /* The options that depend on the command line; libmicrohttpd copies what it keeps. */
     struct MHD_OptionItem extra[10];
     size_t n = 0;
-    extra[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT, connections, NULL};
+    /*
+     * The limit is ours (api_conn_accept() closes a connection past it at once):
+     * libmicrohttpd, at its own, would stop accepting and leave clients in the backlog.
+     */
+    extra[n++] = (struct MHD_OptionItem){
+        MHD_OPTION_CONNECTION_LIMIT, connections + API_CONNECTIONS_SPARE * options->threads, NULL};
     extra[n++] = (struct MHD_OptionItem){MHD_OPTION_PER_IP_CONNECTION_LIMIT,
                                          options->max_connections_per_ip, NULL};
     extra[n++] = (struct MHD_OptionItem){
@@ -453,9 +459,10 @@ int api_start(struct svc *svc, const struct api_options *options, struct api **o
     extra[n] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
     /* The logger goes first, so that messages about the other options reach it too. */
     api->daemon = MHD_start_daemon(
-        flags, options->port, NULL, NULL, on_request, api, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log,
-        api, MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL, MHD_OPTION_SOCK_ADDR, &addr,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, api, MHD_OPTION_ARRAY, extra, MHD_OPTION_END);
+        flags, options->port, api_conn_accept, api, on_request, api, MHD_OPTION_EXTERNAL_LOGGER,
+        on_mhd_log, api, MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL, MHD_OPTION_SOCK_ADDR, &addr,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, api, MHD_OPTION_NOTIFY_CONNECTION,
+        api_conn_notify, api, MHD_OPTION_ARRAY, extra, MHD_OPTION_END);
     if (!api->daemon) {
         ratelimit_free(api->limit);
         free(api);

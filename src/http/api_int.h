@@ -84,8 +84,15 @@ struct api_match {
     char id[API_ID_SEGMENT_MAX + 1]; /* the {...} segment of the URL, "" when none */
 };
 
+/* The open connections (api_conn.c). */
+struct api_conns {
+    atomic_uint open; /* connections started and not closed */
+    unsigned max;     /* fixed: connections open at once; more are closed at once */
+};
+
 struct api {
     struct svc *svc;
+    struct api_conns conns;
     struct MHD_Daemon *daemon;
     uint16_t port;
     atomic_int in_flight;            /* requests begun and not yet completed */
@@ -164,6 +171,21 @@ struct api_answer {
 struct req_body api_body_of(struct MHD_Connection *conn, const struct request *req);
 /* The query string of conn, for the parsers of req.h. */
 struct req_query api_query_of(struct MHD_Connection *conn);
+
+/* api_conn.c */
+
+/*
+ * Connections libmicrohttpd may hold per thread beyond --max-connections: at its own
+ * limit it stops accepting, and new clients would wait in the listen queue instead of
+ * being closed at once by api_conn_accept().
+ */
+#define API_CONNECTIONS_SPARE 8
+
+/* libmicrohttpd's accept policy (MHD_AcceptPolicyCallback): none past conns.max. */
+enum MHD_Result api_conn_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen);
+/* libmicrohttpd's MHD_OPTION_NOTIFY_CONNECTION: a connection started or closed. */
+void api_conn_notify(void *cls, struct MHD_Connection *conn, void **socket_context,
+                     enum MHD_ConnectionNotificationCode code);
 
 /* api_route.c */
 
