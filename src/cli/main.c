@@ -30,7 +30,7 @@
 #define MAIN_RESIDENT_MAX 100000000
 /* Largest --tls-cert or --tls-key file accepted, in bytes. */
 #define MAIN_PEM_MAX (256 * 1024)
-/* Longest --idle-timeout, in seconds. */
+/* Longest --idle-timeout and --request-timeout, in seconds. */
 #define MAIN_IDLE_TIMEOUT_MAX 86400
 /* Most --max-connections. */
 #define MAIN_CONNECTIONS_MAX 1000000
@@ -59,6 +59,7 @@ struct options {
     unsigned max_connections;
     unsigned max_connections_per_ip;
     unsigned idle_timeout_s;
+    unsigned request_timeout_s;
     size_t connection_memory;
 };
 
@@ -70,7 +71,8 @@ static void usage(FILE *out)
             "                 [--log-level error|warn|info|debug] [--log-format text|json]\n"
             "                 [--tls-cert FILE --tls-key FILE] [--insecure] [--rate-limit N/s]\n"
             "                 [--max-connections N] [--max-connections-per-ip N]\n"
-            "                 [--idle-timeout SECONDS] [--max-header-bytes N]\n"
+            "                 [--idle-timeout SECONDS] [--request-timeout SECONDS]\n"
+            "                 [--max-header-bytes N]\n"
             "       greedylrd backup [--db PATH] [--force] OUT\n"
             "       greedylrd token create|list|revoke ...   (greedylrd token --help)\n"
             "       greedylrd --help | --version\n"
@@ -102,6 +104,9 @@ static void usage(FILE *out)
             "  --max-connections-per-ip N  open at once from one address (default %d; 0: no\n"
             "                              limit)\n"
             "  --idle-timeout SECONDS      close a connection idle this long (default %d)\n"
+            "  --request-timeout SECONDS   close a connection whose request has not arrived\n"
+            "                              whole this long after its accept, or after the\n"
+            "                              request before it (default %d)\n"
             "  --max-header-bytes N        memory per connection, which the request line\n"
             "                              and headers must fit (default %d; else 431)\n"
             "Request bodies are limited to %d bytes (413). SIGHUP reloads the tokens (also\n"
@@ -114,7 +119,8 @@ static void usage(FILE *out)
             "running daemon may be writing, into the new self-contained file OUT; an\n"
             "existing OUT is replaced only with --force.\n",
             SVC_RESIDENT_DEFAULT, API_CONNECTIONS_DEFAULT, API_CONNECTIONS_PER_IP_DEFAULT,
-            API_IDLE_TIMEOUT_S, API_CONNECTION_MEMORY_DEFAULT, API_BODY_MAX, AUTH_RELOAD_S);
+            API_IDLE_TIMEOUT_S, API_REQUEST_TIMEOUT_S, API_CONNECTION_MEMORY_DEFAULT, API_BODY_MAX,
+            AUTH_RELOAD_S);
 }
 
 /* Reads an unsigned number in [min, max] into *out; returns 0, or -1 if it is not one. */
@@ -142,6 +148,7 @@ static int parse_limit(const char *arg, const char *value, struct options *o)
         {"--max-connections", 1, MAIN_CONNECTIONS_MAX},
         {"--max-connections-per-ip", 0, MAIN_CONNECTIONS_MAX},
         {"--idle-timeout", 1, MAIN_IDLE_TIMEOUT_MAX},
+        {"--request-timeout", 1, MAIN_IDLE_TIMEOUT_MAX},
         {"--max-header-bytes", API_CONNECTION_MEMORY_MIN, API_CONNECTION_MEMORY_MAX},
     };
     for (size_t i = 0; i < sizeof(limits) / sizeof(limits[0]); i++) {
@@ -159,6 +166,8 @@ static int parse_limit(const char *arg, const char *value, struct options *o)
             o->max_connections_per_ip = (unsigned)v;
         else if (i == 2)
             o->idle_timeout_s = (unsigned)v;
+        else if (i == 3)
+            o->request_timeout_s = (unsigned)v;
         else
             o->connection_memory = (size_t)v;
         return 1;
@@ -200,6 +209,7 @@ static int parse_options(int argc, char **argv, struct options *o)
     o->max_connections = API_CONNECTIONS_DEFAULT;
     o->max_connections_per_ip = API_CONNECTIONS_PER_IP_DEFAULT;
     o->idle_timeout_s = API_IDLE_TIMEOUT_S;
+    o->request_timeout_s = API_REQUEST_TIMEOUT_S;
     o->connection_memory = API_CONNECTION_MEMORY_DEFAULT;
     o->format = LOG_TEXT;
     const char *listen = getenv("GREEDYLRD_LISTEN");
@@ -532,6 +542,7 @@ int main(int argc, char **argv)
         .max_connections = o.max_connections,
         .max_connections_per_ip = o.max_connections_per_ip,
         .idle_timeout_s = o.idle_timeout_s,
+        .request_timeout_s = o.request_timeout_s,
         .connection_memory = o.connection_memory,
     };
     struct api *api = NULL;

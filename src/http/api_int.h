@@ -85,9 +85,18 @@ struct api_match {
 };
 
 /* The open connections (api_conn.c). */
+struct api_conn;
 struct api_conns {
-    atomic_uint open; /* connections started and not closed */
-    unsigned max;     /* fixed: connections open at once; more are closed at once */
+    pthread_mutex_t lock;  /* guards the list and count, and each api_conn's fields */
+    pthread_cond_t wake;   /* monotonic: the watcher's sleep, cut short to stop */
+    struct api_conn *head; /* lock: every connection libmicrohttpd started */
+    size_t count;          /* lock: connections in the list */
+    atomic_uint open;      /* connections started and not closed (the list and more) */
+    unsigned max;          /* fixed: connections open at once; more are closed at once */
+    int64_t request_ms;    /* fixed: how long a request may take to arrive */
+    bool stopping;         /* lock */
+    bool started;          /* fixed after api_conns_start() */
+    pthread_t watcher;
 };
 
 struct api {
@@ -134,6 +143,8 @@ struct request {
     bool answered;  /* an answer is queued */
     unsigned status;
 
+    struct api_conn *link; /* the connection's entry (api_conn.c); NULL: not watched */
+
     struct svc_waiter waiter; /* waiter_done() finds the request from it (offsetof) */
     struct MHD_Connection *conn;
     pthread_mutex_t wait_lock; /* guards wait_state and the wait_ fields below */
@@ -174,6 +185,8 @@ struct req_query api_query_of(struct MHD_Connection *conn);
 
 /* api_conn.c */
 
+/* How often the watcher looks at the connections, in milliseconds. */
+#define API_WATCH_MS 100
 /*
  * Connections libmicrohttpd may hold per thread beyond --max-connections: at its own
  * limit it stops accepting, and new clients would wait in the listen queue instead of
@@ -181,11 +194,28 @@ struct req_query api_query_of(struct MHD_Connection *conn);
  */
 #define API_CONNECTIONS_SPARE 8
 
+/*
+ * Starts the watcher: every API_WATCH_MS it shuts down a connection whose request has
+ * not arrived whole within request_timeout_s (from its accept, or from the end of the
+ * previous request on it). max is the most connections open at once. Returns GLR_OK or
+ * GLR_ENOMEM.
+ */
+int api_conns_start(struct api *api, unsigned max, unsigned request_timeout_s, char *err);
+/* Stops the watcher; before MHD_stop_daemon(). */
+void api_conns_stop(struct api *api);
+/* Frees what api_conns_start() made; after MHD_stop_daemon(). */
+void api_conns_destroy(struct api *api);
 /* libmicrohttpd's accept policy (MHD_AcceptPolicyCallback): none past conns.max. */
 enum MHD_Result api_conn_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen);
 /* libmicrohttpd's MHD_OPTION_NOTIFY_CONNECTION: a connection started or closed. */
 void api_conn_notify(void *cls, struct MHD_Connection *conn, void **socket_context,
                      enum MHD_ConnectionNotificationCode code);
+/* A new request on conn: req->link is set, and the watcher may look at req. */
+void api_conn_begin(struct api *api, struct MHD_Connection *conn, struct request *req);
+/* The request has arrived whole (or is answered): its deadline no longer applies. */
+void api_conn_arrived(struct request *req);
+/* The request is over (before it is freed); the next one on the connection gets a deadline. */
+void api_conn_end(struct api *api, struct request *req);
 
 /* api_route.c */
 
