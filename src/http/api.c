@@ -281,6 +281,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (!req)
             return MHD_NO;
         memset(req, 0, offsetof(struct request, wait_result)); /* see struct request */
+        atomic_init(&req->gone, false);
         clock_gettime(CLOCK_MONOTONIC, &req->start);
         /* The one match of this request: every later step reads it from req. */
         api_route_match(url, method, &req->match);
@@ -323,6 +324,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     }
     api_conn_arrived(req);
+    if (atomic_load(&req->gone)) /* resumed after its client hung up: nobody to answer */
+        return MHD_NO;
     if (req->wait_state == WAIT_DONE && !req->answered) /* resumed: the answer is here */
         return api_answer_waited(conn, req);
     if (req->answered || req->wait_state != WAIT_NONE)

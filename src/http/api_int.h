@@ -84,19 +84,27 @@ struct api_match {
     char id[API_ID_SEGMENT_MAX + 1]; /* the {...} segment of the URL, "" when none */
 };
 
-/* The open connections (api_conn.c). */
+/*
+ * The open connections (api_conn.c). Lock order: lock, then a request's wait_lock, then
+ * libmicrohttpd's own; the service is never called with lock held.
+ */
 struct api_conn;
+struct pollfd;
 struct api_conns {
-    pthread_mutex_t lock;  /* guards the list and count, and each api_conn's fields */
-    pthread_cond_t wake;   /* monotonic: the watcher's sleep, cut short to stop */
-    struct api_conn *head; /* lock: every connection libmicrohttpd started */
-    size_t count;          /* lock: connections in the list */
-    atomic_uint open;      /* connections started and not closed (the list and more) */
-    unsigned max;          /* fixed: connections open at once; more are closed at once */
-    int64_t request_ms;    /* fixed: how long a request may take to arrive */
-    bool stopping;         /* lock */
-    bool started;          /* fixed after api_conns_start() */
+    pthread_mutex_t lock;    /* guards the list and count, and each api_conn's fields */
+    pthread_cond_t wake;     /* monotonic: the watcher's sleep, cut short to stop */
+    pthread_cond_t unpinned; /* the watcher let go of the requests it was cancelling */
+    struct api_conn *head;   /* lock: every connection libmicrohttpd started */
+    size_t count;            /* lock: connections in the list */
+    atomic_uint open;        /* connections started and not closed (the list and more) */
+    unsigned max;            /* fixed: connections open at once; more are closed at once */
+    int64_t request_ms;      /* fixed: how long a request may take to arrive */
+    bool stopping;           /* lock */
+    bool started;            /* fixed after api_conns_start() */
     pthread_t watcher;
+    struct pollfd *polls;     /* the watcher's own, cap entries */
+    struct api_conn **pinned; /* the watcher's own, cap entries */
+    size_t cap;
 };
 
 struct api {
@@ -144,6 +152,7 @@ struct request {
     unsigned status;
 
     struct api_conn *link; /* the connection's entry (api_conn.c); NULL: not watched */
+    atomic_bool gone;      /* the client hung up while the request waited: close, not answer */
 
     struct svc_waiter waiter; /* waiter_done() finds the request from it (offsetof) */
     struct MHD_Connection *conn;
@@ -197,8 +206,9 @@ struct req_query api_query_of(struct MHD_Connection *conn);
 /*
  * Starts the watcher: every API_WATCH_MS it shuts down a connection whose request has
  * not arrived whole within request_timeout_s (from its accept, or from the end of the
- * previous request on it). max is the most connections open at once. Returns GLR_OK or
- * GLR_ENOMEM.
+ * previous request on it), and gives up the waits of suspended requests whose client hung
+ * up (svc_cancel_waiter()), so that their connections close. max is the most connections
+ * open at once. Returns GLR_OK or GLR_ENOMEM.
  */
 int api_conns_start(struct api *api, unsigned max, unsigned request_timeout_s, char *err);
 /* Stops the watcher; before MHD_stop_daemon(). */
