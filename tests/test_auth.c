@@ -99,6 +99,42 @@ START_TEST(no_token_is_401)
 }
 END_TEST
 
+/*
+ * A body sent where no token is needed, or without a token, is answered before a byte of
+ * it is read: the client declares a body just under the limit (1 MiB), sends none, and
+ * has its answer at once.
+ */
+START_TEST(bodies_nobody_reads_are_refused_unread)
+{
+    const struct {
+        const char *head;
+        int status;
+    } cases[] = {
+        {"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n", 413},
+        {"GET /readyz HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n", 413},
+        {"GET /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n", 413},
+        {"POST /nowhere HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n", 404},
+        /* A method no route serves needs an admin: 401 without a token. */
+        {"POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n", 401},
+        {"POST /v1/jobs/seen/reports HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+         "Content-Length: 1000000\r\n\r\n",
+         401},
+        /* No body at all, declared as such, is still served. */
+        {"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", 200},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char reply[4096];
+        double start = testutil_seconds();
+        int status = httpc_raw(server.port, NULL, cases[i].head, strlen(cases[i].head), reply,
+                               sizeof(reply), 3000 * testutil_slow());
+        double waited = testutil_seconds() - start;
+        ck_assert_msg(status == cases[i].status, "case %zu answered %d, expected %d: %s", i, status,
+                      cases[i].status, reply);
+        ck_assert_msg(waited < 1.0 * testutil_slow(), "case %zu answered after %.1f s", i, waited);
+    }
+}
+END_TEST
+
 START_TEST(wrong_tokens_are_401)
 {
     char forged[TOKEN_TEXT];
@@ -333,6 +369,7 @@ int main(void)
     apitest_fixtures(tc, prepare);
     tcase_add_test(tc, health_needs_no_token);
     tcase_add_test(tc, no_token_is_401);
+    tcase_add_test(tc, bodies_nobody_reads_are_refused_unread);
     tcase_add_test(tc, wrong_tokens_are_401);
     tcase_add_test(tc, reader_only_reads);
     tcase_add_test(tc, writer_trains_but_does_not_delete);

@@ -489,6 +489,100 @@ START_TEST(connection_flood)
 }
 END_TEST
 
+/* greedylr_waiting_requests from /metrics. */
+static long waiting_requests(void)
+{
+    char *text = httpc_get_text(server.port, "/metrics");
+    const char *line = strstr(text, "\ngreedylr_waiting_requests ");
+    ck_assert_ptr_nonnull(line);
+    long n = strtol(line + strlen("\ngreedylr_waiting_requests "), NULL, 10);
+    free(text);
+    return n;
+}
+
+/* Waits (at most limit_s, times the suite's slowness) until want requests wait. */
+static long wait_for_waiting(long want, double limit_s)
+{
+    long n = waiting_requests();
+    for (double start = testutil_seconds();
+         n != want && testutil_seconds() - start < limit_s * testutil_slow();
+         n = waiting_requests())
+        testutil_sleep_ms(20);
+    return n;
+}
+
+/* Sends request on new connections, one each; the descriptors go to fds. */
+static void send_on_each(int *fds, int count, const char *request)
+{
+    for (int i = 0; i < count; i++) {
+        fds[i] = httpc_connect(server.port, NULL);
+        ck_assert_int_ge(fds[i], 0);
+        ck_assert_int_eq((int)send(fds[i], request, strlen(request), MSG_NOSIGNAL),
+                         (int)strlen(request));
+    }
+}
+
+/* Long polls whose clients hang up give their place back within a second, not at wait_ms. */
+START_TEST(long_polls_whose_clients_left_are_freed)
+{
+    enum { POLLS = 16 };
+    struct httpc c;
+    httpc_init(&c, server.port);
+    cJSON_Delete(httpc_expect(&c, "PUT", "/v1/jobs/left-polls", "{\"lr\":0.1}", 201));
+    httpc_close(&c);
+    long before = waiting_requests();
+    int fds[POLLS];
+    send_on_each(fds, POLLS,
+                 "GET /v1/jobs/left-polls/lr?step=0&wait_ms=60000 HTTP/1.1\r\nHost: x\r\n\r\n");
+    ck_assert_int_eq(wait_for_waiting(before + POLLS, 5), before + POLLS);
+    for (int i = 0; i < POLLS; i++)
+        close(fds[i]);
+    ck_assert_int_eq(wait_for_waiting(before, 1), before);
+}
+END_TEST
+
+/*
+ * Ranks waiting for the others of their step, on a job that would wait an hour for them,
+ * give their place back within a second of hanging up; their losses still count.
+ */
+START_TEST(rank_waiters_whose_clients_left_are_freed)
+{
+    enum { RANKS = 4 };
+    struct httpc c;
+    httpc_init(&c, server.port);
+    cJSON_Delete(httpc_expect(&c, "PUT", "/v1/jobs/left-ranks",
+                              "{\"lr\":0.1,\"world_size\":4,\"aggregate_timeout_ms\":3600000}",
+                              201));
+    long before = waiting_requests();
+    int fds[RANKS - 1];
+    for (int rank = 0; rank < RANKS - 1; rank++) {
+        char request[256];
+        char body[64];
+        int len =
+            snprintf(body, sizeof(body), "{\"step\":0,\"loss\":%d,\"rank\":%d}", 2 + rank, rank);
+        snprintf(request, sizeof(request),
+                 "POST /v1/jobs/left-ranks/reports HTTP/1.1\r\nHost: x\r\n"
+                 "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
+                 len, body);
+        send_on_each(&fds[rank], 1, request);
+    }
+    ck_assert_int_eq(wait_for_waiting(before + RANKS - 1, 5), before + RANKS - 1);
+    for (int rank = 0; rank < RANKS - 1; rank++)
+        close(fds[rank]);
+    ck_assert_int_eq(wait_for_waiting(before, 1), before);
+    /* The last rank decides the step on all four losses: (2 + 3 + 4 + 5) / 4. */
+    cJSON *decided = httpc_expect(&c, "POST", "/v1/jobs/left-ranks/reports",
+                                  "{\"step\":0,\"loss\":5,\"rank\":3}", 200);
+    ck_assert_int_eq((int)testutil_number(cJSON_GetObjectItem(decided, "ranks")), RANKS);
+    cJSON_Delete(decided);
+    cJSON *retry = httpc_expect(&c, "POST", "/v1/jobs/left-ranks/reports",
+                                "{\"step\":0,\"loss\":2,\"rank\":0}", 200);
+    ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(retry, "replayed")));
+    cJSON_Delete(retry);
+    httpc_close(&c);
+}
+END_TEST
+
 /* Runs last: nothing above changed the job or its history. */
 START_TEST(stored_data_unchanged)
 {
@@ -524,6 +618,8 @@ int main(void)
     tcase_add_test(tc, long_queries_are_414);
     tcase_add_test(tc, slow_clients);
     tcase_add_test(tc, connection_flood);
+    tcase_add_test(tc, long_polls_whose_clients_left_are_freed);
+    tcase_add_test(tc, rank_waiters_whose_clients_left_are_freed);
     tcase_add_test(tc, stored_data_unchanged);
     suite_add_tcase(s, tc);
     return testutil_run(s);

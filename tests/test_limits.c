@@ -51,6 +51,16 @@ static void start_conns(void)
     daemon_start(&server, NULL, conn_args);
 }
 
+/* A deadline of a second (times the suite's slowness) for every request to arrive. */
+static char request_text[16];
+static const char *deadline_args[] = {"--max-connections-per-ip", "0", "--request-timeout",
+                                      request_text, NULL};
+static void start_deadline(void)
+{
+    snprintf(request_text, sizeof(request_text), "%d", testutil_slow());
+    daemon_start(&server, NULL, deadline_args);
+}
+
 static const char *const per_ip_args[] = {"--max-connections-per-ip", "3", NULL};
 static void start_per_ip(void)
 {
@@ -288,6 +298,25 @@ static int healthz_soon(const char *source)
     return status;
 }
 
+/*
+ * Seconds until the server closes fd (recv gives 0 or ECONNRESET), waiting at most
+ * limit_s; -1 when it did not.
+ */
+static double seconds_to_close(int fd, double limit_s)
+{
+    double start = testutil_seconds();
+    struct timeval tv = {0, 50 * 1000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    while (testutil_seconds() - start < limit_s) {
+        char buf[256];
+        ssize_t n = recv(fd, buf, sizeof(buf), 0);
+        if (n == 0 || (n < 0 && errno == ECONNRESET))
+            return testutil_seconds() - start;
+    }
+    return -1;
+}
+
+/* Past the limit a connection is closed at once, not left in the listen queue. */
 START_TEST(connections_over_the_limit_are_closed)
 {
     int held[4];
@@ -296,14 +325,63 @@ START_TEST(connections_over_the_limit_are_closed)
         ck_assert_int_ge(held[i], 0);
     }
     testutil_sleep_ms(200);
-    char reply[2048];
-    const char *req = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-    int status = httpc_raw(server.port, "127.0.0.2", req, strlen(req), reply, sizeof(reply),
-                           1000 * testutil_slow());
-    ck_assert_msg(status <= 0, "a fifth connection was answered %d", status);
-    for (int i = 0; i < 4; i++)
+    int fifth = httpc_connect(server.port, "127.0.0.2");
+    ck_assert_int_ge(fifth, 0);
+    double closed = seconds_to_close(fifth, 2.0 * testutil_slow());
+    close(fifth);
+    ck_assert_msg(closed >= 0 && closed < 0.5 * testutil_slow(),
+                  "a fifth connection was closed after %.2f s (-1: not at all)", closed);
+    /* One of the four goes: its place is taken again while the others stay. */
+    close(held[0]);
+    ck_assert_int_eq(healthz_soon("127.0.0.2"), 200);
+    for (int i = 1; i < 4; i++)
         close(held[i]);
     ck_assert_int_eq(healthz_soon(NULL), 200);
+}
+END_TEST
+
+/*
+ * Slow clients that send a byte now and then, often enough for the idle timeout, are
+ * closed once their request has taken longer than --request-timeout, while others are
+ * served meanwhile.
+ */
+START_TEST(requests_slower_than_the_deadline_are_closed)
+{
+    enum { SLOW = 6 };
+    const char *head =
+        "POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n{\"lr\":0.1}";
+    int fds[SLOW];
+    bool closed[SLOW] = {false};
+    for (int i = 0; i < SLOW; i++) {
+        fds[i] = httpc_connect(server.port, NULL);
+        ck_assert_int_ge(fds[i], 0);
+    }
+    double timeout_s = 1.0 * testutil_slow();
+    double start = testutil_seconds();
+    int open = SLOW;
+    for (size_t k = 0; open > 0 && testutil_seconds() - start < timeout_s + 3.0 * testutil_slow();
+         k++) {
+        for (int i = 0; i < SLOW; i++) {
+            if (closed[i])
+                continue;
+            char buf[64];
+            ssize_t n = recv(fds[i], buf, sizeof(buf), MSG_DONTWAIT);
+            bool gone = n == 0 || (n < 0 && errno == ECONNRESET) ||
+                        (k < strlen(head) - 1 && send(fds[i], head + k, 1, MSG_NOSIGNAL) < 0);
+            if (!gone)
+                continue;
+            double at = testutil_seconds() - start;
+            ck_assert_msg(at > timeout_s - 0.3, "slow client %d closed after %.2f s", i, at);
+            closed[i] = true;
+            open--;
+        }
+        ck_assert_int_eq(status_of("GET", "/healthz", NULL), 200);
+        testutil_sleep_ms(100);
+    }
+    for (int i = 0; i < SLOW; i++)
+        close(fds[i]);
+    ck_assert_msg(open == 0, "%d slow clients were still connected after %.1f s", open,
+                  testutil_seconds() - start);
 }
 END_TEST
 
@@ -413,6 +491,9 @@ int main(void)
     tcase_add_test(conns, connections_over_the_limit_are_closed);
     tcase_add_test(conns, idle_connections_are_closed);
     suite_add_tcase(s, conns);
+    TCase *deadline = group("deadline", start_deadline);
+    tcase_add_test(deadline, requests_slower_than_the_deadline_are_closed);
+    suite_add_tcase(s, deadline);
     TCase *per_ip = group("per_ip", start_per_ip);
     tcase_add_test(per_ip, connections_per_address_are_limited);
     suite_add_tcase(s, per_ip);

@@ -575,6 +575,15 @@ def check_health(checker):
     checker.call("GET", "/metrics", 200, "answers the Prometheus text format")
 
 
+def check_no_body(checker, spec):
+    """A body sent to an operation that takes none is 413, answered before it is read."""
+    for template, method, _ in spec.operations():
+        if method == "HEAD" or spec.request_schema(template, method) is not None:
+            continue
+        path = re.sub(r"\{[^}]+\}", "no-such-thing", template)
+        checker.call(method, path, 413, "with a body it takes none of", "{}")
+
+
 def check_body_errors(checker, client, method, path):
     """The errors every route with a JSON body shares: 400, 415 and 413."""
     checker.call(method, path, 400, "with a body that is not JSON", "{\"lr\": ")
@@ -1011,6 +1020,7 @@ def main():
                 started = time.monotonic()
                 check_routes(tap, spec, checker, client)
                 check_health(checker)
+                check_no_body(checker, spec)
                 jobs = check_create(checker, client)
                 check_get_and_list(checker, jobs)
                 check_patch_and_delete(checker, client, jobs)

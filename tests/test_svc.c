@@ -236,6 +236,59 @@ START_TEST(stopping_answers_every_waiter)
 }
 END_TEST
 
+/*
+ * A waiter given up (its client went away) is answered at once and leaves the counts; one
+ * given up twice, or one that waits on nothing, is left alone. A rank's loss stays.
+ */
+START_TEST(a_waiter_given_up_is_answered_at_once)
+{
+    create("gone", "0.1", 2, 3600000);
+    struct wait lookup, rank;
+    wait_init(&lookup, "gone");
+    wait_init(&rank, NULL);
+    struct svc_report_result r;
+    char err[GLR_ERR_MAX] = "";
+    ck_assert_int_eq(svc_lr(svc, "gone", 0, 60000, &lookup.waiter, &r, err), GLR_EWAIT);
+    ck_assert_int_eq(svc_report(svc, "gone", &(struct svc_report_input){0, 0, 2.0, true, INFINITY},
+                                &rank.waiter, &r, err),
+                     GLR_EWAIT);
+    struct svc_stats stats;
+    ck_assert_int_eq(svc_stats(svc, &stats, err), GLR_OK);
+    ck_assert_int_eq(stats.waiting_requests, 2);
+    svc_cancel_waiter(svc, "gone", &lookup.waiter);
+    svc_cancel_waiter(svc, "gone", &rank.waiter);
+    ck_assert(lookup.answered && rank.answered); /* before svc_cancel_waiter returned */
+    ck_assert_int_eq(lookup.status, GLR_EBUSY);
+    ck_assert_int_eq(rank.status, GLR_EBUSY);
+    ck_assert_int_eq(lookup.reentered, GLR_OK);
+    ck_assert_int_eq(svc_stats(svc, &stats, err), GLR_OK);
+    ck_assert_int_eq(stats.waiting_requests, 0);
+    ck_assert_int_eq(stats.waiting_jobs, 1); /* the step is still gathered */
+    /* Given up again, or on a job that is not there: nothing happens. */
+    lookup.answered = false;
+    svc_cancel_waiter(svc, "gone", &lookup.waiter);
+    svc_cancel_waiter(svc, "nowhere", &lookup.waiter);
+    ck_assert(!lookup.answered);
+    /* Rank 0's loss counted: rank 1 completes the step on both, and rank 0's retry replays. */
+    struct wait last, retry;
+    wait_init(&last, NULL);
+    wait_init(&retry, NULL);
+    ck_assert_int_eq(svc_report(svc, "gone", &(struct svc_report_input){0, 1, 4.0, true, INFINITY},
+                                &last.waiter, &r, err),
+                     GLR_EWAIT);
+    ck_assert_int_eq(wait_answer(&last), GLR_OK);
+    ck_assert_int_eq(last.result.ranks, 2);
+    ck_assert_int_eq(svc_report(svc, "gone", &(struct svc_report_input){0, 0, 2.0, true, INFINITY},
+                                &retry.waiter, &r, err),
+                     GLR_OK);
+    ck_assert(r.replayed);
+    wait_destroy(&lookup);
+    wait_destroy(&rank);
+    wait_destroy(&last);
+    wait_destroy(&retry);
+}
+END_TEST
+
 /* ---- reads that leave cold jobs cold ------------------------------------------------------ */
 
 static int64_t jobs_in_memory(void)
@@ -352,6 +405,7 @@ int main(void)
     tcase_add_test(tc, a_late_rank_is_decided_at_the_timeout);
     tcase_add_test(tc, a_lookup_ends_after_its_wait);
     tcase_add_test(tc, stopping_answers_every_waiter);
+    tcase_add_test(tc, a_waiter_given_up_is_answered_at_once);
     suite_add_tcase(suite, tc);
     tc = tcase_create("reads");
     tcase_add_checked_fixture(tc, setup, teardown);

@@ -32,7 +32,7 @@
 #define MAIN_RESIDENT_MAX 100000000
 /* Largest --tls-cert or --tls-key file accepted, in bytes. */
 #define MAIN_PEM_MAX (256 * 1024)
-/* Longest --idle-timeout, in seconds. */
+/* Longest --idle-timeout and --request-timeout, in seconds. */
 #define MAIN_IDLE_TIMEOUT_MAX 86400
 /* Most --max-connections. */
 #define MAIN_CONNECTIONS_MAX 1000000
@@ -64,6 +64,7 @@ struct options {
     unsigned long max_connections;
     unsigned long max_connections_per_ip;
     unsigned long idle_timeout_s;
+    unsigned long request_timeout_s;
     unsigned long connection_memory;
     unsigned long max_jobs;
     unsigned long max_reports_per_job;
@@ -77,8 +78,8 @@ static void usage(FILE *out)
             "                 [--log-level error|warn|info|debug] [--log-format text|json]\n"
             "                 [--tls-cert FILE --tls-key FILE] [--insecure] [--rate-limit N/s]\n"
             "                 [--max-connections N] [--max-connections-per-ip N]\n"
-            "                 [--idle-timeout SECONDS] [--max-header-bytes N]\n"
-            "                 [--max-jobs N] [--max-reports-per-job N]\n"
+            "                 [--idle-timeout SECONDS] [--request-timeout SECONDS]\n"
+            "                 [--max-header-bytes N] [--max-jobs N] [--max-reports-per-job N]\n"
             "       greedylrd backup [--db PATH] [--force] OUT\n"
             "       greedylrd token create|list|revoke ...   (greedylrd token --help)\n"
             "       greedylrd --help | --version\n"
@@ -110,6 +111,9 @@ static void usage(FILE *out)
             "  --max-connections-per-ip N  open at once from one address (default %d; 0: no\n"
             "                              limit)\n"
             "  --idle-timeout SECONDS      close a connection idle this long (default %d)\n"
+            "  --request-timeout SECONDS   close a connection whose request has not arrived\n"
+            "                              whole this long after its accept, or after the\n"
+            "                              request before it (default %d)\n"
             "  --max-header-bytes N        memory per connection, which the request line\n"
             "                              and headers must fit (default %d; else 431)\n"
             "  --max-jobs N                jobs the database may hold (default %d; 0: no\n"
@@ -126,8 +130,8 @@ static void usage(FILE *out)
             "running daemon may be writing, into the new self-contained file OUT; an\n"
             "existing OUT is replaced only with --force.\n",
             SVC_RESIDENT_DEFAULT, API_CONNECTIONS_DEFAULT, API_CONNECTIONS_PER_IP_DEFAULT,
-            API_IDLE_TIMEOUT_S, API_CONNECTION_MEMORY_DEFAULT, STORE_MAX_JOBS_DEFAULT,
-            SVC_MAX_REPORTS_DEFAULT, API_BODY_MAX, AUTH_RELOAD_S);
+            API_IDLE_TIMEOUT_S, API_REQUEST_TIMEOUT_S, API_CONNECTION_MEMORY_DEFAULT,
+            STORE_MAX_JOBS_DEFAULT, SVC_MAX_REPORTS_DEFAULT, API_BODY_MAX, AUTH_RELOAD_S);
 }
 
 /* Reads an unsigned number in [min, max] into *out; returns 0, or -1 if it is not one. */
@@ -156,6 +160,7 @@ static int parse_limit(const char *arg, const char *value, struct options *o)
         {"--max-connections", 1, MAIN_CONNECTIONS_MAX, &o->max_connections},
         {"--max-connections-per-ip", 0, MAIN_CONNECTIONS_MAX, &o->max_connections_per_ip},
         {"--idle-timeout", 1, MAIN_IDLE_TIMEOUT_MAX, &o->idle_timeout_s},
+        {"--request-timeout", 1, MAIN_IDLE_TIMEOUT_MAX, &o->request_timeout_s},
         {"--max-header-bytes", API_CONNECTION_MEMORY_MIN, API_CONNECTION_MEMORY_MAX,
          &o->connection_memory},
         {"--max-jobs", 0, MAIN_QUOTA_MAX, &o->max_jobs},
@@ -208,6 +213,7 @@ static int parse_options(int argc, char **argv, struct options *o)
     o->max_connections = API_CONNECTIONS_DEFAULT;
     o->max_connections_per_ip = API_CONNECTIONS_PER_IP_DEFAULT;
     o->idle_timeout_s = API_IDLE_TIMEOUT_S;
+    o->request_timeout_s = API_REQUEST_TIMEOUT_S;
     o->connection_memory = API_CONNECTION_MEMORY_DEFAULT;
     o->max_jobs = STORE_MAX_JOBS_DEFAULT;
     o->max_reports_per_job = SVC_MAX_REPORTS_DEFAULT;
@@ -552,6 +558,7 @@ int main(int argc, char **argv)
         .max_connections = (unsigned)o.max_connections,
         .max_connections_per_ip = (unsigned)o.max_connections_per_ip,
         .idle_timeout_s = (unsigned)o.idle_timeout_s,
+        .request_timeout_s = (unsigned)o.request_timeout_s,
         .connection_memory = (size_t)o.connection_memory,
     };
     struct api *api = NULL;

@@ -75,6 +75,30 @@ static enum MHD_Result answer_too_big(struct MHD_Connection *conn, struct reques
                               detail, NULL, 1);
 }
 
+/*
+ * True when the request says a body follows: a Content-Length above 0, or any
+ * Transfer-Encoding (a chunked body, whose size is not said).
+ */
+static bool declares_body(struct MHD_Connection *conn)
+{
+    const char *length =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (length && strtoull(length, NULL, 10) > 0)
+        return true;
+    return MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING) !=
+           NULL;
+}
+
+/* A body sent to a route that takes none: 413, before a byte of it is read. */
+static enum MHD_Result answer_no_body(struct MHD_Connection *conn, struct request *req)
+{
+    char detail[96];
+    snprintf(detail, sizeof(detail), "%.16s %s takes no request body", req->method,
+             api_route_label(&req->match));
+    return api_answer_problem(conn, req, HTTP_CONTENT_TOO_LARGE, "too-large", "Content too large",
+                              detail, NULL, 1);
+}
+
 /* The client's address as text, for rate limits without tokens and for logs. */
 static void client_address(struct MHD_Connection *conn, char *out, size_t size)
 {
@@ -254,6 +278,58 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
     return req;
 }
 
+/*
+ * The first call of a request, once its line and headers are in: refuses what is
+ * malformed, admits, and refuses a body that will not be read. Anything answered here
+ * is answered before a byte of the body is read.
+ */
+static enum MHD_Result on_head(struct api *api, struct MHD_Connection *conn, const char *url,
+                               const char *version, struct request *req)
+{
+    if (req->cut_params)
+        return answer_query_too_long(conn, req);
+    if (strstr(url, "%00")) /* left encoded by unescape(): a NUL has no place in a path */
+        return api_answer_problem(conn, req, HTTP_BAD_REQUEST, "malformed-path", "Malformed path",
+                                  "the path holds an encoded NUL (%00)", NULL, 1);
+    /*
+     * "." and ".." are dot segments (RFC 3986), which a client or proxy may resolve
+     * before sending: /v1/jobs/.. is /v1/ there, and no job or token can be named so.
+     */
+    const char *id = req->match.id;
+    if (strcmp(id, ".") == 0 || strcmp(id, "..") == 0) {
+        char detail[128];
+        snprintf(detail, sizeof(detail),
+                 "\"%.2s\" is a dot segment of a path, not a job id or token name", id);
+        return api_answer_problem(conn, req, HTTP_BAD_REQUEST, "malformed-path", "Malformed path",
+                                  detail, NULL, 1);
+    }
+    const char *malformed = malformed_head(conn, version);
+    if (malformed)
+        return api_answer_problem(conn, req, HTTP_BAD_REQUEST, "malformed-request",
+                                  "Malformed request", malformed, NULL, 1);
+    enum MHD_Result refused;
+    if (!admit(api, conn, req, &refused))
+        return refused;
+    /*
+     * A body nobody will read is not read: a route that takes none refuses it, and a
+     * path or method no route serves is answered now. Else the routes that need no
+     * token would let anyone make the daemon keep a body of API_BODY_MAX per connection.
+     */
+    if (declares_body(conn) && !api_route_takes_body(&req->match))
+        return req->match.route ? answer_no_body(conn, req) : api_route_dispatch(api, conn, req);
+    /*
+     * The first call only sets up: an answer queued now makes libmicrohttpd close the
+     * connection. That is what a declared body over the limit deserves, rather than
+     * reading it all. A chunked one is cut short as soon as it passes the limit (see
+     * the upload below).
+     */
+    const char *length =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (length && strtoull(length, NULL, 10) > API_BODY_MAX)
+        return answer_too_big(conn, req);
+    return MHD_YES;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls)
@@ -268,6 +344,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             memset(req, 0, offsetof(struct request, wait_result)); /* see struct request */
         }
         req->begun = true;
+        atomic_init(&req->gone, false);
         clock_gettime(CLOCK_MONOTONIC, &req->start);
         /* The one match of this request: every later step reads it from req. */
         api_route_match(url, method, &req->match);
@@ -275,42 +352,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         pthread_mutex_init(&req->wait_lock, NULL);
         *con_cls = req;
         atomic_fetch_add(&api->in_flight, 1);
-        if (req->cut_params)
-            return answer_query_too_long(conn, req);
-        if (strstr(url, "%00")) /* left encoded by unescape(): a NUL has no place in a path */
-            return api_answer_problem(conn, req, HTTP_BAD_REQUEST, "malformed-path",
-                                      "Malformed path", "the path holds an encoded NUL (%00)", NULL,
-                                      1);
-        /*
-         * "." and ".." are dot segments (RFC 3986), which a client or proxy may resolve
-         * before sending: /v1/jobs/.. is /v1/ there, and no job or token can be named so.
-         */
-        const char *id = req->match.id;
-        if (strcmp(id, ".") == 0 || strcmp(id, "..") == 0) {
-            char detail[128];
-            snprintf(detail, sizeof(detail),
-                     "\"%.2s\" is a dot segment of a path, not a job id or token name", id);
-            return api_answer_problem(conn, req, HTTP_BAD_REQUEST, "malformed-path",
-                                      "Malformed path", detail, NULL, 1);
-        }
-        const char *malformed = malformed_head(conn, version);
-        if (malformed)
-            return api_answer_problem(conn, req, HTTP_BAD_REQUEST, "malformed-request",
-                                      "Malformed request", malformed, NULL, 1);
-        enum MHD_Result refused;
-        if (!admit(api, conn, req, &refused))
-            return refused;
-        /*
-         * The first call only sets up: an answer queued now makes libmicrohttpd close the
-         * connection. That is what a declared body over the limit deserves, rather than
-         * reading it all. A chunked one is cut short as soon as it passes the limit (see
-         * the upload below).
-         */
-        const char *length =
-            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-        if (length && strtoull(length, NULL, 10) > API_BODY_MAX)
-            return answer_too_big(conn, req);
-        return MHD_YES;
+        api_conn_begin(api, conn, req);
+        enum MHD_Result result = on_head(api, conn, url, version, req);
+        if (req->answered)
+            api_conn_arrived(req);
+        return result;
     }
     if (*upload_data_size > 0) {
         size_t size = *upload_data_size;
@@ -340,6 +386,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         }
         return MHD_YES;
     }
+    api_conn_arrived(req);
+    if (atomic_load(&req->gone)) /* resumed after its client hung up: nobody to answer */
+        return MHD_NO;
     if (req->wait_state == WAIT_DONE && !req->answered) /* resumed: the answer is here */
         return api_answer_waited(conn, req);
     if (req->answered || req->wait_state != WAIT_NONE)
@@ -381,6 +430,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     int metric = path ? api->metric_rows[path - api_routes] : api->metric_unmatched;
     metrics_observe_request(metric, metrics_method(req->method), status, seconds);
     log_request(req->method, api_route_label(&req->match), status, seconds);
+    api_conn_end(api, req);
     atomic_fetch_sub(&api->in_flight, 1);
     pthread_mutex_destroy(&req->wait_lock);
     free(req->body);
@@ -463,10 +513,24 @@ int api_start(struct svc *svc, const struct api_options *options, struct api **o
         return glr_fail(err, GLR_EINVAL, "the rate limit must be above 0 and at most %g/s",
                         RATELIMIT_RATE_MAX);
     }
+    unsigned request_s =
+        options->request_timeout_s ? options->request_timeout_s : API_REQUEST_TIMEOUT_S;
+    int rc = api_conns_start(api, connections, request_s, err);
+    if (rc) {
+        api_conns_destroy(api);
+        ratelimit_free(api->limit);
+        free(api);
+        return rc;
+    }
     /* The options that depend on the command line; libmicrohttpd copies what it keeps. */
     struct MHD_OptionItem extra[10];
     size_t n = 0;
-    extra[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT, connections, NULL};
+    /*
+     * The limit is ours (api_conn_accept() closes a connection past it at once):
+     * libmicrohttpd, at its own, would stop accepting and leave clients in the backlog.
+     */
+    extra[n++] = (struct MHD_OptionItem){
+        MHD_OPTION_CONNECTION_LIMIT, connections + API_CONNECTIONS_SPARE * options->threads, NULL};
     extra[n++] = (struct MHD_OptionItem){MHD_OPTION_PER_IP_CONNECTION_LIMIT,
                                          options->max_connections_per_ip, NULL};
     extra[n++] = (struct MHD_OptionItem){
@@ -489,11 +553,14 @@ int api_start(struct svc *svc, const struct api_options *options, struct api **o
     extra[n] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
     /* The logger goes first, so that messages about the other options reach it too. */
     api->daemon = MHD_start_daemon(
-        flags, options->port, NULL, NULL, on_request, api, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log,
-        api, MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL, MHD_OPTION_URI_LOG_CALLBACK, on_uri,
-        NULL, MHD_OPTION_SOCK_ADDR, &addr, MHD_OPTION_NOTIFY_COMPLETED, on_completed, api,
-        MHD_OPTION_ARRAY, extra, MHD_OPTION_END);
+        flags, options->port, api_conn_accept, api, on_request, api, MHD_OPTION_EXTERNAL_LOGGER,
+        on_mhd_log, api, MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL, MHD_OPTION_URI_LOG_CALLBACK,
+        on_uri, NULL, MHD_OPTION_SOCK_ADDR, &addr, MHD_OPTION_NOTIFY_COMPLETED, on_completed, api,
+        MHD_OPTION_NOTIFY_CONNECTION, api_conn_notify, api, MHD_OPTION_ARRAY, extra,
+        MHD_OPTION_END);
     if (!api->daemon) {
+        api_conns_stop(api);
+        api_conns_destroy(api);
         ratelimit_free(api->limit);
         free(api);
         if (tls)
@@ -530,7 +597,9 @@ void api_stop(struct api *api)
         struct timespec pause = {0, 10 * 1000 * 1000};
         nanosleep(&pause, NULL);
     }
+    api_conns_stop(api);
     MHD_stop_daemon(api->daemon);
+    api_conns_destroy(api);
     if (listener != MHD_INVALID_SOCKET)
         close(listener);
     ratelimit_free(api->limit);

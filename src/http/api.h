@@ -36,6 +36,12 @@
 /* Seconds an idle connection is kept open, by default. */
 #define API_IDLE_TIMEOUT_S 120
 /*
+ * Seconds a request's line, headers and body may take to arrive, by default: counted from
+ * the connection's accept, or from the end of the request before it on a kept-alive
+ * connection, whatever the client sends meanwhile (each byte restarts the idle timeout).
+ */
+#define API_REQUEST_TIMEOUT_S 30
+/*
  * A chunked body (whose size is not declared) that passes API_BODY_MAX is read on and
  * dropped for at most this many more bytes, to answer it 413 at its end; past that the
  * connection is closed. (libmicrohttpd 0.9.75 cannot answer before a body has been read.)
@@ -71,6 +77,7 @@ struct api_options {
     unsigned max_connections;        /* 0: API_CONNECTIONS_DEFAULT */
     unsigned max_connections_per_ip; /* 0: no limit per address */
     unsigned idle_timeout_s;         /* 0: API_IDLE_TIMEOUT_S */
+    unsigned request_timeout_s;      /* 0: API_REQUEST_TIMEOUT_S */
     size_t connection_memory;        /* 0: API_CONNECTION_MEMORY_DEFAULT */
 };
 

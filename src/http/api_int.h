@@ -64,10 +64,14 @@ struct request;
 typedef enum MHD_Result api_handler(struct api *api, struct MHD_Connection *conn,
                                     struct request *req);
 
-/* One row of the route table: a path template and a method, who may, and who serves. */
+/*
+ * One row of the route table: a path template and a method, whether it takes a body, who
+ * may, and who serves.
+ */
 struct api_route {
     const char *template; /* "/v1/jobs/{id}": a {...} segment is captured; also the label */
     const char *method;   /* "GET" serves HEAD too */
+    bool takes_body;      /* false: a request that declares a body is refused unread */
     enum auth_role role;  /* the least role that may */
     api_handler *handler;
 };
@@ -82,8 +86,32 @@ struct api_match {
     char id[API_ID_SEGMENT_MAX + 1]; /* the {...} segment of the URL, "" when none */
 };
 
+/*
+ * The open connections (api_conn.c). Lock order: lock, then a request's wait_lock, then
+ * libmicrohttpd's own; the service is never called with lock held.
+ */
+struct api_conn;
+struct pollfd;
+struct api_conns {
+    pthread_mutex_t lock;    /* guards the list and count, and each api_conn's fields */
+    pthread_cond_t wake;     /* monotonic: the watcher's sleep, cut short to stop */
+    pthread_cond_t unpinned; /* the watcher let go of the requests it was cancelling */
+    struct api_conn *head;   /* lock: every connection libmicrohttpd started */
+    size_t count;            /* lock: connections in the list */
+    atomic_uint open;        /* connections started and not closed (the list and more) */
+    unsigned max;            /* fixed: connections open at once; more are closed at once */
+    int64_t request_ms;      /* fixed: how long a request may take to arrive */
+    bool stopping;           /* lock */
+    bool started;            /* fixed after api_conns_start() */
+    pthread_t watcher;
+    struct pollfd *polls;     /* the watcher's own, cap entries */
+    struct api_conn **pinned; /* the watcher's own, cap entries */
+    size_t cap;
+};
+
 struct api {
     struct svc *svc;
+    struct api_conns conns;
     struct MHD_Daemon *daemon;
     uint16_t port;
     atomic_int in_flight;            /* requests begun and not yet completed */
@@ -129,6 +157,9 @@ struct request {
     bool answered;  /* an answer is queued */
     unsigned status;
 
+    struct api_conn *link; /* the connection's entry (api_conn.c); NULL: not watched */
+    atomic_bool gone;      /* the client hung up while the request waited: close, not answer */
+
     struct svc_waiter waiter; /* waiter_done() finds the request from it (offsetof) */
     struct MHD_Connection *conn;
     pthread_mutex_t wait_lock; /* guards wait_state and the wait_ fields below */
@@ -167,6 +198,41 @@ struct req_body api_body_of(struct MHD_Connection *conn, const struct request *r
 /* The query string of conn, for the parsers of req.h. */
 struct req_query api_query_of(struct MHD_Connection *conn);
 
+/* api_conn.c */
+
+/* How often the watcher looks at the connections, in milliseconds. */
+#define API_WATCH_MS 100
+/*
+ * Connections libmicrohttpd may hold per thread beyond --max-connections: at its own
+ * limit it stops accepting, and new clients would wait in the listen queue instead of
+ * being closed at once by api_conn_accept().
+ */
+#define API_CONNECTIONS_SPARE 8
+
+/*
+ * Starts the watcher: every API_WATCH_MS it shuts down a connection whose request has
+ * not arrived whole within request_timeout_s (from its accept, or from the end of the
+ * previous request on it), and gives up the waits of suspended requests whose client hung
+ * up (svc_cancel_waiter()), so that their connections close. max is the most connections
+ * open at once. Returns GLR_OK or GLR_ENOMEM.
+ */
+int api_conns_start(struct api *api, unsigned max, unsigned request_timeout_s, char *err);
+/* Stops the watcher; before MHD_stop_daemon(). */
+void api_conns_stop(struct api *api);
+/* Frees what api_conns_start() made; after MHD_stop_daemon(). */
+void api_conns_destroy(struct api *api);
+/* libmicrohttpd's accept policy (MHD_AcceptPolicyCallback): none past conns.max. */
+enum MHD_Result api_conn_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen);
+/* libmicrohttpd's MHD_OPTION_NOTIFY_CONNECTION: a connection started or closed. */
+void api_conn_notify(void *cls, struct MHD_Connection *conn, void **socket_context,
+                     enum MHD_ConnectionNotificationCode code);
+/* A new request on conn: req->link is set, and the watcher may look at req. */
+void api_conn_begin(struct api *api, struct MHD_Connection *conn, struct request *req);
+/* The request has arrived whole (or is answered): its deadline no longer applies. */
+void api_conn_arrived(struct request *req);
+/* The request is over (before it is freed); the next one on the connection gets a deadline. */
+void api_conn_end(struct api *api, struct request *req);
+
 /* api_route.c */
 
 /* Matches url and method against the route table into m (every field set). */
@@ -177,6 +243,11 @@ void api_route_match(const char *url, const char *method, struct api_match *m);
  * method added without its row is closed rather than open.
  */
 enum auth_role api_route_role(const struct api_match *m);
+/*
+ * True when the matched route reads a request body; false for the routes that take none,
+ * a path no route has and a method the path does not serve.
+ */
+bool api_route_takes_body(const struct api_match *m);
 /* The route's template for logs and metrics: API_ROUTE_UNMATCHED for a path no route has. */
 const char *api_route_label(const struct api_match *m);
 /* Answers req by its matched route: the handler, 404 (no such path) or 405 (with Allow). */

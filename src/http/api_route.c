@@ -10,26 +10,26 @@
 
 /*
  * One row per route and method, a path's rows together, GET first where there is one
- * (the Allow header lists them in this order). Metrics list the paths in the order they
- * first appear here, so a new path goes after the others.
+ * (the Allow header lists them in this order), and whether it takes a request body. Metrics list
+ * the paths in the order they first appear here, so a new path goes after the others.
  */
 const struct api_route api_routes[] = {
-    {"/healthz", "GET", AUTH_NONE, api_get_health},
-    {"/readyz", "GET", AUTH_NONE, api_get_ready},
-    {"/metrics", "GET", AUTH_READER, api_get_metrics},
-    {"/v1/jobs", "GET", AUTH_READER, api_list_jobs},
-    {"/v1/jobs", "POST", AUTH_WRITER, api_post_job},
-    {"/v1/jobs/{id}", "GET", AUTH_READER, api_get_job},
-    {"/v1/jobs/{id}", "PUT", AUTH_WRITER, api_put_job},
-    {"/v1/jobs/{id}", "PATCH", AUTH_WRITER, api_patch_job},
-    {"/v1/jobs/{id}", "DELETE", AUTH_ADMIN, api_delete_job},
-    {"/v1/jobs/{id}/reports", "POST", AUTH_WRITER, api_post_report},
-    {"/v1/jobs/{id}/history", "GET", AUTH_READER, api_get_history},
-    {"/v1/jobs/{id}/rewind", "POST", AUTH_WRITER, api_post_rewind},
-    {"/v1/jobs/{id}/lr", "GET", AUTH_READER, api_get_lr},
-    {"/v1/tokens", "GET", AUTH_ADMIN, api_list_tokens},
-    {"/v1/tokens", "POST", AUTH_ADMIN, api_create_token},
-    {"/v1/tokens/{name}", "DELETE", AUTH_ADMIN, api_revoke_token},
+    {"/healthz", "GET", false, AUTH_NONE, api_get_health},
+    {"/readyz", "GET", false, AUTH_NONE, api_get_ready},
+    {"/metrics", "GET", false, AUTH_READER, api_get_metrics},
+    {"/v1/jobs", "GET", false, AUTH_READER, api_list_jobs},
+    {"/v1/jobs", "POST", true, AUTH_WRITER, api_post_job},
+    {"/v1/jobs/{id}", "GET", false, AUTH_READER, api_get_job},
+    {"/v1/jobs/{id}", "PUT", true, AUTH_WRITER, api_put_job},
+    {"/v1/jobs/{id}", "PATCH", true, AUTH_WRITER, api_patch_job},
+    {"/v1/jobs/{id}", "DELETE", false, AUTH_ADMIN, api_delete_job},
+    {"/v1/jobs/{id}/reports", "POST", true, AUTH_WRITER, api_post_report},
+    {"/v1/jobs/{id}/history", "GET", false, AUTH_READER, api_get_history},
+    {"/v1/jobs/{id}/rewind", "POST", true, AUTH_WRITER, api_post_rewind},
+    {"/v1/jobs/{id}/lr", "GET", false, AUTH_READER, api_get_lr},
+    {"/v1/tokens", "GET", false, AUTH_ADMIN, api_list_tokens},
+    {"/v1/tokens", "POST", true, AUTH_ADMIN, api_create_token},
+    {"/v1/tokens/{name}", "DELETE", false, AUTH_ADMIN, api_revoke_token},
 };
 
 _Static_assert(sizeof(api_routes) / sizeof(api_routes[0]) == API_ROUTE_ROWS,
@@ -96,6 +96,11 @@ void api_route_match(const char *url, const char *method, struct api_match *m)
         return;
     snprintf(m->id, sizeof(m->id), "%s", id);
     m->route = route_for(m->path, method);
+}
+
+bool api_route_takes_body(const struct api_match *m)
+{
+    return m->route && m->route->takes_body;
 }
 
 enum auth_role api_route_role(const struct api_match *m)

@@ -230,6 +230,19 @@ struct store *svc_store(struct svc *svc)
     return svc->store;
 }
 
+void svc_cancel_waiter(struct svc *svc, const char *id, struct svc_waiter *waiter)
+{
+    /* A job that is not in memory has nobody waiting on it: do not load it to look. */
+    if (!svc_jobs_resident(&svc->jobs, id))
+        return;
+    char err[GLR_ERR_MAX];
+    struct svc_job *job;
+    if (svc_job_lock(svc, id, &job, err))
+        return;
+    svc_wait_cancel(svc, job, waiter, GLR_EBUSY, "the client went away");
+    svc_job_unlock(svc, job);
+}
+
 void svc_cancel_waiters(struct svc *svc)
 {
     svc_wait_stop(svc);

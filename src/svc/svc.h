@@ -218,6 +218,15 @@ int svc_lr(struct svc *svc, const char *id, int64_t step, int64_t wait_ms,
            struct svc_waiter *waiter, struct svc_report_result *result, char *err);
 
 /*
+ * Gives up one waiting request whose client went away: when waiter still waits on job id,
+ * it is taken off and its done is called (GLR_EBUSY) before this returns; when it does not
+ * (it is answered already, or is waiting for its decision to be committed, which answers
+ * it soon), nothing happens. A rank's loss stays gathered: the rank did report, and its
+ * retry is answered as any retry. Safe from any thread holding no lock of the service.
+ */
+void svc_cancel_waiter(struct svc *svc, const char *id, struct svc_waiter *waiter);
+
+/*
  * Answers every waiting request with GLR_EBUSY ("stopping"), before the HTTP server stops.
  * Ranks gathered but not decided are dropped: none of them was answered, so their
  * clients retry.

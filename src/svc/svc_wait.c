@@ -229,6 +229,22 @@ void svc_wait_take(struct svc *svc, struct svc_job *job, int64_t from, int64_t t
     taken(svc, job, take_where(job, in_steps, from, to, status, result, err));
 }
 
+bool svc_wait_cancel(struct svc *svc, struct svc_job *job, struct svc_waiter *waiter, int status,
+                     const char *err)
+{
+    glr_mutex_assert_held(&job->lock);
+    struct svc_waiter **link = &job->waiters;
+    while (*link && *link != waiter)
+        link = &(*link)->next;
+    if (!*link)
+        return false;
+    *link = waiter->next;
+    /* The lookups' bound stays at or before those left; the timer finds their first end. */
+    answer_later(job, waiter, status, NULL, err);
+    taken(svc, job, 1);
+    return true;
+}
+
 void svc_wait_take_expired(struct svc *svc, struct svc_job *job, int64_t now)
 {
     glr_mutex_assert_held(&job->lock);

@@ -81,6 +81,13 @@ int svc_wait_add(struct svc *svc, struct svc_job *job, struct svc_waiter *waiter
 void svc_wait_take(struct svc *svc, struct svc_job *job, int64_t from, int64_t to, int status,
                    const struct svc_report_result *result, const char *err);
 
+/*
+ * Takes waiter off the job, to be answered status and err (a constant) by
+ * svc_job_leave(), if it waits there; returns whether it did. Call with job->lock held.
+ */
+bool svc_wait_cancel(struct svc *svc, struct svc_job *job, struct svc_waiter *waiter, int status,
+                     const char *err);
+
 /* Takes the lookups whose deadline is at or before now (GLR_EAGAIN); job->lock held. */
 void svc_wait_take_expired(struct svc *svc, struct svc_job *job, int64_t now);
 
