@@ -361,6 +361,44 @@ START_TEST(public_address_needs_tokens)
 }
 END_TEST
 
+/* The first token is an admin's, and the last admin goes last: else no one manages tokens. */
+START_TEST(tokens_keep_an_admin)
+{
+    struct daemon d;
+    daemon_start(&d, NULL, NULL);
+    struct httpc c;
+    httpc_init(&c, d.port);
+    struct httpc_response r;
+    httpc_json(&c, "POST", "/v1/tokens", "{\"role\":\"reader\",\"name\":\"viewer\"}", &r);
+    ck_assert_int_eq(r.status, 409);
+    ck_assert_msg(strstr(r.body, "the first token must have role admin"), "%s", r.body);
+    httpc_response_free(&r);
+    /* Nothing was made: everyone still gets in. */
+    cJSON_Delete(httpc_expect(&c, "GET", "/v1/jobs", NULL, 200));
+    const char *cli[] = {"token", "create", "--db", d.db, "--role", "writer", NULL};
+    char text[512];
+    ck_assert_int_ne(daemon_run(cli, text, sizeof(text)), 0);
+    ck_assert_msg(strstr(text, "role admin"), "%s", text);
+
+    char root[TOKEN_TEXT], viewer[TOKEN_TEXT];
+    make_token(&c, "admin", "root", root);
+    c.bearer = root;
+    make_token(&c, "reader", "viewer", viewer);
+    httpc_json(&c, "DELETE", "/v1/tokens/root", NULL, &r);
+    ck_assert_int_eq(r.status, 409);
+    ck_assert_msg(strstr(r.body, "root is the last admin token"), "%s", r.body);
+    httpc_response_free(&r);
+    cJSON_Delete(httpc_expect(&c, "DELETE", "/v1/tokens/viewer", NULL, 204));
+    /* The last token of all may go: the daemon is open again, as before the first. */
+    cJSON_Delete(httpc_expect(&c, "DELETE", "/v1/tokens/root", NULL, 204));
+    c.bearer = NULL;
+    cJSON_Delete(httpc_expect(&c, "GET", "/v1/jobs", NULL, 200));
+    httpc_close(&c);
+    daemon_stop(&d);
+    daemon_cleanup(&d);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("auth");
@@ -379,6 +417,7 @@ int main(void)
     tcase_add_test(tc, only_hashes_are_stored);
     tcase_add_test(tc, command_line_misuse);
     tcase_add_test(tc, public_address_needs_tokens);
+    tcase_add_test(tc, tokens_keep_an_admin);
     suite_add_tcase(s, tc);
     return testutil_run(s);
 }

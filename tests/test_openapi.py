@@ -963,6 +963,8 @@ def check_tokens(checker, client):
                        ("with a name of bad characters", {"role": "reader", "name": "a b"}),
                        ("with a field it does not know", {"role": "reader", "x": 1})]:
         checker.call("POST", "/v1/tokens", 422, what, body)
+    checker.call("POST", "/v1/tokens", 409, "of role reader while no admin token exists",
+                 {"role": "reader", "name": "early"})
     made = checker.call("POST", "/v1/tokens", 201, "makes the first admin token",
                         {"role": "admin", "name": "first"})
     client.token = made.json()["token"]
@@ -972,6 +974,7 @@ def check_tokens(checker, client):
                                                                  "name": "first"})
     listed = checker.call("GET", "/v1/tokens", 200, "lists them")
     names = [t["name"] for t in listed.json()["tokens"]]
+    checker.call("DELETE", "/v1/tokens/first", 409, "the last admin, while a reader remains")
     for name in names:
         if name != "first":
             checker.call("DELETE", f"/v1/tokens/{name}", 204, "revokes a token")

@@ -109,10 +109,25 @@ static void hex(const unsigned char *bytes, size_t n, char *out)
     out[2 * n] = '\0';
 }
 
-static bool count_row(void *ctx, const struct store_token *token)
+/* The stored tokens, counted: all of them, the admins, and whether one is called name. */
+struct tally {
+    const char *name; /* NULL: none sought */
+    size_t count;
+    size_t admins;
+    bool found;
+    bool found_admin;
+};
+
+static bool tally_row(void *ctx, const struct store_token *token)
 {
-    (void)token;
-    (*(size_t *)ctx)++;
+    struct tally *t = ctx;
+    bool admin = strcmp(token->role, auth_role_name(AUTH_ADMIN)) == 0;
+    t->count++;
+    t->admins += admin;
+    if (t->name && strcmp(token->name, t->name) == 0) {
+        t->found = true;
+        t->found_admin = admin;
+    }
     return true;
 }
 
@@ -125,13 +140,21 @@ int auth_token_create(struct store *store, const char *name, enum auth_role role
         return glr_fail(err, GLR_EINVAL,
                         "a token name is 1 to %d of [A-Za-z0-9._-], and not \".\" or \"..\"",
                         AUTH_NAME_MAX);
-    size_t count = 0;
-    int rc = store_token_scan(store, count_row, &count, err);
+    struct tally tally = {0};
+    int rc = store_token_scan(store, tally_row, &tally, err);
     if (rc)
         return rc;
-    if (count >= AUTH_TOKENS_MAX)
+    if (tally.count >= AUTH_TOKENS_MAX)
         return glr_fail(err, GLR_ETOOBIG, "there are %d tokens already; revoke some first",
                         AUTH_TOKENS_MAX);
+    /*
+     * Once a token exists every request needs one, and only an admin's may manage tokens:
+     * a first token of another role would lock everyone out of /v1/tokens for good.
+     */
+    if (tally.admins == 0 && role != AUTH_ADMIN)
+        return glr_fail(err, GLR_ECONFLICT,
+                        "no admin token exists yet: the first token must have role admin, or "
+                        "no one could manage tokens once they are required");
 
     unsigned char secret[AUTH_TOKEN_BYTES];
     if ((rc = glr_random_bytes(secret, sizeof(secret), err)))
@@ -192,6 +215,16 @@ int auth_token_list(struct store *store, auth_token_fn fn, void *ctx, char *err)
 
 int auth_token_revoke(struct store *store, const char *name, char *err)
 {
+    struct tally tally = {.name = name};
+    int rc = store_token_scan(store, tally_row, &tally, err);
+    if (rc)
+        return rc;
+    /* The same lock-out as a first token of another role (see auth_token_create). */
+    if (tally.found_admin && tally.admins == 1 && tally.count > 1)
+        return glr_fail(err, GLR_ECONFLICT,
+                        "%s is the last admin token and %zu other tokens remain: create another "
+                        "admin token first, or revoke the others",
+                        name, tally.count - 1);
     return store_token_delete(store, name, err);
 }
 

@@ -50,8 +50,9 @@ bool auth_is_loopback(const char *host);
 /*
  * Makes a new token with role and stores its hash under name (NULL: a name is made up).
  * token receives the token (shown to the user once; it cannot be recovered), name_out the
- * name. Returns GLR_OK, GLR_EINVAL (a bad name), GLR_ECONFLICT (the name exists),
- * GLR_ETOOBIG (AUTH_TOKENS_MAX reached) or GLR_EIO.
+ * name. Returns GLR_OK, GLR_EINVAL (a bad name), GLR_ECONFLICT (the name exists, or no
+ * admin token exists and role is not admin), GLR_ETOOBIG (AUTH_TOKENS_MAX reached) or
+ * GLR_EIO.
  */
 int auth_token_create(struct store *store, const char *name, enum auth_role role,
                       char token[AUTH_TOKEN_LEN + 1], char name_out[AUTH_NAME_MAX + 1], char *err);
@@ -72,7 +73,10 @@ typedef bool (*auth_token_fn)(void *ctx, const struct auth_token *token);
  */
 int auth_token_list(struct store *store, auth_token_fn fn, void *ctx, char *err);
 
-/* Removes the token called name from store. Returns GLR_OK, GLR_ENOTFOUND or GLR_EIO. */
+/*
+ * Removes the token called name from store. Returns GLR_OK, GLR_ENOTFOUND, GLR_ECONFLICT
+ * (it is the last admin token and others remain) or GLR_EIO.
+ */
 int auth_token_revoke(struct store *store, const char *name, char *err);
 
 struct auth;

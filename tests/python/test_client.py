@@ -292,7 +292,7 @@ def test_tokens_are_sent_and_their_refusals_raised(tmp_path, job_id):
     from conftest import start_daemon, stop_daemon
     db = tmp_path / "test.db"
     tokens = {}
-    for role in ("reader", "writer"):
+    for role in ("admin", "reader", "writer"):  # an admin first: the service insists
         made = subprocess.run([glrdaemon.program(), "token", "create", "--db", str(db),
                                "--role", role, "--name", role],
                               capture_output=True, text=True, check=True)
