@@ -224,6 +224,8 @@ int store_open(const char *path, const struct store_options *options, struct sto
     if (!store)
         return glr_fail(err, GLR_ENOMEM, "out of memory");
     atomic_init(&store->write_failed, false);
+    atomic_init(&store->faulted, false);
+    glr_mutex_init(&store->fault_lock, 0); /* a leaf: held for a copy, never with another */
     if (options)
         store->options = *options;
     if (store->options.read_only)
@@ -255,6 +257,9 @@ int store_open(const char *path, const struct store_options *options, struct sto
             rc = prepare_all(&store->readers[i], store_reader_sql, R_COUNT, err);
         store->nreaders = i + 1;
     }
+    /* Every connection has the WAL open by now: the file the store must keep writing. */
+    if (!rc && threads)
+        rc = store_wal_identify(store, err);
     if (!rc && threads) {
         if (pthread_create(&store->writer_thread, NULL, store_writer_main, store) == 0)
             store->writer_started = true;
@@ -295,6 +300,7 @@ void store_close(struct store *store)
     pthread_cond_destroy(&store->queue_wake);
     glr_mutex_destroy(&store->checkpoint_lock);
     pthread_cond_destroy(&store->checkpoint_wake);
+    glr_mutex_destroy(&store->fault_lock);
     store_owner_give(store); /* last: the database is closed and checkpointed by now */
     free(store);
 }

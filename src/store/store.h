@@ -13,6 +13,12 @@
  * hundred, so under load this turns many small transactions into few large ones without
  * answering anyone before their own row is committed. The other writes are rare and run
  * on the caller's thread, between two groups.
+ *
+ * Some faults end writing for good (store_fault.c): the WAL file deleted or replaced
+ * while a store that serves has it open (SQLite would go on writing to a file nothing
+ * reads after a restart), or a statement finding the database damaged. The first is
+ * logged; from then on every write fails with GLR_EBUSY saying why, and so does
+ * store_check_writable(); reads go on, and what the WAL held is copied into the database.
  */
 #ifndef GLR_STORE_H
 #define GLR_STORE_H
@@ -321,8 +327,8 @@ int store_token_scan(struct store *store, store_token_fn fn, void *ctx, char *er
  * that the schema is the one this build migrates to, and makes a write that is rolled
  * back, or committed when the last write failed for a full disk or an I/O error (only a
  * commit shows those gone). Returns GLR_OK when the store can commit now; GLR_EIO (locked
- * elsewhere, read-only, an I/O error) or GLR_ECORRUPT (another schema version) with the
- * reason in err.
+ * elsewhere, read-only, an I/O error), GLR_ECORRUPT (another schema version) or GLR_EBUSY
+ * (a fault that ends writing, see above) with the reason in err.
  */
 int store_check_writable(struct store *store, char *err);
 

@@ -42,22 +42,36 @@ int store_step_done(struct store *store, sqlite3_stmt *stmt, const char *what, c
         return glr_fail(err, GLR_EBUSY, "database: %s: %s; nothing was stored, try again later",
                         what, sqlite3_errmsg(store->writer.db));
     }
-    return store_db_fail(err, store->writer.db, what);
+    return store_fail(store, store->writer.db, err, what);
 }
 
 int store_write_begin(struct store *store, char *err)
 {
     glr_mutex_lock(&store->write_lock);
-    int rc = store_step_done(store, store->writer_stmts[W_BEGIN], "begin", err);
+    int rc = store_fault_get(store, err);
+    if (!rc)
+        rc = store_step_done(store, store->writer_stmts[W_BEGIN], "begin", err);
     if (rc)
         glr_mutex_unlock(&store->write_lock);
+    return rc;
+}
+
+/*
+ * Commits the writer's transaction, once the WAL it goes to is still the file that will
+ * be read after a restart (a stat: cheap beside the commit).
+ */
+static int commit(struct store *store, char *err)
+{
+    int rc = store_wal_check(store, err);
+    if (!rc)
+        rc = store_step_done(store, store->writer_stmts[W_COMMIT], "commit", err);
     return rc;
 }
 
 int store_write_end(struct store *store, int rc, char *err)
 {
     if (rc == GLR_OK)
-        rc = store_step_done(store, store->writer_stmts[W_COMMIT], "commit", err);
+        rc = commit(store, err);
     if (rc != GLR_OK && !sqlite3_get_autocommit(store->writer.db))
         store_step_done(store, store->writer_stmts[W_ROLLBACK], "rollback", NULL);
     glr_mutex_unlock(&store->write_lock);
@@ -120,6 +134,8 @@ static int write_decision(struct store *store, const struct store_commit *c, cha
                                            store->writer_stmts[W_BLOCK_ROWS],
                                            store->writer_stmts[W_BLOCK_INSERT]};
         rc = store_build_blocks(store->writer.db, &blocks, c->seq, err);
+        if (rc)
+            rc = store_fail(store, store->writer.db, err, "summarizing history");
     }
     if (!rc && c->snapshot) {
         sqlite3_stmt *stmt = store->writer_stmts[W_SNAPSHOT_INSERT];
@@ -179,23 +195,32 @@ static void commit_group(struct store *store, struct store_commit *group)
 {
     char err[GLR_ERR_MAX] = "";
     glr_mutex_lock(&store->write_lock);
+    if (store_fault_get(store, err) != GLR_OK) {
+        for (struct store_commit *c = group; c; c = c->next)
+            if (!commit_orphaned(c))
+                commit_failed(c, store_fault_get(store, c->err));
+        glr_mutex_unlock(&store->write_lock);
+        return;
+    }
     bool together = store_step_done(store, store->writer_stmts[W_BEGIN], "begin", err) == GLR_OK;
     for (struct store_commit *c = group; together && c; c = c->next)
         if (!commit_orphaned(c) && write_decision(store, c, c->err) != GLR_OK)
             together = false;
     if (together)
-        together = store_step_done(store, store->writer_stmts[W_COMMIT], "commit", err) == GLR_OK;
+        together = commit(store, err) == GLR_OK;
     if (!together) {
         rollback(store);
         for (struct store_commit *c = group; c; c = c->next) {
             c->status = GLR_OK;
             if (commit_orphaned(c))
                 continue;
-            int rc = store_step_done(store, store->writer_stmts[W_BEGIN], "begin", c->err);
+            int rc = store_fault_get(store, c->err);
+            if (!rc)
+                rc = store_step_done(store, store->writer_stmts[W_BEGIN], "begin", c->err);
             if (!rc)
                 rc = write_decision(store, c, c->err);
             if (!rc)
-                rc = store_step_done(store, store->writer_stmts[W_COMMIT], "commit", c->err);
+                rc = commit(store, c->err);
             if (rc) {
                 rollback(store);
                 commit_failed(c, rc);
@@ -263,7 +288,9 @@ int store_check_writable(struct store *store, char *err)
     sqlite3 *db = store->writer.db;
     /* A probe must answer quickly: a lock held elsewhere for longer means "not ready". */
     sqlite3_busy_timeout(db, STORE_READY_BUSY_MS);
-    int rc = store_exec(db, store_other_sql[S_BEGIN], "taking the write lock", err);
+    int rc = store_wal_check(store, err);
+    if (!rc)
+        rc = store_exec(db, store_other_sql[S_BEGIN], "taking the write lock", err);
     int64_t version = 0;
     if (!rc)
         rc = store_pragma_int(db, store_other_sql[S_USER_VERSION], &version, err);

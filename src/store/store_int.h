@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <time.h>
 
 #include "base/mutex.h"
@@ -138,6 +139,24 @@ struct store {
      */
     atomic_bool write_failed;
 
+    /*
+     * A fault after which the store writes nothing more (store_fault.c): its WAL file
+     * deleted or replaced under it, or its database found damaged. Set once. faulted is
+     * read without a lock; the rest is written once, under fault_lock (a leaf lock).
+     */
+    atomic_bool faulted;
+    struct glr_mutex fault_lock;
+    int fault_status;               /* fault_lock: GLR_EIO or GLR_ECORRUPT */
+    char fault_detail[GLR_ERR_MAX]; /* fault_lock: what happened, for logs and answers */
+    /*
+     * The WAL file of a store that serves, as store_open() found it: the same path must
+     * name the same file for as long as the store is open. Set by store_open; wal_ino 0
+     * means no check.
+     */
+    const char *wal_path; /* sqlite3_filename_wal() of the writer's: lives as long */
+    dev_t wal_dev;
+    ino_t wal_ino;
+
     /* The checkpointer thread's own connection (store_wal.c); no other thread uses it. */
     struct connection checkpointer;
     struct glr_mutex checkpoint_lock;
@@ -147,6 +166,7 @@ struct store {
     uint64_t wal_commits;           /* checkpoint_lock: commits so far */
     bool wal_dirty;                 /* checkpoint_lock: commits since the WAL was emptied */
     bool checkpointer_started;      /* set by store_open */
+    bool fault_saved; /* the checkpointer's own: the WAL was copied in after a fault */
     pthread_t checkpointer_thread;
 
     /* Decisions waiting for the writer thread, oldest first. */
@@ -244,6 +264,35 @@ void *store_writer_main(void *arg);
 int store_wal_start(struct store *store, const char *path, char *err);
 /* Stops the checkpointer thread (if started) and closes its connection. */
 void store_wal_stop(struct store *store);
+
+/* store_fault.c: the file's health. */
+
+/*
+ * Records a fault that ends writing (the first one only; later ones are dropped), logs it
+ * once as an error and wakes the checkpointer to copy what the WAL holds into the
+ * database file. status is GLR_EIO or GLR_ECORRUPT; fmt says what happened. Takes
+ * fault_lock, then checkpoint_lock: call it with neither held.
+ */
+void store_fault_set(struct store *store, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/*
+ * GLR_OK while the store has no fault; else GLR_EBUSY with the fault in err: what every
+ * write and the readiness probe answer from then on.
+ */
+int store_fault_get(struct store *store, char *err);
+/*
+ * Checks that the WAL file is still the one store_open() found (a stat of its path).
+ * When it is gone or another, records the fault and returns what store_fault_get() does.
+ */
+int store_wal_check(struct store *store, char *err);
+/* Records the WAL file's identity (store_open, once every connection is open). */
+int store_wal_identify(struct store *store, char *err);
+/*
+ * Like store_db_fail() for a statement of the store's on db, and when SQLite found the
+ * database damaged (SQLITE_CORRUPT, SQLITE_NOTADB), records the fault and returns
+ * GLR_ECORRUPT.
+ */
+int store_fail(struct store *store, sqlite3 *db, char *err, const char *what);
 
 /* store_migrate.c */
 

@@ -7,6 +7,7 @@
 #include <stdio.h>
 
 #include "base/clock.h"
+#include "base/log.h"
 #include "base/status.h"
 #include "store/store_int.h"
 
@@ -100,7 +101,24 @@ static void *checkpointer_main(void *arg)
             store->wal_dirty = false;
         glr_mutex_unlock(&store->checkpoint_lock);
         int mode = quiet ? SQLITE_CHECKPOINT_TRUNCATE : SQLITE_CHECKPOINT_PASSIVE;
+        /*
+         * With a fault (store_fault.c) nothing more is written: everything the WAL holds,
+         * which a process ending now would take with it if the file is gone, is copied
+         * into the database file, waiting for readers as long as it must.
+         */
+        bool faulted = store_wal_check(store, NULL) != GLR_OK;
+        if (faulted)
+            mode = SQLITE_CHECKPOINT_FULL;
         int rc = sqlite3_wal_checkpoint_v2(store->checkpointer.db, NULL, mode, NULL, NULL);
+        if (faulted && !store->fault_saved) {
+            store->fault_saved = rc == SQLITE_OK;
+            if (rc == SQLITE_OK)
+                log_warn("database: every write committed before the fault is in the database "
+                         "file now");
+            else
+                log_error("database: copying the WAL into the database file failed: %s",
+                          sqlite3_errmsg(store->checkpointer.db));
+        }
         glr_mutex_lock(&store->checkpoint_lock);
         if (rc != SQLITE_OK && quiet)
             store->wal_dirty = true; /* not emptied: try again after the next quiet spell */

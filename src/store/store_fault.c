@@ -1,0 +1,100 @@
+/*
+ * The health of the database file: faults after which the store writes nothing more (its
+ * WAL file deleted or replaced, its pages found damaged), and the checks made when it is
+ * opened (an empty file, PRAGMA quick_check). A store with a fault still reads.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "base/log.h"
+#include "base/status.h"
+#include "store/store_int.h"
+
+void store_fault_set(struct store *store, int status, const char *fmt, ...)
+{
+    glr_mutex_lock(&store->fault_lock);
+    bool first = store->fault_status == GLR_OK;
+    if (first) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(store->fault_detail, sizeof(store->fault_detail), fmt, ap);
+        va_end(ap);
+        store->fault_status = status;
+        atomic_store(&store->faulted, true);
+    }
+    glr_mutex_unlock(&store->fault_lock);
+    if (!first)
+        return;
+    log_error("%s; reads go on", store->fault_detail);
+    /*
+     * What was committed before the fault was found is still in the WAL the connections
+     * hold open: the checkpointer copies it into the database file, where it outlives
+     * the process.
+     */
+    if (store->checkpointer_started) {
+        glr_mutex_lock(&store->checkpoint_lock);
+        store->checkpoint_due = true;
+        pthread_cond_signal(&store->checkpoint_wake);
+        glr_mutex_unlock(&store->checkpoint_lock);
+    }
+}
+
+int store_fault_get(struct store *store, char *err)
+{
+    if (!atomic_load(&store->faulted))
+        return GLR_OK;
+    glr_mutex_lock(&store->fault_lock);
+    glr_fail(err, GLR_EBUSY, "%s", store->fault_detail);
+    glr_mutex_unlock(&store->fault_lock);
+    return GLR_EBUSY;
+}
+
+int store_wal_identify(struct store *store, char *err)
+{
+    const char *db = sqlite3_db_filename(store->writer.db, "main");
+    store->wal_path = db ? sqlite3_filename_wal(db) : NULL;
+    struct stat st;
+    if (!store->wal_path || stat(store->wal_path, &st) != 0)
+        return glr_fail(err, GLR_EIO, "database: cannot find its WAL file %s: %s",
+                        store->wal_path ? store->wal_path : "?", strerror(errno));
+    store->wal_dev = st.st_dev;
+    store->wal_ino = st.st_ino;
+    return GLR_OK;
+}
+
+int store_wal_check(struct store *store, char *err)
+{
+    if (atomic_load(&store->faulted))
+        return store_fault_get(store, err);
+    if (!store->wal_ino)
+        return GLR_OK;
+    struct stat st;
+    bool gone = stat(store->wal_path, &st) != 0 && (errno == ENOENT || errno == ENOTDIR);
+    bool other = !gone && (st.st_dev != store->wal_dev || st.st_ino != store->wal_ino);
+    if (!gone && !other)
+        return GLR_OK; /* the same file, or a stat that says nothing either way */
+    /*
+     * SQLite goes on writing to the file it holds open, which nothing will read after
+     * the process ends: acknowledging a report written there would be a lie.
+     */
+    store_fault_set(store, GLR_EIO,
+                    "database: its WAL file %s was %s while the daemon ran: nothing more is "
+                    "stored, as it could not be kept (restart the daemon)",
+                    store->wal_path, gone ? "deleted" : "replaced");
+    return store_fault_get(store, err);
+}
+
+int store_fail(struct store *store, sqlite3 *db, char *err, const char *what)
+{
+    int code = sqlite3_errcode(db) & 0xff;
+    if (code != SQLITE_CORRUPT && code != SQLITE_NOTADB)
+        return store_db_fail(err, db, what);
+    store_fault_set(store, GLR_ECORRUPT,
+                    "database: the file is damaged (%s, found %s): nothing more is stored "
+                    "(restore it from a backup)",
+                    sqlite3_errmsg(db), what);
+    return glr_fail(err, GLR_ECORRUPT, "database: %s: %s", what, sqlite3_errmsg(db));
+}
