@@ -167,13 +167,15 @@ static void make_job(struct daemon *d, const char *const *args, const char *job,
  */
 START_TEST(damage_found_later_makes_it_not_ready)
 {
-    static const char *const args[] = {NULL};
     struct daemon d;
-    make_job(&d, args, "hurt", 600);
+    make_job(&d, NULL, "hurt", 600);
     int page_size = 0, page = 0;
     leaf_page(d.db, "history", &page_size, &page);
     zero_page(d.db, page_size, page);
 
+    /* Without its check at start, as an operator serving what is left would. */
+    static const char *const skip[] = {"--skip-check", NULL};
+    d.extra_args = skip;
     daemon_restart(&d);
     struct httpc c;
     httpc_init(&c, d.port);
@@ -193,6 +195,75 @@ START_TEST(damage_found_later_makes_it_not_ready)
 }
 END_TEST
 
+/* Runs the daemon on path until it exits; returns the status, its stderr in text. */
+static int run_on(const char *path, char *text, size_t size)
+{
+    const char *args[] = {"--listen", "127.0.0.1:0", "--db", path, NULL};
+    return daemon_run(args, text, size);
+}
+
+/*
+ * A zeroed page in a database with history: the daemon checks the file before it
+ * serves it, exits 1 naming the file and the problem, and --skip-check serves it anyway.
+ */
+START_TEST(a_damaged_database_is_refused_at_start)
+{
+    struct daemon d;
+    make_job(&d, NULL, "hurt", 600);
+    int page_size = 0, page = 0;
+    leaf_page(d.db, "history", &page_size, &page);
+    zero_page(d.db, page_size, page);
+
+    char text[2048];
+    ck_assert_int_eq(run_on(d.db, text, sizeof(text)), 1);
+    ck_assert_msg(strstr(text, d.db) && strstr(text, "is damaged") && strstr(text, "quick_check"),
+                  "stderr: %s", text);
+    static const char *const skip[] = {"--skip-check", NULL};
+    d.extra_args = skip;
+    daemon_restart(&d);
+    struct httpc c;
+    httpc_init(&c, d.port);
+    cJSON_Delete(httpc_expect(&c, "GET", "/v1/jobs", NULL, 200));
+    httpc_close(&c);
+    daemon_stop(&d);
+
+    /* A damaged first page (the header) is refused as well. */
+    zero_page(d.db, page_size, 1);
+    ck_assert_int_eq(run_on(d.db, text, sizeof(text)), 1);
+    ck_assert_msg(strstr(text, d.db) && strstr(text, "is damaged"), "stderr: %s", text);
+    daemon_cleanup(&d);
+}
+END_TEST
+
+/* A file of 0 bytes is no database: refused, and left as it was; a new path is created. */
+START_TEST(an_empty_file_is_refused)
+{
+    char dir[TESTUTIL_DIR_MAX], path[TESTUTIL_DIR_MAX + 16], text[2048];
+    testutil_tmpdir("greedylr-empty", dir);
+    snprintf(path, sizeof(path), "%s/empty.db", dir);
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0644);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    ck_assert_int_eq(run_on(path, text, sizeof(text)), 1);
+    ck_assert_msg(strstr(text, path) && strstr(text, "empty file"), "stderr: %s", text);
+    struct stat st;
+    ck_assert_int_eq(stat(path, &st), 0);
+    ck_assert_int_eq(st.st_size, 0);
+
+    ck_assert_int_eq(unlink(path), 0);
+    struct daemon d;
+    daemon_start(&d, path, NULL);
+    struct httpc c;
+    httpc_init(&c, d.port);
+    char detail[512];
+    ck_assert_int_eq(readyz(&c, detail, sizeof(detail)), 200);
+    httpc_close(&c);
+    daemon_stop(&d);
+    daemon_cleanup(&d);
+    testutil_tmpdir_remove(dir);
+}
+END_TEST
+
 int main(void)
 {
     Suite *suite = suite_create("faults");
@@ -200,6 +271,8 @@ int main(void)
     tcase_set_timeout(tc, 60 * testutil_slow());
     tcase_add_test(tc, a_deleted_wal_stops_writes);
     tcase_add_test(tc, damage_found_later_makes_it_not_ready);
+    tcase_add_test(tc, a_damaged_database_is_refused_at_start);
+    tcase_add_test(tc, an_empty_file_is_refused);
     suite_add_tcase(suite, tc);
     return testutil_run(suite);
 }

@@ -55,6 +55,7 @@ struct options {
     const char *tls_cert; /* paths */
     const char *tls_key;
     bool insecure;
+    bool skip_check;
     double rate;
     unsigned max_connections;
     unsigned max_connections_per_ip;
@@ -66,7 +67,7 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: greedylrd [--listen ADDR:PORT] [--db PATH] [--threads N]\n"
-            "                 [--sync normal|full] [--resident-jobs N]\n"
+            "                 [--sync normal|full] [--resident-jobs N] [--skip-check]\n"
             "                 [--log-level error|warn|info|debug] [--log-format text|json]\n"
             "                 [--tls-cert FILE --tls-key FILE] [--insecure] [--rate-limit N/s]\n"
             "                 [--max-connections N] [--max-connections-per-ip N]\n"
@@ -85,6 +86,8 @@ static void usage(FILE *out)
             "  --sync MODE         normal (default): an answered report survives a crash\n"
             "                      of the daemon; full: also a power loss (fsync)\n"
             "  --resident-jobs N   idle jobs kept in memory (default %d)\n"
+            "  --skip-check        serve the database without checking it first (PRAGMA\n"
+            "                      quick_check, at most %d s; a damaged one is refused)\n"
             "  --log-level LEVEL   what to log on standard error (default info; info\n"
             "                      logs one line per request)\n"
             "  --log-format FORMAT text, or json: one JSON object per line (default text)\n"
@@ -113,8 +116,9 @@ static void usage(FILE *out)
             "greedylrd backup copies the database at PATH (default as above), which a\n"
             "running daemon may be writing, into the new self-contained file OUT; an\n"
             "existing OUT is replaced only with --force.\n",
-            SVC_RESIDENT_DEFAULT, API_CONNECTIONS_DEFAULT, API_CONNECTIONS_PER_IP_DEFAULT,
-            API_IDLE_TIMEOUT_S, API_CONNECTION_MEMORY_DEFAULT, API_BODY_MAX, AUTH_RELOAD_S);
+            SVC_RESIDENT_DEFAULT, STORE_CHECK_MS / 1000, API_CONNECTIONS_DEFAULT,
+            API_CONNECTIONS_PER_IP_DEFAULT, API_IDLE_TIMEOUT_S, API_CONNECTION_MEMORY_DEFAULT,
+            API_BODY_MAX, AUTH_RELOAD_S);
 }
 
 /* Reads an unsigned number in [min, max] into *out; returns 0, or -1 if it is not one. */
@@ -220,6 +224,10 @@ static int parse_options(int argc, char **argv, struct options *o)
         }
         if (strcmp(arg, "--insecure") == 0) {
             o->insecure = true;
+            continue;
+        }
+        if (strcmp(arg, "--skip-check") == 0) {
+            o->skip_check = true;
             continue;
         }
         const char *value = i + 1 < argc ? argv[i + 1] : NULL;
@@ -499,7 +507,7 @@ int main(int argc, char **argv)
     char err[GLR_ERR_MAX] = "";
     struct svc *svc = NULL;
     struct svc_options svc_options = {
-        .store = {.sync = o.sync, .on_group = count_group_commit},
+        .store = {.sync = o.sync, .on_group = count_group_commit, .skip_check = o.skip_check},
         .resident_jobs = o.resident_jobs,
     };
     if ((rc = svc_open(o.db, &svc_options, &svc, err)) != GLR_OK) {

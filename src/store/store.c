@@ -189,6 +189,13 @@ static int open_writer(struct store *store, const char *path, char *err)
     int rc = store_connection_open(path, &store->writer, store->writer_stmts,
                                    read_only ? STORE_ROLE_READ_ONLY : STORE_ROLE_WRITER,
                                    store->options.sync, err);
+    int code = rc && store->writer.db ? sqlite3_errcode(store->writer.db) & 0xff : SQLITE_OK;
+    if (code == SQLITE_NOTADB || code == SQLITE_CORRUPT)
+        rc = glr_fail(err, GLR_ECORRUPT, "database %s is damaged: %s", path,
+                      sqlite3_errmsg(store->writer.db));
+    /* A store that serves checks the file first: it would otherwise write into damage. */
+    if (!rc && !store->options.without_threads && !store->options.skip_check)
+        rc = store_check_file(store, path, err);
     if (!rc)
         rc = read_only ? check_version(store->writer.db, path, err)
                        : store_migrate(store->writer.db, path, err);
@@ -244,6 +251,8 @@ int store_open(const char *path, const struct store_options *options, struct sto
 
     /* A store that serves owns its database: before anything touches it (store_owner.c). */
     int rc = threads ? store_owner_take(store, path, err) : GLR_OK;
+    if (!rc)
+        rc = store_check_not_empty(path, err);
     if (!rc)
         rc = open_writer(store, path, err);
     if (!rc && threads)

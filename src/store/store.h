@@ -39,6 +39,12 @@
 #define STORE_BUSY_TIMEOUT_MS 5000
 /* How long the readiness probe waits for the write lock, in milliseconds. */
 #define STORE_READY_BUSY_MS 250
+/*
+ * Longest the check of a database at start may take, in milliseconds. quick_check reads
+ * every page: a database too large to be read in that time is checked in part (the log
+ * says so), so that a restart stays quick.
+ */
+#define STORE_CHECK_MS 10000
 /* Longest database or backup path, in bytes. */
 #define STORE_PATH_MAX 4096
 /* Most decisions committed in one transaction. */
@@ -71,6 +77,12 @@ struct store_options {
      * GLR_ENOTFOUND. Implies without_threads.
      */
     bool read_only;
+    /*
+     * A store that serves runs PRAGMA quick_check when it opens, for at most
+     * STORE_CHECK_MS (a larger file is checked in part, and the log says so), and refuses
+     * a damaged database with GLR_ECORRUPT naming the first problem. true skips it.
+     */
+    bool skip_check;
 };
 
 struct store;
@@ -129,8 +141,10 @@ struct store_rank_loss {
  * transaction, checks that WAL mode took, and starts the writer and checkpointer threads
  * (not with options->without_threads; options->read_only opens without creating,
  * migrating or writing). options may be NULL (defaults: STORE_SYNC_NORMAL, threads). A
- * database made by a newer greedylr is refused. A store with threads serves the database
- * and owns it: it holds an exclusive lock on path + "-lock" until store_close(), and a
+ * database made by a newer greedylr is refused, and so are an existing file of 0 bytes
+ * (SQLite would take it for a new database; a path that does not exist is one) and a
+ * damaged database (see skip_check), with GLR_ECORRUPT naming the file. A store with threads serves
+ * the database and owns it: it holds an exclusive lock on path + "-lock" until store_close(), and a
  * second one is refused (GLR_EBUSY, naming the process that holds it); stores without
  * threads (tools) take no lock. On success *out is owned by the caller (store_close()).
  * Returns GLR_OK, GLR_EBUSY, GLR_EIO, GLR_ENOMEM, GLR_ECORRUPT or (read_only) GLR_ENOTFOUND;

@@ -9,9 +9,13 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "base/clock.h"
 #include "base/log.h"
 #include "base/status.h"
 #include "store/store_int.h"
+
+/* SQLite's virtual machine instructions between two looks at the check's deadline. */
+#define STORE_CHECK_STEPS 10000
 
 void store_fault_set(struct store *store, int status, const char *fmt, ...)
 {
@@ -97,4 +101,59 @@ int store_fail(struct store *store, sqlite3 *db, char *err, const char *what)
                     "(restore it from a backup)",
                     sqlite3_errmsg(db), what);
     return glr_fail(err, GLR_ECORRUPT, "database: %s: %s", what, sqlite3_errmsg(db));
+}
+
+int store_check_not_empty(const char *path, char *err)
+{
+    struct stat st;
+    /* A path that does not exist becomes a new database; other failures open reports. */
+    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size != 0)
+        return GLR_OK;
+    /*
+     * SQLite would take it for a new database (and drop a WAL beside it): an empty file
+     * where a database should be is more likely one truncated or copied badly.
+     */
+    return glr_fail(err, GLR_ECORRUPT,
+                    "database %s is an empty file (0 bytes), not a greedylr database: remove "
+                    "it to start a new database there",
+                    path);
+}
+
+/* SQLite's progress handler during the check: nonzero stops it, once its time is up. */
+static int check_deadline(void *arg)
+{
+    const int64_t *deadline = arg;
+    return glr_clock_mono_ms() >= *deadline;
+}
+
+int store_check_file(struct store *store, const char *path, char *err)
+{
+    sqlite3 *db = store->writer.db;
+    sqlite3_stmt *stmt = NULL;
+    int64_t deadline = glr_clock_mono_deadline(STORE_CHECK_MS);
+    sqlite3_progress_handler(db, STORE_CHECK_STEPS, check_deadline, &deadline);
+    int rc = sqlite3_prepare_v2(db, store_other_sql[S_QUICK_CHECK_FIRST], -1, &stmt, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(stmt);
+    int status = GLR_OK;
+    if (rc == SQLITE_ROW) {
+        const char *answer = (const char *)sqlite3_column_text(stmt, 0);
+        if (!answer || strcmp(answer, "ok") != 0)
+            status = glr_fail(err, GLR_ECORRUPT,
+                              "database %s is damaged: %s (PRAGMA quick_check); restore it from "
+                              "a backup, or start with --skip-check to serve it as it is",
+                              path, answer ? answer : "?");
+    } else if (rc == SQLITE_INTERRUPT) {
+        log_warn("database %s: the check at start stopped after %d s, before its end: the "
+                 "rest of the file was not checked",
+                 path, STORE_CHECK_MS / 1000);
+    } else if ((rc & 0xff) == SQLITE_CORRUPT || (rc & 0xff) == SQLITE_NOTADB) {
+        status = glr_fail(err, GLR_ECORRUPT, "database %s is damaged: %s (PRAGMA quick_check)",
+                          path, sqlite3_errmsg(db));
+    } else {
+        status = store_db_fail(err, db, "checking the file");
+    }
+    sqlite3_finalize(stmt);
+    sqlite3_progress_handler(db, 0, NULL, NULL);
+    return status;
 }

@@ -109,6 +109,7 @@ enum {
     S_IS_GREEDYLR,
     S_JOURNAL_DELETE,
     S_QUICK_CHECK,
+    S_QUICK_CHECK_FIRST,
     S_COUNT
 };
 
@@ -293,6 +294,14 @@ int store_wal_identify(struct store *store, char *err);
  * GLR_ECORRUPT.
  */
 int store_fail(struct store *store, sqlite3 *db, char *err, const char *what);
+/* Refuses an existing file of 0 bytes (GLR_ECORRUPT): SQLite would take it as new. */
+int store_check_not_empty(const char *path, char *err);
+/*
+ * Runs PRAGMA quick_check on the writer connection for at most STORE_CHECK_MS (then logs
+ * that it stopped unfinished). Returns GLR_OK, or GLR_ECORRUPT naming path and the first
+ * problem.
+ */
+int store_check_file(struct store *store, const char *path, char *err);
 
 /* store_migrate.c */
 
