@@ -201,6 +201,10 @@ static int open_writer(struct store *store, const char *path, char *err)
                        : store_migrate(store->writer.db, path, err);
     if (!rc)
         rc = prepare_all(&store->writer, store_writer_sql, W_COUNT, err);
+    int64_t page_size = 0;
+    if (!rc)
+        rc = store_pragma_int(store->writer.db, store_other_sql[S_PAGE_SIZE], &page_size, err);
+    store->page_size = (int)page_size;
     if (!rc && !read_only) {
         char pragma[64];
         snprintf(pragma, sizeof(pragma), "%s%d", store_other_sql[S_CACHE_SIZE],
@@ -230,7 +234,9 @@ int store_open(const char *path, const struct store_options *options, struct sto
     struct store *store = calloc(1, sizeof(*store));
     if (!store)
         return glr_fail(err, GLR_ENOMEM, "out of memory");
-    atomic_init(&store->write_failed, false);
+    /* Until a write succeeds, the readiness probe commits (store_check_writable). */
+    atomic_init(&store->write_failed, true);
+    atomic_init(&store->space_failed, false);
     atomic_init(&store->faulted, false);
     glr_mutex_init(&store->fault_lock, 0); /* a leaf: held for a copy, never with another */
     if (options)

@@ -19,6 +19,12 @@
  * reads after a restart), or a statement finding the database damaged. The first is
  * logged; from then on every write fails with GLR_EBUSY saying why, and so does
  * store_check_writable(); reads go on, and what the WAL held is copied into the database.
+ *
+ * A write that fails for want of room (a full disk, a quota, a file size limit) fails
+ * with GLR_EBUSY, and before anything else is committed the WAL is copied into the
+ * database and emptied, with the write lock held: until that finds room, writes fail
+ * with GLR_EBUSY. The WAL is copied into the database once it takes a quarter of the
+ * room left on the file system, so that it never takes what the database needs.
  */
 #ifndef GLR_STORE_H
 #define GLR_STORE_H
@@ -339,8 +345,10 @@ int store_token_scan(struct store *store, store_token_fn fn, void *ctx, char *er
 /*
  * The readiness probe: takes the write lock (waiting at most STORE_READY_BUSY_MS), checks
  * that the schema is the one this build migrates to, and makes a write that is rolled
- * back, or committed when the last write failed for a full disk or an I/O error (only a
- * commit shows those gone). Returns GLR_OK when the store can commit now; GLR_EIO (locked
+ * back, or committed when the last write failed for a full disk or an I/O error, or no
+ * write has succeeded since the store opened (only a commit shows a full disk). After a
+ * write failed for want of room, it first empties the WAL into the database, as the next
+ * commit would. Returns GLR_OK when the store can commit now; GLR_EIO (locked
  * elsewhere, read-only, an I/O error), GLR_ECORRUPT (another schema version) or GLR_EBUSY
  * (a fault that ends writing, see above) with the reason in err.
  */

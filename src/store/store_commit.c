@@ -11,6 +11,14 @@
 #include "base/status.h"
 #include "store/store_int.h"
 
+/* A write failed for want of room: the WAL is to be emptied before the next commit. */
+static void space_lacking(struct store *store)
+{
+    glr_mutex_assert_held(&store->write_lock);
+    atomic_store(&store->space_failed, true);
+    store_wal_wake_empty(store);
+}
+
 /*
  * A full disk, a failing write or a database that cannot be written (SQLITE_FULL,
  * SQLITE_IOERR, SQLITE_READONLY) becomes GLR_EBUSY, which clients see as 503 with
@@ -39,6 +47,8 @@ int store_step_done(struct store *store, sqlite3_stmt *stmt, const char *what, c
     }
     if ((rc & 0xff) == SQLITE_FULL || (rc & 0xff) == SQLITE_IOERR) {
         atomic_store(&store->write_failed, true);
+        if (store_lacks_space(store->writer.db, rc))
+            space_lacking(store);
         return glr_fail(err, GLR_EBUSY, "database: %s: %s; nothing was stored, try again later",
                         what, sqlite3_errmsg(store->writer.db));
     }
@@ -49,6 +59,8 @@ int store_write_begin(struct store *store, char *err)
 {
     glr_mutex_lock(&store->write_lock);
     int rc = store_fault_get(store, err);
+    if (!rc)
+        rc = store_wal_empty(store, store->writer.db, err);
     if (!rc)
         rc = store_step_done(store, store->writer_stmts[W_BEGIN], "begin", err);
     if (rc)
@@ -195,10 +207,14 @@ static void commit_group(struct store *store, struct store_commit *group)
 {
     char err[GLR_ERR_MAX] = "";
     glr_mutex_lock(&store->write_lock);
-    if (store_fault_get(store, err) != GLR_OK) {
+    /* A fault, or a full disk whose WAL cannot be emptied: nothing of the group is written. */
+    int refused = store_fault_get(store, err);
+    if (!refused)
+        refused = store_wal_empty(store, store->writer.db, err);
+    if (refused) {
         for (struct store_commit *c = group; c; c = c->next)
             if (!commit_orphaned(c))
-                commit_failed(c, store_fault_get(store, c->err));
+                commit_failed(c, glr_fail(c->err, refused, "%s", err));
         glr_mutex_unlock(&store->write_lock);
         return;
     }
@@ -290,6 +306,8 @@ int store_check_writable(struct store *store, char *err)
     sqlite3_busy_timeout(db, STORE_READY_BUSY_MS);
     int rc = store_wal_check(store, err);
     if (!rc)
+        rc = store_wal_empty(store, db, err);
+    if (!rc)
         rc = store_exec(db, store_other_sql[S_BEGIN], "taking the write lock", err);
     int64_t version = 0;
     if (!rc)
@@ -309,13 +327,18 @@ int store_check_writable(struct store *store, char *err)
         rc = store_exec(db, sql, "writing", err);
     }
     /*
-     * After a failed write (a full disk, say) only a commit tells whether writes work
-     * again: it appends that unchanged page to the WAL, once per probe while failing.
+     * After a failed write (a full disk, say), and before the first write of the process
+     * (it may have started on a full disk), only a commit tells whether writes work: it
+     * appends that unchanged page to the WAL, once per probe until one succeeds.
      */
     if (!rc && atomic_load(&store->write_failed)) {
-        rc = store_exec(db, store_other_sql[S_COMMIT], "committing", err);
-        if (!rc)
+        int step = sqlite3_exec(db, store_other_sql[S_COMMIT], NULL, NULL, NULL);
+        if (step == SQLITE_OK)
             atomic_store(&store->write_failed, false);
+        else
+            rc = store_db_fail(err, db, "committing");
+        if (store_lacks_space(db, step))
+            space_lacking(store);
     }
     if (!sqlite3_get_autocommit(db))
         sqlite3_exec(db, store_other_sql[S_ROLLBACK], NULL, NULL, NULL);

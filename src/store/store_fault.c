@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 
 #include "base/clock.h"
 #include "base/log.h"
@@ -101,6 +102,26 @@ int store_fail(struct store *store, sqlite3 *db, char *err, const char *what)
                     "(restore it from a backup)",
                     sqlite3_errmsg(db), what);
     return glr_fail(err, GLR_ECORRUPT, "database: %s: %s", what, sqlite3_errmsg(db));
+}
+
+bool store_lacks_space(sqlite3 *db, int rc)
+{
+    if ((rc & 0xff) == SQLITE_FULL)
+        return true;
+    if ((rc & 0xff) != SQLITE_IOERR)
+        return false;
+    /* SQLite says SQLITE_FULL for ENOSPC only; a quota or a file size limit is the same. */
+    int e = sqlite3_system_errno(db);
+    return e == ENOSPC || e == EDQUOT || e == EFBIG;
+}
+
+int64_t store_free_bytes(struct store *store)
+{
+    /* The lock file lies beside the database: on its file system, and always open. */
+    struct statvfs st;
+    if (store->owner_fd < 0 || fstatvfs(store->owner_fd, &st) != 0)
+        return -1;
+    return (int64_t)st.f_bavail * (int64_t)st.f_frsize;
 }
 
 int store_check_not_empty(const char *path, char *err)

@@ -110,6 +110,7 @@ enum {
     S_JOURNAL_DELETE,
     S_QUICK_CHECK,
     S_QUICK_CHECK_FIRST,
+    S_PAGE_SIZE,
     S_COUNT
 };
 
@@ -139,6 +140,15 @@ struct store {
      * Atomic, and written only with write_lock held.
      */
     atomic_bool write_failed;
+    /*
+     * The last write failed for want of room (SQLITE_FULL, or ENOSPC, EDQUOT or EFBIG
+     * beneath an I/O error): before the next commit the WAL is copied into the database
+     * and emptied (store_wal_empty), so that the room an operator makes goes to the
+     * database first, not to a WAL that would take it all again. Atomic, and written
+     * only with write_lock held.
+     */
+    atomic_bool space_failed;
+    int page_size; /* set by store_open: the database's page size, in bytes */
 
     /*
      * A fault after which the store writes nothing more (store_fault.c): its WAL file
@@ -164,6 +174,7 @@ struct store {
     pthread_cond_t checkpoint_wake; /* CLOCK_MONOTONIC; waited on with checkpoint_lock */
     bool checkpoint_due;            /* checkpoint_lock */
     bool checkpoint_stop;           /* checkpoint_lock */
+    bool checkpoint_empty;          /* checkpoint_lock: the next one empties the WAL */
     uint64_t wal_commits;           /* checkpoint_lock: commits so far */
     bool wal_dirty;                 /* checkpoint_lock: commits since the WAL was emptied */
     bool checkpointer_started;      /* set by store_open */
@@ -265,6 +276,16 @@ void *store_writer_main(void *arg);
 int store_wal_start(struct store *store, const char *path, char *err);
 /* Stops the checkpointer thread (if started) and closes its connection. */
 void store_wal_stop(struct store *store);
+/*
+ * After a write failed for want of room (space_failed), copies the WAL into the database
+ * through db and empties it (a truncating checkpoint), with write_lock held and outside a
+ * transaction, so that no commit takes the room first. Returns GLR_OK (nothing to do,
+ * done, or readers in the way: the commit may still find room), or GLR_EBUSY when there
+ * is no room for it either.
+ */
+int store_wal_empty(struct store *store, sqlite3 *db, char *err);
+/* Asks the checkpointer to empty the WAL now (a write failed for want of room). */
+void store_wal_wake_empty(struct store *store);
 
 /* store_fault.c: the file's health. */
 
@@ -294,6 +315,10 @@ int store_wal_identify(struct store *store, char *err);
  * GLR_ECORRUPT.
  */
 int store_fail(struct store *store, sqlite3 *db, char *err, const char *what);
+/* True when rc, from a statement or checkpoint on db, says the disk has no room. */
+bool store_lacks_space(sqlite3 *db, int rc);
+/* Bytes that may still be written on the database's file system; -1: not known. */
+int64_t store_free_bytes(struct store *store);
 /* Refuses an existing file of 0 bytes (GLR_ECORRUPT): SQLite would take it as new. */
 int store_check_not_empty(const char *path, char *err);
 /*
