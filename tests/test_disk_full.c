@@ -3,7 +3,8 @@
  * mounts (root only; otherwise the suite is skipped) and fills with a file of its own.
  * While it is full, reports are 503 and nothing is stored; once a little room is made,
  * well below the WAL's usual checkpoint size, the daemon writes again and goes on
- * writing, and after a kill -9 /readyz tells the truth from its first request.
+ * writing, and after a kill -9 /readyz tells the truth from its first request. Below the
+ * room it keeps free (--disk-reserve), writes stop before the disk is full.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -119,8 +120,10 @@ START_TEST(a_full_disk_recovers_once_there_is_room)
     char db[TESTUTIL_DIR_MAX + 16], filler[TESTUTIL_DIR_MAX + 16], detail[512];
     snprintf(db, sizeof(db), "%s/full.db", disk);
     snprintf(filler, sizeof(filler), "%s/filler", disk);
+    /* The disk is far smaller than the room the daemon keeps free by default. */
+    static const char *const no_reserve[] = {"--disk-reserve", "0", NULL};
     struct daemon d;
-    daemon_start(&d, db, NULL);
+    daemon_start(&d, db, no_reserve);
     struct httpc c;
     httpc_init(&c, d.port);
     cJSON_Delete(httpc_expect(&c, "PUT", "/v1/jobs/full", "{\"lr\":0.1}", 201));
@@ -181,6 +184,86 @@ START_TEST(a_full_disk_recovers_once_there_is_room)
 }
 END_TEST
 
+/* Sends method path body; returns the status, with the detail and Retry-After copied. */
+static int answer(struct httpc *c, const char *method, const char *path, const char *body,
+                  char *detail, size_t size, bool *retry_after)
+{
+    struct httpc_response r;
+    httpc_json(c, method, path, body, &r);
+    cJSON *tree = httpc_body_json(&r);
+    const cJSON *d = cJSON_GetObjectItemCaseSensitive(tree, "detail");
+    snprintf(detail, size, "%s", cJSON_IsString(d) ? d->valuestring : "");
+    char seconds[16];
+    *retry_after = httpc_header(&r, "Retry-After", seconds, sizeof(seconds)) != NULL;
+    if (r.status != 200 && r.status != 201)
+        ck_assert_msg(strstr(r.headers, "application/problem+json"), "%s", r.headers);
+    int status = r.status;
+    cJSON_Delete(tree);
+    httpc_response_free(&r);
+    return status;
+}
+
+/*
+ * Below the room the daemon keeps free (--disk-reserve), writes are refused before the
+ * disk is full: 503 with Retry-After, saying so, and nothing stored; /readyz says the
+ * same. With room again, they go on.
+ */
+START_TEST(writes_stop_at_the_reserve_before_the_disk_is_full)
+{
+    char db[TESTUTIL_DIR_MAX + 16], filler[TESTUTIL_DIR_MAX + 16], detail[512];
+    snprintf(db, sizeof(db), "%s/reserve.db", disk);
+    snprintf(filler, sizeof(filler), "%s/filler", disk);
+    bool retry = false;
+
+    /* The default (64 MiB) is more than this disk holds: nothing is written at all. */
+    struct daemon d;
+    daemon_start(&d, db, NULL);
+    struct httpc c;
+    httpc_init(&c, d.port);
+    ck_assert_int_eq(
+        answer(&c, "PUT", "/v1/jobs/full", "{\"lr\":0.1}", detail, sizeof(detail), &retry), 503);
+    ck_assert_msg(retry && strstr(detail, "--disk-reserve") && strstr(detail, "64.0 MiB"),
+                  "detail: %s", detail);
+    ck_assert_int_eq(readyz(&c, detail, sizeof(detail)), 503);
+    ck_assert_msg(strstr(detail, "--disk-reserve"), "detail: %s", detail);
+    httpc_close(&c);
+    daemon_stop(&d);
+
+    static const char *const reserve[] = {"--disk-reserve", "1M", NULL};
+    d.extra_args = reserve;
+    daemon_restart(&d);
+    httpc_init(&c, d.port);
+    cJSON_Delete(httpc_expect(&c, "PUT", "/v1/jobs/full", "{\"lr\":0.1}", 201));
+    ck_assert_int_eq(readyz(&c, detail, sizeof(detail)), 200);
+    int step = 0;
+    for (; step < 20; step++)
+        ck_assert_int_eq(report(&c, step), 200);
+
+    fill(filler, 900 * 1024);
+    char body[64];
+    snprintf(body, sizeof(body), "{\"step\":%d,\"loss\":1}", step);
+    ck_assert_int_eq(
+        answer(&c, "POST", "/v1/jobs/full/reports", body, detail, sizeof(detail), &retry), 503);
+    ck_assert_msg(retry && strstr(detail, "--disk-reserve") && strstr(detail, "nothing was stored"),
+                  "detail: %s", detail);
+    ck_assert_int_eq(readyz(&c, detail, sizeof(detail)), 503);
+    ck_assert_msg(strstr(detail, "--disk-reserve"), "detail: %s", detail);
+    /* Refused before the disk was full, and reads go on. */
+    ck_assert_int_gt(disk_free(), 512 * 1024);
+    cJSON *job = httpc_expect(&c, "GET", "/v1/jobs/full", NULL, 200);
+    ck_assert_int_eq((int)cJSON_GetObjectItemCaseSensitive(job, "reports")->valuedouble, step);
+    cJSON_Delete(job);
+
+    ck_assert_int_eq(unlink(filler), 0);
+    ck_assert_int_eq(report_within_2s(&c, step), 200);
+    ck_assert_int_eq(readyz(&c, detail, sizeof(detail)), 200);
+    httpc_close(&c);
+    daemon_stop(&d);
+    daemon_cleanup(&d);
+    unlink(db);
+}
+END_TEST
+
 int main(void)
 {
     if (geteuid() != 0) {
@@ -203,6 +286,7 @@ int main(void)
     TCase *tc = tcase_create("disk_full");
     tcase_set_timeout(tc, 60 * testutil_slow());
     tcase_add_test(tc, a_full_disk_recovers_once_there_is_room);
+    tcase_add_test(tc, writes_stop_at_the_reserve_before_the_disk_is_full);
     suite_add_tcase(suite, tc);
     int rc = testutil_run(suite);
     /* The cases' files go with the file system, whatever state a failure left them in. */

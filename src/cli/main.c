@@ -35,6 +35,14 @@
 /* Most --max-connections. */
 #define MAIN_CONNECTIONS_MAX 1000000
 /*
+ * Room kept free on the database's file system by default, in bytes: four times the WAL
+ * the checkpointer lets grow (16 MiB), which a checkpoint may need to grow the database
+ * by, with room to spare for SQLite's temporary files and whatever else shares the disk.
+ */
+#define MAIN_DISK_RESERVE_DEFAULT (64ULL * 1024 * 1024)
+/* Largest --disk-reserve, in bytes (1 TiB). */
+#define MAIN_DISK_RESERVE_MAX (1ULL << 40)
+/*
  * Open files the daemon needs besides its connections: the standard streams, the listening
  * socket, SQLite's connections with their WAL and temporary files, the notify socket, a
  * backup. 23 are open at rest with 4 threads; the rest is headroom.
@@ -61,6 +69,7 @@ struct options {
     unsigned max_connections_per_ip;
     unsigned idle_timeout_s;
     size_t connection_memory;
+    uint64_t disk_reserve;
 };
 
 static void usage(FILE *out)
@@ -72,6 +81,7 @@ static void usage(FILE *out)
             "                 [--tls-cert FILE --tls-key FILE] [--insecure] [--rate-limit N/s]\n"
             "                 [--max-connections N] [--max-connections-per-ip N]\n"
             "                 [--idle-timeout SECONDS] [--max-header-bytes N]\n"
+            "                 [--disk-reserve SIZE]\n"
             "       greedylrd backup [--db PATH] [--force] OUT\n"
             "       greedylrd token create|list|revoke ...   (greedylrd token --help)\n"
             "       greedylrd --help | --version\n"
@@ -107,6 +117,9 @@ static void usage(FILE *out)
             "  --idle-timeout SECONDS      close a connection idle this long (default %d)\n"
             "  --max-header-bytes N        memory per connection, which the request line\n"
             "                              and headers must fit (default %d; else 431)\n"
+            "  --disk-reserve SIZE         bytes kept free on the database's file system\n"
+            "                              (K, M or G: KiB, MiB, GiB; default %lluM; 0:\n"
+            "                              none); below it writes are 503, nothing stored\n"
             "Request bodies are limited to %d bytes (413). SIGHUP reloads the tokens (also\n"
             "done every %d s).\n"
             "Once it accepts connections it prints \"listening on http://ADDR:PORT\"\n"
@@ -118,7 +131,7 @@ static void usage(FILE *out)
             "existing OUT is replaced only with --force.\n",
             SVC_RESIDENT_DEFAULT, STORE_CHECK_MS / 1000, API_CONNECTIONS_DEFAULT,
             API_CONNECTIONS_PER_IP_DEFAULT, API_IDLE_TIMEOUT_S, API_CONNECTION_MEMORY_DEFAULT,
-            API_BODY_MAX, AUTH_RELOAD_S);
+            (unsigned long long)(MAIN_DISK_RESERVE_DEFAULT >> 20), API_BODY_MAX, AUTH_RELOAD_S);
 }
 
 /* Reads an unsigned number in [min, max] into *out; returns 0, or -1 if it is not one. */
@@ -133,6 +146,26 @@ static int parse_unsigned(const char *text, unsigned long min, unsigned long max
     if (errno || *end != '\0' || v < min || v > max)
         return -1;
     *out = v;
+    return 0;
+}
+
+/*
+ * Reads a size in bytes, at most max: digits, then K, M or G for KiB, MiB or GiB.
+ * Returns 0, or -1 if text is not one.
+ */
+static int parse_size(const char *text, unsigned long long max, unsigned long long *out)
+{
+    if (*text < '0' || *text > '9')
+        return -1;
+    char *end = NULL;
+    errno = 0;
+    unsigned long long v = strtoull(text, &end, 10);
+    unsigned shift = 0;
+    if (*end == 'K' || *end == 'M' || *end == 'G')
+        shift = *end == 'K' ? 10 : *end == 'M' ? 20 : 30;
+    if (errno || (shift && end[1] != '\0') || (!shift && *end != '\0') || v > (max >> shift))
+        return -1;
+    *out = v << shift;
     return 0;
 }
 
@@ -205,6 +238,7 @@ static int parse_options(int argc, char **argv, struct options *o)
     o->max_connections_per_ip = API_CONNECTIONS_PER_IP_DEFAULT;
     o->idle_timeout_s = API_IDLE_TIMEOUT_S;
     o->connection_memory = API_CONNECTION_MEMORY_DEFAULT;
+    o->disk_reserve = MAIN_DISK_RESERVE_DEFAULT;
     o->format = LOG_TEXT;
     const char *listen = getenv("GREEDYLRD_LISTEN");
     o->db = cli_default_db();
@@ -272,6 +306,14 @@ static int parse_options(int argc, char **argv, struct options *o)
                 return 2;
             }
             o->resident_jobs = (size_t)n;
+        } else if (strcmp(arg, "--disk-reserve") == 0) {
+            unsigned long long size = 0;
+            if (parse_size(value, MAIN_DISK_RESERVE_MAX, &size) != 0) {
+                fprintf(stderr, "greedylrd: --disk-reserve must be a size in bytes, with K, M or G "
+                                "for KiB, MiB or GiB, of at most 1024G\n");
+                return 2;
+            }
+            o->disk_reserve = size;
         } else if (strcmp(arg, "--tls-cert") == 0) {
             o->tls_cert = value;
         } else if (strcmp(arg, "--tls-key") == 0) {
@@ -507,7 +549,10 @@ int main(int argc, char **argv)
     char err[GLR_ERR_MAX] = "";
     struct svc *svc = NULL;
     struct svc_options svc_options = {
-        .store = {.sync = o.sync, .on_group = count_group_commit, .skip_check = o.skip_check},
+        .store = {.sync = o.sync,
+                  .on_group = count_group_commit,
+                  .skip_check = o.skip_check,
+                  .disk_reserve = o.disk_reserve},
         .resident_jobs = o.resident_jobs,
     };
     if ((rc = svc_open(o.db, &svc_options, &svc, err)) != GLR_OK) {

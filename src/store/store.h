@@ -24,7 +24,8 @@
  * with GLR_EBUSY, and before anything else is committed the WAL is copied into the
  * database and emptied, with the write lock held: until that finds room, writes fail
  * with GLR_EBUSY. The WAL is copied into the database once it takes a quarter of the
- * room left on the file system, so that it never takes what the database needs.
+ * room left on the file system, so that it never takes what the database needs. With
+ * options.disk_reserve, writes fail the same way once less than that is free.
  */
 #ifndef GLR_STORE_H
 #define GLR_STORE_H
@@ -89,6 +90,13 @@ struct store_options {
      * a damaged database with GLR_ECORRUPT naming the first problem. true skips it.
      */
     bool skip_check;
+    /*
+     * Bytes kept free on the database's file system by a store that serves: below it
+     * every write fails with GLR_EBUSY (nothing stored) before the disk is full, leaving
+     * room for the WAL to be copied into the database, and the readiness probe says so.
+     * 0: none.
+     */
+    uint64_t disk_reserve;
 };
 
 struct store;

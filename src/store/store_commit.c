@@ -11,8 +11,7 @@
 #include "base/status.h"
 #include "store/store_int.h"
 
-/* A write failed for want of room: the WAL is to be emptied before the next commit. */
-static void space_lacking(struct store *store)
+void store_space_lacking(struct store *store)
 {
     glr_mutex_assert_held(&store->write_lock);
     atomic_store(&store->space_failed, true);
@@ -48,7 +47,7 @@ int store_step_done(struct store *store, sqlite3_stmt *stmt, const char *what, c
     if ((rc & 0xff) == SQLITE_FULL || (rc & 0xff) == SQLITE_IOERR) {
         atomic_store(&store->write_failed, true);
         if (store_lacks_space(store->writer.db, rc))
-            space_lacking(store);
+            store_space_lacking(store);
         return glr_fail(err, GLR_EBUSY, "database: %s: %s; nothing was stored, try again later",
                         what, sqlite3_errmsg(store->writer.db));
     }
@@ -61,6 +60,8 @@ int store_write_begin(struct store *store, char *err)
     int rc = store_fault_get(store, err);
     if (!rc)
         rc = store_wal_empty(store, store->writer.db, err);
+    if (!rc)
+        rc = store_room_check(store, err);
     if (!rc)
         rc = store_step_done(store, store->writer_stmts[W_BEGIN], "begin", err);
     if (rc)
@@ -211,6 +212,8 @@ static void commit_group(struct store *store, struct store_commit *group)
     int refused = store_fault_get(store, err);
     if (!refused)
         refused = store_wal_empty(store, store->writer.db, err);
+    if (!refused)
+        refused = store_room_check(store, err);
     if (refused) {
         for (struct store_commit *c = group; c; c = c->next)
             if (!commit_orphaned(c))
@@ -308,6 +311,8 @@ int store_check_writable(struct store *store, char *err)
     if (!rc)
         rc = store_wal_empty(store, db, err);
     if (!rc)
+        rc = store_room_check(store, err);
+    if (!rc)
         rc = store_exec(db, store_other_sql[S_BEGIN], "taking the write lock", err);
     int64_t version = 0;
     if (!rc)
@@ -338,7 +343,7 @@ int store_check_writable(struct store *store, char *err)
         else
             rc = store_db_fail(err, db, "committing");
         if (store_lacks_space(db, step))
-            space_lacking(store);
+            store_space_lacking(store);
     }
     if (!sqlite3_get_autocommit(db))
         sqlite3_exec(db, store_other_sql[S_ROLLBACK], NULL, NULL, NULL);

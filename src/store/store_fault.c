@@ -124,6 +124,21 @@ int64_t store_free_bytes(struct store *store)
     return (int64_t)st.f_bavail * (int64_t)st.f_frsize;
 }
 
+int store_room_check(struct store *store, char *err)
+{
+    glr_mutex_assert_held(&store->write_lock);
+    uint64_t reserve = store->options.disk_reserve;
+    int64_t room = reserve ? store_free_bytes(store) : -1;
+    if (room < 0 || (uint64_t)room >= reserve)
+        return GLR_OK;
+    /* What the WAL holds may give some back, once it is in the database. */
+    store_space_lacking(store);
+    return glr_fail(err, GLR_EBUSY,
+                    "database: %.1f MiB free on its file system, less than the %.1f MiB kept "
+                    "free (--disk-reserve): nothing was stored, try again later",
+                    (double)room / (1024 * 1024), (double)reserve / (1024 * 1024));
+}
+
 int store_check_not_empty(const char *path, char *err)
 {
     struct stat st;

@@ -284,6 +284,8 @@ void store_wal_stop(struct store *store);
  * is no room for it either.
  */
 int store_wal_empty(struct store *store, sqlite3 *db, char *err);
+/* store_commit.c: a write found no room; the WAL is to be emptied (write_lock held). */
+void store_space_lacking(struct store *store);
 /* Asks the checkpointer to empty the WAL now (a write failed for want of room). */
 void store_wal_wake_empty(struct store *store);
 
@@ -319,6 +321,11 @@ int store_fail(struct store *store, sqlite3 *db, char *err, const char *what);
 bool store_lacks_space(sqlite3 *db, int rc);
 /* Bytes that may still be written on the database's file system; -1: not known. */
 int64_t store_free_bytes(struct store *store);
+/*
+ * GLR_OK while at least options.disk_reserve bytes are free (write_lock held); else
+ * GLR_EBUSY saying so, and the WAL is to be emptied as after a write that found no room.
+ */
+int store_room_check(struct store *store, char *err);
 /* Refuses an existing file of 0 bytes (GLR_ECORRUPT): SQLite would take it as new. */
 int store_check_not_empty(const char *path, char *err);
 /*
