@@ -237,6 +237,7 @@ int store_open(const char *path, const struct store_options *options, struct sto
     /* Until a write succeeds, the readiness probe commits (store_check_writable). */
     atomic_init(&store->write_failed, true);
     atomic_init(&store->space_failed, false);
+    store->room = -1;
     atomic_init(&store->faulted, false);
     glr_mutex_init(&store->fault_lock, 0); /* a leaf: held for a copy, never with another */
     if (options)

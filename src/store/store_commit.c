@@ -345,6 +345,10 @@ int store_check_writable(struct store *store, char *err)
         if (store_lacks_space(db, step))
             store_space_lacking(store);
     }
+    /* Damage the probe's own statements find ends writing as any statement's does. */
+    int code = rc ? sqlite3_errcode(db) & 0xff : SQLITE_OK;
+    if (code == SQLITE_CORRUPT || code == SQLITE_NOTADB)
+        rc = store_fail(store, db, err, "checking readiness");
     if (!sqlite3_get_autocommit(db))
         sqlite3_exec(db, store_other_sql[S_ROLLBACK], NULL, NULL, NULL);
     sqlite3_busy_timeout(db, STORE_BUSY_TIMEOUT_MS);

@@ -149,6 +149,8 @@ struct store {
      */
     atomic_bool space_failed;
     int page_size; /* set by store_open: the database's page size, in bytes */
+    /* write_lock: bytes free on the file system as the last write began; -1: not known. */
+    int64_t room;
 
     /*
      * A fault after which the store writes nothing more (store_fault.c): its WAL file
@@ -322,8 +324,9 @@ bool store_lacks_space(sqlite3 *db, int rc);
 /* Bytes that may still be written on the database's file system; -1: not known. */
 int64_t store_free_bytes(struct store *store);
 /*
- * GLR_OK while at least options.disk_reserve bytes are free (write_lock held); else
- * GLR_EBUSY saying so, and the WAL is to be emptied as after a write that found no room.
+ * Measures the room on the file system into store->room, before a write (write_lock
+ * held). GLR_OK while at least options.disk_reserve bytes are free; else GLR_EBUSY saying
+ * so, and the WAL is to be emptied as after a write that found no room.
  */
 int store_room_check(struct store *store, char *err);
 /* Refuses an existing file of 0 bytes (GLR_ECORRUPT): SQLite would take it as new. */

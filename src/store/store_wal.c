@@ -37,10 +37,14 @@
  */
 #define STORE_CHECKPOINT_FREE_SHARE 4
 
-/* The WAL, in pages, past which the checkpointer is due: less when the disk has little room. */
+/*
+ * The WAL, in pages, past which the checkpointer is due: less when the disk has little
+ * room (as measured when the commit began, write_lock held).
+ */
 static int checkpoint_pages(struct store *store)
 {
-    int64_t room = store_free_bytes(store);
+    glr_mutex_assert_held(&store->write_lock);
+    int64_t room = store->room;
     if (room < 0 || store->page_size <= 0)
         return STORE_CHECKPOINT_PAGES;
     int64_t pages = room / STORE_CHECKPOINT_FREE_SHARE / store->page_size;
@@ -58,7 +62,6 @@ static int on_wal_commit(void *arg, sqlite3 *db, const char *name, int pages)
 {
     struct store *store = arg;
     glr_mutex_assert_held(&store->write_lock);
-    /* A statvfs() per group commit: little beside the commit. */
     int due = checkpoint_pages(store);
     /*
      * Short of room, the writer does not wait as long for the checkpointer to catch up:
