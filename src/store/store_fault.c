@@ -77,10 +77,14 @@ int store_wal_check(struct store *store, char *err)
     if (!store->wal_ino)
         return GLR_OK;
     struct stat st;
-    bool gone = stat(store->wal_path, &st) != 0 && (errno == ENOENT || errno == ENOTDIR);
-    bool other = !gone && (st.st_dev != store->wal_dev || st.st_ino != store->wal_ino);
-    if (!gone && !other)
-        return GLR_OK; /* the same file, or a stat that says nothing either way */
+    bool gone = false;
+    if (stat(store->wal_path, &st) != 0) {
+        if (errno != ENOENT && errno != ENOTDIR)
+            return GLR_OK; /* a stat that says nothing either way */
+        gone = true;
+    } else if (st.st_dev == store->wal_dev && st.st_ino == store->wal_ino) {
+        return GLR_OK;
+    }
     /*
      * SQLite goes on writing to the file it holds open, which nothing will read after
      * the process ends: acknowledging a report written there would be a lie.
