@@ -458,9 +458,10 @@ END_TEST
 START_TEST(bad_options_are_refused)
 {
     const char *const cases[][4] = {
-        {"--listen", "nowhere", NULL}, {"--listen", "127.0.0.1:70000", NULL},
-        {"--threads", "0", NULL},      {"--log-level", "loud", NULL},
-        {"--frobnicate", "1", NULL},
+        {"--listen", "nowhere", NULL},  {"--listen", "127.0.0.1:70000", NULL},
+        {"--threads", "0", NULL},       {"--log-level", "loud", NULL},
+        {"--frobnicate", "1", NULL},    {"--disk-reserve", "lots", NULL},
+        {"--disk-reserve", "2T", NULL},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char stderr_text[1024];

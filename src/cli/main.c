@@ -39,6 +39,14 @@
 /* Largest --max-jobs or --max-reports-per-job (0 is no limit). */
 #define MAIN_QUOTA_MAX 4000000000UL
 /*
+ * Room kept free on the database's file system by default, in bytes: four times the WAL
+ * the checkpointer lets grow (16 MiB), which a checkpoint may need to grow the database
+ * by, with room to spare for SQLite's temporary files and whatever else shares the disk.
+ */
+#define MAIN_DISK_RESERVE_DEFAULT (64ULL * 1024 * 1024)
+/* Largest --disk-reserve, in bytes (1 TiB). */
+#define MAIN_DISK_RESERVE_MAX (1ULL << 40)
+/*
  * Open files the daemon needs besides its connections: the standard streams, the listening
  * socket, SQLite's connections with their WAL and temporary files, the notify socket, a
  * backup. 23 are open at rest with 4 threads; the rest is headroom.
@@ -59,6 +67,7 @@ struct options {
     const char *tls_cert; /* paths */
     const char *tls_key;
     bool insecure;
+    bool skip_check;
     double rate;
     /* The limit options (parse_limit), each as given or its default. */
     unsigned long max_connections;
@@ -68,18 +77,20 @@ struct options {
     unsigned long connection_memory;
     unsigned long max_jobs;
     unsigned long max_reports_per_job;
+    uint64_t disk_reserve;
 };
 
 static void usage(FILE *out)
 {
     fprintf(out,
             "usage: greedylrd [--listen ADDR:PORT] [--db PATH] [--threads N]\n"
-            "                 [--sync normal|full] [--resident-jobs N]\n"
+            "                 [--sync normal|full] [--resident-jobs N] [--skip-check]\n"
             "                 [--log-level error|warn|info|debug] [--log-format text|json]\n"
             "                 [--tls-cert FILE --tls-key FILE] [--insecure] [--rate-limit N/s]\n"
             "                 [--max-connections N] [--max-connections-per-ip N]\n"
             "                 [--idle-timeout SECONDS] [--request-timeout SECONDS]\n"
             "                 [--max-header-bytes N] [--max-jobs N] [--max-reports-per-job N]\n"
+            "                 [--disk-reserve SIZE]\n"
             "       greedylrd backup [--db PATH] [--force] OUT\n"
             "       greedylrd token create|list|revoke ...   (greedylrd token --help)\n"
             "       greedylrd --help | --version\n"
@@ -94,6 +105,8 @@ static void usage(FILE *out)
             "  --sync MODE         normal (default): an answered report survives a crash\n"
             "                      of the daemon; full: also a power loss (fsync)\n"
             "  --resident-jobs N   idle jobs kept in memory (default %d)\n"
+            "  --skip-check        serve the database without checking it first (PRAGMA\n"
+            "                      quick_check, at most %d s; a damaged one is refused)\n"
             "  --log-level LEVEL   what to log on standard error (default info; info\n"
             "                      logs one line per request)\n"
             "  --log-format FORMAT text, or json: one JSON object per line (default text)\n"
@@ -120,6 +133,9 @@ static void usage(FILE *out)
             "                              limit); creating one more is 507\n"
             "  --max-reports-per-job N     steps one job may hold (default %d; 0: no\n"
             "                              limit); a report of one more is 507\n"
+            "  --disk-reserve SIZE         bytes kept free on the database's file system\n"
+            "                              (K, M or G: KiB, MiB, GiB; default %lluM; 0:\n"
+            "                              none); below it writes are 503, nothing stored\n"
             "Request bodies are limited to %d bytes (413). SIGHUP reloads the tokens (also\n"
             "done every %d s).\n"
             "Once it accepts connections it prints \"listening on http://ADDR:PORT\"\n"
@@ -129,9 +145,10 @@ static void usage(FILE *out)
             "greedylrd backup copies the database at PATH (default as above), which a\n"
             "running daemon may be writing, into the new self-contained file OUT; an\n"
             "existing OUT is replaced only with --force.\n",
-            SVC_RESIDENT_DEFAULT, API_CONNECTIONS_DEFAULT, API_CONNECTIONS_PER_IP_DEFAULT,
-            API_IDLE_TIMEOUT_S, API_REQUEST_TIMEOUT_S, API_CONNECTION_MEMORY_DEFAULT,
-            STORE_MAX_JOBS_DEFAULT, SVC_MAX_REPORTS_DEFAULT, API_BODY_MAX, AUTH_RELOAD_S);
+            SVC_RESIDENT_DEFAULT, STORE_CHECK_MS / 1000, API_CONNECTIONS_DEFAULT,
+            API_CONNECTIONS_PER_IP_DEFAULT, API_IDLE_TIMEOUT_S, API_REQUEST_TIMEOUT_S,
+            API_CONNECTION_MEMORY_DEFAULT, STORE_MAX_JOBS_DEFAULT, SVC_MAX_REPORTS_DEFAULT,
+            (unsigned long long)(MAIN_DISK_RESERVE_DEFAULT >> 20), API_BODY_MAX, AUTH_RELOAD_S);
 }
 
 /* Reads an unsigned number in [min, max] into *out; returns 0, or -1 if it is not one. */
@@ -146,6 +163,26 @@ static int parse_unsigned(const char *text, unsigned long min, unsigned long max
     if (errno || *end != '\0' || v < min || v > max)
         return -1;
     *out = v;
+    return 0;
+}
+
+/*
+ * Reads a size in bytes, at most max: digits, then K, M or G for KiB, MiB or GiB.
+ * Returns 0, or -1 if text is not one.
+ */
+static int parse_size(const char *text, unsigned long long max, unsigned long long *out)
+{
+    if (*text < '0' || *text > '9')
+        return -1;
+    char *end = NULL;
+    errno = 0;
+    unsigned long long v = strtoull(text, &end, 10);
+    unsigned shift = 0;
+    if (*end == 'K' || *end == 'M' || *end == 'G')
+        shift = *end == 'K' ? 10 : *end == 'M' ? 20 : 30;
+    if (errno || (shift && end[1] != '\0') || (!shift && *end != '\0') || v > (max >> shift))
+        return -1;
+    *out = v << shift;
     return 0;
 }
 
@@ -217,6 +254,7 @@ static int parse_options(int argc, char **argv, struct options *o)
     o->connection_memory = API_CONNECTION_MEMORY_DEFAULT;
     o->max_jobs = STORE_MAX_JOBS_DEFAULT;
     o->max_reports_per_job = SVC_MAX_REPORTS_DEFAULT;
+    o->disk_reserve = MAIN_DISK_RESERVE_DEFAULT;
     o->format = LOG_TEXT;
     const char *listen = getenv("GREEDYLRD_LISTEN");
     o->db = cli_default_db();
@@ -236,6 +274,10 @@ static int parse_options(int argc, char **argv, struct options *o)
         }
         if (strcmp(arg, "--insecure") == 0) {
             o->insecure = true;
+            continue;
+        }
+        if (strcmp(arg, "--skip-check") == 0) {
+            o->skip_check = true;
             continue;
         }
         const char *value = i + 1 < argc ? argv[i + 1] : NULL;
@@ -280,6 +322,14 @@ static int parse_options(int argc, char **argv, struct options *o)
                 return 2;
             }
             o->resident_jobs = (size_t)n;
+        } else if (strcmp(arg, "--disk-reserve") == 0) {
+            unsigned long long size = 0;
+            if (parse_size(value, MAIN_DISK_RESERVE_MAX, &size) != 0) {
+                fprintf(stderr, "greedylrd: --disk-reserve must be a size in bytes, with K, M or G "
+                                "for KiB, MiB or GiB, of at most 1024G\n");
+                return 2;
+            }
+            o->disk_reserve = size;
         } else if (strcmp(arg, "--tls-cert") == 0) {
             o->tls_cert = value;
         } else if (strcmp(arg, "--tls-key") == 0) {
@@ -515,7 +565,11 @@ int main(int argc, char **argv)
     char err[GLR_ERR_MAX] = "";
     struct svc *svc = NULL;
     struct svc_options svc_options = {
-        .store = {.sync = o.sync, .on_group = count_group_commit, .max_jobs = o.max_jobs},
+        .store = {.sync = o.sync,
+                  .on_group = count_group_commit,
+                  .skip_check = o.skip_check,
+                  .disk_reserve = o.disk_reserve,
+                  .max_jobs = o.max_jobs},
         .resident_jobs = o.resident_jobs,
         .max_reports_per_job = o.max_reports_per_job,
     };

@@ -189,11 +189,22 @@ static int open_writer(struct store *store, const char *path, char *err)
     int rc = store_connection_open(path, &store->writer, store->writer_stmts,
                                    read_only ? STORE_ROLE_READ_ONLY : STORE_ROLE_WRITER,
                                    store->options.sync, err);
+    int code = rc && store->writer.db ? sqlite3_errcode(store->writer.db) & 0xff : SQLITE_OK;
+    if (code == SQLITE_NOTADB || code == SQLITE_CORRUPT)
+        rc = glr_fail(err, GLR_ECORRUPT, "database %s is damaged: %s", path,
+                      sqlite3_errmsg(store->writer.db));
+    /* A store that serves checks the file first: it would otherwise write into damage. */
+    if (!rc && !store->options.without_threads && !store->options.skip_check)
+        rc = store_check_file(store, path, err);
     if (!rc)
         rc = read_only ? check_version(store->writer.db, path, err)
                        : store_migrate(store->writer.db, path, err);
     if (!rc)
         rc = prepare_all(&store->writer, store_writer_sql, W_COUNT, err);
+    int64_t page_size = 0;
+    if (!rc)
+        rc = store_pragma_int(store->writer.db, store_other_sql[S_PAGE_SIZE], &page_size, err);
+    store->page_size = (int)page_size;
     if (!rc && !read_only) {
         char pragma[64];
         snprintf(pragma, sizeof(pragma), "%s%d", store_other_sql[S_CACHE_SIZE],
@@ -223,7 +234,12 @@ int store_open(const char *path, const struct store_options *options, struct sto
     struct store *store = calloc(1, sizeof(*store));
     if (!store)
         return glr_fail(err, GLR_ENOMEM, "out of memory");
-    atomic_init(&store->write_failed, false);
+    /* Until a write succeeds, the readiness probe commits (store_check_writable). */
+    atomic_init(&store->write_failed, true);
+    atomic_init(&store->space_failed, false);
+    store->room = -1;
+    atomic_init(&store->faulted, false);
+    glr_mutex_init(&store->fault_lock, 0); /* a leaf: held for a copy, never with another */
     store->jobs_stored = -1;
     if (options)
         store->options = *options;
@@ -244,6 +260,8 @@ int store_open(const char *path, const struct store_options *options, struct sto
     /* A store that serves owns its database: before anything touches it (store_owner.c). */
     int rc = threads ? store_owner_take(store, path, err) : GLR_OK;
     if (!rc)
+        rc = store_check_not_empty(path, err);
+    if (!rc)
         rc = open_writer(store, path, err);
     if (!rc && threads)
         rc = store_wal_start(store, path, err);
@@ -256,6 +274,9 @@ int store_open(const char *path, const struct store_options *options, struct sto
             rc = prepare_all(&store->readers[i], store_reader_sql, R_COUNT, err);
         store->nreaders = i + 1;
     }
+    /* Every connection has the WAL open by now: the file the store must keep writing. */
+    if (!rc && threads)
+        rc = store_wal_identify(store, err);
     if (!rc && threads) {
         if (pthread_create(&store->writer_thread, NULL, store_writer_main, store) == 0)
             store->writer_started = true;
@@ -296,6 +317,7 @@ void store_close(struct store *store)
     pthread_cond_destroy(&store->queue_wake);
     glr_mutex_destroy(&store->checkpoint_lock);
     pthread_cond_destroy(&store->checkpoint_wake);
+    glr_mutex_destroy(&store->fault_lock);
     store_owner_give(store); /* last: the database is closed and checkpointed by now */
     free(store);
 }

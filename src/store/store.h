@@ -13,6 +13,19 @@
  * hundred, so under load this turns many small transactions into few large ones without
  * answering anyone before their own row is committed. The other writes are rare and run
  * on the caller's thread, between two groups.
+ *
+ * Some faults end writing for good (store_fault.c): the WAL file deleted or replaced
+ * while a store that serves has it open (SQLite would go on writing to a file nothing
+ * reads after a restart), or a statement finding the database damaged. The first is
+ * logged; from then on every write fails with GLR_EBUSY saying why, and so does
+ * store_check_writable(); reads go on, and what the WAL held is copied into the database.
+ *
+ * A write that fails for want of room (a full disk, a quota, a file size limit) fails
+ * with GLR_EBUSY, and before anything else is committed the WAL is copied into the
+ * database and emptied, with the write lock held: until that finds room, writes fail
+ * with GLR_EBUSY. The WAL is copied into the database once it takes a quarter of the
+ * room left on the file system, so that it never takes what the database needs. With
+ * options.disk_reserve, writes fail the same way once less than that is free.
  */
 #ifndef GLR_STORE_H
 #define GLR_STORE_H
@@ -33,6 +46,12 @@
 #define STORE_BUSY_TIMEOUT_MS 5000
 /* How long the readiness probe waits for the write lock, in milliseconds. */
 #define STORE_READY_BUSY_MS 250
+/*
+ * Longest the check of a database at start may take, in milliseconds. quick_check reads
+ * every page: a database too large to be read in that time is checked in part (the log
+ * says so), so that a restart stays quick.
+ */
+#define STORE_CHECK_MS 10000
 /* Longest database or backup path, in bytes. */
 #define STORE_PATH_MAX 4096
 /* Most decisions committed in one transaction. */
@@ -70,6 +89,19 @@ struct store_options {
      * no limit): store_job_insert() answers GLR_EQUOTA past it.
      */
     uint64_t max_jobs;
+    /*
+     * A store that serves runs PRAGMA quick_check when it opens, for at most
+     * STORE_CHECK_MS (a larger file is checked in part, and the log says so), and refuses
+     * a damaged database with GLR_ECORRUPT naming the first problem. true skips it.
+     */
+    bool skip_check;
+    /*
+     * Bytes kept free on the database's file system by a store that serves: below it
+     * every write fails with GLR_EBUSY (nothing stored) before the disk is full, leaving
+     * room for the WAL to be copied into the database, and the readiness probe says so.
+     * 0: none.
+     */
+    uint64_t disk_reserve;
 };
 
 /* The daemon's --max-jobs unless told otherwise. */
@@ -131,8 +163,10 @@ struct store_rank_loss {
  * transaction, checks that WAL mode took, and starts the writer and checkpointer threads
  * (not with options->without_threads; options->read_only opens without creating,
  * migrating or writing). options may be NULL (defaults: STORE_SYNC_NORMAL, threads). A
- * database made by a newer greedylr is refused. A store with threads serves the database
- * and owns it: it holds an exclusive lock on path + "-lock" until store_close(), and a
+ * database made by a newer greedylr is refused, and so are an existing file of 0 bytes
+ * (SQLite would take it for a new database; a path that does not exist is one) and a
+ * damaged database (see skip_check), with GLR_ECORRUPT naming the file. A store with threads serves
+ * the database and owns it: it holds an exclusive lock on path + "-lock" until store_close(), and a
  * second one is refused (GLR_EBUSY, naming the process that holds it); stores without
  * threads (tools) take no lock. On success *out is owned by the caller (store_close()).
  * Returns GLR_OK, GLR_EBUSY, GLR_EIO, GLR_ENOMEM, GLR_ECORRUPT or (read_only) GLR_ENOTFOUND;
@@ -335,10 +369,12 @@ int store_token_scan(struct store *store, store_token_fn fn, void *ctx, char *er
 /*
  * The readiness probe: takes the write lock (waiting at most STORE_READY_BUSY_MS), checks
  * that the schema is the one this build migrates to, and makes a write that is rolled
- * back, or committed when the last write failed for a full disk or an I/O error (only a
- * commit shows those gone). Returns GLR_OK when the store can commit now; GLR_EIO (locked
- * elsewhere, read-only, an I/O error) or GLR_ECORRUPT (another schema version) with the
- * reason in err.
+ * back, or committed when the last write failed for a full disk or an I/O error, or no
+ * write has succeeded since the store opened (only a commit shows a full disk). After a
+ * write failed for want of room, it first empties the WAL into the database, as the next
+ * commit would. Returns GLR_OK when the store can commit now; GLR_EIO (locked
+ * elsewhere, read-only, an I/O error), GLR_ECORRUPT (another schema version) or GLR_EBUSY
+ * (a fault that ends writing, see above) with the reason in err.
  */
 int store_check_writable(struct store *store, char *err);
 

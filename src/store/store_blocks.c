@@ -108,7 +108,7 @@ int store_block_scan(struct store *store, int64_t seq, int64_t from_step, int64_
         }
     }
     rc = rc == SQLITE_DONE ? GLR_OK
-                           : store_db_fail(err, store->readers[r].db, "reading history blocks");
+                           : store_fail(store, store->readers[r].db, err, "reading history blocks");
     store_stmt_done(stmt);
     store_reader_give(store, r);
     return rc;

@@ -11,6 +11,13 @@
 #include "base/status.h"
 #include "store/store_int.h"
 
+void store_space_lacking(struct store *store)
+{
+    glr_mutex_assert_held(&store->write_lock);
+    atomic_store(&store->space_failed, true);
+    store_wal_wake_empty(store);
+}
+
 /*
  * A full disk, a failing write or a database that cannot be written (SQLITE_FULL,
  * SQLITE_IOERR, SQLITE_READONLY) becomes GLR_EBUSY, which clients see as 503 with
@@ -39,18 +46,38 @@ int store_step_done(struct store *store, sqlite3_stmt *stmt, const char *what, c
     }
     if ((rc & 0xff) == SQLITE_FULL || (rc & 0xff) == SQLITE_IOERR) {
         atomic_store(&store->write_failed, true);
+        if (store_lacks_space(store->writer.db, rc))
+            store_space_lacking(store);
         return glr_fail(err, GLR_EBUSY, "database: %s: %s; nothing was stored, try again later",
                         what, sqlite3_errmsg(store->writer.db));
     }
-    return store_db_fail(err, store->writer.db, what);
+    return store_fail(store, store->writer.db, err, what);
 }
 
 int store_write_begin(struct store *store, char *err)
 {
     glr_mutex_lock(&store->write_lock);
-    int rc = store_step_done(store, store->writer_stmts[W_BEGIN], "begin", err);
+    int rc = store_fault_get(store, err);
+    if (!rc)
+        rc = store_wal_empty(store, store->writer.db, err);
+    if (!rc)
+        rc = store_room_check(store, err);
+    if (!rc)
+        rc = store_step_done(store, store->writer_stmts[W_BEGIN], "begin", err);
     if (rc)
         glr_mutex_unlock(&store->write_lock);
+    return rc;
+}
+
+/*
+ * Commits the writer's transaction, once the WAL it goes to is still the file that will
+ * be read after a restart (a stat: cheap beside the commit).
+ */
+static int commit(struct store *store, char *err)
+{
+    int rc = store_wal_check(store, err);
+    if (!rc)
+        rc = store_step_done(store, store->writer_stmts[W_COMMIT], "commit", err);
     return rc;
 }
 
@@ -58,7 +85,7 @@ int store_write_finish(struct store *store, int rc, char *err)
 {
     glr_mutex_assert_held(&store->write_lock);
     if (rc == GLR_OK)
-        rc = store_step_done(store, store->writer_stmts[W_COMMIT], "commit", err);
+        rc = commit(store, err);
     if (rc != GLR_OK && !sqlite3_get_autocommit(store->writer.db))
         store_step_done(store, store->writer_stmts[W_ROLLBACK], "rollback", NULL);
     return rc;
@@ -127,6 +154,8 @@ static int write_decision(struct store *store, const struct store_commit *c, cha
                                            store->writer_stmts[W_BLOCK_ROWS],
                                            store->writer_stmts[W_BLOCK_INSERT]};
         rc = store_build_blocks(store->writer.db, &blocks, c->seq, err);
+        if (rc)
+            rc = store_fail(store, store->writer.db, err, "summarizing history");
     }
     if (!rc && c->snapshot) {
         sqlite3_stmt *stmt = store->writer_stmts[W_SNAPSHOT_INSERT];
@@ -186,23 +215,38 @@ static void commit_group(struct store *store, struct store_commit *group)
 {
     char err[GLR_ERR_MAX] = "";
     glr_mutex_lock(&store->write_lock);
+    /* A fault, or a full disk whose WAL cannot be emptied: nothing of the group is written. */
+    int refused = store_fault_get(store, err);
+    if (!refused)
+        refused = store_wal_empty(store, store->writer.db, err);
+    if (!refused)
+        refused = store_room_check(store, err);
+    if (refused) {
+        for (struct store_commit *c = group; c; c = c->next)
+            if (!commit_orphaned(c))
+                commit_failed(c, glr_fail(c->err, refused, "%s", err));
+        glr_mutex_unlock(&store->write_lock);
+        return;
+    }
     bool together = store_step_done(store, store->writer_stmts[W_BEGIN], "begin", err) == GLR_OK;
     for (struct store_commit *c = group; together && c; c = c->next)
         if (!commit_orphaned(c) && write_decision(store, c, c->err) != GLR_OK)
             together = false;
     if (together)
-        together = store_step_done(store, store->writer_stmts[W_COMMIT], "commit", err) == GLR_OK;
+        together = commit(store, err) == GLR_OK;
     if (!together) {
         rollback(store);
         for (struct store_commit *c = group; c; c = c->next) {
             c->status = GLR_OK;
             if (commit_orphaned(c))
                 continue;
-            int rc = store_step_done(store, store->writer_stmts[W_BEGIN], "begin", c->err);
+            int rc = store_fault_get(store, c->err);
+            if (!rc)
+                rc = store_step_done(store, store->writer_stmts[W_BEGIN], "begin", c->err);
             if (!rc)
                 rc = write_decision(store, c, c->err);
             if (!rc)
-                rc = store_step_done(store, store->writer_stmts[W_COMMIT], "commit", c->err);
+                rc = commit(store, c->err);
             if (rc) {
                 rollback(store);
                 commit_failed(c, rc);
@@ -270,7 +314,13 @@ int store_check_writable(struct store *store, char *err)
     sqlite3 *db = store->writer.db;
     /* A probe must answer quickly: a lock held elsewhere for longer means "not ready". */
     sqlite3_busy_timeout(db, STORE_READY_BUSY_MS);
-    int rc = store_exec(db, store_other_sql[S_BEGIN], "taking the write lock", err);
+    int rc = store_wal_check(store, err);
+    if (!rc)
+        rc = store_wal_empty(store, db, err);
+    if (!rc)
+        rc = store_room_check(store, err);
+    if (!rc)
+        rc = store_exec(db, store_other_sql[S_BEGIN], "taking the write lock", err);
     int64_t version = 0;
     if (!rc)
         rc = store_pragma_int(db, store_other_sql[S_USER_VERSION], &version, err);
@@ -289,14 +339,23 @@ int store_check_writable(struct store *store, char *err)
         rc = store_exec(db, sql, "writing", err);
     }
     /*
-     * After a failed write (a full disk, say) only a commit tells whether writes work
-     * again: it appends that unchanged page to the WAL, once per probe while failing.
+     * After a failed write (a full disk, say), and before the first write of the process
+     * (it may have started on a full disk), only a commit tells whether writes work: it
+     * appends that unchanged page to the WAL, once per probe until one succeeds.
      */
     if (!rc && atomic_load(&store->write_failed)) {
-        rc = store_exec(db, store_other_sql[S_COMMIT], "committing", err);
-        if (!rc)
+        int step = sqlite3_exec(db, store_other_sql[S_COMMIT], NULL, NULL, NULL);
+        if (step == SQLITE_OK)
             atomic_store(&store->write_failed, false);
+        else
+            rc = store_db_fail(err, db, "committing");
+        if (store_lacks_space(db, step))
+            store_space_lacking(store);
     }
+    /* Damage the probe's own statements find ends writing as any statement's does. */
+    int code = rc ? sqlite3_errcode(db) & 0xff : SQLITE_OK;
+    if (code == SQLITE_CORRUPT || code == SQLITE_NOTADB)
+        rc = store_fail(store, db, err, "checking readiness");
     if (!sqlite3_get_autocommit(db))
         sqlite3_exec(db, store_other_sql[S_ROLLBACK], NULL, NULL, NULL);
     sqlite3_busy_timeout(db, STORE_BUSY_TIMEOUT_MS);

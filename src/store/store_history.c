@@ -87,7 +87,7 @@ int store_snapshot_find(struct store *store, int64_t seq, int64_t max_step,
         rc =
             glr_fail(err, GLR_ENOTFOUND, "no snapshot at or before step %lld", (long long)max_step);
     } else {
-        rc = store_db_fail(err, store->readers[r].db, "finding a snapshot");
+        rc = store_fail(store, store->readers[r].db, err, "finding a snapshot");
     }
     store_stmt_done(stmt);
     store_reader_give(store, r);
@@ -203,7 +203,7 @@ int store_report_find(struct store *store, int64_t seq, int64_t step, int64_t ra
         rc = glr_fail(err, GLR_ENOTFOUND, "step %lld rank %lld was never reported", (long long)step,
                       (long long)rank);
     else
-        rc = store_db_fail(err, store->readers[r].db, "finding a report");
+        rc = store_fail(store, store->readers[r].db, err, "finding a report");
     store_stmt_done(stmt);
     store_reader_give(store, r);
     return rc;
@@ -232,7 +232,7 @@ int store_report_scan(struct store *store, int64_t seq, int64_t from_step, int64
     if (rc == SQLITE_DONE)
         rc = GLR_OK;
     else if (rc > 0)
-        rc = store_db_fail(err, store->readers[r].db, "reading history");
+        rc = store_fail(store, store->readers[r].db, err, "reading history");
     store_stmt_done(stmt);
     store_reader_give(store, r);
     return rc;
@@ -254,7 +254,7 @@ int store_rank_loss_find(struct store *store, int64_t seq, int64_t step, int64_t
         rc = glr_fail(err, GLR_ENOTFOUND, "rank %lld never reported step %lld", (long long)rank,
                       (long long)step);
     } else {
-        rc = store_db_fail(err, store->readers[r].db, "finding a rank's loss");
+        rc = store_fail(store, store->readers[r].db, err, "finding a rank's loss");
     }
     store_stmt_done(stmt);
     store_reader_give(store, r);

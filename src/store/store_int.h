@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <time.h>
 
 #include "base/mutex.h"
@@ -110,6 +111,8 @@ enum {
     S_IS_GREEDYLR,
     S_JOURNAL_DELETE,
     S_QUICK_CHECK,
+    S_QUICK_CHECK_FIRST,
+    S_PAGE_SIZE,
     S_COUNT
 };
 
@@ -144,6 +147,35 @@ struct store {
      * it, then kept by every insert and delete that commits; -1 until then. write_lock.
      */
     int64_t jobs_stored;
+    /*
+     * The last write failed for want of room (SQLITE_FULL, or ENOSPC, EDQUOT or EFBIG
+     * beneath an I/O error): before the next commit the WAL is copied into the database
+     * and emptied (store_wal_empty), so that the room an operator makes goes to the
+     * database first, not to a WAL that would take it all again. Atomic, and written
+     * only with write_lock held.
+     */
+    atomic_bool space_failed;
+    int page_size; /* set by store_open: the database's page size, in bytes */
+    /* write_lock: bytes free on the file system as the last write began; -1: not known. */
+    int64_t room;
+
+    /*
+     * A fault after which the store writes nothing more (store_fault.c): its WAL file
+     * deleted or replaced under it, or its database found damaged. Set once. faulted is
+     * read without a lock; the rest is written once, under fault_lock (a leaf lock).
+     */
+    atomic_bool faulted;
+    struct glr_mutex fault_lock;
+    int fault_status;               /* fault_lock: GLR_EIO or GLR_ECORRUPT */
+    char fault_detail[GLR_ERR_MAX]; /* fault_lock: what happened, for logs and answers */
+    /*
+     * The WAL file of a store that serves, as store_open() found it: the same path must
+     * name the same file for as long as the store is open. Set by store_open; wal_ino 0
+     * means no check.
+     */
+    const char *wal_path; /* sqlite3_filename_wal() of the writer's: lives as long */
+    dev_t wal_dev;
+    ino_t wal_ino;
 
     /* The checkpointer thread's own connection (store_wal.c); no other thread uses it. */
     struct connection checkpointer;
@@ -151,9 +183,11 @@ struct store {
     pthread_cond_t checkpoint_wake; /* CLOCK_MONOTONIC; waited on with checkpoint_lock */
     bool checkpoint_due;            /* checkpoint_lock */
     bool checkpoint_stop;           /* checkpoint_lock */
+    bool checkpoint_empty;          /* checkpoint_lock: the next one empties the WAL */
     uint64_t wal_commits;           /* checkpoint_lock: commits so far */
     bool wal_dirty;                 /* checkpoint_lock: commits since the WAL was emptied */
     bool checkpointer_started;      /* set by store_open */
+    bool fault_saved; /* the checkpointer's own: the WAL was copied in after a fault */
     pthread_t checkpointer_thread;
 
     /* Decisions waiting for the writer thread, oldest first. */
@@ -256,6 +290,65 @@ void *store_writer_main(void *arg);
 int store_wal_start(struct store *store, const char *path, char *err);
 /* Stops the checkpointer thread (if started) and closes its connection. */
 void store_wal_stop(struct store *store);
+/*
+ * After a write failed for want of room (space_failed), copies the WAL into the database
+ * through db and empties it (a truncating checkpoint), with write_lock held and outside a
+ * transaction, so that no commit takes the room first. Returns GLR_OK (nothing to do,
+ * done, or readers in the way: the commit may still find room), or GLR_EBUSY when there
+ * is no room for it either.
+ */
+int store_wal_empty(struct store *store, sqlite3 *db, char *err);
+/* store_commit.c: a write found no room; the WAL is to be emptied (write_lock held). */
+void store_space_lacking(struct store *store);
+/* Asks the checkpointer to empty the WAL now (a write failed for want of room). */
+void store_wal_wake_empty(struct store *store);
+
+/* store_fault.c: the file's health. */
+
+/*
+ * Records a fault that ends writing (the first one only; later ones are dropped), logs it
+ * once as an error and wakes the checkpointer to copy what the WAL holds into the
+ * database file. status is GLR_EIO or GLR_ECORRUPT; fmt says what happened. Takes
+ * fault_lock, then checkpoint_lock: call it with neither held.
+ */
+void store_fault_set(struct store *store, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/*
+ * GLR_OK while the store has no fault; else GLR_EBUSY with the fault in err: what every
+ * write and the readiness probe answer from then on.
+ */
+int store_fault_get(struct store *store, char *err);
+/*
+ * Checks that the WAL file is still the one store_open() found (a stat of its path).
+ * When it is gone or another, records the fault and returns what store_fault_get() does.
+ */
+int store_wal_check(struct store *store, char *err);
+/* Records the WAL file's identity (store_open, once every connection is open). */
+int store_wal_identify(struct store *store, char *err);
+/*
+ * Like store_db_fail() for a statement of the store's on db, and when SQLite found the
+ * database damaged (SQLITE_CORRUPT, SQLITE_NOTADB), records the fault and returns
+ * GLR_ECORRUPT.
+ */
+int store_fail(struct store *store, sqlite3 *db, char *err, const char *what);
+/* True when rc, from a statement or checkpoint on db, says the disk has no room. */
+bool store_lacks_space(sqlite3 *db, int rc);
+/* Bytes that may still be written on the database's file system; -1: not known. */
+int64_t store_free_bytes(struct store *store);
+/*
+ * Measures the room on the file system into store->room, before a write (write_lock
+ * held). GLR_OK while at least options.disk_reserve bytes are free; else GLR_EBUSY saying
+ * so, and the WAL is to be emptied as after a write that found no room.
+ */
+int store_room_check(struct store *store, char *err);
+/* Refuses an existing file of 0 bytes (GLR_ECORRUPT): SQLite would take it as new. */
+int store_check_not_empty(const char *path, char *err);
+/*
+ * Runs PRAGMA quick_check on the writer connection for at most STORE_CHECK_MS (then logs
+ * that it stopped unfinished). Returns GLR_OK, or GLR_ECORRUPT naming path and the first
+ * problem.
+ */
+int store_check_file(struct store *store, const char *path, char *err);
 
 /* store_migrate.c */
 

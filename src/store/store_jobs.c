@@ -160,7 +160,7 @@ int store_job_load(struct store *store, const char *id, struct store_job *out, c
     else if (rc == SQLITE_DONE)
         rc = glr_fail(err, GLR_ENOTFOUND, "job %.128s does not exist", id);
     else
-        rc = store_db_fail(err, store->readers[r].db, "loading a job");
+        rc = store_fail(store, store->readers[r].db, err, "loading a job");
     store_stmt_done(stmt);
     store_reader_give(store, r);
     return rc;
@@ -241,7 +241,7 @@ int store_job_scan(struct store *store, int64_t after_seq, int64_t limit,
     if (rc == SQLITE_DONE)
         rc = GLR_OK;
     else if (rc > 0)
-        rc = store_db_fail(err, store->readers[r].db, "listing jobs");
+        rc = store_fail(store, store->readers[r].db, err, "listing jobs");
     store_stmt_done(stmt);
     store_reader_give(store, r);
     return rc;
@@ -262,7 +262,7 @@ int store_job_counts(struct store *store, int64_t *running, int64_t *finished, c
         else
             *running += count;
     }
-    rc = rc == SQLITE_DONE ? GLR_OK : store_db_fail(err, store->readers[r].db, "counting jobs");
+    rc = rc == SQLITE_DONE ? GLR_OK : store_fail(store, store->readers[r].db, err, "counting jobs");
     store_stmt_done(stmt);
     store_reader_give(store, r);
     return rc;

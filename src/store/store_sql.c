@@ -144,4 +144,8 @@ const char *const store_other_sql[S_COUNT] = {
     [S_JOURNAL_DELETE] = "PRAGMA journal_mode = DELETE",
     /* A backup is checked before it takes its name. */
     [S_QUICK_CHECK] = "PRAGMA quick_check",
+    /* The check of a serving store at start: the first problem is enough to refuse it. */
+    [S_QUICK_CHECK_FIRST] = "PRAGMA quick_check(1)",
+    /* The page size, which sizes the WAL against the room left on the disk. */
+    [S_PAGE_SIZE] = "PRAGMA page_size",
 };

@@ -22,7 +22,7 @@ int store_token_insert(struct store *store, const struct store_token *token, cha
     if (step == SQLITE_CONSTRAINT_PRIMARYKEY || step == SQLITE_CONSTRAINT_UNIQUE)
         rc = glr_fail(err, GLR_ECONFLICT, "a token named %s exists already", token->name);
     else if (step != SQLITE_DONE)
-        rc = store_db_fail(err, store->writer.db, "inserting a token");
+        rc = store_fail(store, store->writer.db, err, "inserting a token");
     store_stmt_done(stmt);
     return store_write_end(store, rc, err);
 }
@@ -65,7 +65,7 @@ int store_token_scan(struct store *store, store_token_fn fn, void *ctx, char *er
             break;
     }
     if (!rc && step != SQLITE_ROW && step != SQLITE_DONE)
-        rc = store_db_fail(err, store->readers[r].db, "reading the tokens");
+        rc = store_fail(store, store->readers[r].db, err, "reading the tokens");
     store_stmt_done(stmt);
     store_reader_give(store, r);
     return rc;
