@@ -457,21 +457,50 @@ END_TEST
 
 START_TEST(bad_options_are_refused)
 {
-    const char *const cases[][4] = {
-        {"--listen", "nowhere", NULL},  {"--listen", "127.0.0.1:70000", NULL},
-        {"--threads", "0", NULL},       {"--log-level", "loud", NULL},
-        {"--frobnicate", "1", NULL},    {"--disk-reserve", "lots", NULL},
-        {"--disk-reserve", "2T", NULL},
+    /* Each refused with status 2 and a message that says what is wrong. */
+    const struct {
+        const char *args[4];
+        const char *says;
+    } cases[] = {
+        {{"--listen", "nowhere", NULL}, "is not ADDR:PORT"},
+        {{"--listen", "127.0.0.1:70000", NULL}, "is not ADDR:PORT"},
+        {{"--listen", "example.com:80", NULL}, "numeric IPv4 or IPv6 address or localhost"},
+        {{"--threads", "0", NULL}, "--threads"},
+        {{"--log-level", "loud", NULL}, "--log-level"},
+        {{"--frobnicate", "1", NULL}, "unknown option --frobnicate"},
+        {{"--bogus", NULL}, "unknown option --bogus"},
+        {{"--listen", NULL}, "--listen needs a value"},
+        {{"--disk-reserve", "lots", NULL}, "--disk-reserve"},
+        {{"--disk-reserve", "2T", NULL}, "--disk-reserve"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char stderr_text[1024];
-        int status = daemon_run(cases[i], stderr_text, sizeof(stderr_text));
-        ck_assert_msg(status == 2, "%s %s: exit %d", cases[i][0], cases[i][1], status);
-        ck_assert(strlen(stderr_text) > 0);
+        int status = daemon_run(cases[i].args, stderr_text, sizeof(stderr_text));
+        ck_assert_msg(status == 2, "%s: exit %d", cases[i].args[0], status);
+        ck_assert_msg(strstr(stderr_text, cases[i].says), "%s: \"%s\" does not say %s",
+                      cases[i].args[0], stderr_text, cases[i].says);
     }
-    const char *help[] = {"--help", NULL};
-    char out[1024];
-    ck_assert_int_eq(daemon_run(help, out, sizeof(out)), 0);
+    const char *help[] = {"--help", NULL}, *h[] = {"-h", NULL};
+    char out[4096];
+    ck_assert_int_eq(daemon_run_stdout(help, out, sizeof(out)), 0);
+    ck_assert_msg(strncmp(out, "usage: greedylrd", 16) == 0, "%s", out);
+    ck_assert_int_eq(daemon_run_stdout(h, out, sizeof(out)), 0);
+    ck_assert_msg(strncmp(out, "usage: greedylrd", 16) == 0, "%s", out);
+}
+END_TEST
+
+/* localhost is the loopback address: served without tokens, as 127.0.0.1 is. */
+START_TEST(localhost_is_loopback)
+{
+    static const char *const args[] = {"--listen", "localhost:0", NULL};
+    struct daemon d;
+    daemon_start(&d, NULL, args);
+    struct httpc c;
+    httpc_init(&c, d.port);
+    cJSON_Delete(httpc_expect(&c, "GET", "/healthz", NULL, 200));
+    httpc_close(&c);
+    daemon_stop(&d);
+    daemon_cleanup(&d);
 }
 END_TEST
 
@@ -490,6 +519,7 @@ int main(void)
     tcase_add_test(tc, a_newer_database_is_refused);
     tcase_add_test(tc, one_daemon_per_database);
     tcase_add_test(tc, bad_options_are_refused);
+    tcase_add_test(tc, localhost_is_loopback);
     suite_add_tcase(suite, tc);
     return testutil_run(suite);
 }

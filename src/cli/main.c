@@ -3,8 +3,10 @@
  * its database, serves the HTTP API, and shuts down cleanly on SIGINT or SIGTERM.
  * `greedylrd COMMAND ...` runs one of the subcommands instead (see subcommands[]).
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <signal.h>
+#include <stddef.h>
 #include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -93,12 +95,12 @@ static void usage(FILE *out)
             "                 [--disk-reserve SIZE]\n"
             "       greedylrd backup [--db PATH] [--force] OUT\n"
             "       greedylrd token create|list|revoke ...   (greedylrd token --help)\n"
-            "       greedylrd --help | --version\n"
+            "       greedylrd --help (-h) | --version\n"
             "\n"
             "Serves the greedylr learning-rate scheduling API over HTTP/JSON.\n"
-            "  --listen ADDR:PORT  numeric address and port (default 127.0.0.1:8080;\n"
-            "                      port 0 picks a free one; IPv6 as [::1]:8080);\n"
-            "                      also GREEDYLRD_LISTEN\n"
+            "  --listen ADDR:PORT  numeric address (or localhost) and port (default\n"
+            "                      127.0.0.1:8080; port 0 picks a free one; IPv6 as\n"
+            "                      [::1]:8080); also GREEDYLRD_LISTEN\n"
             "  --db PATH           SQLite database, created if missing (default\n"
             "                      ./greedylr.db); also GREEDYLRD_DB\n"
             "  --threads N         server threads (default: the number of CPUs)\n"
@@ -186,29 +188,52 @@ static int parse_size(const char *text, unsigned long long max, unsigned long lo
     return 0;
 }
 
+/* The limit options: whole numbers in [min, max], each kept in a field of struct options. */
+static const struct {
+    const char *name;
+    unsigned long min, max;
+    size_t field; /* offsetof(struct options, ...): an unsigned long */
+} limit_options[] = {
+    {"--max-connections", 1, MAIN_CONNECTIONS_MAX, offsetof(struct options, max_connections)},
+    {"--max-connections-per-ip", 0, MAIN_CONNECTIONS_MAX,
+     offsetof(struct options, max_connections_per_ip)},
+    {"--idle-timeout", 1, MAIN_IDLE_TIMEOUT_MAX, offsetof(struct options, idle_timeout_s)},
+    {"--request-timeout", 1, MAIN_IDLE_TIMEOUT_MAX, offsetof(struct options, request_timeout_s)},
+    {"--max-header-bytes", API_CONNECTION_MEMORY_MIN, API_CONNECTION_MEMORY_MAX,
+     offsetof(struct options, connection_memory)},
+    {"--max-jobs", 0, MAIN_QUOTA_MAX, offsetof(struct options, max_jobs)},
+    {"--max-reports-per-job", 0, MAIN_QUOTA_MAX, offsetof(struct options, max_reports_per_job)},
+};
+#define LIMIT_OPTIONS (sizeof(limit_options) / sizeof(limit_options[0]))
+
+/* The other options that take a value (parse_options reads each). */
+static const char *const value_options[] = {
+    "--listen",       "--db",       "--threads", "--log-format", "--sync",      "--resident-jobs",
+    "--disk-reserve", "--tls-cert", "--tls-key", "--rate-limit", "--log-level",
+};
+
+/* Whether arg is an option that takes a value, so that one missing is said so. */
+static bool takes_value(const char *arg)
+{
+    for (size_t i = 0; i < LIMIT_OPTIONS; i++)
+        if (strcmp(arg, limit_options[i].name) == 0)
+            return true;
+    for (size_t i = 0; i < sizeof(value_options) / sizeof(value_options[0]); i++)
+        if (strcmp(arg, value_options[i]) == 0)
+            return true;
+    return false;
+}
+
 /* Reads the value of one of the limit options; returns 0 if arg is not one, 1, or 2. */
 static int parse_limit(const char *arg, const char *value, struct options *o)
 {
-    const struct {
-        const char *name;
-        unsigned long min, max;
-        unsigned long *value;
-    } limits[] = {
-        {"--max-connections", 1, MAIN_CONNECTIONS_MAX, &o->max_connections},
-        {"--max-connections-per-ip", 0, MAIN_CONNECTIONS_MAX, &o->max_connections_per_ip},
-        {"--idle-timeout", 1, MAIN_IDLE_TIMEOUT_MAX, &o->idle_timeout_s},
-        {"--request-timeout", 1, MAIN_IDLE_TIMEOUT_MAX, &o->request_timeout_s},
-        {"--max-header-bytes", API_CONNECTION_MEMORY_MIN, API_CONNECTION_MEMORY_MAX,
-         &o->connection_memory},
-        {"--max-jobs", 0, MAIN_QUOTA_MAX, &o->max_jobs},
-        {"--max-reports-per-job", 0, MAIN_QUOTA_MAX, &o->max_reports_per_job},
-    };
-    for (size_t i = 0; i < sizeof(limits) / sizeof(limits[0]); i++) {
-        if (strcmp(arg, limits[i].name) != 0)
+    for (size_t i = 0; i < LIMIT_OPTIONS; i++) {
+        if (strcmp(arg, limit_options[i].name) != 0)
             continue;
-        if (parse_unsigned(value, limits[i].min, limits[i].max, limits[i].value) != 0) {
+        unsigned long *field = (unsigned long *)(void *)((char *)o + limit_options[i].field);
+        if (parse_unsigned(value, limit_options[i].min, limit_options[i].max, field) != 0) {
             fprintf(stderr, "greedylrd: %s must be a whole number from %lu to %lu\n", arg,
-                    limits[i].min, limits[i].max);
+                    limit_options[i].min, limit_options[i].max);
             return 2;
         }
         return 1;
@@ -216,7 +241,11 @@ static int parse_limit(const char *arg, const char *value, struct options *o)
     return 0;
 }
 
-/* Splits ADDR:PORT (or [ADDR]:PORT) into o->host and o->port. Returns 0 or -1. */
+/*
+ * Splits ADDR:PORT (or [ADDR]:PORT) into o->host and o->port: ADDR is a numeric IPv4 or
+ * IPv6 address, or localhost, which is 127.0.0.1 (no name is looked up: a daemon listens
+ * where it is told, not where a resolver says). Returns 0 or -1.
+ */
 static int parse_listen(const char *text, struct options *o)
 {
     const char *colon = strrchr(text, ':');
@@ -238,6 +267,11 @@ static int parse_listen(const char *text, struct options *o)
     memcpy(o->host, host, host_len);
     o->host[host_len] = '\0';
     o->port = (uint16_t)port;
+    if (strcmp(o->host, "localhost") == 0)
+        snprintf(o->host, sizeof(o->host), "127.0.0.1");
+    unsigned char address[sizeof(struct in6_addr)];
+    if (inet_pton(AF_INET, o->host, address) != 1 && inet_pton(AF_INET6, o->host, address) != 1)
+        return -1;
     return 0;
 }
 
@@ -264,7 +298,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
-        if (strcmp(arg, "--help") == 0) {
+        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
             usage(stdout);
             return -1;
         }
@@ -279,6 +313,10 @@ static int parse_options(int argc, char **argv, struct options *o)
         if (strcmp(arg, "--skip-check") == 0) {
             o->skip_check = true;
             continue;
+        }
+        if (!takes_value(arg)) {
+            fprintf(stderr, "greedylrd: unknown option %s (see --help)\n", arg);
+            return 2;
         }
         const char *value = i + 1 < argc ? argv[i + 1] : NULL;
         if (!value) {
@@ -356,7 +394,10 @@ static int parse_options(int argc, char **argv, struct options *o)
         }
     }
     if (parse_listen(listen, o) != 0) {
-        fprintf(stderr, "greedylrd: listen address \"%s\" is not ADDR:PORT\n", listen);
+        fprintf(stderr,
+                "greedylrd: listen address \"%s\" is not ADDR:PORT, with ADDR a numeric IPv4 or "
+                "IPv6 address or localhost\n",
+                listen);
         return 2;
     }
     if (strlen(o->db) == 0 || strlen(o->db) > MAIN_PATH_MAX) {
