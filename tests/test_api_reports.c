@@ -192,6 +192,67 @@ START_TEST(a_schedule_takes_reports_without_a_loss)
 }
 END_TEST
 
+/* A report sent raw with an Accept header; returns the status, the body into body. */
+static int report_accepting(const char *accept, const char *json, char *body, size_t size)
+{
+    char request[512], reply[2048];
+    snprintf(request, sizeof(request),
+             "POST /v1/jobs/text-1/reports HTTP/1.1\r\nHost: x\r\nAccept: %s\r\n"
+             "Content-Type: application/json\r\nContent-Length: %zu\r\nConnection: close\r\n"
+             "\r\n%s",
+             accept, strlen(json), json);
+    int status = httpc_raw(server.port, NULL, request, strlen(request), reply, sizeof(reply),
+                           5000 * testutil_slow());
+    const char *start = strstr(reply, "\r\n\r\n");
+    snprintf(body, size, "%s", start ? start + 4 : "");
+    return status;
+}
+
+START_TEST(decisions_come_as_text_when_asked)
+{
+    create("text-1", "{\"lr\":[0.1,0.2],\"config\":{\"patience\":0}}");
+    char body[1024];
+    ck_assert_int_eq(report_accepting("text/plain", "{\"step\":0,\"loss\":2}", body, sizeof(body)),
+                     200);
+    ck_assert_str_eq(body, "0.10526315789473685 0.2105263157894737\n");
+    /* A refusal is one line with its status; a retry is the same answer again. */
+    ck_assert_int_eq(report_accepting("text/plain", "{\"step\":0,\"loss\":3}", body, sizeof(body)),
+                     409);
+    ck_assert_msg(strncmp(body, "409 Conflict: step 0", 20) == 0, "%s", body);
+    ck_assert_int_eq(report_accepting("text/plain; q=0.9, application/json; q=0.1",
+                                      "{\"step\":0,\"loss\":2}", body, sizeof(body)),
+                     200);
+    ck_assert_str_eq(body, "0.10526315789473685 0.2105263157894737\n");
+    /* JSON whenever text is not asked for above it: a wildcard, a tie, a lower q. */
+    const char *json_accepts[] = {"*/*", "text/plain, application/json",
+                                  "application/json, text/plain;q=0.5", "text/plain;q=0"};
+    for (size_t i = 0; i < sizeof(json_accepts) / sizeof(json_accepts[0]); i++) {
+        ck_assert_int_eq(
+            report_accepting(json_accepts[i], "{\"step\":0,\"loss\":2}", body, sizeof(body)), 200);
+        ck_assert_msg(body[0] == '{', "Accept: %s gave %s", json_accepts[i], body);
+    }
+    /* ?format=text does the same without a header, for reports and lookups alike. */
+    struct httpc_response r;
+    ck_assert_int_eq(
+        httpc_request(&client, "GET", "/v1/jobs/text-1/lr?step=0&format=text", NULL, NULL, 0, &r),
+        0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(r.body, "0.10526315789473685 0.2105263157894737\n");
+    char type[64];
+    ck_assert_str_eq(httpc_header(&r, "Content-Type", type, sizeof(type)),
+                     "text/plain; charset=utf-8");
+    httpc_response_free(&r);
+    const char *next = "{\"step\":1,\"loss\":1}";
+    ck_assert_int_eq(httpc_request(&client, "POST", "/v1/jobs/text-1/reports?format=text",
+                                   "application/json", next, strlen(next), &r),
+                     0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_msg(strchr(r.body, '{') == NULL && r.body[strlen(r.body) - 1] == '\n', "%s", r.body);
+    httpc_response_free(&r);
+    cJSON_Delete(httpc_expect(&client, "GET", "/v1/jobs/text-1/lr?step=0&format=xml", NULL, 422));
+}
+END_TEST
+
 START_TEST(several_groups_answer_an_array)
 {
     create("groups-1", "{\"lr\":[0.1,0.2,0.3],\"config\":{\"patience\":0}}");
@@ -281,6 +342,7 @@ int main(void)
     tcase_add_test(tc, diverged_losses_in_every_spelling);
     tcase_add_test(tc, bad_reports_are_422);
     tcase_add_test(tc, a_schedule_takes_reports_without_a_loss);
+    tcase_add_test(tc, decisions_come_as_text_when_asked);
     tcase_add_test(tc, several_groups_answer_an_array);
     tcase_add_test(tc, concurrent_reports_apply_one_after_the_other);
     suite_add_tcase(suite, tc);

@@ -775,6 +775,11 @@ def check_reports(checker, client, jobs):
         tap.check(response.json().get("replayed") is True, "a retried report says replayed: true")
     checker.call("POST", path, 409, "again with another loss",
                  {"step": step, "loss": 0.5, "rank": 0})
+    checker.call("POST", f"{path}?format=text", 200, "answered as text",
+                 {"step": step + 1, "loss": 1.0})
+    checker.call("POST", f"{path}?format=xml", 422, "in a format there is none of",
+                 {"step": step + 2, "loss": 1.0}, body_valid=True)
+    step += 1
     checker.call("POST", path, 200, "skipping steps", {"step": step + 5, "loss": 1.0})
     checker.call("POST", path, 409, "of a skipped step", {"step": step + 2, "loss": 1.0})
     check_body_errors(checker, client, "POST", path)
@@ -860,6 +865,7 @@ def check_ranks(checker, client):
                   [first.body.decode(), second.body.decode()])
     lookup = "/v1/jobs/ranks/lr"
     checker.call("GET", f"{lookup}?step=0", 200, "of a decided step")
+    checker.call("GET", f"{lookup}?step=0&format=text", 200, "of a decided step, as text")
     checker.call("GET", f"{lookup}?step=1", 204, "of a step not decided, without waiting")
     checker.call("GET", f"{lookup}?step=1&wait_ms=50", 204, "of a step not decided in 50 ms")
     checker.call("GET", lookup, 422, "without a step")

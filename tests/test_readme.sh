@@ -37,4 +37,6 @@ check "the third report raises the lr" \
 check "the history holds three points" [ "$(grep -o '"step":' "$work/answers" | wc -l)" -ge 6 ]
 check "the CSV export has its header" contains "$work/answers" '^step,loss,lr,event$'
 check "the CSV export has the three rows" contains "$work/answers" '^2,1.95,0.10526315789473685,increase$'
+check "a report asked for text answers the lr alone" \
+    contains "$work/answers" '^next lr: 0\.10526315789473685$'
 finish

@@ -288,6 +288,15 @@ static enum MHD_Result on_head(struct api *api, struct MHD_Connection *conn, con
 {
     if (req->cut_params)
         return answer_query_too_long(conn, req);
+    if (req->match.route && req->match.route->answers_text) {
+        /* Decided first, so that every problem of the request comes in the form asked for. */
+        char err[GLR_ERR_MAX];
+        const char *format = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "format");
+        const char *accept =
+            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT);
+        if (req_parse_answer_format(format, accept, &req->text, err))
+            return api_answer_status(conn, req, GLR_EINVAL, err);
+    }
     if (strstr(url, "%00")) /* left encoded by unescape(): a NUL has no place in a path */
         return api_answer_problem(conn, req, HTTP_BAD_REQUEST, "malformed-path", "Malformed path",
                                   "the path holds an encoded NUL (%00)", NULL, 1);

@@ -125,10 +125,31 @@ enum MHD_Result api_answer_json(struct MHD_Connection *conn, struct request *req
     return api_answer(conn, req, &a);
 }
 
+/* A problem as one line of text, for a request that asked for text: "409 Conflict: ...". */
+static char *problem_line(unsigned status, const char *title, const char *detail)
+{
+    int len = snprintf(NULL, 0, "%u %s: %s\n", status, title, detail);
+    char *line = len >= 0 ? malloc((size_t)len + 1) : NULL;
+    if (line)
+        snprintf(line, (size_t)len + 1, "%u %s: %s\n", status, title, detail);
+    return line;
+}
+
 enum MHD_Result api_answer_problem(struct MHD_Connection *conn, struct request *req,
                                    unsigned status, const char *slug, const char *title,
                                    const char *detail, const char *allow, unsigned retry_after_s)
 {
+    bool comes_back = status == HTTP_TOO_MANY_REQUESTS || status == HTTP_UNAVAILABLE;
+    if (req->text) {
+        struct api_answer a = {
+            .status = status,
+            .type = API_TEXT_TYPE,
+            .text = problem_line(status, title, detail),
+            .allow = allow,
+            .retry_after_s = comes_back ? (retry_after_s ? retry_after_s : 1) : 0,
+        };
+        return a.text ? api_answer(conn, req, &a) : MHD_NO;
+    }
     cJSON *problem = cJSON_CreateObject();
     char type[96];
     snprintf(type, sizeof(type), "urn:greedylr:problem:%s", slug);
@@ -145,7 +166,6 @@ enum MHD_Result api_answer_problem(struct MHD_Connection *conn, struct request *
     char *text = print_line(problem);
     if (!text)
         return MHD_NO;
-    bool comes_back = status == HTTP_TOO_MANY_REQUESTS || status == HTTP_UNAVAILABLE;
     struct api_answer a = {
         .status = status,
         .type = "application/problem+json",

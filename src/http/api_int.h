@@ -43,6 +43,9 @@ enum http_status {
     HTTP_INSUFFICIENT_STORAGE = 507,
 };
 
+/* The Content-Type of a plain-text answer. */
+#define API_TEXT_TYPE "text/plain; charset=utf-8"
+
 /* Longest method name kept for the request log. */
 #define API_METHOD_MAX 16
 /*
@@ -72,6 +75,7 @@ struct api_route {
     const char *template; /* "/v1/jobs/{id}": a {...} segment is captured; also the label */
     const char *method;   /* "GET" serves HEAD too */
     bool takes_body;      /* false: a request that declares a body is refused unread */
+    bool answers_text;    /* answers text/plain when asked (req_wants_text), for shell scripts */
     enum auth_role role;  /* the least role that may */
     api_handler *handler;
 };
@@ -155,6 +159,7 @@ struct request {
     bool too_big;
     size_t dropped; /* bytes of a too big body read and dropped */
     bool answered;  /* an answer is queued */
+    bool text;      /* answer in plain text, problems included (api_route.answers_text) */
     unsigned status;
 
     struct api_conn *link; /* the connection's entry (api_conn.c); NULL: not watched */

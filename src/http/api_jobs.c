@@ -5,6 +5,7 @@
  */
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "base/jsonx.h"
@@ -121,10 +122,31 @@ static cJSON *decision_json(const char *id, const struct svc_report_result *r)
     return answer;
 }
 
+/* A decision as text: its learning rates, one per parameter group, spaced, and a newline. */
+static char *decision_text(const struct svc_report_result *r)
+{
+    char *text = malloc(r->groups * (JSONX_DOUBLE_MAX + 1) + 1);
+    if (!text)
+        return NULL;
+    size_t len = 0;
+    for (size_t i = 0; i < r->groups; i++) {
+        if (i > 0)
+            text[len++] = ' ';
+        len += jsonx_format_double(r->lrs[i], text + len);
+    }
+    text[len++] = '\n';
+    text[len] = '\0';
+    return text;
+}
+
 /* Answers a report or lookup: the decision, 204 for "not decided yet", or a problem. */
 static enum MHD_Result answer_decision(struct MHD_Connection *conn, struct request *req, int rc,
                                        const struct svc_report_result *r, const char *err)
 {
+    if (rc == GLR_OK && req->text) {
+        struct api_answer a = {.status = HTTP_OK, .type = API_TEXT_TYPE, .text = decision_text(r)};
+        return a.text ? api_answer(conn, req, &a) : MHD_NO;
+    }
     if (rc == GLR_OK)
         return api_answer_json(conn, req, HTTP_OK, decision_json(req->match.id, r), NULL);
     if (rc == GLR_EAGAIN && req->lookup)

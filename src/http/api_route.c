@@ -10,26 +10,27 @@
 
 /*
  * One row per route and method, a path's rows together, GET first where there is one
- * (the Allow header lists them in this order), and whether it takes a request body. Metrics list
- * the paths in the order they first appear here, so a new path goes after the others.
+ * (the Allow header lists them in this order), whether it takes a request body, and whether
+ * it may answer in plain text. Metrics list the paths in the order they first appear here,
+ * so a new path goes after the others.
  */
 const struct api_route api_routes[] = {
-    {"/healthz", "GET", false, AUTH_NONE, api_get_health},
-    {"/readyz", "GET", false, AUTH_NONE, api_get_ready},
-    {"/metrics", "GET", false, AUTH_READER, api_get_metrics},
-    {"/v1/jobs", "GET", false, AUTH_READER, api_list_jobs},
-    {"/v1/jobs", "POST", true, AUTH_WRITER, api_post_job},
-    {"/v1/jobs/{id}", "GET", false, AUTH_READER, api_get_job},
-    {"/v1/jobs/{id}", "PUT", true, AUTH_WRITER, api_put_job},
-    {"/v1/jobs/{id}", "PATCH", true, AUTH_WRITER, api_patch_job},
-    {"/v1/jobs/{id}", "DELETE", false, AUTH_ADMIN, api_delete_job},
-    {"/v1/jobs/{id}/reports", "POST", true, AUTH_WRITER, api_post_report},
-    {"/v1/jobs/{id}/history", "GET", false, AUTH_READER, api_get_history},
-    {"/v1/jobs/{id}/rewind", "POST", true, AUTH_WRITER, api_post_rewind},
-    {"/v1/jobs/{id}/lr", "GET", false, AUTH_READER, api_get_lr},
-    {"/v1/tokens", "GET", false, AUTH_ADMIN, api_list_tokens},
-    {"/v1/tokens", "POST", true, AUTH_ADMIN, api_create_token},
-    {"/v1/tokens/{name}", "DELETE", false, AUTH_ADMIN, api_revoke_token},
+    {"/healthz", "GET", false, false, AUTH_NONE, api_get_health},
+    {"/readyz", "GET", false, false, AUTH_NONE, api_get_ready},
+    {"/metrics", "GET", false, false, AUTH_READER, api_get_metrics},
+    {"/v1/jobs", "GET", false, false, AUTH_READER, api_list_jobs},
+    {"/v1/jobs", "POST", true, false, AUTH_WRITER, api_post_job},
+    {"/v1/jobs/{id}", "GET", false, false, AUTH_READER, api_get_job},
+    {"/v1/jobs/{id}", "PUT", true, false, AUTH_WRITER, api_put_job},
+    {"/v1/jobs/{id}", "PATCH", true, false, AUTH_WRITER, api_patch_job},
+    {"/v1/jobs/{id}", "DELETE", false, false, AUTH_ADMIN, api_delete_job},
+    {"/v1/jobs/{id}/reports", "POST", true, true, AUTH_WRITER, api_post_report},
+    {"/v1/jobs/{id}/history", "GET", false, false, AUTH_READER, api_get_history},
+    {"/v1/jobs/{id}/rewind", "POST", true, false, AUTH_WRITER, api_post_rewind},
+    {"/v1/jobs/{id}/lr", "GET", false, true, AUTH_READER, api_get_lr},
+    {"/v1/tokens", "GET", false, false, AUTH_ADMIN, api_list_tokens},
+    {"/v1/tokens", "POST", true, false, AUTH_ADMIN, api_create_token},
+    {"/v1/tokens/{name}", "DELETE", false, false, AUTH_ADMIN, api_revoke_token},
 };
 
 _Static_assert(sizeof(api_routes) / sizeof(api_routes[0]) == API_ROUTE_ROWS,

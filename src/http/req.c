@@ -17,7 +17,8 @@ bool req_is_json_media_type(const char *type)
 {
     while (*type == ' ' || *type == '\t')
         type++;
-    size_t len = strcspn(type, ";");
+    /* A Content-Type ends at its parameters; a range of an Accept list at the next too. */
+    size_t len = strcspn(type, ";,");
     while (len > 0 && (type[len - 1] == ' ' || type[len - 1] == '\t'))
         len--;
     const char *prefix = "application/";
@@ -29,6 +30,75 @@ bool req_is_json_media_type(const char *type)
     if (subtype_len == 4 && strncasecmp(subtype, "json", 4) == 0)
         return true;
     return subtype_len > 5 && strncasecmp(subtype + subtype_len - 5, "+json", 5) == 0;
+}
+
+/* Most media ranges of an Accept header looked at; the rest is ignored. */
+#define REQ_ACCEPT_RANGES_MAX 32
+
+/*
+ * The q of a media range's parameters (";q=0.5"), 1 when none; 0 for a q that is not a
+ * number from 0 to 1 (RFC 9110: such a range is not acceptable).
+ */
+static double range_quality(const char *params, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        if (params[i] != ';')
+            continue;
+        size_t j = i + 1;
+        while (j < len && (params[j] == ' ' || params[j] == '\t'))
+            j++;
+        if (j + 2 > len || (params[j] != 'q' && params[j] != 'Q') || params[j + 1] != '=')
+            continue;
+        char digits[8] = "";
+        size_t n = 0;
+        for (j += 2; j < len && n + 1 < sizeof(digits) && strchr("0123456789.", params[j]); j++)
+            digits[n++] = params[j];
+        digits[n] = '\0';
+        char *end = NULL;
+        double q = strtod(digits, &end);
+        return n > 0 && *end == '\0' && q >= 0 && q <= 1 ? q : 0;
+    }
+    return 1;
+}
+
+bool req_accepts_text(const char *accept)
+{
+    if (!accept)
+        return false;
+    double text = 0, json = 0;
+    const char *p = accept;
+    for (int ranges = 0; *p && ranges < REQ_ACCEPT_RANGES_MAX; ranges++) {
+        size_t len = strcspn(p, ",");
+        const char *type = p;
+        while (type < p + len && (*type == ' ' || *type == '\t'))
+            type++;
+        size_t type_len = strcspn(type, ";,");
+        while (type_len > 0 && (type[type_len - 1] == ' ' || type[type_len - 1] == '\t'))
+            type_len--;
+        double q = range_quality(type + type_len, (size_t)(p + len - (type + type_len)));
+        if (type_len == 10 && strncasecmp(type, "text/plain", 10) == 0)
+            text = q > text ? q : text;
+        else if (type_len > 0 && req_is_json_media_type(type))
+            json = q > json ? q : json;
+        p += len;
+        if (*p == ',')
+            p++;
+    }
+    return text > 0 && text > json;
+}
+
+int req_parse_answer_format(const char *format, const char *accept, bool *text, char *err)
+{
+    *text = false;
+    if (!format) {
+        *text = req_accepts_text(accept);
+        return GLR_OK;
+    }
+    if (strcmp(format, "text") == 0)
+        *text = true;
+    else if (strcmp(format, "json") != 0)
+        return glr_fail(err, GLR_EINVAL, "format must be \"json\" or \"text\"");
+    return GLR_OK;
 }
 
 /* Names the first key of object that is not in allowed (NULL-terminated), or NULL. */

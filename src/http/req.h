@@ -37,6 +37,19 @@ _Static_assert(REQ_JSON_DEPTH_MAX <= JSONSTRICT_DEPTH_MAX, "jsonstrict_check() f
  */
 bool req_is_json_media_type(const char *type);
 
+/*
+ * Whether an Accept header (NULL: none) asks for text/plain before JSON: it names
+ * text/plain with a q above that of every JSON type it names (a wildcard asks for neither).
+ */
+bool req_accepts_text(const char *accept);
+
+/*
+ * The form of a decision's answer: *text is true for ?format=text, false for ?format=json,
+ * else what accept asks for (req_accepts_text). Returns GLR_OK, or GLR_EINVAL for another
+ * format.
+ */
+int req_parse_answer_format(const char *format, const char *accept, bool *text, char *err);
+
 /* A request body: its Content-Type (NULL when absent) and its bytes (not NUL-terminated). */
 struct req_body {
     const char *type;
