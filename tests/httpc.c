@@ -268,6 +268,23 @@ void httpc_json(struct httpc *c, const char *method, const char *path, const cha
     ck_assert_msg(rc == 0, "%s %s: no answer", method, path);
 }
 
+int httpc_status(struct httpc *c, const char *method, const char *path, const char *body,
+                 char *detail, size_t size)
+{
+    struct httpc_response r;
+    httpc_json(c, method, path, body, &r);
+    if (detail) {
+        /* Only a problem has a detail; any other body leaves it empty. */
+        cJSON *answer = r.body[0] == '{' ? cJSON_Parse(r.body) : NULL;
+        const cJSON *d = cJSON_GetObjectItemCaseSensitive(answer, "detail");
+        snprintf(detail, size, "%s", cJSON_IsString(d) ? d->valuestring : "");
+        cJSON_Delete(answer);
+    }
+    int status = r.status;
+    httpc_response_free(&r);
+    return status;
+}
+
 const char *httpc_header(const struct httpc_response *r, const char *name, char *out, size_t size)
 {
     size_t name_len = strlen(name);

@@ -43,6 +43,13 @@ int httpc_request(struct httpc *c, const char *method, const char *path, const c
 void httpc_json(struct httpc *c, const char *method, const char *path, const char *body,
                 struct httpc_response *r);
 
+/*
+ * httpc_json(), for the status alone: returns it, and copies the problem's detail into
+ * detail (size bytes; "" for an answer that is not a problem) unless detail is NULL.
+ */
+int httpc_status(struct httpc *c, const char *method, const char *path, const char *body,
+                 char *detail, size_t size);
+
 /* The value of a response header (case-insensitive name) copied into out, or NULL. */
 const char *httpc_header(const struct httpc_response *r, const char *name, char *out, size_t size);
 

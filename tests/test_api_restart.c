@@ -225,19 +225,6 @@ START_TEST(an_older_database_is_upgraded)
 }
 END_TEST
 
-static int count_rows(const char *path, const char *sql)
-{
-    sqlite3 *db = NULL;
-    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
-    sqlite3_stmt *stmt = NULL;
-    ck_assert_int_eq(sqlite3_prepare_v2(db, sql, -1, &stmt, NULL), SQLITE_OK);
-    ck_assert_int_eq(sqlite3_step(stmt), SQLITE_ROW);
-    int n = sqlite3_column_int(stmt, 0);
-    sqlite3_finalize(stmt);
-    sqlite3_close(db);
-    return n;
-}
-
 /*
  * A database of schema version 5 has no history summaries: the upgrade makes them from
  * the rows, the same as the daemon makes them while reports come in.
@@ -259,14 +246,14 @@ START_TEST(an_upgrade_summarizes_the_history)
     const char *path = "/v1/jobs/sum/history?max_points=20";
     char *before = httpc_get_text(d.port, path);
     daemon_stop(&d);
-    ck_assert_int_eq(count_rows(d.db, "SELECT count(*) FROM history_blocks"), 2000 / 64);
+    ck_assert_int_eq((int)testdb_integer(d.db, "SELECT count(*) FROM history_blocks"), 2000 / 64);
 
     testdb_exec(d.db, "DROP TABLE history_blocks; PRAGMA user_version = 5;");
     daemon_restart(&d);
     char *after = httpc_get_text(d.port, path);
     daemon_stop(&d);
     ck_assert_int_eq(testdb_user_version(d.db), SCHEMA_LATEST);
-    ck_assert_int_eq(count_rows(d.db, "SELECT count(*) FROM history_blocks"), 2000 / 64);
+    ck_assert_int_eq((int)testdb_integer(d.db, "SELECT count(*) FROM history_blocks"), 2000 / 64);
     ck_assert_str_eq(after, before);
     free(before);
     free(after);
@@ -375,7 +362,7 @@ START_TEST(a_job_is_loaded_by_replaying_its_latest_reports)
     char sql[160];
     snprintf(sql, sizeof(sql), "SELECT count(*) FROM jobs WHERE reports = %d AND last_step = %d",
              written, written - 1);
-    ck_assert_int_eq(count_rows(d.db, sql), 2);
+    ck_assert_int_eq((int)testdb_integer(d.db, sql), 2);
 
     /* After the crash both go on exactly; then a damaged history row is found, not served. */
     daemon_restart(&d);

@@ -72,15 +72,7 @@ static bool wal_emptied(const char *db)
 /* GET /readyz; returns the status and copies the problem's detail (if any) into detail. */
 static int readyz(struct httpc *c, char *detail, size_t size)
 {
-    struct httpc_response r;
-    httpc_json(c, "GET", "/readyz", NULL, &r);
-    cJSON *body = httpc_body_json(&r);
-    const cJSON *d = cJSON_GetObjectItemCaseSensitive(body, "detail");
-    snprintf(detail, size, "%s", cJSON_IsString(d) ? d->valuestring : "");
-    int status = r.status;
-    cJSON_Delete(body);
-    httpc_response_free(&r);
-    return status;
+    return httpc_status(c, "GET", "/readyz", NULL, detail, size);
 }
 
 /* POSTs the report of step to job "full"; returns the status. */
@@ -88,11 +80,7 @@ static int report(struct httpc *c, int step)
 {
     char body[64];
     snprintf(body, sizeof(body), "{\"step\":%d,\"loss\":%d}", step, (step * 7) % 13);
-    struct httpc_response r;
-    httpc_json(c, "POST", "/v1/jobs/full/reports", body, &r);
-    int status = r.status;
-    httpc_response_free(&r);
-    return status;
+    return httpc_status(c, "POST", "/v1/jobs/full/reports", body, NULL, 0);
 }
 
 /* Sends the report of step until it is answered 200, for at most 2 s; returns the status. */

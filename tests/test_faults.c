@@ -18,15 +18,7 @@
 /* GET /readyz; returns the status and copies the problem's detail (if any) into detail. */
 static int readyz(struct httpc *c, char *detail, size_t size)
 {
-    struct httpc_response r;
-    httpc_json(c, "GET", "/readyz", NULL, &r);
-    cJSON *body = httpc_body_json(&r);
-    const cJSON *d = cJSON_GetObjectItemCaseSensitive(body, "detail");
-    snprintf(detail, size, "%s", cJSON_IsString(d) ? d->valuestring : "");
-    int status = r.status;
-    cJSON_Delete(body);
-    httpc_response_free(&r);
-    return status;
+    return httpc_status(c, "GET", "/readyz", NULL, detail, size);
 }
 
 /* POSTs a report of step with a loss; returns the status. */
@@ -35,11 +27,7 @@ static int report(struct httpc *c, const char *job, int step)
     char path[128], body[64];
     snprintf(path, sizeof(path), "/v1/jobs/%s/reports", job);
     snprintf(body, sizeof(body), "{\"step\":%d,\"loss\":%d}", step, (step * 7) % 11);
-    struct httpc_response r;
-    httpc_json(c, "POST", path, body, &r);
-    int status = r.status;
-    httpc_response_free(&r);
-    return status;
+    return httpc_status(c, "POST", path, body, NULL, 0);
 }
 
 /* The job's report count, as GET answers it. */

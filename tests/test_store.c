@@ -846,20 +846,6 @@ static void *write_beside(void *arg)
     return NULL;
 }
 
-/* The number the query (one row, one integer) gives on the database of the case. */
-static int64_t query_count(const char *sql)
-{
-    sqlite3 *db = NULL;
-    ck_assert_int_eq(sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-    sqlite3_stmt *stmt = NULL;
-    ck_assert_int_eq(sqlite3_prepare_v2(db, sql, -1, &stmt, NULL), SQLITE_OK);
-    ck_assert_int_eq(sqlite3_step(stmt), SQLITE_ROW);
-    int64_t n = sqlite3_column_int64(stmt, 0);
-    sqlite3_finalize(stmt);
-    sqlite3_close(db);
-    return n;
-}
-
 START_TEST(a_long_rewind_lets_other_writes_through)
 {
     struct store *store = open_store(NULL);
@@ -895,13 +881,13 @@ START_TEST(a_long_rewind_lets_other_writes_through)
 
     /* Everything after step 9 is gone, and the row says where the job stands. */
     snprintf(sql, sizeof(sql), "SELECT count(*) FROM history WHERE job_seq = %lld", (long long)seq);
-    ck_assert_int_eq(query_count(sql), 10);
+    ck_assert_int_eq(testdb_integer(db_path, sql), 10);
     snprintf(sql, sizeof(sql), "SELECT count(*) FROM snapshots WHERE job_seq = %lld",
              (long long)seq);
-    ck_assert_int_eq(query_count(sql), 0);
+    ck_assert_int_eq(testdb_integer(db_path, sql), 0);
     snprintf(sql, sizeof(sql), "SELECT last_step * 1000 + reports FROM jobs WHERE seq = %lld",
              (long long)seq);
-    ck_assert_int_eq(query_count(sql), 9 * 1000 + 10);
+    ck_assert_int_eq(testdb_integer(db_path, sql), 9 * 1000 + 10);
     /*
      * The other writer was held back for a batch at a time, not for the whole rewind: in
      * one transaction, its longest write would take about as long as the rewind.

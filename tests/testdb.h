@@ -7,6 +7,9 @@
 
 #include <stdint.h>
 
+/* The integer the query sql (one row, one column) gives on the database at path, read-only. */
+int64_t testdb_integer(const char *path, const char *sql);
+
 /* PRAGMA user_version of the database at path (the schema version greedylr wrote). */
 int64_t testdb_user_version(const char *path);
 
