@@ -497,7 +497,7 @@ int api_start(struct svc *svc, const struct api_options *options, struct api **o
     if (connections < options->threads)
         return glr_fail(err, GLR_EINVAL,
                         "max connections (%u) must be at least the number of threads (%u): "
-                        "each thread takes an equal share",
+                        "each server thread needs room for one at least",
                         connections, options->threads);
     bool tls = options->tls_cert != NULL;
     if (tls && !options->tls_key)
