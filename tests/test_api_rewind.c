@@ -4,6 +4,8 @@
  * history alone or from a snapshot and history; the rewind survives a restart.
  */
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +14,7 @@
 #include "apitest.h"
 #include "golden.h"
 #include "base/jsonx.h"
+#include "testdb.h"
 #include "testutil.h"
 
 static void create_job(const char *id, const char *policy, const cJSON *lr, const cJSON *config)
@@ -271,6 +274,86 @@ static void load(void)
     golden_load();
 }
 
+/* Rows of the long history of the case below. */
+#define LONG_ROWS 300000
+
+/* A rewind sent on a connection of its own, and how long its answer took. */
+struct rewinding {
+    int port;
+    int status;
+    double seconds;
+    atomic_bool done;
+};
+
+static void *rewind_long(void *arg)
+{
+    struct rewinding *w = arg;
+    struct httpc c;
+    httpc_init(&c, w->port);
+    double started = testutil_seconds();
+    w->status = httpc_status(&c, "POST", "/v1/jobs/long/rewind", "{\"to_step\":-1}", NULL, 0);
+    w->seconds = testutil_seconds() - started;
+    httpc_close(&c);
+    atomic_store(&w->done, true);
+    return NULL;
+}
+
+/*
+ * A rewind of a long history takes a while; it runs off the server threads, so that with
+ * one server thread the daemon still answers other connections meanwhile.
+ */
+START_TEST(a_long_rewind_holds_no_server_thread)
+{
+    static const char *const args[] = {"--threads", "1", NULL};
+    struct daemon d;
+    daemon_start(&d, NULL, args);
+    struct httpc c;
+    httpc_init(&c, d.port);
+    cJSON_Delete(
+        httpc_expect(&c, "PUT", "/v1/jobs/long", "{\"policy\":\"constant\",\"lr\":0.1}", 201));
+    httpc_close(&c);
+    daemon_stop(&d);
+    /* A constant job's rows replay to any state: the rewind to -1 replays none of them. */
+    char sql[768];
+    snprintf(sql, sizeof(sql),
+             "WITH RECURSIVE k(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM k WHERE i < %d)"
+             " INSERT INTO history (job_seq, step, rank, loss, metric, lr, event, time_ms)"
+             " SELECT (SELECT seq FROM jobs WHERE id = 'long'), i, 0, 2.0, 2.0, 0.1, 'hold', 0"
+             " FROM k; UPDATE jobs SET last_step = %d, reports = %d WHERE id = 'long'",
+             LONG_ROWS - 1, LONG_ROWS - 1, LONG_ROWS);
+    testdb_exec(d.db, sql);
+    daemon_restart(&d);
+    httpc_init(&c, d.port);
+    cJSON_Delete(httpc_expect(&c, "GET", "/v1/jobs/long", NULL, 200)); /* loaded */
+
+    struct rewinding w = {.port = d.port};
+    atomic_init(&w.done, false);
+    pthread_t thread;
+    ck_assert_int_eq(pthread_create(&thread, NULL, rewind_long, &w), 0);
+    double worst = 0;
+    int answered = 0;
+    while (!atomic_load(&w.done)) {
+        double started = testutil_seconds();
+        ck_assert_int_eq(httpc_status(&c, "GET", "/healthz", NULL, NULL, 0), 200);
+        double took = testutil_seconds() - started;
+        worst = took > worst ? took : worst;
+        answered++;
+    }
+    pthread_join(thread, NULL);
+    ck_assert_int_eq(w.status, 200);
+    cJSON *job = httpc_expect(&c, "GET", "/v1/jobs/long", NULL, 200);
+    ck_assert(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(job, "last_step")));
+    cJSON_Delete(job);
+    /* On the server thread, the slowest would take about as long as the rewind itself. */
+    ck_assert_msg(answered >= 3 && worst < w.seconds / 4,
+                  "%d answers during a rewind of %.3f s, the slowest in %.3f s", answered,
+                  w.seconds, worst);
+    httpc_close(&c);
+    daemon_stop(&d);
+    daemon_cleanup(&d);
+}
+END_TEST
+
 int main(void)
 {
     Suite *suite = suite_create("api_rewind");
@@ -283,6 +366,7 @@ int main(void)
     tcase_add_test(tc, rewind_from_snapshots_is_exact);
     tcase_add_test(tc, rewind_survives_a_restart);
     tcase_add_test(tc, rewind_forgets_the_history_summaries);
+    tcase_add_test(tc, a_long_rewind_holds_no_server_thread);
     suite_add_tcase(suite, tc);
     return testutil_run(suite);
 }

@@ -442,6 +442,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     api_conn_end(api, req);
     atomic_fetch_sub(&api->in_flight, 1);
     pthread_mutex_destroy(&req->wait_lock);
+    cJSON_Delete(req->deferred_answer); /* done, but never answered */
     free(req->body);
     free(req);
     *con_cls = NULL;
@@ -525,6 +526,8 @@ int api_start(struct svc *svc, const struct api_options *options, struct api **o
     unsigned request_s =
         options->request_timeout_s ? options->request_timeout_s : API_REQUEST_TIMEOUT_S;
     int rc = api_conns_start(api, connections, request_s, err);
+    if (!rc && (rc = api_defer_start(api, err)))
+        api_conns_stop(api);
     if (rc) {
         api_conns_destroy(api);
         ratelimit_free(api->limit);
@@ -568,6 +571,7 @@ int api_start(struct svc *svc, const struct api_options *options, struct api **o
         MHD_OPTION_NOTIFY_CONNECTION, api_conn_notify, api, MHD_OPTION_ARRAY, extra,
         MHD_OPTION_END);
     if (!api->daemon) {
+        api_defer_stop(api);
         api_conns_stop(api);
         api_conns_destroy(api);
         ratelimit_free(api->limit);
@@ -602,6 +606,7 @@ void api_stop(struct api *api)
     MHD_socket listener = MHD_quiesce_daemon(api->daemon);
     /* A suspended connection left at MHD_stop_daemon is a crash: answer them all first. */
     svc_cancel_waiters(api->svc);
+    api_defer_stop(api); /* the rewind under way ends; the queued ones are answered 503 */
     for (int waited = 0; atomic_load(&api->in_flight) > 0 && waited < API_DRAIN_MS; waited += 10) {
         struct timespec pause = {0, 10 * 1000 * 1000};
         nanosleep(&pause, NULL);

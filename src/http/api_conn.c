@@ -128,7 +128,11 @@ static bool suspended(struct request *req)
     if (atomic_load(&req->gone))
         return false;
     pthread_mutex_lock(&req->wait_lock);
-    bool waiting = req->wait_state == WAIT_SUSPENDED;
+    /*
+     * A request whose work runs on the thread of long requests (api_defer.c) is not
+     * cancelled: that thread still uses it, and resumes it when done.
+     */
+    bool waiting = req->wait_state == WAIT_SUSPENDED && !req->deferred;
     pthread_mutex_unlock(&req->wait_lock);
     return waiting;
 }

@@ -66,6 +66,11 @@ struct request;
 /* What serves one route and method: parse, validate, call the service, answer. */
 typedef enum MHD_Result api_handler(struct api *api, struct MHD_Connection *conn,
                                     struct request *req);
+/*
+ * Work of a request done on the thread of long requests (api_defer.c): returns a status,
+ * err its message; an answer to send goes in req->deferred_answer.
+ */
+typedef int api_deferred_fn(struct api *api, struct request *req, char *err);
 
 /*
  * One row of the route table: a path template and a method, whether it takes a body, who
@@ -113,9 +118,21 @@ struct api_conns {
     size_t cap;
 };
 
+/* The thread of long requests and its queue (api_defer.c). */
+struct request;
+struct api_defer {
+    pthread_mutex_t lock;         /* guards the queue and stopping */
+    pthread_cond_t wake;          /* work queued, or stopping */
+    struct request *head, **tail; /* lock: queued requests, oldest first */
+    bool stopping;                /* lock */
+    bool started;                 /* fixed after api_defer_start() */
+    pthread_t thread;
+};
+
 struct api {
     struct svc *svc;
     struct api_conns conns;
+    struct api_defer defer;
     struct MHD_Daemon *daemon;
     uint16_t port;
     atomic_int in_flight;            /* requests begun and not yet completed */
@@ -171,6 +188,11 @@ struct request {
     enum wait_state wait_state;
     bool lookup; /* an lr lookup, else a report */
     int wait_status;
+    /* Work done off the server thread (api_defer.c); NULL: none. wait_lock, set once. */
+    api_deferred_fn *deferred;
+    struct request *deferred_next; /* the defer queue's lock */
+    int64_t deferred_step;         /* the work's argument (a rewind's to_step) */
+    cJSON *deferred_answer;        /* what the work answers (owned; freed with the request) */
 
     /*
      * The large fields, last: a new request is zeroed only up to here (on_request),
@@ -202,6 +224,22 @@ struct api_answer {
 struct req_body api_body_of(struct MHD_Connection *conn, const struct request *req);
 /* The query string of conn, for the parsers of req.h. */
 struct req_query api_query_of(struct MHD_Connection *conn);
+
+/* api_defer.c */
+
+/* Starts the thread of long requests. Returns GLR_OK or GLR_ENOMEM. */
+int api_defer_start(struct api *api, char *err);
+/*
+ * Finishes the work begun, answers what is queued 503 without doing it, and stops the
+ * thread; before MHD_stop_daemon(), which must find no connection suspended.
+ */
+void api_defer_stop(struct api *api);
+/*
+ * Has fn do req's work on the thread of long requests, and suspends req's connection
+ * until it is done (then it answers what fn said, through api_answer_waited()).
+ */
+enum MHD_Result api_defer(struct api *api, struct MHD_Connection *conn, struct request *req,
+                          api_deferred_fn *fn);
 
 /* api_conn.c */
 
@@ -300,6 +338,18 @@ api_handler api_post_rewind;
 api_handler api_get_lr;
 /* Answers a request whose wait is over (wait_state WAIT_DONE) with what the service said. */
 enum MHD_Result api_answer_waited(struct MHD_Connection *conn, struct request *req);
+/*
+ * Completes a waiting request (wait_state WAIT_PENDING or WAIT_SUSPENDED) with status, a
+ * result (NULL: none) and err, and resumes its connection if it is suspended; from any
+ * thread, with wait_lock not held. req may be freed at once after: it is not touched.
+ */
+void api_wait_complete(struct request *req, int status, const struct svc_report_result *result,
+                       const char *err);
+/*
+ * Suspends req's connection until api_wait_complete(), unless that came already (then it
+ * answers at once).
+ */
+enum MHD_Result api_wait_suspend(struct MHD_Connection *conn, struct request *req);
 
 /* api_tokens.c */
 

@@ -156,7 +156,13 @@ static enum MHD_Result answer_decision(struct MHD_Connection *conn, struct reque
 
 enum MHD_Result api_answer_waited(struct MHD_Connection *conn, struct request *req)
 {
-    return answer_decision(conn, req, req->wait_status, &req->wait_result, req->wait_err);
+    if (!req->deferred)
+        return answer_decision(conn, req, req->wait_status, &req->wait_result, req->wait_err);
+    if (req->wait_status != GLR_OK)
+        return api_answer_status(conn, req, req->wait_status, req->wait_err);
+    cJSON *answer = req->deferred_answer;
+    req->deferred_answer = NULL; /* api_answer_json() deletes it */
+    return api_answer_json(conn, req, HTTP_OK, answer, NULL);
 }
 
 /*
@@ -167,8 +173,13 @@ enum MHD_Result api_answer_waited(struct MHD_Connection *conn, struct request *r
 static void waiter_done(struct svc_waiter *waiter, int status,
                         const struct svc_report_result *result, const char *err)
 {
-    struct request *req =
-        (struct request *)(void *)((char *)waiter - offsetof(struct request, waiter));
+    api_wait_complete((struct request *)(void *)((char *)waiter - offsetof(struct request, waiter)),
+                      status, result, err);
+}
+
+void api_wait_complete(struct request *req, int status, const struct svc_report_result *result,
+                       const char *err)
+{
     pthread_mutex_lock(&req->wait_lock);
     req->wait_status = status;
     if (result)
@@ -199,7 +210,7 @@ static void start_waiting(struct request *req, struct MHD_Connection *conn, bool
  * The service will answer later: suspend the connection, so that no server thread is
  * held, unless the answer came already (another thread may have decided meanwhile).
  */
-static enum MHD_Result wait_for_answer(struct MHD_Connection *conn, struct request *req)
+enum MHD_Result api_wait_suspend(struct MHD_Connection *conn, struct request *req)
 {
     pthread_mutex_lock(&req->wait_lock);
     bool done = req->wait_state == WAIT_DONE;
@@ -226,7 +237,7 @@ enum MHD_Result api_post_report(struct api *api, struct MHD_Connection *conn, st
     start_waiting(req, conn, false);
     rc = svc_report(api->svc, req->match.id, &parsed, &req->waiter, &r, err);
     if (rc == GLR_EWAIT)
-        return wait_for_answer(conn, req);
+        return api_wait_suspend(conn, req);
     return answer_decision(conn, req, rc, &r, err);
 }
 
@@ -243,13 +254,22 @@ enum MHD_Result api_get_lr(struct api *api, struct MHD_Connection *conn, struct 
     start_waiting(req, conn, true);
     rc = svc_lr(api->svc, req->match.id, parsed.step, parsed.wait_ms, &req->waiter, &r, err);
     if (rc == GLR_EWAIT)
-        return wait_for_answer(conn, req);
+        return api_wait_suspend(conn, req);
     return answer_decision(conn, req, rc, &r, err);
 }
 
 /* ---- rewind and history --------------------------------------------------------------- */
 
-/* POST /v1/jobs/{id}/rewind {"to_step"}: the job as it was after that step. */
+/* The rewind itself, on the thread of long requests: it may replay and delete for seconds. */
+static int rewind_deferred(struct api *api, struct request *req, char *err)
+{
+    return svc_rewind(api->svc, req->match.id, req->deferred_step, &req->deferred_answer, err);
+}
+
+/*
+ * POST /v1/jobs/{id}/rewind {"to_step"}: the job as it was after that step. Parsed here,
+ * done off the server thread.
+ */
 enum MHD_Result api_post_rewind(struct api *api, struct MHD_Connection *conn, struct request *req)
 {
     char err[GLR_ERR_MAX] = "";
@@ -258,11 +278,8 @@ enum MHD_Result api_post_rewind(struct api *api, struct MHD_Connection *conn, st
     int rc = req_parse_rewind(&body, &parsed, err);
     if (rc)
         return api_answer_status(conn, req, rc, err);
-    cJSON *job = NULL;
-    rc = svc_rewind(api->svc, req->match.id, parsed.to_step, &job, err);
-    if (rc)
-        return api_answer_status(conn, req, rc, err);
-    return api_answer_json(conn, req, HTTP_OK, job, NULL);
+    req->deferred_step = parsed.to_step;
+    return api_defer(api, conn, req, rewind_deferred);
 }
 
 /* Streams a CSV export through libmicrohttpd's chunked callback response. */

@@ -1,0 +1,87 @@
+/*
+ * Work too long for a server thread (a rewind of a long history): a server thread serves
+ * many connections, and one handler that runs for a second holds every other connection of
+ * that thread for as long. Such a request is queued here, its connection suspended, and
+ * one thread of this file's own does the work, then completes the request as the service
+ * completes a waiting one (api_wait_complete), which resumes the connection to answer.
+ */
+#include <stdlib.h>
+
+#include "http/api_int.h"
+
+/* The deferred thread: work in order; at a stop, the rest is answered 503 unrun. */
+static void *defer_main(void *arg)
+{
+    struct api *api = arg;
+    struct api_defer *d = &api->defer;
+    pthread_mutex_lock(&d->lock);
+    for (;;) {
+        while (!d->head && !d->stopping)
+            pthread_cond_wait(&d->wake, &d->lock);
+        struct request *req = d->head;
+        if (!req)
+            break; /* stopping, and nothing is left */
+        d->head = req->deferred_next;
+        if (!d->head)
+            d->tail = &d->head;
+        bool run = !d->stopping;
+        pthread_mutex_unlock(&d->lock);
+        char err[GLR_ERR_MAX] = "";
+        int status = run ? req->deferred(api, req, err)
+                         : glr_fail(err, GLR_EBUSY, "the service is stopping; send it again");
+        api_wait_complete(req, status, NULL, err);
+        pthread_mutex_lock(&d->lock);
+    }
+    pthread_mutex_unlock(&d->lock);
+    return NULL;
+}
+
+int api_defer_start(struct api *api, char *err)
+{
+    struct api_defer *d = &api->defer;
+    pthread_mutex_init(&d->lock, NULL);
+    pthread_cond_init(&d->wake, NULL);
+    d->tail = &d->head;
+    if (pthread_create(&d->thread, NULL, defer_main, api) != 0)
+        return glr_fail(err, GLR_ENOMEM, "cannot start the thread of long requests");
+    d->started = true;
+    return GLR_OK;
+}
+
+void api_defer_stop(struct api *api)
+{
+    struct api_defer *d = &api->defer;
+    if (!d->started)
+        return;
+    pthread_mutex_lock(&d->lock);
+    d->stopping = true;
+    pthread_cond_signal(&d->wake);
+    pthread_mutex_unlock(&d->lock);
+    pthread_join(d->thread, NULL);
+    d->started = false;
+    pthread_cond_destroy(&d->wake);
+    pthread_mutex_destroy(&d->lock);
+}
+
+enum MHD_Result api_defer(struct api *api, struct MHD_Connection *conn, struct request *req,
+                          api_deferred_fn *fn)
+{
+    struct api_defer *d = &api->defer;
+    pthread_mutex_lock(&req->wait_lock); /* the connection watcher reads deferred */
+    req->conn = conn;
+    req->deferred = fn;
+    req->wait_state = WAIT_PENDING;
+    pthread_mutex_unlock(&req->wait_lock);
+    pthread_mutex_lock(&d->lock);
+    bool stopping = d->stopping;
+    if (!stopping) {
+        req->deferred_next = NULL;
+        *d->tail = req;
+        d->tail = &req->deferred_next;
+        pthread_cond_signal(&d->wake);
+    }
+    pthread_mutex_unlock(&d->lock);
+    if (stopping)
+        api_wait_complete(req, GLR_EBUSY, NULL, "the service is stopping; send it again");
+    return api_wait_suspend(conn, req);
+}
