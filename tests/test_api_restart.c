@@ -459,6 +459,8 @@ START_TEST(bad_options_are_refused)
         {{"--listen", NULL}, "--listen needs a value"},
         {{"--disk-reserve", "lots", NULL}, "--disk-reserve"},
         {{"--disk-reserve", "2T", NULL}, "--disk-reserve"},
+        {{"--max-jobs", "-1", NULL}, "--max-jobs must be a whole number"},
+        {{"--max-reports-per-job", "many", NULL}, "--max-reports-per-job must be a whole number"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char stderr_text[1024];

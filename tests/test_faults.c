@@ -150,16 +150,26 @@ static void make_job(struct daemon *d, const char *const *args, const char *job,
 }
 
 /*
+ * A stopped daemon whose job of 600 reports has a page of its history zeroed; returns the
+ * database's page size.
+ */
+static int make_damaged_job(struct daemon *d, const char *job)
+{
+    make_job(d, NULL, job, 600);
+    int page_size = 0, page = 0;
+    leaf_page(d->db, "history", &page_size, &page);
+    zero_page(d->db, page_size, page);
+    return page_size;
+}
+
+/*
  * Damage that only a read finds, once the daemon serves: the read fails, /readyz says
  * the database is damaged, the log says so, and nothing more is written.
  */
 START_TEST(damage_found_later_makes_it_not_ready)
 {
     struct daemon d;
-    make_job(&d, NULL, "hurt", 600);
-    int page_size = 0, page = 0;
-    leaf_page(d.db, "history", &page_size, &page);
-    zero_page(d.db, page_size, page);
+    make_damaged_job(&d, "hurt");
 
     /* Without its check at start, as an operator serving what is left would. */
     static const char *const skip[] = {"--skip-check", NULL};
@@ -197,10 +207,7 @@ static int run_on(const char *path, char *text, size_t size)
 START_TEST(a_damaged_database_is_refused_at_start)
 {
     struct daemon d;
-    make_job(&d, NULL, "hurt", 600);
-    int page_size = 0, page = 0;
-    leaf_page(d.db, "history", &page_size, &page);
-    zero_page(d.db, page_size, page);
+    int page_size = make_damaged_job(&d, "hurt");
 
     char text[2048];
     ck_assert_int_eq(run_on(d.db, text, sizeof(text)), 1);
