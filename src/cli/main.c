@@ -212,6 +212,13 @@ static const char *const value_options[] = {
     "--disk-reserve", "--tls-cert", "--tls-key", "--rate-limit", "--log-level",
 };
 
+/* Says that arg is no option of greedylrd's; returns the exit status of misuse. */
+static int unknown_option(const char *arg)
+{
+    fprintf(stderr, "greedylrd: unknown option %s (see --help)\n", arg);
+    return 2;
+}
+
 /* Whether arg is an option that takes a value, so that one missing is said so. */
 static bool takes_value(const char *arg)
 {
@@ -315,8 +322,7 @@ static int parse_options(int argc, char **argv, struct options *o)
             continue;
         }
         if (!takes_value(arg)) {
-            fprintf(stderr, "greedylrd: unknown option %s (see --help)\n", arg);
-            return 2;
+            return unknown_option(arg);
         }
         const char *value = i + 1 < argc ? argv[i + 1] : NULL;
         if (!value) {
@@ -389,8 +395,7 @@ static int parse_options(int argc, char **argv, struct options *o)
                 return 2;
             }
         } else {
-            fprintf(stderr, "greedylrd: unknown option %s (see --help)\n", arg);
-            return 2;
+            return unknown_option(arg);
         }
     }
     if (parse_listen(listen, o) != 0) {
