@@ -24,6 +24,17 @@ static const struct policy_case policies[] = {
     {"exponential", "0.1", "{\"gamma\": 0.9}"},
     {"cosine", "0.1", "{\"t_max\": 20}"},
     {"linear", "0.1", "{\"total_steps\": 20}"},
+    {"multistep", "0.1", "{\"milestones\": [5, 9, 30]}"},
+    {"constant_factor", "0.1", "{\"total_iters\": 12}"},
+    {"polynomial", "0.1", "{\"total_iters\": 40, \"power\": 2}"},
+    {"cosine", "0.1", "{\"t_max\": 20, \"periodic\": true}"},
+    {"cosine_restarts", "0.1", "{\"t_0\": 5, \"t_mult\": 2}"},
+    {"onecycle", "[0.1, 0.2]", "{\"total_steps\": 50, \"three_phase\": true}"},
+    /* Cuts fall in both phases, and the one on the milestone itself. */
+    {"sequence", "0.1",
+     "{\"schedules\": [{\"policy\": \"linear\", \"config\": {\"total_steps\": 14}}, "
+     "{\"policy\": \"greedylr\", \"config\": {\"patience\": 1, \"smooth\": true, "
+     "\"window_size\": 3}}, {\"policy\": \"plateau\"}], \"milestones\": [14, 42]}"},
 };
 #define POLICY_CASES ((int)(sizeof(policies) / sizeof(policies[0])))
 
@@ -142,6 +153,45 @@ START_TEST(damaged_state_is_refused_and_changes_nothing)
 }
 END_TEST
 
+START_TEST(damaged_sequence_state_names_the_phase)
+{
+    const struct policy_case *pc = &policies[POLICY_CASES - 1];
+    struct glr_sched *sched = testutil_sched(pc->policy, pc->lr, pc->config);
+    for (int k = 0; k < 20; k++) {
+        struct glr_step_result r;
+        glr_sched_step(sched, k, loss_at(k), &r);
+    }
+    char *before = state_text(sched);
+    const char *edits[][2] = {
+        {"\"num_bad\":", "\"num_bad\":-1,\"was\":"}, /* inside the greedylr phase */
+        {"\"phase_state\":", "\"other\":"},          /* no phase state at all */
+        {"\"t\":20", "\"t\":-20"},
+    };
+    for (size_t i = 0; i < sizeof(edits) / sizeof(edits[0]); i++) {
+        char *at = strstr(before, edits[i][0]);
+        ck_assert_msg(at != NULL, "%s in %s", edits[i][0], before);
+        size_t head = (size_t)(at - before), old_len = strlen(edits[i][0]);
+        size_t new_len = strlen(edits[i][1]);
+        char *damaged = malloc(strlen(before) + new_len + 1);
+        ck_assert_ptr_nonnull(damaged);
+        memcpy(damaged, before, head);
+        strcpy(damaged + head, edits[i][1]);
+        strcat(damaged, at + old_len);
+        cJSON *state = testutil_parse(damaged);
+        char err[GLR_ERR_MAX] = "";
+        ck_assert_int_eq(glr_sched_state_load(sched, state, err), GLR_ECORRUPT);
+        ck_assert_msg(i == 2 || strstr(err, "phase 1") != NULL, "%s", err);
+        char *after = state_text(sched);
+        ck_assert_str_eq(after, before);
+        free(after);
+        cJSON_Delete(state);
+        free(damaged);
+    }
+    free(before);
+    glr_sched_free(sched);
+}
+END_TEST
+
 START_TEST(state_must_be_an_object)
 {
     struct glr_sched *sched = testutil_sched("plateau", "0.1", NULL);
@@ -163,6 +213,7 @@ int main(void)
     suite_add_tcase(suite, tc);
     tc = tcase_create("damage");
     tcase_add_loop_test(tc, damaged_state_is_refused_and_changes_nothing, 0, DAMAGE_COUNT);
+    tcase_add_test(tc, damaged_sequence_state_names_the_phase);
     tcase_add_test(tc, state_must_be_an_object);
     suite_add_tcase(suite, tc);
     return testutil_run(suite);

@@ -24,8 +24,10 @@ static void usage(FILE *out)
                  "Reads one loss per line from standard input (auto: optionally followed\n"
                  "by the report's lr_cap) and prints, after each, \"step loss lr event\"\n"
                  "(one lr column per parameter group).\n"
-                 "  --policy NAME   greedylr (default), auto, plateau, constant, step,\n"
-                 "                  exponential, cosine or linear\n"
+                 "  --policy NAME   greedylr (default), auto, plateau, or a schedule of the\n"
+                 "                  step number: constant, step, multistep, constant_factor,\n"
+                 "                  exponential, polynomial, cosine, cosine_restarts, linear,\n"
+                 "                  onecycle; or sequence (see the README, \"Policies\")\n"
                  "  --lr JSON       initial learning rate: a number or an array (default 0.1)\n"
                  "  --config JSON   the policy's settings as a JSON object (default {})\n");
 }

@@ -133,6 +133,50 @@ int cfg_groups(struct cfg *cfg, const char *key, double dflt, double *out, bool 
     return GLR_OK;
 }
 
+/* Reads one integer of an array, naming it as key[index] in the message. */
+static int list_element(const cJSON *elem, const char *key, size_t index, int64_t min, int64_t max,
+                        int64_t *out, char *err)
+{
+    double v;
+    if (!finite_number(elem, &v) || v != floor(v))
+        return glr_fail(err, GLR_EINVAL, "%s[%zu] must be an integer", key, index);
+    if (!jsonx_get_integer(elem, min, max, out))
+        return glr_fail(err, GLR_EINVAL, "%s[%zu] must be between %lld and %lld, got %s", key,
+                        index, (long long)min, (long long)max, jsonx_text(v).s);
+    return GLR_OK;
+}
+
+int cfg_int_list(struct cfg *cfg, const char *key, size_t max_count, int64_t min, int64_t max,
+                 int64_t *out, size_t *count, char *err)
+{
+    const cJSON *item = lookup(cfg, key);
+    *count = 0;
+    if (!item)
+        return GLR_OK;
+    if (!cJSON_IsArray(item))
+        return glr_fail(err, GLR_EINVAL, "%s must be an array of integers", key);
+    size_t n = (size_t)cJSON_GetArraySize(item);
+    if (n > max_count)
+        return glr_fail(err, GLR_EINVAL, "%s holds %zu values; at most %zu are allowed", key, n,
+                        max_count);
+    size_t i = 0;
+    const cJSON *elem;
+    cJSON_ArrayForEach(elem, item)
+    {
+        int rc = list_element(elem, key, i, min, max, &out[i], err);
+        if (rc)
+            return rc;
+        i++;
+    }
+    *count = n;
+    return GLR_OK;
+}
+
+const cJSON *cfg_item(struct cfg *cfg, const char *key)
+{
+    return lookup(cfg, key);
+}
+
 int cfg_finish(const struct cfg *cfg, char *err)
 {
     if (!cfg->object)

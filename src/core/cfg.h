@@ -49,6 +49,19 @@ int cfg_enum(struct cfg *cfg, const char *key, const char *const *names, int dfl
 int cfg_groups(struct cfg *cfg, const char *key, double dflt, double *out, bool *is_array,
                char *err);
 
+/*
+ * An array of at most max_count integers, each in [min, max], into out (room for
+ * max_count); *count receives how many were given, 0 when the key is absent.
+ */
+int cfg_int_list(struct cfg *cfg, const char *key, size_t max_count, int64_t min, int64_t max,
+                 int64_t *out, size_t *count, char *err);
+
+/*
+ * The key's item as it is, or NULL when absent, for a setting made of other settings
+ * (sequence's schedules); the caller checks its shape.
+ */
+const cJSON *cfg_item(struct cfg *cfg, const char *key);
+
 /* Refuses any key that no getter asked for, and any key given twice. */
 int cfg_finish(const struct cfg *cfg, char *err);
 

@@ -13,8 +13,20 @@
 #include "core/policy.h"
 
 static const struct glr_policy *const policies[] = {
-    &glr_policy_greedylr,    &glr_policy_plateau, &glr_policy_constant, &glr_policy_step,
-    &glr_policy_exponential, &glr_policy_cosine,  &glr_policy_linear,   &glr_policy_auto,
+    &glr_policy_greedylr,
+    &glr_policy_auto,
+    &glr_policy_plateau,
+    &glr_policy_constant,
+    &glr_policy_step,
+    &glr_policy_multistep,
+    &glr_policy_constant_factor,
+    &glr_policy_exponential,
+    &glr_policy_polynomial,
+    &glr_policy_cosine,
+    &glr_policy_cosine_restarts,
+    &glr_policy_linear,
+    &glr_policy_onecycle,
+    &glr_policy_sequence,
 };
 #define POLICY_COUNT (sizeof(policies) / sizeof(policies[0]))
 
@@ -38,14 +50,6 @@ int glr_event_parse(const char *name, enum glr_event *event)
         }
     }
     return GLR_EINVAL;
-}
-
-static const struct glr_policy *find_policy(const char *name)
-{
-    for (size_t i = 0; i < POLICY_COUNT; i++)
-        if (strcmp(policies[i]->name, name) == 0)
-            return policies[i];
-    return NULL;
 }
 
 static int check_lr_value(const cJSON *item, const char *what, double *out, char *err)
@@ -89,39 +93,46 @@ int glr_lr_parse(const cJSON *lr, double values[GLR_MAX_GROUPS], size_t *groups,
     return GLR_OK;
 }
 
-int glr_sched_create(const char *policy_name, const cJSON *lr, const cJSON *config,
-                     struct glr_sched **out, char *err)
+const struct glr_policy *policy_find(const char *name)
+{
+    for (size_t i = 0; i < POLICY_COUNT; i++)
+        if (strcmp(policies[i]->name, name) == 0)
+            return policies[i];
+    return NULL;
+}
+
+int policy_unknown(const char *name, char *err)
+{
+    char names[256] = "";
+    size_t used = 0;
+    for (size_t i = 0; i < POLICY_COUNT && used < sizeof(names); i++)
+        used += (size_t)snprintf(names + used, sizeof(names) - used, "%s%s",
+                                 i == 0                 ? ""
+                                 : i + 1 < POLICY_COUNT ? ", "
+                                                        : " or ",
+                                 policies[i]->name);
+    return glr_fail(err, GLR_EINVAL, "policy \"%.64s\" is unknown (%s)", name, names);
+}
+
+int policy_sched_create(const struct glr_policy *policy, const double *lrs, size_t groups,
+                        bool is_array, const cJSON *config, struct glr_sched **out, char *err)
 {
     *out = NULL;
-    if (!policy_name)
-        policy_name = "greedylr";
-    const struct glr_policy *policy = find_policy(policy_name);
-    if (!policy)
-        return glr_fail(err, GLR_EINVAL,
-                        "policy \"%.64s\" is unknown (greedylr, auto, plateau, constant, step, "
-                        "exponential, cosine or linear)",
-                        policy_name);
-
-    double values[GLR_MAX_GROUPS];
-    size_t groups = 0;
-    bool is_array = false;
-    int rc = glr_lr_parse(lr, values, &groups, &is_array, err);
-    if (rc)
-        return rc;
-
     struct glr_sched *sched = calloc(1, sizeof(*sched) + 2 * groups * sizeof(double));
     if (!sched)
         return glr_fail(err, GLR_ENOMEM, "out of memory");
     sched->policy = policy;
+    sched->reads_metric = !policy->ignores_metric;
+    sched->takes_lr_cap = policy->takes_lr_cap;
     sched->groups = groups;
     sched->lr_is_array = is_array;
     sched->lrs = sched->storage;
     sched->init_lrs = sched->storage + groups;
-    memcpy(sched->init_lrs, values, groups * sizeof(double));
-    memcpy(sched->lrs, values, groups * sizeof(double));
+    memcpy(sched->init_lrs, lrs, groups * sizeof(double));
+    memcpy(sched->lrs, lrs, groups * sizeof(double));
 
     struct cfg cfg;
-    rc = cfg_begin(&cfg, config, groups, err);
+    int rc = cfg_begin(&cfg, config, groups, err);
     if (!rc)
         rc = policy->create(sched, &cfg, err);
     if (!rc)
@@ -133,6 +144,25 @@ int glr_sched_create(const char *policy_name, const cJSON *lr, const cJSON *conf
     policy->reset(sched);
     *out = sched;
     return GLR_OK;
+}
+
+int glr_sched_create(const char *policy_name, const cJSON *lr, const cJSON *config,
+                     struct glr_sched **out, char *err)
+{
+    *out = NULL;
+    if (!policy_name)
+        policy_name = "greedylr";
+    const struct glr_policy *policy = policy_find(policy_name);
+    if (!policy)
+        return policy_unknown(policy_name, err);
+
+    double values[GLR_MAX_GROUPS];
+    size_t groups = 0;
+    bool is_array = false;
+    int rc = glr_lr_parse(lr, values, &groups, &is_array, err);
+    if (rc)
+        return rc;
+    return policy_sched_create(policy, values, groups, is_array, config, out, err);
 }
 
 void glr_sched_free(struct glr_sched *sched)
@@ -155,7 +185,7 @@ int glr_sched_step_capped(struct glr_sched *sched, int64_t step, double metric, 
 {
     if (step < 0 || step > GLR_MAX_STEP)
         return GLR_EINVAL;
-    if (!(lr_cap > 0) || (lr_cap != INFINITY && !sched->policy->takes_lr_cap))
+    if (!(lr_cap > 0) || (lr_cap != INFINITY && !sched->takes_lr_cap))
         return GLR_EINVAL;
     sched->policy->step(sched, step, metric, lr_cap, result);
     return GLR_OK;
@@ -163,12 +193,12 @@ int glr_sched_step_capped(struct glr_sched *sched, int64_t step, double metric, 
 
 bool glr_sched_reads_metric(const struct glr_sched *sched)
 {
-    return !sched->policy->ignores_metric;
+    return sched->reads_metric;
 }
 
 bool glr_sched_takes_lr_cap(const struct glr_sched *sched)
 {
-    return sched->policy->takes_lr_cap;
+    return sched->takes_lr_cap;
 }
 
 void glr_sched_reset(struct glr_sched *sched)

@@ -7,8 +7,10 @@
  * the store can carry them without knowing any policy.
  *
  * Policies: "greedylr" (the default), "plateau" (PyTorch's ReduceLROnPlateau), "auto"
- * (this project's: relative settings, a horizon, a stability cap), and the time-based
- * "constant", "step", "exponential", "cosine" and "linear".
+ * (this project's: relative settings, a horizon, a stability cap), the time-based
+ * "constant", "step", "multistep", "constant_factor", "exponential", "polynomial",
+ * "cosine", "cosine_restarts", "linear" and "onecycle" (PyTorch's schedulers of those
+ * names), and "sequence", which chains others at milestones (PyTorch's SequentialLR).
  */
 #ifndef GLR_GLR_H
 #define GLR_GLR_H
@@ -26,6 +28,10 @@
 #define GLR_MAX_WINDOW 100000
 /* Largest value of an integer setting (patience, cooldown, warmup, reset_start, steps). */
 #define GLR_MAX_COUNT 1000000000
+/* Most milestones of a multistep schedule. */
+#define GLR_MAX_MILESTONES 1000
+/* Most schedules one sequence chains. */
+#define GLR_MAX_PHASES 16
 /* Largest step number a time-based policy accepts. */
 #define GLR_MAX_STEP INT64_C(1000000000000000)
 

@@ -46,6 +46,24 @@ bool policy_json_add_doubles(cJSON *object, const char *key, const double *value
     return true;
 }
 
+bool policy_json_add_counts(cJSON *object, const char *key, const int64_t *values, size_t n)
+{
+    cJSON *array = cJSON_CreateArray();
+    if (!array || !cJSON_AddItemToObject(object, key, array)) {
+        cJSON_Delete(array);
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        /* Step numbers stay below 2^53: a double holds each exactly. */
+        cJSON *item = jsonx_number((double)values[i]);
+        if (!item || !cJSON_AddItemToArray(array, item)) {
+            cJSON_Delete(item);
+            return false;
+        }
+    }
+    return true;
+}
+
 bool policy_json_add_group_values(cJSON *object, const char *key, const double *values, size_t n,
                                   bool as_array)
 {

@@ -16,6 +16,12 @@ struct glr_sched {
     void *priv; /* the policy's own parameters and state, owned by the scheduler */
     size_t groups;
     bool lr_is_array; /* the initial lr was given as an array: answer in the same shape */
+    /*
+     * From the policy's flags below; a policy made of others (sequence) sets them in its
+     * create() from its parts.
+     */
+    bool reads_metric;
+    bool takes_lr_cap;
     double *lrs;      /* current learning rates: points into storage[] */
     double *init_lrs; /* initial learning rates: points into storage[] */
     double storage[]; /* 2 * groups doubles */
@@ -59,6 +65,25 @@ extern const struct glr_policy glr_policy_exponential;
 extern const struct glr_policy glr_policy_cosine;
 extern const struct glr_policy glr_policy_linear;
 extern const struct glr_policy glr_policy_auto;
+extern const struct glr_policy glr_policy_multistep;
+extern const struct glr_policy glr_policy_constant_factor;
+extern const struct glr_policy glr_policy_polynomial;
+extern const struct glr_policy glr_policy_cosine_restarts;
+extern const struct glr_policy glr_policy_onecycle;
+extern const struct glr_policy glr_policy_sequence;
+
+/* The policy of that name, or NULL. */
+const struct glr_policy *policy_find(const char *name);
+
+/* Fails with GLR_EINVAL and a message naming the unknown policy and the known ones. */
+int policy_unknown(const char *name, char *err);
+
+/*
+ * glr_sched_create() for a policy already found and rates already read (groups of them,
+ * each finite and > 0): what a policy made of others uses to make its parts.
+ */
+int policy_sched_create(const struct glr_policy *policy, const double *lrs, size_t groups,
+                        bool is_array, const cJSON *config, struct glr_sched **out, char *err);
 
 /*
  * How greedylr and plateau judge a metric: lower or higher is better, by more than an
@@ -92,6 +117,9 @@ int policy_state_get_count(const cJSON *state, const char *key, int64_t max, int
 
 /* Adds an array of n doubles to object under key; false when out of memory. */
 bool policy_json_add_doubles(cJSON *object, const char *key, const double *values, size_t n);
+
+/* Adds an array of n integers to object under key; false when out of memory. */
+bool policy_json_add_counts(cJSON *object, const char *key, const int64_t *values, size_t n);
 
 /* Adds values[0] when !as_array, else the whole array of n doubles. */
 bool policy_json_add_group_values(cJSON *object, const char *key, const double *values, size_t n,
