@@ -97,10 +97,13 @@ def test_report_takes_tensor_like_losses_and_non_finite_ones(client, job_id):
 
     client.create_job(job_id, 0.1)
     client.report(job_id, 0, Scalar())
-    for step, loss in enumerate([math.nan, math.inf, -math.inf, None], start=1):
+    for step, loss in enumerate([math.nan, math.inf, -math.inf], start=1):
         assert client.report(job_id, step, loss)["event"] in ("hold", "decrease")
+    # None is no loss at all, which a policy that reads the loss refuses.
+    with pytest.raises(greedylr.InvalidValue, match="loss is required"):
+        client.report(job_id, 4, None)
     losses = [point["loss"] for point in client.history(job_id)]
-    assert losses[0] == 1.25 and math.isnan(losses[1]) and math.isnan(losses[4])
+    assert losses[0] == 1.25 and math.isnan(losses[1])
     assert losses[2:4] == [math.inf, -math.inf]
 
 

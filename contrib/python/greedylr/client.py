@@ -38,10 +38,7 @@ HISTORY_PAGE_SIZE = 10000
 
 def encode_loss(loss):
     """A loss as the service takes it: a number, or "NaN", "Infinity", "-Infinity" for a
-    diverged step. Anything float() takes works (a one-element tensor, a numpy scalar);
-    None is sent as null (a diverged step)."""
-    if loss is None:
-        return None
+    diverged step. Anything float() takes works (a one-element tensor, a numpy scalar)."""
     value = float(loss)
     if math.isnan(value):
         return "NaN"
@@ -199,13 +196,17 @@ class Client:
         "event"} and, when they apply, "replayed" (this was a retry), "ranks", "late".
 
         loss: a float (or anything float() takes); NaN and infinities are sent as such.
+        None sends no loss, which only the schedules of the step number take (the service
+        refuses a report without one for a policy that reads it).
         lr_cap: an upper bound on the answer that the trainer computed (a stable step size,
         say); only policy "auto" takes one.
         In a job of several ranks the answer comes once every rank reported the step (or
         the job's aggregate_timeout_ms passed): the client waits that long on top of its
         timeout (pass timeout to choose another wait, in seconds).
         """
-        body = {"step": operator.index(step), "loss": encode_loss(loss)}
+        body = {"step": operator.index(step)}
+        if loss is not None:
+            body["loss"] = encode_loss(loss)
         if lr_cap is not None:
             body["lr_cap"] = float(lr_cap)
         if rank:
