@@ -58,6 +58,14 @@ POLICY_CONFIGS = {
     "exponential": {"gamma": 0.9},
     "cosine": {"t_max": 5, "eta_min": 0.001},
     "linear": {"total_steps": 5, "start_factor": 1.0, "end_factor": 0.1},
+    "multistep": {"milestones": [2, 4], "gamma": 0.5},
+    "constant_factor": {"factor": 0.5, "total_iters": 3},
+    "polynomial": {"total_iters": 6, "power": 2.0},
+    "cosine_restarts": {"t_0": 2, "t_mult": 2, "eta_min": 0.001},
+    "onecycle": {"total_steps": 10, "max_lr": 1.0, "three_phase": True},
+    "sequence": {"schedules": [{"policy": "linear", "config": {"total_steps": 2}},
+                               {"policy": "cosine", "config": {"t_max": 4, "periodic": True}}],
+                 "milestones": [2]},
 }
 
 

@@ -180,16 +180,19 @@ class RemoteScheduler:
 
     optimizer: a torch.optim optimizer (anything with param_groups). job_id: the job's
     name on the service (created if new; every rank and every restart of one training uses
-    the same). url: where greedylrd listens. policy: "greedylr", "auto", "plateau", or a
-    schedule ("constant", "step", "exponential", "cosine", "linear"). config: the policy's
-    settings (README, "Policies"), e.g. patience=5, min_lr=1e-4.
+    the same). url: where greedylrd listens. policy: "greedylr", "auto", "plateau", a
+    schedule of the step number ("constant", "step", "multistep", "constant_factor",
+    "exponential", "polynomial", "cosine", "cosine_restarts", "linear", "onecycle"), or
+    "sequence" of these. config: the policy's settings (README, "Policies"), e.g.
+    patience=5, min_lr=1e-4.
 
     Keyword-only: total_steps, the number of times step() will be called in the whole
-    training (auto anneals to zero over it; linear needs it); lr, the initial learning rate (a number, or one per param group; by
-    default each group's "initial_lr" or "lr"); tags; rank and world_size (by default
-    those of torch.distributed, else 0 and 1); aggregate and aggregate_timeout_ms (how the
-    ranks' losses are combined); client (a greedylr.Client to use instead of a new one),
-    timeout and retries (for the new one); asynchronous (see below).
+    training (auto anneals to zero over it; linear and onecycle need it); lr, the initial
+    learning rate (a number, or one per param group; by default each group's
+    "initial_lr" or "lr"); tags; rank and world_size (by default those of
+    torch.distributed, else 0 and 1); aggregate and aggregate_timeout_ms (how the ranks'
+    losses are combined); client (a greedylr.Client to use instead of a new one), timeout
+    and retries (for the new one); asynchronous (see below).
 
     A job created before with another policy, lr or config raises greedylr.Conflict naming
     the differences. A job that already has reports is continued where it is: last_epoch
