@@ -82,6 +82,28 @@ def handmade_cases():
     yield {"policy": "linear", "lr": [0.1, 0.2],
            "config": {"total_steps": 6, "start_factor": 1, "end_factor": 0.1},
            "losses": losses}
+    yield {"policy": "multistep", "lr": 0.1, "config": {"milestones": [4, 2, 4], "gamma": 0.5},
+           "losses": losses}
+    yield {"policy": "constant_factor", "lr": 0.1, "config": {"factor": 0.25,
+                                                             "total_iters": 3},
+           "losses": losses}
+    yield {"policy": "polynomial", "lr": 0.1, "config": {"total_iters": 7, "power": 0.5},
+           "losses": losses}
+    yield {"policy": "cosine", "lr": 0.1, "config": {"t_max": 4, "periodic": True},
+           "losses": losses}
+    yield {"policy": "cosine_restarts", "lr": [0.1, 0.3],
+           "config": {"t_0": 2, "t_mult": 3, "eta_min": 0.01}, "losses": losses}
+    yield {"policy": "onecycle", "lr": [0.1, 0.3],
+           "config": {"total_steps": 8, "max_lr": [1, 2], "anneal_strategy": "linear",
+                      "three_phase": True, "pct_start": 0.4}, "losses": losses}
+    yield {"policy": "sequence", "lr": 0.1,
+           "config": {"schedules": [{"policy": "linear", "config": {"total_steps": 3,
+                                                                    "start_factor": 0.1,
+                                                                    "end_factor": 1}},
+                                    {"policy": "greedylr", "config": {"patience": 1}},
+                                    {"policy": "auto"}],
+                      "milestones": [3, 8]},
+           "losses": losses}
 
 
 def far_cases():
@@ -91,7 +113,11 @@ def far_cases():
     for policy, config in [("step", {"step_size": 7, "gamma": 1.5}),
                            ("exponential", {"gamma": 1.01, "warmup_steps": 100}),
                            ("cosine", {"t_max": 10**9, "eta_min": 0.0001}),
-                           ("linear", {"total_steps": 10**9, "end_factor": 2})]:
+                           ("linear", {"total_steps": 10**9, "end_factor": 2}),
+                           ("cosine_restarts", {"t_0": 3, "t_mult": 2}),
+                           ("onecycle", {"total_steps": 10**9}),
+                           ("multistep", {"milestones": [3, 10**9], "gamma": 1e-3}),
+                           ("polynomial", {"total_iters": 10**9, "power": 3})]:
         yield {"policy": policy, "lr": 0.1, "config": config, "losses": losses,
                "steps": steps}
 
