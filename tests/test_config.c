@@ -21,10 +21,13 @@ static const struct rule rules[] = {
     {"greedylr", "0.1", "{\"factor\": 1}", "factor"},
     {"greedylr", "0.1", "{\"factor\": 1.5}", "factor"},
     {"greedylr", "0.1", "{\"factor\": \"half\"}", "factor"},
+    {"greedylr", "0.1", "{\"factor\": -0.5}", "factor"},
     {"greedylr", "0.1", "{\"patience\": -1}", "patience"},
     {"greedylr", "0.1", "{\"patience\": 2.5}", "patience"},
     {"greedylr", "0.1", "{\"cooldown\": -1}", "cooldown"},
     {"greedylr", "0.1", "{\"warmup\": -3}", "warmup"},
+    {"greedylr", "0.1", "{\"cooldown\": 1.5}", "cooldown"},
+    {"greedylr", "0.1", "{\"warmup\": 0.5}", "warmup"},
     {"greedylr", "0.1", "{\"window_size\": 0}", "window_size"},
     {"greedylr", "0.1", "{\"window_size\": 100001}", "window_size"},
     {"greedylr", "0.1", "{\"reset_start\": 0}", "reset_start"},
@@ -33,6 +36,9 @@ static const struct rule rules[] = {
     {"greedylr", "0.1", "{\"mode\": \"minimum\"}", "mode"},
     {"greedylr", "0.1", "{\"threshold_mode\": \"relative\"}", "threshold_mode"},
     {"greedylr", "0.1", "{\"smooth\": 1}", "smooth"},
+    {"greedylr", "0.1", "{\"verbose\": \"yes\"}", "verbose must be true or false"},
+    {"greedylr", "0.1", "{\"verbose\": 1}", "verbose"},
+    {"greedylr", "0.1", "{\"verbose\": null}", "verbose"},
     {"greedylr", "0", NULL, "lr"},
     {"greedylr", "-0.1", NULL, "lr"},
     {"greedylr", "1e400", NULL, "lr"},
@@ -158,6 +164,34 @@ START_TEST(greedylr_defaults_are_filled_in)
 }
 END_TEST
 
+/*
+ * transformers' GreedyLR takes verbose, which only logs there: it is accepted so that its
+ * settings can be passed on whole, and left out of the config, so that it changes nothing,
+ * not even which job a create names.
+ */
+START_TEST(greedylr_verbose_is_accepted_and_not_echoed)
+{
+    struct glr_sched *plain = testutil_sched("greedylr", "0.1", "{\"patience\": 3}");
+    cJSON *plain_config = glr_sched_config_json(plain);
+    char *expected = cJSON_PrintUnformatted(plain_config);
+    cJSON_Delete(plain_config);
+    const char *const configs[] = {"{\"patience\": 3, \"verbose\": true}",
+                                   "{\"patience\": 3, \"verbose\": false}"};
+    for (size_t i = 0; i < sizeof(configs) / sizeof(configs[0]); i++) {
+        struct glr_sched *sched = testutil_sched("greedylr", "0.1", configs[i]);
+        cJSON *config = glr_sched_config_json(sched);
+        ck_assert_ptr_null(cJSON_GetObjectItemCaseSensitive(config, "verbose"));
+        char *text = cJSON_PrintUnformatted(config);
+        ck_assert_str_eq(text, expected);
+        free(text);
+        cJSON_Delete(config);
+        glr_sched_free(sched);
+    }
+    free(expected);
+    glr_sched_free(plain);
+}
+END_TEST
+
 START_TEST(plateau_defaults_are_pytorchs)
 {
     struct glr_sched *sched = testutil_sched("plateau", "0.1", "{}");
@@ -220,6 +254,7 @@ int main(void)
     suite_add_tcase(suite, tc);
     tc = tcase_create("defaults");
     tcase_add_test(tc, greedylr_defaults_are_filled_in);
+    tcase_add_test(tc, greedylr_verbose_is_accepted_and_not_echoed);
     tcase_add_test(tc, plateau_defaults_are_pytorchs);
     tcase_add_test(tc, per_group_values_keep_their_shape);
     tcase_add_test(tc, null_config_means_defaults);

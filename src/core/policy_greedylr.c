@@ -54,6 +54,7 @@ static int greedy_create(struct glr_sched *sched, struct cfg *cfg, char *err)
     struct greedy tmp = {0};
     size_t groups = sched->groups;
     double min_lr[GLR_MAX_GROUPS], max_lr[GLR_MAX_GROUPS];
+    bool verbose; /* accepted for configs written for the reference, which only logs with it */
     int rc;
 
     if ((rc = cfg_enum(cfg, "mode", mode_names, MODE_MIN, &tmp.mode, err)) ||
@@ -69,8 +70,14 @@ static int greedy_create(struct glr_sched *sched, struct cfg *cfg, char *err)
         (rc = cfg_double(cfg, "eps", 1e-8, &tmp.eps, err)) ||
         (rc = cfg_bool(cfg, "smooth", false, &tmp.smooth, err)) ||
         (rc = cfg_int(cfg, "window_size", 50, 1, GLR_MAX_WINDOW, &tmp.window_size, err)) ||
-        (rc = cfg_int(cfg, "reset_start", 500, 1, GLR_MAX_COUNT, &tmp.reset_start, err)))
+        (rc = cfg_int(cfg, "reset_start", 500, 1, GLR_MAX_COUNT, &tmp.reset_start, err)) ||
+        (rc = cfg_bool(cfg, "verbose", false, &verbose, err)))
         return rc;
+    /*
+     * verbose changes no decision, so it is not kept and not part of the canonical config:
+     * two creates that differ only in it name the same job.
+     */
+    (void)verbose;
 
     if (!(tmp.factor > 0 && tmp.factor < 1))
         return glr_fail(err, GLR_EINVAL, "factor must be between 0 and 1 (exclusive), got %s",

@@ -40,6 +40,29 @@ def test_create_is_idempotent_and_a_conflict_says_why(client, job_id):
     assert error.method == "PUT" and str(error).startswith("409 Conflict: job ")
 
 
+def test_verbose_is_accepted_not_shown_and_names_no_other_job(client, job_id):
+    """transformers' GreedyLR takes verbose (it only logs there); here it changes nothing."""
+    job = client.create_job(job_id, 0.1, config={"patience": 2, "verbose": True})
+    assert "verbose" not in job["config"]
+    for verbose in (False, True):
+        again = client.create_job(job_id, 0.1, config={"patience": 2, "verbose": verbose})
+        assert again["created_at"] == job["created_at"] and again["config"] == job["config"]
+    assert client.create_job(job_id, 0.1, config={"patience": 2})["config"] == job["config"]
+    with pytest.raises(greedylr.InvalidValue) as caught:
+        client.create_job(job_id + "-x", 0.1, config={"verbose": "yes"})
+    assert caught.value.status == 422 and "verbose must be true or false" in caught.value.detail
+
+
+def test_best_is_null_until_the_first_finite_loss(client, job_id):
+    client.create_job(job_id, 0.1, config={"patience": 5})
+    assert client.get_job(job_id)["state"]["best"] is None
+    client.report(job_id, 0, float("nan"))
+    client.report(job_id, 1, float("-inf"))
+    assert client.get_job(job_id)["state"]["best"] is None
+    client.report(job_id, 2, 2.5)
+    assert client.get_job(job_id)["state"]["best"] == 2.5
+
+
 def test_create_with_an_id_the_service_makes(client):
     job = client.create_job(None, 0.05, policy="cosine", config={"t_max": 10})
     assert job["id"].startswith("job-") and job["policy"] == "cosine"

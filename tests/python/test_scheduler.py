@@ -111,6 +111,19 @@ def test_another_config_for_the_same_job_names_the_differences(daemon, job_id):
     assert caught.value.status == 409
 
 
+def test_verbose_is_no_difference(daemon, client, job_id):
+    """verbose, accepted as transformers' GreedyLR takes it, never makes a Conflict."""
+    greedylr.RemoteScheduler(make_optimizer(0.1), job_id, url=daemon.url, patience=3)
+    scheduler = greedylr.RemoteScheduler(make_optimizer(0.1), job_id, url=daemon.url,
+                                         patience=3, verbose=True)
+    assert scheduler.get_last_lr() == [0.1]
+    request = {"policy": "greedylr", "lr": 0.1, "config": {"patience": 3, "verbose": True}}
+    assert greedylr.scheduler.differences(client.get_job(job_id), request) == []
+    request["config"]["patience"] = 4
+    assert greedylr.scheduler.differences(client.get_job(job_id), request) == [
+        "config patience=3 (yours 4)"]
+
+
 def test_state_dict_and_load_state_dict_rewind_the_job(daemon, client, job_id):
     losses = [2.0, 1.9, 1.8, 1.7, 1.9, 2.0, 2.1, 1.6, 1.5, 1.4]
     optimizer = make_optimizer(0.1)

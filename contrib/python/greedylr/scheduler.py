@@ -158,6 +158,11 @@ def barrier():
         dist.barrier()
 
 
+# Config keys the service accepts but does not keep in the job's config, because they
+# change nothing: a request that has them differs in nothing from a job that does not show them.
+IGNORED_CONFIG_KEYS = {"greedylr": ("verbose",)}
+
+
 def differences(job, request):
     """What differs between an existing job and the create request that hit it, in words."""
     found = []
@@ -167,6 +172,8 @@ def differences(job, request):
         found.append(f"lr {job.get('initial_lr')!r} (yours {request['lr']!r})")
     stored = job.get("config", {})
     for key, value in sorted(request["config"].items()):
+        if key in IGNORED_CONFIG_KEYS.get(request["policy"], ()):
+            continue
         if stored.get(key) != value:
             found.append(f"config {key}={stored.get(key)!r} (yours {value!r})")
     for key in ("world_size", "aggregate", "aggregate_timeout_ms"):
