@@ -1,6 +1,7 @@
 /*
  * GreedyLR behaviour beyond the golden vectors: diverged (non-finite) metrics, the
- * per-group bounds, the reset at the floor, and the warmup and cooldown periods.
+ * per-group bounds, the reset at the floor, and the warmup and cooldown periods; then the
+ * cases of transformers' own GreedyLR tests, driven through the core (test_upstream_*).
  */
 #include <math.h>
 #include <stdlib.h>
@@ -123,6 +124,72 @@ START_TEST(minus_infinity_never_becomes_best)
     step(sched, 2, 0.5);
     ck_assert_int_eq(step(sched, 3, 0.25), GLR_EVENT_INCREASE);
     glr_sched_free(sched);
+}
+END_TEST
+
+/* The reference takes +inf as the new best in max mode, and then nothing ever improves. */
+START_TEST(plus_infinity_never_becomes_best_in_max_mode)
+{
+    struct glr_sched *sched =
+        testutil_sched("greedylr", "0.1", "{\"mode\": \"max\", \"patience\": 1}");
+    step(sched, 0, 1.0);
+    step(sched, 1, INFINITY);
+    cJSON *counters = glr_sched_counters_json(sched);
+    ck_assert(state_number(counters, "best") == 1.0);
+    ck_assert(state_number(counters, "num_bad") == 1);
+    cJSON_Delete(counters);
+    step(sched, 2, 2.0);
+    ck_assert_int_eq(step(sched, 3, 3.0), GLR_EVENT_INCREASE);
+    glr_sched_free(sched);
+}
+END_TEST
+
+/*
+ * With smoothing, the reference puts a NaN into the window, and its mean stays NaN for
+ * window_size steps; an infinity likewise. Here such a loss stays out of the window.
+ */
+START_TEST(smoothing_leaves_non_finite_losses_out)
+{
+    const double bad[] = {NAN, INFINITY, -INFINITY};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct glr_sched *sched =
+            testutil_sched("greedylr", "0.1", "{\"smooth\": true, \"window_size\": 3}");
+        struct glr_step_result r;
+        glr_sched_step(sched, 0, 1.0, &r);
+        glr_sched_step(sched, 1, bad[i], &r);
+        glr_sched_step(sched, 2, 2.0, &r);
+        ck_assert(r.metric == 1.5);
+        glr_sched_step(sched, 3, 3.0, &r);
+        ck_assert(r.metric == 2.0);
+        cJSON *state = glr_sched_state_save(sched);
+        ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(state, "window")), 3);
+        cJSON_Delete(state);
+        glr_sched_free(sched);
+    }
+}
+END_TEST
+
+/* best reads null (not a number standing for infinity) until a finite metric is judged. */
+START_TEST(best_is_null_before_the_first_finite_metric)
+{
+    const char *const configs[] = {"{\"mode\": \"min\"}", "{\"mode\": \"max\"}"};
+    for (size_t i = 0; i < 2; i++) {
+        struct glr_sched *sched = testutil_sched("greedylr", "0.1", configs[i]);
+        cJSON *counters = glr_sched_counters_json(sched);
+        ck_assert(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(counters, "best")));
+        cJSON_Delete(counters);
+        step(sched, 0, NAN);
+        step(sched, 1, INFINITY);
+        step(sched, 2, -INFINITY);
+        counters = glr_sched_counters_json(sched);
+        ck_assert(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(counters, "best")));
+        cJSON_Delete(counters);
+        step(sched, 3, 0.5);
+        counters = glr_sched_counters_json(sched);
+        ck_assert(state_number(counters, "best") == 0.5);
+        cJSON_Delete(counters);
+        glr_sched_free(sched);
+    }
 }
 END_TEST
 
@@ -260,6 +327,9 @@ int main(void)
     tcase_add_test(tc, nan_is_a_plain_bad_step);
     tcase_add_test(tc, infinities_are_plain_bad_steps);
     tcase_add_test(tc, minus_infinity_never_becomes_best);
+    tcase_add_test(tc, plus_infinity_never_becomes_best_in_max_mode);
+    tcase_add_test(tc, smoothing_leaves_non_finite_losses_out);
+    tcase_add_test(tc, best_is_null_before_the_first_finite_metric);
     suite_add_tcase(suite, tc);
     tc = tcase_create("rules");
     tcase_add_test(tc, increase_stops_at_each_groups_max);
