@@ -10,12 +10,15 @@ the same batches), with one scheduler step per optimizer step, three ways:
   async      the same with asynchronous=True: step() hands the report to the scheduler's
              thread, and the next optimizer.step() writes the answer (waiting for it)
 
-With time.perf_counter_ns it times, on the training thread, each scheduler.step() call
+The remote step() is given the loss tensor, as a training would call it. With
+time.perf_counter_ns it times, on the training thread, each scheduler.step() call, each
+optimizer.step() (where the asynchronous scheduler waits for the answer not yet there)
 and each whole training step (forward, backward, optimizer.step(), scheduler.step()).
 The three modes take turns in rounds (--rounds; the order rotates from round to round),
 so that a busy spell of the machine falls on all alike, and the table shows the median
-over the rounds of each round's median and 90th percentile of step(), of its median
-training step, and of that median's ratio to the in-process run of the same round.
+over the rounds of each round's median and 90th percentile of step(), of its medians of
+optimizer.step() and of the training step, and of that last median's ratio to the
+in-process run of the same round.
 
 The remote jobs use the "step" policy, whose lr after the report of step s is
 lr0 * gamma^floor((s + 1) / step_size), StepLR's lr after s + 1 calls: the lr used at every
