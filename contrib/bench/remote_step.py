@@ -32,20 +32,19 @@ Build the daemon optimized and without sanitizers (sh contrib/quickstart.sh benc
 """
 import argparse
 import os
-import re
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "python"))
+sys.path.insert(0, HERE)
 
 import torch  # noqa: E402
 
 import greedylr  # noqa: E402
+from bench import Server  # noqa: E402  (the daemon started as the other benchmarks start it)
 
 MODES = ("inprocess", "sync", "async")
 # The issue's target: the training thread's median step() in asynchronous mode.
@@ -54,27 +53,6 @@ TARGET_ASYNC_STEP_US = 50.0
 
 def log(message):
     print(f"remote_step: {message}", file=sys.stderr, flush=True)
-
-
-class Daemon:
-    """A greedylrd on a free port of 127.0.0.1 and a database of its own, stopped with
-    SIGTERM."""
-
-    def __init__(self, path, db):
-        self.proc = subprocess.Popen([path, "--listen", "127.0.0.1:0", "--db", db,
-                                      "--log-level", "warn"], stdout=subprocess.PIPE,
-                                     text=True)
-        line = self.proc.stdout.readline()
-        match = re.match(r"listening on (http://[0-9.]+:\d+)", line)
-        if not match:
-            self.proc.kill()
-            raise RuntimeError(f"{path} did not start: {line!r}")
-        self.url = match.group(1)
-
-    def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        if self.proc.wait(timeout=60) != 0:
-            raise RuntimeError(f"greedylrd exited with {self.proc.returncode}")
 
 
 def make_data(args):
@@ -214,7 +192,8 @@ def main():
     data = make_data(args)
     results, reference = [], {}
     with tempfile.TemporaryDirectory(prefix="greedylr-remote-step-") as work:
-        daemon = Daemon(args.daemon, os.path.join(work, "bench.db"))
+        daemon = Server([args.daemon, "--db", os.path.join(work, "bench.db"),
+                         "--log-level", "warn"])
         try:
             # Untimed warm-up of torch and of the daemon's first job.
             for mode in MODES:
