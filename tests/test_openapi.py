@@ -969,6 +969,71 @@ def check_history(checker, jobs):
         checker.call("GET", f"{path}?{query}", 422, f"with {what}")
 
 
+def check_families(checker, client):
+    """Families: tuned jobs, outcomes, the family filter, and the families routes."""
+    tap = checker.tap
+    made = checker.call("PUT", "/v1/jobs/fam-1", 201, "creates a tuned job of a family",
+                        {"lr": 0.1, "family": "fam", "tune": True})
+    if made.status == 201:
+        tuned = made.json()["tuned"]
+        tap.check(tuned["settings"]["lr_factor"] == 1 and tuned["from_jobs"] == 0,
+                  "PUT /v1/jobs/fam-1: the first tuned job of a family gets the defaults")
+    checker.call("PUT", "/v1/jobs/fam-1", 200, "the same tuned request again",
+                 {"lr": 0.1, "family": "fam", "tune": True})
+    checker.call("PUT", "/v1/jobs/fam-1", 409, "another request for the tuned job's id",
+                 {"lr": 0.2, "family": "fam", "tune": True})
+    checker.call("PATCH", "/v1/jobs/fam-1", 409, "gives a running job an outcome",
+                 {"outcome": 0.5})
+    report_many(checker, "fam-1", [2.0, 1.5, 1.25])
+    done = checker.call("PATCH", "/v1/jobs/fam-1", 200, "finishes a job with its outcome",
+                        {"status": "finished", "outcome": 0.75})
+    if done.status == 200:
+        tap.check(done.json()["outcome"] == {"value": 0.75, "source": "given", "last_loss": 1.25,
+                                             "best_loss": 1.25},
+                  "PATCH /v1/jobs/fam-1: the outcome given, and the losses it ended with")
+    checker.call("PATCH", "/v1/jobs/fam-1", 422, "with an outcome that is not a number",
+                 {"outcome": "Infinity"})
+    second = checker.call("POST", "/v1/jobs", 201, "creates a second tuned job of the family",
+                          {"lr": 0.1, "family": "fam", "tune": True, "config": {"total_steps": 9}})
+    if second.status == 201:
+        tap.check(second.json()["tuned"]["from_jobs"] == 1,
+                  "POST /v1/jobs: the second tuned job learned from the first")
+    checker.call("PUT", "/v1/jobs/other-1", 201, "creates a job of another family",
+                 {"lr": 0.1, "family": "other"})
+    for what, body in [("tune without a family", {"lr": 0.1, "tune": True}),
+                       ("tune of a time-based policy",
+                        {"lr": 0.1, "family": "fam", "tune": True, "policy": "cosine",
+                         "config": {"t_max": 3}}),
+                       ("tune with a tuned key in config",
+                        {"lr": 0.1, "family": "fam", "tune": True,
+                         "config": {"decrease_factor": 0.7}}),
+                       ("a family that is not an id", {"lr": 0.1, "family": "a/b"})]:
+        checker.call("PUT", "/v1/jobs/fam-bad", 422, f"with {what}", body)
+    listed = checker.call("GET", "/v1/jobs?family=fam", 200, "filters by family")
+    if listed.status == 200:
+        tap.check(len(listed.json()["jobs"]) == 2, "GET /v1/jobs?family=fam lists its 2 jobs")
+    checker.call("GET", "/v1/jobs?family=a%2Fb", 422, "with a family that is not an id")
+    families = checker.call("GET", "/v1/families", 200, "lists the families")
+    if families.status == 200:
+        names = [f["name"] for f in families.json()["families"]]
+        tap.check(names == ["fam", "other"], "GET /v1/families lists both", [f"found {names}"])
+    first = checker.call("GET", "/v1/families?page_size=1", 200, "lists one family")
+    token = first.json().get("next_page_token") if first.status == 200 else None
+    checker.call("GET", "/v1/families?page_size=1&page_token=" + urllib.parse.quote(token or ""),
+                 200, "follows the page token")
+    for what, query in [("page_size 0", "page_size=0"), ("a page token it never gave",
+                                                         "page_token=bogus")]:
+        checker.call("GET", f"/v1/families?{query}", 422, f"with {what}")
+    family = checker.call("GET", "/v1/families/fam", 200, "is the family")
+    if family.status == 200:
+        body = family.json()
+        tap.check(body["finished"] == 1 and body["tuning"]["best"]["job"] == "fam-1",
+                  "GET /v1/families/fam: one finished run, the best")
+    checker.call("GET", "/v1/families/fam?policy=greedylr", 200, "as greedylr tuning sees it")
+    checker.call("GET", "/v1/families/fam?policy=cosine", 422, "for a policy without tuning")
+    checker.call("GET", "/v1/families/no-such-family", 404, "is unknown")
+
+
 def check_tokens(checker, client):
     """The token routes. Runs last: once a token exists, every other route needs one; the
     daemon (on loopback) is open again when the last is revoked."""
@@ -1045,6 +1110,7 @@ def main():
                 check_history(checker, jobs)
                 check_rewind(checker, client, jobs)
                 check_ranks(checker, client)
+                check_families(checker, client)
                 check_tokens(checker, client)
                 check_coverage(tap, spec, checker)
                 print(f"# requests took {time.monotonic() - started:.1f} s")

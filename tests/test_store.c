@@ -593,8 +593,8 @@ static struct names jobs_tagged(struct store *store, const char *key, const char
 {
     struct names ns = {0};
     char err[GLR_ERR_MAX] = "";
-    ck_assert_msg(store_job_scan(store, 0, 100, STORE_ANY, key, value, collect_job_id, &ns, err) ==
-                      GLR_OK,
+    ck_assert_msg(store_job_scan(store, 0, 100, STORE_ANY, key, value, NULL, collect_job_id, &ns,
+                                 err) == GLR_OK,
                   "%s", err);
     return ns;
 }
@@ -617,8 +617,8 @@ START_TEST(tags_are_indexed_from_the_pairs_given)
 
     /* A patch replaces the tags: the old pairs no longer match, the new ones do. */
     struct store_tag retagged[] = {{"team", "audio"}};
-    ck_assert_msg(store_job_patch(store, seq, NULL, "{\"team\":\"audio\"}", retagged, 1, 5, err) ==
-                      GLR_OK,
+    ck_assert_msg(store_job_patch(store, seq, NULL, NULL, "{\"team\":\"audio\"}", retagged, 1, 5,
+                                  err) == GLR_OK,
                   "%s", err);
     ck_assert_uint_eq(jobs_tagged(store, "team", "vision").n, 0);
     ck_assert_uint_eq(jobs_tagged(store, "size", "large").n, 0);
@@ -631,9 +631,9 @@ START_TEST(tags_are_indexed_from_the_pairs_given)
 
     /* A patch of the status alone keeps them. */
     bool finished = true;
-    ck_assert_int_eq(store_job_patch(store, seq, &finished, NULL, NULL, 0, 6, err), GLR_OK);
+    ck_assert_int_eq(store_job_patch(store, seq, &finished, NULL, NULL, NULL, 0, 6, err), GLR_OK);
     ck_assert_uint_eq(jobs_tagged(store, "team", "audio").n, 1);
-    ck_assert_int_eq(store_job_patch(store, seq + 100, &finished, NULL, NULL, 0, 7, err),
+    ck_assert_int_eq(store_job_patch(store, seq + 100, &finished, NULL, NULL, NULL, 0, 7, err),
                      GLR_ENOTFOUND);
     store_close(store);
 }

@@ -56,7 +56,7 @@ enum http_status {
 /* What logs and metrics call a request whose path no route has. */
 #define API_ROUTE_UNMATCHED "unmatched"
 /* Rows of the route table (api_route.c checks it at compile time). */
-#define API_ROUTE_ROWS 16
+#define API_ROUTE_ROWS 18
 /* Longest Allow header: every method of one path, "GET, HEAD, PUT, PATCH, DELETE". */
 #define API_ALLOW_MAX 64
 
@@ -350,6 +350,11 @@ void api_wait_complete(struct request *req, int status, const struct svc_report_
  * answers at once).
  */
 enum MHD_Result api_wait_suspend(struct MHD_Connection *conn, struct request *req);
+
+/* api_families.c */
+
+api_handler api_list_families;
+api_handler api_get_family;
 
 /* api_tokens.c */
 

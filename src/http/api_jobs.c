@@ -70,8 +70,8 @@ enum MHD_Result api_patch_job(struct api *api, struct MHD_Connection *conn, stru
         return api_answer_status(conn, req, rc, err);
     bool finished = true;
     cJSON *job = NULL;
-    rc = svc_job_patch(api->svc, req->match.id, parsed.finish ? &finished : NULL, parsed.tags, &job,
-                       err);
+    rc = svc_job_patch(api->svc, req->match.id, parsed.finish ? &finished : NULL, parsed.outcome,
+                       parsed.tags, &job, err);
     req_patch_clear(&parsed);
     if (rc)
         return api_answer_status(conn, req, rc, err);

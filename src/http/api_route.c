@@ -31,6 +31,8 @@ const struct api_route api_routes[] = {
     {"/v1/tokens", "GET", false, false, AUTH_ADMIN, api_list_tokens},
     {"/v1/tokens", "POST", true, false, AUTH_ADMIN, api_create_token},
     {"/v1/tokens/{name}", "DELETE", false, false, AUTH_ADMIN, api_revoke_token},
+    {"/v1/families", "GET", false, false, AUTH_READER, api_list_families},
+    {"/v1/families/{name}", "GET", false, false, AUTH_READER, api_get_family},
 };
 
 _Static_assert(sizeof(api_routes) / sizeof(api_routes[0]) == API_ROUTE_ROWS,

@@ -171,7 +171,8 @@ int req_parse_object(const struct req_body *body, const char *const *allowed, co
 }
 
 static const char *const create_keys[] = {
-    "policy", "lr", "config", "tags", "world_size", "aggregate", "aggregate_timeout_ms", NULL};
+    "policy", "lr",   "config", "tags", "world_size", "aggregate", "aggregate_timeout_ms",
+    "family", "tune", NULL};
 
 int req_parse_create(const struct req_body *body, struct req_create *out, char *err)
 {
@@ -190,6 +191,8 @@ int req_parse_create(const struct req_body *body, struct req_create *out, char *
         .world_size = cJSON_GetObjectItemCaseSensitive(tree, "world_size"),
         .aggregate = cJSON_GetObjectItemCaseSensitive(tree, "aggregate"),
         .aggregate_timeout_ms = cJSON_GetObjectItemCaseSensitive(tree, "aggregate_timeout_ms"),
+        .family = cJSON_GetObjectItemCaseSensitive(tree, "family"),
+        .tune = cJSON_GetObjectItemCaseSensitive(tree, "tune"),
     };
     return GLR_OK;
 }
@@ -200,7 +203,7 @@ void req_create_clear(struct req_create *create)
     memset(create, 0, sizeof(*create));
 }
 
-static const char *const patch_keys[] = {"status", "tags", NULL};
+static const char *const patch_keys[] = {"status", "outcome", "tags", NULL};
 
 int req_parse_patch(const struct req_body *body, struct req_patch *out, char *err)
 {
@@ -211,10 +214,11 @@ int req_parse_patch(const struct req_body *body, struct req_patch *out, char *er
         return rc;
     const cJSON *status = cJSON_GetObjectItemCaseSensitive(tree, "status");
     const cJSON *tags = cJSON_GetObjectItemCaseSensitive(tree, "tags");
+    const cJSON *outcome = cJSON_GetObjectItemCaseSensitive(tree, "outcome");
     if (status && !(cJSON_IsString(status) && strcmp(status->valuestring, "finished") == 0))
         rc = glr_fail(err, GLR_EINVAL, "status can only be set to \"finished\"");
-    else if (!status && !tags)
-        rc = glr_fail(err, GLR_EINVAL, "a patch needs \"status\" or \"tags\"");
+    else if (!status && !tags && !outcome)
+        rc = glr_fail(err, GLR_EINVAL, "a patch needs \"status\", \"outcome\" or \"tags\"");
     if (rc) {
         cJSON_Delete(tree);
         return rc;
@@ -222,6 +226,7 @@ int req_parse_patch(const struct req_body *body, struct req_patch *out, char *er
     out->tree = tree;
     out->finish = status != NULL;
     out->tags = tags;
+    out->outcome = outcome;
     return GLR_OK;
 }
 
@@ -366,7 +371,19 @@ int req_parse_list(const struct req_query *query, struct req_list *out, char *er
         out->q.tag_key = out->key;
         out->q.tag_value = colon + 1;
     }
+    out->q.family = query->get(query->ctx, "family");
+    if (out->q.family && !svc_valid_id(out->q.family))
+        return glr_fail(err, GLR_EINVAL, "family must be a valid family name (as a job id)");
     return GLR_OK;
+}
+
+int req_parse_families(const struct req_query *query, struct req_families *out, char *err)
+{
+    memset(out, 0, sizeof(*out));
+    out->page_token = query->get(query->ctx, "page_token");
+    out->policy = query->get(query->ctx, "policy");
+    return req_query_integer(query, "page_size", 1, SVC_LIST_PAGE_MAX, SVC_LIST_PAGE_DEFAULT,
+                             &out->page_size, err);
 }
 
 int req_parse_history(const struct req_query *query, struct req_history *out, char *err)

@@ -75,9 +75,10 @@ void req_create_clear(struct req_create *create);
 
 /* A change to a job: PATCH /v1/jobs/{id}. */
 struct req_patch {
-    cJSON *tree;       /* the body, owned: req_patch_clear() */
-    bool finish;       /* "status": "finished" was given */
-    const cJSON *tags; /* borrowed from tree; NULL leaves the tags alone */
+    cJSON *tree;          /* the body, owned: req_patch_clear() */
+    bool finish;          /* "status": "finished" was given */
+    const cJSON *tags;    /* borrowed from tree; NULL leaves the tags alone */
+    const cJSON *outcome; /* borrowed from tree; NULL: none given */
 };
 int req_parse_patch(const struct req_body *body, struct req_patch *out, char *err);
 void req_patch_clear(struct req_patch *patch);
@@ -119,12 +120,20 @@ struct req_query {
 int req_query_integer(const struct req_query *query, const char *name, int64_t min, int64_t max,
                       int64_t dflt, int64_t *out, char *err);
 
-/* GET /v1/jobs: page_size, page_token, status and tag (key:value). */
+/* GET /v1/jobs: page_size, page_token, status, tag (key:value) and family. */
 struct req_list {
     struct svc_list_query q; /* tag_key points into key, the rest into the query */
     char key[SVC_TAG_KEY_MAX + 1];
 };
 int req_parse_list(const struct req_query *query, struct req_list *out, char *err);
+
+/* GET /v1/families and /v1/families/{name}: page_size, page_token, and policy. */
+struct req_families {
+    int64_t page_size;
+    const char *page_token; /* points into the query */
+    const char *policy;     /* points into the query; NULL: auto */
+};
+int req_parse_families(const struct req_query *query, struct req_families *out, char *err);
 
 /* GET /v1/jobs/{id}/history: the steps, the page, max_points and the format. */
 struct req_history {

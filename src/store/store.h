@@ -111,6 +111,17 @@ struct store;
 
 enum store_status_filter { STORE_ANY, STORE_RUNNING, STORE_FINISHED };
 
+/*
+ * A finished job's outcome (lower is better): given by the client, or its last loss; the
+ * losses are read from its history when it finishes (store_job_losses()).
+ */
+struct store_outcome {
+    double value;     /* +inf: the run ended diverged */
+    bool given;       /* the client gave value; else it is the last loss */
+    double last_loss; /* NaN: a NaN loss, or no report */
+    double best_loss; /* the lowest finite loss; NaN: none */
+};
+
 /* A row of the jobs table. The strings are owned by the row: store_job_clear(). */
 struct store_job {
     int64_t seq;
@@ -126,9 +137,13 @@ struct store_job {
     int64_t created_ms;
     int64_t updated_ms;
     int64_t rewinds;
-    int64_t world_size;           /* ranks that report each step */
-    char aggregate[8];            /* mean, max, min or rank0 */
-    int64_t aggregate_timeout_ms; /* longest wait for every rank of a step */
+    int64_t world_size;            /* ranks that report each step */
+    char aggregate[8];             /* mean, max, min or rank0 */
+    int64_t aggregate_timeout_ms;  /* longest wait for every rank of a step */
+    char family[STORE_ID_MAX + 1]; /* "" for none */
+    bool has_outcome;              /* a finished job's outcome is known */
+    struct store_outcome outcome;
+    char *tuned; /* JSON: what tuning chose; NULL when the job was not tuned */
 };
 
 /* A saved state of a job after some step. state is owned: free() it. */
@@ -209,12 +224,21 @@ int store_job_insert(struct store *store, struct store_job *job, const struct st
 int store_job_load(struct store *store, const char *id, struct store_job *out, char *err);
 
 /*
- * Sets status and/or tags and updated_ms of the job seq: tags_json is the tags' JSON text
- * (NULL keeps them) and tags the same ntags tags as pairs. Returns GLR_OK, GLR_ENOTFOUND
- * or GLR_EIO.
+ * Sets status, outcome and/or tags and updated_ms of the job seq, together: outcome NULL
+ * keeps it; tags_json is the tags' JSON text (NULL keeps them) and tags the same ntags
+ * tags as pairs. Returns GLR_OK, GLR_ENOTFOUND or GLR_EIO.
  */
-int store_job_patch(struct store *store, int64_t seq, const bool *finished, const char *tags_json,
+int store_job_patch(struct store *store, int64_t seq, const bool *finished,
+                    const struct store_outcome *outcome, const char *tags_json,
                     const struct store_tag *tags, size_t ntags, int64_t updated_ms, char *err);
+
+/*
+ * Reads the last loss of job seq (NaN: NaN or no report) and its lowest finite loss (NaN:
+ * none) from its history, on a reader connection: a long history is read without holding
+ * back the writer. Returns GLR_OK or GLR_EIO.
+ */
+int store_job_losses(struct store *store, int64_t seq, double *last_loss, double *best_loss,
+                     char *err);
 
 /* Deletes the job and its history. Returns GLR_OK, GLR_ENOTFOUND or GLR_EIO. */
 int store_job_delete(struct store *store, int64_t seq, char *err);
@@ -334,12 +358,31 @@ int store_report_scan(struct store *store, int64_t seq, int64_t from_step, int64
                       int64_t to_step, int64_t limit, store_report_fn fn, void *ctx, char *err);
 
 /*
- * Calls fn for at most limit jobs with seq > after_seq in seq order, filtered by status
- * and by one tag (tag_key NULL for none). Returns GLR_OK or GLR_EIO.
+ * Calls fn for at most limit jobs with seq > after_seq in seq order, filtered by status,
+ * by one tag (tag_key NULL for none) and by family (NULL for any). Returns GLR_OK or
+ * GLR_EIO.
  */
 int store_job_scan(struct store *store, int64_t after_seq, int64_t limit,
                    enum store_status_filter status, const char *tag_key, const char *tag_value,
-                   store_job_fn fn, void *ctx, char *err);
+                   const char *family, store_job_fn fn, void *ctx, char *err);
+
+/* A family as the families list shows it. */
+struct store_family {
+    const char *name;
+    int64_t jobs;
+    int64_t finished;
+    double best_outcome; /* the lowest outcome of its finished jobs; NaN: none */
+    int64_t updated_ms;  /* the latest change of any of its jobs */
+};
+
+typedef bool (*store_family_fn)(void *ctx, const struct store_family *family);
+
+/*
+ * Calls fn for at most limit families named after after_name ("" for the first), in
+ * name order; the row is valid only during the call. Returns GLR_OK or GLR_EIO.
+ */
+int store_family_scan(struct store *store, const char *after_name, int64_t limit,
+                      store_family_fn fn, void *ctx, char *err);
 
 /* Longest API token name, in bytes. */
 #define STORE_TOKEN_NAME_MAX 64

@@ -27,9 +27,9 @@
  * The store has four mutexes. write_lock may be held while checkpoint_lock is taken (the
  * WAL hook runs inside a commit of the writer connection); that is the only nesting.
  * queue_lock and pool_lock are leaves: no other store lock is taken while either is
- * held. Their levels continue the service's (svc_int.h: job 1, waits 2, map 3):
+ * held. Their levels continue the service's (svc_int.h: tune 1, job 2, waits 3, map 4):
  *
- *     write_lock (4) -> checkpoint_lock (5);   queue_lock (6);   pool_lock (7).
+ *     write_lock (5) -> checkpoint_lock (6);   queue_lock (7);   pool_lock (8).
  *
  * The service calls the store's write path (store_commit_submit, store_job_insert, ...)
  * with its job lock held: the service's locks come before every store lock. The store
@@ -40,10 +40,10 @@
  * wait for another reader connection: with every one taken it would wait forever).
  */
 enum {
-    STORE_LOCK_WRITE = 4,
-    STORE_LOCK_CHECKPOINT = 5,
-    STORE_LOCK_QUEUE = 6,
-    STORE_LOCK_POOL = 7,
+    STORE_LOCK_WRITE = 5,
+    STORE_LOCK_CHECKPOINT = 6,
+    STORE_LOCK_QUEUE = 7,
+    STORE_LOCK_POOL = 8,
 };
 
 /* Statements of the writer connection (their text: store_writer_sql, store_sql.c). */
@@ -55,6 +55,7 @@ enum {
     W_TAG_INSERT,
     W_TAGS_CLEAR,
     W_JOB_STATUS,
+    W_JOB_OUTCOME,
     W_JOB_TAGS,
     W_JOB_COUNT,
     W_JOB_DELETE,
@@ -82,6 +83,10 @@ enum {
     R_REPORT_FIND,
     R_REPORT_SCAN,
     R_JOB_SCAN,
+    R_FAMILY_JOB_SCAN,
+    R_FAMILY_SCAN,
+    R_LAST_LOSS,
+    R_BEST_LOSS,
     R_SNAPSHOT_FIND,
     R_RANK_LOSS_FIND,
     R_TOKEN_SCAN,

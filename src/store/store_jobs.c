@@ -2,6 +2,7 @@
  * Jobs: their rows (configuration, status, tags, saved state), the indexed copy of their
  * tags that the job list filters on, the list itself, and the counts /metrics shows.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,7 @@ void store_job_clear(struct store_job *job)
     free(job->config);
     free(job->tags);
     free(job->state);
+    free(job->tuned);
     memset(job, 0, sizeof(*job));
 }
 
@@ -43,7 +45,19 @@ static int read_job_row(sqlite3_stmt *stmt, struct store_job *job, char *err)
     snprintf(job->aggregate, sizeof(job->aggregate), "%s",
              aggregate ? (const char *)aggregate : "mean");
     job->aggregate_timeout_ms = sqlite3_column_int64(stmt, 15);
-    if (!job->policy || !job->initial_lr || !job->config || !job->tags || !job->state) {
+    const unsigned char *family = sqlite3_column_text(stmt, 16);
+    snprintf(job->family, sizeof(job->family), "%s", family ? (const char *)family : "");
+    job->has_outcome = sqlite3_column_type(stmt, 17) != SQLITE_NULL;
+    job->outcome = (struct store_outcome){
+        .value = job->has_outcome ? sqlite3_column_double(stmt, 17) : NAN,
+        .given = sqlite3_column_int(stmt, 18) != 0,
+        .last_loss = store_column_real(stmt, 19),
+        .best_loss = store_column_real(stmt, 20),
+    };
+    bool tuned = sqlite3_column_type(stmt, 21) != SQLITE_NULL;
+    job->tuned = tuned ? store_column_strdup(stmt, 21) : NULL;
+    if (!job->policy || !job->initial_lr || !job->config || !job->tags || !job->state ||
+        (tuned && !job->tuned)) {
         store_job_clear(job);
         return glr_fail(err, GLR_ENOMEM, "out of memory");
     }
@@ -130,6 +144,14 @@ int store_job_insert(struct store *store, struct store_job *job, const struct st
     sqlite3_bind_int64(stmt, 12, job->world_size);
     sqlite3_bind_text(stmt, 13, job->aggregate, -1, SQLITE_STATIC);
     sqlite3_bind_int64(stmt, 14, job->aggregate_timeout_ms);
+    if (job->family[0])
+        sqlite3_bind_text(stmt, 15, job->family, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(stmt, 15);
+    if (job->tuned)
+        sqlite3_bind_text(stmt, 16, job->tuned, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(stmt, 16);
     rc = store_step_done(store, stmt, "inserting the job", err);
     if (rc == GLR_ECONFLICT)
         glr_fail(err, GLR_ECONFLICT, "job %s exists already", job->id);
@@ -166,7 +188,8 @@ int store_job_load(struct store *store, const char *id, struct store_job *out, c
     return rc;
 }
 
-int store_job_patch(struct store *store, int64_t seq, const bool *finished, const char *tags_json,
+int store_job_patch(struct store *store, int64_t seq, const bool *finished,
+                    const struct store_outcome *outcome, const char *tags_json,
                     const struct store_tag *tags, size_t ntags, int64_t updated_ms, char *err)
 {
     int rc = store_write_begin(store, err);
@@ -178,6 +201,18 @@ int store_job_patch(struct store *store, int64_t seq, const bool *finished, cons
         sqlite3_bind_text(stmt, 2, *finished ? "finished" : "running", -1, SQLITE_STATIC);
         sqlite3_bind_int64(stmt, 3, updated_ms);
         rc = store_step_done(store, stmt, "updating the status", err);
+        if (!rc && sqlite3_changes(store->writer.db) == 0)
+            rc = glr_fail(err, GLR_ENOTFOUND, "the job does not exist");
+    }
+    if (!rc && outcome) {
+        sqlite3_stmt *stmt = store->writer_stmts[W_JOB_OUTCOME];
+        sqlite3_bind_int64(stmt, 1, seq);
+        store_bind_real(stmt, 2, outcome->value);
+        sqlite3_bind_int(stmt, 3, outcome->given);
+        store_bind_real(stmt, 4, outcome->last_loss);
+        store_bind_real(stmt, 5, outcome->best_loss);
+        sqlite3_bind_int64(stmt, 6, updated_ms);
+        rc = store_step_done(store, stmt, "recording the outcome", err);
         if (!rc && sqlite3_changes(store->writer.db) == 0)
             rc = glr_fail(err, GLR_ENOTFOUND, "the job does not exist");
     }
@@ -213,10 +248,12 @@ int store_job_delete(struct store *store, int64_t seq, char *err)
 
 int store_job_scan(struct store *store, int64_t after_seq, int64_t limit,
                    enum store_status_filter status, const char *tag_key, const char *tag_value,
-                   store_job_fn fn, void *ctx, char *err)
+                   const char *family, store_job_fn fn, void *ctx, char *err)
 {
     int r = store_reader_take(store);
-    sqlite3_stmt *stmt = store->reader_stmts[r][R_JOB_SCAN];
+    sqlite3_stmt *stmt = store->reader_stmts[r][family ? R_FAMILY_JOB_SCAN : R_JOB_SCAN];
+    if (family)
+        sqlite3_bind_text(stmt, 6, family, -1, SQLITE_STATIC);
     sqlite3_bind_int64(stmt, 1, after_seq);
     if (status != STORE_ANY)
         sqlite3_bind_text(stmt, 2, status == STORE_FINISHED ? "finished" : "running", -1,
@@ -263,6 +300,59 @@ int store_job_counts(struct store *store, int64_t *running, int64_t *finished, c
             *running += count;
     }
     rc = rc == SQLITE_DONE ? GLR_OK : store_fail(store, store->readers[r].db, err, "counting jobs");
+    store_stmt_done(stmt);
+    store_reader_give(store, r);
+    return rc;
+}
+
+/* The one real of a statement's first row: NaN when it is NULL or there is no row. */
+static int read_one_real(struct store *store, int r, int which, int64_t seq, double *out, char *err)
+{
+    sqlite3_stmt *stmt = store->reader_stmts[r][which];
+    sqlite3_bind_int64(stmt, 1, seq);
+    int rc = sqlite3_step(stmt);
+    *out = rc == SQLITE_ROW ? store_column_real(stmt, 0) : NAN;
+    rc = rc == SQLITE_ROW || rc == SQLITE_DONE
+             ? GLR_OK
+             : store_fail(store, store->readers[r].db, err, "reading a job's losses");
+    store_stmt_done(stmt);
+    return rc;
+}
+
+int store_job_losses(struct store *store, int64_t seq, double *last_loss, double *best_loss,
+                     char *err)
+{
+    int r = store_reader_take(store);
+    int rc = read_one_real(store, r, R_LAST_LOSS, seq, last_loss, err);
+    if (!rc)
+        rc = read_one_real(store, r, R_BEST_LOSS, seq, best_loss, err);
+    store_reader_give(store, r);
+    return rc;
+}
+
+int store_family_scan(struct store *store, const char *after_name, int64_t limit,
+                      store_family_fn fn, void *ctx, char *err)
+{
+    int r = store_reader_take(store);
+    sqlite3_stmt *stmt = store->reader_stmts[r][R_FAMILY_SCAN];
+    sqlite3_bind_text(stmt, 1, after_name, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, 2, limit);
+    int rc;
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        struct store_family family = {
+            .name = (const char *)sqlite3_column_text(stmt, 0),
+            .jobs = sqlite3_column_int64(stmt, 1),
+            .finished = sqlite3_column_int64(stmt, 2),
+            .best_outcome = store_column_real(stmt, 3),
+            .updated_ms = sqlite3_column_int64(stmt, 4),
+        };
+        if (!family.name || !fn(ctx, &family)) {
+            rc = family.name ? SQLITE_DONE : SQLITE_NOMEM;
+            break;
+        }
+    }
+    rc = rc == SQLITE_DONE ? GLR_OK
+                           : store_fail(store, store->readers[r].db, err, "listing families");
     store_stmt_done(stmt);
     store_reader_give(store, r);
     return rc;

@@ -10,7 +10,8 @@
     "first_step, last_step, rows, changes, change_step, low_step, low_loss, high_step, high_loss"
 #define JOB_COLUMNS                                                                                \
     "seq, id, policy, initial_lr, config, tags, status, state, last_step, reports, created_ms,"    \
-    " updated_ms, rewinds, world_size, aggregate, aggregate_timeout_ms"
+    " updated_ms, rewinds, world_size, aggregate, aggregate_timeout_ms, family, outcome,"          \
+    " outcome_given, last_loss, best_loss, tuned"
 
 const char *const store_writer_sql[W_COUNT] = {
     /* A write transaction takes the lock at once, so it never has to upgrade. */
@@ -22,14 +23,18 @@ const char *const store_writer_sql[W_COUNT] = {
     /* Create a job. */
     [W_JOB_INSERT] = "INSERT INTO jobs (id, policy, initial_lr, config, tags, status, state,"
                      " last_step, reports, created_ms, updated_ms, world_size, aggregate,"
-                     " aggregate_timeout_ms)"
-                     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                     " aggregate_timeout_ms, family, tuned)"
+                     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,"
+                     " ?16)",
     /* The indexed copy of one tag. */
     [W_TAG_INSERT] = "INSERT INTO job_tags (job_seq, key, value) VALUES (?1, ?2, ?3)",
     /* Forget a job's indexed tags before writing its new ones. */
     [W_TAGS_CLEAR] = "DELETE FROM job_tags WHERE job_seq = ?1",
     /* PATCH: finish a job (or run it again). */
     [W_JOB_STATUS] = "UPDATE jobs SET status = ?2, updated_ms = ?3 WHERE seq = ?1",
+    /* PATCH: a finished job's outcome, and the losses it was read from. */
+    [W_JOB_OUTCOME] = "UPDATE jobs SET outcome = ?2, outcome_given = ?3, last_loss = ?4,"
+                      " best_loss = ?5, updated_ms = ?6 WHERE seq = ?1",
     /* PATCH: replace the tags. */
     [W_JOB_TAGS] = "UPDATE jobs SET tags = ?2, updated_ms = ?3 WHERE seq = ?1",
     /* The jobs in the database, counted once for --max-jobs and then kept in memory. */
@@ -64,7 +69,8 @@ const char *const store_writer_sql[W_COUNT] = {
     [W_RANK_LOSSES_TRUNCATE] = "DELETE FROM rank_losses WHERE job_seq = ?1 AND step > ?2",
     /* A rewind's new state for the job, which counts it and runs again. */
     [W_JOB_REWIND] = "UPDATE jobs SET state = ?2, last_step = ?3, reports = ?4, updated_ms = ?5,"
-                     " rewinds = rewinds + 1, status = 'running' WHERE seq = ?1",
+                     " rewinds = rewinds + 1, status = 'running', outcome = NULL,"
+                     " outcome_given = 0, last_loss = NULL, best_loss = NULL WHERE seq = ?1",
     /* An API token: its name, role and hash (never the token itself). */
     [W_TOKEN_INSERT] = "INSERT INTO tokens (name, role, hash, created_ms) VALUES (?1, ?2, ?3, ?4)",
     /* Revoke a token. */
@@ -98,6 +104,22 @@ const char *const store_reader_sql[R_COUNT] = {
                    " AND (?3 IS NULL OR seq IN (SELECT job_seq FROM job_tags"
                    "                            WHERE key = ?3 AND value = ?4))"
                    " ORDER BY seq LIMIT ?5",
+    /* The same, of one family (its index keeps a family's page quick among many jobs). */
+    [R_FAMILY_JOB_SCAN] = "SELECT " JOB_COLUMNS " FROM jobs WHERE family = ?6 AND seq > ?1"
+                          " AND (?2 IS NULL OR status = ?2)"
+                          " AND (?3 IS NULL OR seq IN (SELECT job_seq FROM job_tags"
+                          "                            WHERE key = ?3 AND value = ?4))"
+                          " ORDER BY seq LIMIT ?5",
+    /* A page of the families, by name after a cursor, each counted. */
+    [R_FAMILY_SCAN] = "SELECT family, count(*), sum(status = 'finished'), min(outcome),"
+                      " max(updated_ms) FROM jobs WHERE family IS NOT NULL AND family > ?1"
+                      " GROUP BY family ORDER BY family LIMIT ?2",
+    /* A job's outcome when it finishes: its last loss, */
+    [R_LAST_LOSS] = "SELECT loss FROM history WHERE job_seq = ?1 AND rank = 0"
+                    " ORDER BY step DESC LIMIT 1",
+    /* and its lowest finite one (9e999 reads as infinity; a NaN is stored as NULL). */
+    [R_BEST_LOSS] = "SELECT min(loss) FROM history WHERE job_seq = ?1 AND rank = 0"
+                    " AND loss > -9e999 AND loss < 9e999",
     /* The latest snapshot at or before a step, where a rewind starts replaying. */
     [R_SNAPSHOT_FIND] = "SELECT step, reports, state FROM snapshots"
                         " WHERE job_seq = ?1 AND step <= ?2 ORDER BY step DESC LIMIT 1",

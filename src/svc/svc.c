@@ -124,8 +124,12 @@ static int check_tags(const cJSON *tags, struct checked_tags *out, char *err)
 /* The fields of a job that are not in its scheduler. */
 struct job_view {
     const char *id;
+    const char *family; /* "" for none */
+    const char *tuned;  /* JSON; NULL for none */
     const char *tags;
     bool finished;
+    bool has_outcome;
+    struct store_outcome outcome;
     int64_t last_step;
     int64_t reports;
     int64_t rewinds;
@@ -152,6 +156,22 @@ static bool add_time(cJSON *object, const char *key, int64_t ms)
     return cJSON_AddStringToObject(object, key, text) != NULL;
 }
 
+/* A finished job's outcome as JSON: {"value", "source", "last_loss", "best_loss"}, or null. */
+static cJSON *outcome_json(const struct job_view *v)
+{
+    if (!v->has_outcome)
+        return cJSON_CreateNull();
+    cJSON *o = cJSON_CreateObject();
+    if (!o || !svc_json_add(o, "value", jsonx_number(v->outcome.value)) ||
+        !cJSON_AddStringToObject(o, "source", v->outcome.given ? "given" : "last_loss") ||
+        !svc_json_add(o, "last_loss", jsonx_number(v->outcome.last_loss)) ||
+        !jsonx_add_number_or_null(o, "best_loss", v->outcome.best_loss)) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return o;
+}
+
 static cJSON *describe(const struct job_view *v, const struct glr_sched *sched)
 {
     cJSON *o = cJSON_CreateObject();
@@ -161,6 +181,8 @@ static cJSON *describe(const struct job_view *v, const struct glr_sched *sched)
               svc_json_add(o, "initial_lr", glr_sched_initial_lr_json(sched)) &&
               svc_json_add(o, "config", glr_sched_config_json(sched)) &&
               svc_json_add(o, "tags", cJSON_Parse(v->tags)) &&
+              svc_json_add(o, "family",
+                           v->family[0] ? cJSON_CreateString(v->family) : cJSON_CreateNull()) &&
               cJSON_AddStringToObject(o, "status", v->finished ? "finished" : "running") &&
               svc_json_add(o, "last_step",
                            v->last_step >= 0 ? cJSON_CreateNumber((double)v->last_step)
@@ -171,6 +193,8 @@ static cJSON *describe(const struct job_view *v, const struct glr_sched *sched)
               cJSON_AddStringToObject(o, "aggregate", v->aggregate) &&
               jsonx_add_integer(o, "aggregate_timeout_ms", v->aggregate_timeout_ms) &&
               svc_json_add(o, "state", glr_sched_counters_json(sched)) &&
+              svc_json_add(o, "outcome", outcome_json(v)) &&
+              svc_json_add(o, "tuned", v->tuned ? cJSON_Parse(v->tuned) : cJSON_CreateNull()) &&
               add_time(o, "created_at", v->created_ms) && add_time(o, "updated_at", v->updated_ms);
     if (!ok) {
         cJSON_Delete(o);
@@ -183,8 +207,12 @@ static cJSON *describe(const struct job_view *v, const struct glr_sched *sched)
 int svc_describe_job(const struct svc_job *job, cJSON **out, char *err)
 {
     struct job_view v = {job->id,
+                         job->family,
+                         job->tuned,
                          job->tags,
                          job->finished,
+                         job->has_outcome,
+                         job->outcome,
                          job->last_step,
                          job->reports,
                          job->rewinds,
@@ -210,6 +238,7 @@ int svc_open(const char *path, const struct svc_options *options, struct svc **o
         options = &defaults;
     size_t resident = options->resident_jobs ? options->resident_jobs : SVC_RESIDENT_DEFAULT;
     svc_wait_init(&svc->waits);
+    glr_mutex_init(&svc->tune_lock, SVC_LOCK_TUNE);
     atomic_init(&svc->csv_exports, 0);
     svc->max_reports_per_job = options->max_reports_per_job;
     int rc = svc_jobs_init(&svc->jobs, resident, err);
@@ -259,6 +288,7 @@ void svc_close(struct svc *svc)
     /* Jobs dropped from the table but still watched are only in the heap now. */
     svc_wait_destroy(svc);
     svc_jobs_destroy(&svc->jobs);
+    glr_mutex_destroy(&svc->tune_lock);
     free(svc);
 }
 
@@ -348,33 +378,77 @@ static int read_ranks_config(const struct svc_create *request, struct ranks_conf
     return glr_fail(err, GLR_EINVAL, "aggregate must be \"mean\", \"max\", \"min\" or \"rank0\"");
 }
 
+/* What a create asks of a job besides its scheduler: its ranks, family and tuning. */
+struct create_extras {
+    struct ranks_config ranks;
+    char family[STORE_ID_MAX + 1]; /* "" for none */
+    bool tune;
+};
+
+static int read_extras(const struct svc_create *request, struct create_extras *out, char *err)
+{
+    memset(out, 0, sizeof(*out));
+    int rc = read_ranks_config(request, &out->ranks, err);
+    if (rc)
+        return rc;
+    const cJSON *family = request->family;
+    if (family && !cJSON_IsNull(family)) {
+        if (!cJSON_IsString(family) || !svc_valid_id(family->valuestring))
+            return glr_fail(err, GLR_EINVAL,
+                            "family must be 1 to %d characters of A-Z, a-z, 0-9, '.', '_', "
+                            "'-', and not \".\" or \"..\"",
+                            STORE_ID_MAX);
+        snprintf(out->family, sizeof(out->family), "%s", family->valuestring);
+    }
+    if (request->tune && !cJSON_IsBool(request->tune))
+        return glr_fail(err, GLR_EINVAL, "tune must be true or false");
+    out->tune = cJSON_IsTrue(request->tune);
+    if (out->tune && !out->family[0])
+        return glr_fail(err, GLR_EINVAL,
+                        "tune needs a family: settings are chosen from the outcomes of the "
+                        "family's finished jobs");
+    return GLR_OK;
+}
+
 /*
- * True when the stored job was created with the same policy, lr, config and ranks as c. Tags do
+ * True when the stored job was created with the same policy, lr, config, ranks and family
+ * as c, or, for a tuned job, by the same tuned request (tuned_request: its text). Tags do
  * not count: they change with PATCH, and a repeated create must still be recognised.
  */
 static bool same_request(const struct store_job *row, const char *policy, const struct canonical *c,
-                         const struct ranks_config *ranks)
+                         const struct create_extras *x, const char *tuned_request)
 {
-    return strcmp(row->policy, policy) == 0 && strcmp(row->initial_lr, c->initial_lr) == 0 &&
-           strcmp(row->config, c->config) == 0 && row->world_size == ranks->world_size &&
-           strcmp(row->aggregate, svc_aggregate_names[ranks->aggregate]) == 0 &&
-           row->aggregate_timeout_ms == ranks->timeout_ms;
+    const struct ranks_config *ranks = &x->ranks;
+    bool same = strcmp(row->policy, policy) == 0 && row->world_size == ranks->world_size &&
+                strcmp(row->aggregate, svc_aggregate_names[ranks->aggregate]) == 0 &&
+                row->aggregate_timeout_ms == ranks->timeout_ms &&
+                strcmp(row->family, x->family) == 0 && (row->tuned != NULL) == x->tune;
+    if (!same || !x->tune)
+        return same && strcmp(row->initial_lr, c->initial_lr) == 0 &&
+               strcmp(row->config, c->config) == 0;
+    /* A tuned job's lr and config are the service's choice: the request is what counts. */
+    cJSON *record = cJSON_Parse(row->tuned);
+    char *stored = svc_json_print(cJSON_GetObjectItemCaseSensitive(record, "request"));
+    same = stored && tuned_request && strcmp(stored, tuned_request) == 0;
+    free(stored);
+    cJSON_Delete(record);
+    return same;
 }
 
 /* Answers a create whose id exists: the same request again is fine, another is not. */
 static int existing_job(struct svc *svc, const char *policy, const struct canonical *c,
-                        const struct ranks_config *ranks, const char *id, cJSON **job_out,
-                        char *err)
+                        const struct create_extras *x, const char *tuned_request, const char *id,
+                        cJSON **job_out, char *err)
 {
     struct store_job row;
     int rc = store_job_load(svc->store, id, &row, err);
     if (rc)
         return rc;
-    bool same = same_request(&row, policy, c, ranks);
+    bool same = same_request(&row, policy, c, x, tuned_request);
     store_job_clear(&row);
     if (!same)
         return glr_fail(err, GLR_ECONFLICT,
-                        "job %s exists with another policy, lr, config or ranks", id);
+                        "job %s exists with another policy, lr, config, ranks or family", id);
     return svc_job_get(svc, id, job_out, err);
 }
 
@@ -398,25 +472,37 @@ int svc_job_create(struct svc *svc, const struct svc_create *request, bool *crea
     }
     if (request->policy && !cJSON_IsString(request->policy))
         return glr_fail(err, GLR_EINVAL, "policy must be a string");
-    const char *policy = request->policy ? request->policy->valuestring : "greedylr";
-    struct ranks_config ranks;
-    int rc = read_ranks_config(request, &ranks, err);
+    struct create_extras x;
+    int rc = read_extras(request, &x, err);
     if (rc)
         return rc;
-    struct glr_sched *sched = NULL;
-    rc = glr_sched_create(policy, request->lr, request->config, &sched, err);
-    if (rc)
-        return rc;
-    struct canonical c;
-    rc = make_canonical(sched, request->tags, &c, err);
-    if (rc) {
-        glr_sched_free(sched);
-        return rc;
+    /* Tuning's own default is auto: the policy whose settings are relative to the job. */
+    const char *policy = request->policy ? request->policy->valuestring
+                         : x.tune        ? "auto"
+                                         : "greedylr";
+    const cJSON *lr = request->lr;
+    const cJSON *config = request->config;
+    struct svc_tuned tuned = {0};
+    if (x.tune) {
+        /* Held until the job is stored, so that the next tuned job of a sweep sees it. */
+        glr_mutex_lock(&svc->tune_lock);
+        rc = svc_family_tune(svc, x.family, policy, lr, config, &tuned, err);
+        if (rc) {
+            glr_mutex_unlock(&svc->tune_lock);
+            return rc;
+        }
+        lr = tuned.lr;
+        config = tuned.config;
     }
+    struct glr_sched *sched = NULL;
+    struct canonical c = {0};
+    rc = glr_sched_create(policy, lr, config, &sched, err);
+    if (!rc)
+        rc = make_canonical(sched, request->tags, &c, err);
 
     int64_t now = glr_clock_wall_ms();
     char policy_name[32]; /* a copy the row may point at */
-    snprintf(policy_name, sizeof(policy_name), "%s", glr_sched_policy(sched));
+    snprintf(policy_name, sizeof(policy_name), "%s", sched ? glr_sched_policy(sched) : policy);
     struct store_job row = {
         .policy = policy_name,
         .initial_lr = c.initial_lr,
@@ -426,33 +512,40 @@ int svc_job_create(struct svc *svc, const struct svc_create *request, bool *crea
         .last_step = -1,
         .created_ms = now,
         .updated_ms = now,
-        .world_size = ranks.world_size,
-        .aggregate_timeout_ms = ranks.timeout_ms,
+        .world_size = x.ranks.world_size,
+        .aggregate_timeout_ms = x.ranks.timeout_ms,
+        .tuned = tuned.record,
     };
     memcpy(row.id, id, sizeof(row.id));
-    snprintf(row.aggregate, sizeof(row.aggregate), "%s", svc_aggregate_names[ranks.aggregate]);
-    rc = store_job_insert(svc->store, &row, c.tags.pairs, c.tags.count, err);
+    memcpy(row.family, x.family, sizeof(row.family));
+    snprintf(row.aggregate, sizeof(row.aggregate), "%s", svc_aggregate_names[x.ranks.aggregate]);
+    if (!rc)
+        rc = store_job_insert(svc->store, &row, c.tags.pairs, c.tags.count, err);
+    if (x.tune)
+        glr_mutex_unlock(&svc->tune_lock);
     if (rc == GLR_ECONFLICT && request->id) {
-        rc = existing_job(svc, policy, &c, &ranks, id, job_out, err);
+        rc = existing_job(svc, policy_name, &c, &x, tuned.request, id, job_out, err);
     } else if (rc == GLR_OK) {
         *created = true;
-        struct job_view v = {id,
-                             c.tags.text,
-                             false,
-                             -1,
-                             0,
-                             0,
-                             now,
-                             now,
-                             ranks.world_size,
-                             svc_aggregate_names[ranks.aggregate],
-                             ranks.timeout_ms};
+        struct job_view v = {
+            .id = id,
+            .family = x.family,
+            .tuned = tuned.record,
+            .tags = c.tags.text,
+            .last_step = -1,
+            .created_ms = now,
+            .updated_ms = now,
+            .world_size = x.ranks.world_size,
+            .aggregate = svc_aggregate_names[x.ranks.aggregate],
+            .aggregate_timeout_ms = x.ranks.timeout_ms,
+        };
         *job_out = describe(&v, sched);
         if (!*job_out)
             rc = glr_fail(err, GLR_ENOMEM, "out of memory");
     }
     canonical_free(&c);
     glr_sched_free(sched);
+    svc_tuned_clear(&tuned);
     return rc;
 }
 
@@ -467,10 +560,38 @@ int svc_job_get(struct svc *svc, const char *id, cJSON **job_out, char *err)
     return rc;
 }
 
-int svc_job_patch(struct svc *svc, const char *id, const bool *finished, const cJSON *tags,
-                  cJSON **job_out, char *err)
+/*
+ * The outcome of job as it finishes or is given one (call with job->lock held): given
+ * (NULL: none) or its last loss, with the losses read from its history. A run whose last
+ * loss is not finite ended diverged: its outcome is +inf, the worst.
+ */
+static int job_outcome(struct svc *svc, const struct svc_job *job, const double *given,
+                       struct store_outcome *out, char *err)
+{
+    if (job->has_outcome) {
+        *out = job->outcome; /* the losses were read when it finished */
+    } else {
+        int rc = store_job_losses(svc->store, job->seq, &out->last_loss, &out->best_loss, err);
+        if (rc)
+            return rc;
+        out->value = isfinite(out->last_loss) ? out->last_loss : INFINITY;
+        out->given = false;
+    }
+    if (given) {
+        out->value = *given;
+        out->given = true;
+    }
+    return GLR_OK;
+}
+
+int svc_job_patch(struct svc *svc, const char *id, const bool *finished, const cJSON *outcome,
+                  const cJSON *tags, cJSON **job_out, char *err)
 {
     *job_out = NULL;
+    double given = NAN;
+    if (outcome &&
+        !(cJSON_IsNumber(outcome) && jsonx_get_double(outcome, &given) && isfinite(given)))
+        return glr_fail(err, GLR_EINVAL, "outcome must be a finite number (lower is better)");
     struct checked_tags checked = {.text = NULL};
     if (tags) {
         int rc = check_tags(tags, &checked, err);
@@ -483,9 +604,24 @@ int svc_job_patch(struct svc *svc, const char *id, const bool *finished, const c
         free(checked.text);
         return rc;
     }
+    /* An outcome is set when the job finishes, and again when one is given later. */
+    bool finishes = (finished && *finished) || job->finished;
+    bool sets_outcome = finishes && (outcome || (!job->has_outcome && job->reports > 0));
+    struct store_outcome result = {0};
+    if (outcome && !finishes)
+        rc = glr_fail(err, GLR_ECONFLICT,
+                      "job %s is running: give its outcome with {\"status\": \"finished\"}",
+                      job->id);
+    if (!rc && sets_outcome)
+        rc = job_outcome(svc, job, outcome ? &given : NULL, &result, err);
+    if (rc) {
+        svc_job_unlock(svc, job);
+        free(checked.text);
+        return rc;
+    }
     int64_t now = glr_clock_wall_ms();
-    rc = store_job_patch(svc->store, job->seq, finished, checked.text, checked.pairs, checked.count,
-                         now, err);
+    rc = store_job_patch(svc->store, job->seq, finished, sets_outcome ? &result : NULL,
+                         checked.text, checked.pairs, checked.count, now, err);
     if (rc == GLR_OK) {
         if (finished && *finished && !job->finished) {
             /*
@@ -499,6 +635,10 @@ int svc_job_patch(struct svc *svc, const char *id, const bool *finished, const c
         }
         if (finished)
             job->finished = *finished;
+        if (sets_outcome) {
+            job->has_outcome = true;
+            job->outcome = result;
+        }
         if (checked.text) {
             free(job->tags);
             job->tags = checked.text;

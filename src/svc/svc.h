@@ -43,6 +43,7 @@
 #define SVC_RESIDENT_DEFAULT      10000    /* jobs kept in memory unless told otherwise */
 #define SVC_CSV_EXPORTS_MAX       64       /* CSV exports open at once; past it, GLR_EBUSY */
 #define SVC_MAX_REPORTS_DEFAULT   10000000 /* the daemon's --max-reports-per-job by default */
+#define SVC_FAMILY_JOBS_MAX       10000    /* jobs of one family a read of it looks at */
 
 struct svc;
 
@@ -94,13 +95,18 @@ struct svc_create {
     const cJSON *world_size;           /* NULL: 1 */
     const cJSON *aggregate;            /* NULL: "mean" */
     const cJSON *aggregate_timeout_ms; /* NULL: 30000 */
+    const cJSON *family;               /* a string with the rules of an id; NULL: none */
+    const cJSON *tune;                 /* true: settings chosen from the family; NULL: false */
 };
 
 /*
  * Creates a job, or finds the same job created by the same request before (*created is
- * then false). *job_out receives the job as JSON (the caller's).
- * Returns GLR_OK, GLR_EINVAL (a bad id, lr, config or tags), GLR_ECONFLICT (the id is
- * taken by a job created differently) or GLR_EIO.
+ * then false). *job_out receives the job as JSON (the caller's). With tune, the job's
+ * policy (auto by default) gets settings chosen from the finished jobs of its family
+ * (core/tune.h), recorded in the job's "tuned"; a retry of the same request finds the
+ * job it made. Returns GLR_OK, GLR_EINVAL (a bad id, lr, config, tags or family; tune
+ * without a family, or for a policy that is not tuned), GLR_ECONFLICT (the id is taken by
+ * a job created differently) or GLR_EIO.
  */
 int svc_job_create(struct svc *svc, const struct svc_create *request, bool *created,
                    cJSON **job_out, char *err);
@@ -109,13 +115,16 @@ int svc_job_create(struct svc *svc, const struct svc_create *request, bool *crea
 int svc_job_get(struct svc *svc, const char *id, cJSON **job_out, char *err);
 
 /*
- * Changes the status (finished: true finishes the job) and/or replaces the tags (NULL
- * leaves them). Finishing a job drops the ranks gathered for a step not decided and
- * answers every request waiting on it GLR_ECONFLICT. Returns GLR_OK, GLR_EINVAL,
- * GLR_ENOTFOUND or GLR_EIO.
+ * Changes the status (finished: true finishes the job), gives a finished job its outcome
+ * (outcome: a finite number; NULL for the default, its last loss) and/or replaces the
+ * tags (NULL leaves them). Finishing a job reads its last and lowest losses from its
+ * history, drops the ranks gathered for a step not decided and answers every request
+ * waiting on it GLR_ECONFLICT. Returns GLR_OK, GLR_EINVAL (an outcome that is not a
+ * finite number), GLR_ENOTFOUND, GLR_ECONFLICT (an outcome for a running job that the
+ * patch does not finish) or GLR_EIO.
  */
-int svc_job_patch(struct svc *svc, const char *id, const bool *finished, const cJSON *tags,
-                  cJSON **job_out, char *err);
+int svc_job_patch(struct svc *svc, const char *id, const bool *finished, const cJSON *outcome,
+                  const cJSON *tags, cJSON **job_out, char *err);
 
 /* Deletes the job and its history. Returns GLR_OK, GLR_ENOTFOUND or GLR_EIO. */
 int svc_job_delete(struct svc *svc, const char *id, char *err);
@@ -126,6 +135,7 @@ struct svc_list_query {
     enum store_status_filter status;
     const char *tag_key; /* NULL for no tag filter */
     const char *tag_value;
+    const char *family; /* NULL for any */
 };
 
 /*
@@ -140,6 +150,23 @@ int svc_list_token_parse(const char *token, int64_t *after, char *err);
  * Returns GLR_OK, GLR_EINVAL (a bad page token) or GLR_EIO.
  */
 int svc_job_list(struct svc *svc, const struct svc_list_query *query, cJSON **out, char *err);
+
+/*
+ * One page of families by name: {"families": [{"name", "jobs", "finished",
+ * "best_outcome", "updated_at"}], "next_page_token"}. page_size is 1 to
+ * SVC_LIST_PAGE_MAX. Returns GLR_OK, GLR_EINVAL (a bad page token) or GLR_EIO.
+ */
+int svc_family_list(struct svc *svc, int64_t page_size, const char *page_token, cJSON **out,
+                    char *err);
+
+/*
+ * A family: its jobs ("runs", at most SVC_FAMILY_JOBS_MAX, each with its settings on the
+ * grid of policy and its outcome) and what tuning of policy (NULL: auto) has learned from
+ * them: the grid, the best run, and the settings of the lowest expected outcome now.
+ * Returns GLR_OK, GLR_EINVAL (a policy without a grid), GLR_ENOTFOUND (no job of that
+ * family) or GLR_EIO.
+ */
+int svc_family_get(struct svc *svc, const char *name, const char *policy, cJSON **out, char *err);
 
 /* What a report (or an lr lookup) was answered. */
 struct svc_report_result {

@@ -9,16 +9,22 @@
  *                                  in one heap read by the timer thread
  *   svc_replay_int.h svc_replay.c  replays of stored history through a policy
  *
+ *   svc_family.c                   families: their list, one family and what tuning
+ *                                  would choose for it, and the choice for a tuned job
+ *
  * and the files that use them: svc.c (the service object; jobs created, read, changed,
  * deleted), svc_list.c (listing), svc_report.c (reports, ranks, decisions), svc_rewind.c,
  * svc_history.c, svc_csv.c and svc_ops.c.
  *
  * The lock order, which debug builds assert (base/mutex.h): a thread holding one of these
  * may take only those below it.
- *   1. job->lock        (SVC_LOCK_JOB)    one job's state; never two jobs at once
- *   2. waits->lock      (SVC_LOCK_WAITS)  the deadline heap and the count of waiters
- *   3. jobs->map_lock   (SVC_LOCK_MAP)    the job table and every job's reference count
- *   4. the store's locks (store.h), which the service takes under a job lock when it
+ *   1. tune_lock        (SVC_LOCK_TUNE)   tuned creates, one at a time (svc_family.c), so
+ *                                         that a sweep's jobs see each other; no job lock
+ *                                         is taken under it
+ *   2. job->lock        (SVC_LOCK_JOB)    one job's state; never two jobs at once
+ *   3. waits->lock      (SVC_LOCK_WAITS)  the deadline heap and the count of waiters
+ *   4. jobs->map_lock   (SVC_LOCK_MAP)    the job table and every job's reference count
+ *   5. the store's locks (store.h), which the service takes under a job lock when it
  *      writes; the store's writer thread calls back (decision_stored) holding none.
  * Callbacks to clients (svc_waiter.done) run with none of these held.
  */
@@ -34,7 +40,7 @@
 #include "svc/svc_wait_int.h"
 
 /* The lock levels of the service (see the order above). */
-enum { SVC_LOCK_JOB = 1, SVC_LOCK_WAITS = 2, SVC_LOCK_MAP = 3 };
+enum { SVC_LOCK_TUNE = 1, SVC_LOCK_JOB = 2, SVC_LOCK_WAITS = 3, SVC_LOCK_MAP = 4 };
 
 /* The service: the store, the jobs in memory, and the requests waiting on them. */
 struct svc {
@@ -43,6 +49,7 @@ struct svc {
     struct svc_waits waits;
     atomic_int csv_exports;       /* exports open now, at most SVC_CSV_EXPORTS_MAX */
     uint64_t max_reports_per_job; /* svc_options; set by svc_open */
+    struct glr_mutex tune_lock;   /* svc_family.c */
 };
 
 /* Adds item to object under key, deleting item on failure; false when out of memory. */
@@ -74,6 +81,29 @@ struct svc_history_key {
  * GLR_ECORRUPT or GLR_EIO.
  */
 int svc_history_key(struct svc *svc, const char *id, struct svc_history_key *key, char *err);
+
+/* What a tuned create is given (svc_family.c); each field is the struct's own. */
+struct svc_tuned {
+    cJSON *lr;     /* the request's lr times the chosen lr factor */
+    cJSON *config; /* the request's config with the chosen settings */
+    char *record;  /* JSON text of the job's "tuned": what was chosen and why */
+    char *request; /* JSON text of the request's lr and config, which a retry must match */
+};
+
+/*
+ * Chooses the settings of a new job of policy in family from the family's jobs; call
+ * with svc->tune_lock held, until the job is stored, so that the next choice sees it.
+ * Returns GLR_OK, GLR_EINVAL (a policy without a grid, a config that sets a tuned key,
+ * an lr that is not numbers), GLR_ENOMEM or GLR_EIO.
+ */
+int svc_family_tune(struct svc *svc, const char *family, const char *policy, const cJSON *lr,
+                    const cJSON *config, struct svc_tuned *out, char *err);
+
+/* Frees what a tuned create was given; a zeroed struct is fine. */
+void svc_tuned_clear(struct svc_tuned *tuned);
+
+/* The JSON text of a tuned create's lr and config, as its record keeps them. */
+char *svc_tuned_request(const cJSON *lr, const cJSON *config);
 
 /* The job as JSON (the caller's); call with job->lock held. */
 int svc_describe_job(const struct svc_job *job, cJSON **out, char *err);

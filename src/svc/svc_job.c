@@ -36,6 +36,7 @@ void svc_job_free(struct svc_job *job)
         return;
     glr_sched_free(job->sched);
     free(job->tags);
+    free(job->tuned);
     free(job->pending_losses);
     free(job->pending_seen);
     glr_mutex_destroy(&job->lock);
@@ -127,13 +128,17 @@ int svc_job_from_row(struct svc *svc, const struct store_job *row, struct svc_jo
     for (int i = 0; svc_aggregate_names[i]; i++)
         if (strcmp(row->aggregate, svc_aggregate_names[i]) == 0)
             job->aggregate = i;
+    memcpy(job->family, row->family, sizeof(job->family));
+    job->has_outcome = row->has_outcome;
+    job->outcome = row->outcome;
     job->tags = strdup(row->tags);
+    job->tuned = row->tuned ? strdup(row->tuned) : NULL;
     if (job->world_size > 1) {
         job->pending_losses = calloc((size_t)job->world_size, sizeof(double));
         job->pending_seen = calloc((size_t)job->world_size, 1);
     }
-    bool allocated =
-        job->tags && (job->world_size <= 1 || (job->pending_losses && job->pending_seen));
+    bool allocated = job->tags && (!row->tuned || job->tuned) &&
+                     (job->world_size <= 1 || (job->pending_losses && job->pending_seen));
     int rc = allocated ? sched_from_row(row, &job->sched, err)
                        : glr_fail(err, GLR_ENOMEM, "out of memory");
     if (!rc) {

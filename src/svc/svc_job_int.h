@@ -30,24 +30,28 @@ extern const char *const svc_aggregate_names[];
 
 /* A job in memory. Each field says which lock guards it; "fixed" ones never change. */
 struct svc_job {
-    char id[STORE_ID_MAX + 1];    /* fixed */
-    int64_t seq;                  /* fixed: the store's key */
-    int64_t world_size;           /* fixed */
-    int aggregate;                /* fixed: enum svc_aggregate */
-    int64_t aggregate_timeout_ms; /* fixed */
-    int refs;                     /* jobs->map_lock */
-    struct svc_job *next;         /* jobs->map_lock: the bucket's chain */
+    char id[STORE_ID_MAX + 1];     /* fixed */
+    int64_t seq;                   /* fixed: the store's key */
+    int64_t world_size;            /* fixed */
+    int aggregate;                 /* fixed: enum svc_aggregate */
+    int64_t aggregate_timeout_ms;  /* fixed */
+    char family[STORE_ID_MAX + 1]; /* fixed: "" for none */
+    char *tuned;                   /* fixed: JSON of what tuning chose; NULL: not tuned */
+    int refs;                      /* jobs->map_lock */
+    struct svc_job *next;          /* jobs->map_lock: the bucket's chain */
 
     struct glr_mutex lock;
     bool gone;               /* lock: deleted, or dropped after a failed write: look it up again */
     struct glr_sched *sched; /* lock */
     char *tags;              /* lock: JSON object */
     bool finished;           /* lock */
-    int64_t last_step;       /* lock: -1 before the first report */
-    int64_t reports;         /* lock */
-    int64_t created_ms;      /* lock (wall clock) */
-    int64_t updated_ms;      /* lock (wall clock) */
-    int64_t rewinds;         /* lock */
+    bool has_outcome;        /* lock: a finished job's outcome is known */
+    struct store_outcome outcome; /* lock */
+    int64_t last_step;            /* lock: -1 before the first report */
+    int64_t reports;              /* lock */
+    int64_t created_ms;           /* lock (wall clock) */
+    int64_t updated_ms;           /* lock (wall clock) */
+    int64_t rewinds;              /* lock */
 
     /* lock: decisions sent to the store and not yet committed; settled is signalled at 0. */
     int64_t in_flight;

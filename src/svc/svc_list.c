@@ -28,7 +28,9 @@ static bool copy_row(const struct store_job *row, struct store_job *out)
     out->config = strdup(row->config);
     out->tags = strdup(row->tags);
     out->state = strdup(row->state);
-    return out->policy && out->initial_lr && out->config && out->tags && out->state;
+    out->tuned = row->tuned ? strdup(row->tuned) : NULL;
+    return out->policy && out->initial_lr && out->config && out->tags && out->state &&
+           (!row->tuned || out->tuned);
 }
 
 static bool list_one(void *ctx_, const struct store_job *row)
@@ -92,7 +94,7 @@ int svc_job_list(struct svc *svc, const struct svc_list_query *query, cJSON **ou
         return glr_fail(err, GLR_ENOMEM, "out of memory");
     }
     rc = store_job_scan(svc->store, after, query->page_size + 1, query->status, query->tag_key,
-                        query->tag_value, list_one, &ctx, err);
+                        query->tag_value, query->family, list_one, &ctx, err);
     if (!rc && ctx.out_of_memory)
         rc = glr_fail(err, GLR_ENOMEM, "out of memory");
     for (int64_t i = 0; !rc && i < ctx.count; i++) {

@@ -65,6 +65,7 @@ int svc_rewind(struct svc *svc, const char *id, int64_t to_step, cJSON **job_out
     job->reports = progress.reports;
     job->rewinds++;
     job->finished = false;
+    job->has_outcome = false; /* it runs again: its outcome is that of its next finish */
     job->updated_ms = now;
     rc = svc_describe_job(job, job_out, err);
     svc_job_unlock(svc, job);

@@ -141,8 +141,8 @@ class Client:
         """GET /healthz: {"status": "ok"} when the service is up."""
         return self._call("GET", "/healthz")
 
-    def create_job(self, job_id, lr, policy="greedylr", config=None, tags=None, world_size=1,
-                   aggregate=None, aggregate_timeout_ms=None):
+    def create_job(self, job_id, lr, policy=None, config=None, tags=None, world_size=1,
+                   aggregate=None, aggregate_timeout_ms=None, family=None, tune=False):
         """Creates a job and returns it (a dict, as GET /v1/jobs/{id} shows it).
 
         With a job_id the job is created with PUT: calling it again with the same policy,
@@ -153,8 +153,19 @@ class Client:
         config: the policy's settings (README, "Policies"). tags: a dict of strings.
         world_size: how many ranks report each step; aggregate ("mean", "max", "min",
         "rank0") and aggregate_timeout_ms say how their losses are combined and waited for.
+        policy: by default "greedylr", or "auto" with tune.
+        family: the family of runs the job belongs to (one training problem). tune: the
+        service chooses the policy's settings and a factor of lr from the outcomes of the
+        family's finished jobs (the job's "tuned" says what and why; its "lr" is the lr to
+        use); a retry of the same request finds the same job.
         """
-        body = {"policy": policy, "lr": encode_lr(lr), "world_size": int(world_size)}
+        body = {"lr": encode_lr(lr), "world_size": int(world_size)}
+        if policy is not None:
+            body["policy"] = policy
+        if family is not None:
+            body["family"] = family
+        if tune:
+            body["tune"] = True
         if config:
             body["config"] = dict(config)
         if tags:
@@ -173,12 +184,15 @@ class Client:
         """The job: policy, lr, initial_lr, config, tags, status, last_step, state, ..."""
         return self._seen(self._call("GET", f"/v1/jobs/{quote(job_id)}"))
 
-    def list_jobs(self, status=None, tag=None, page_size=LIST_PAGE_SIZE):
+    def list_jobs(self, status=None, tag=None, page_size=LIST_PAGE_SIZE, family=None):
         """Iterates over every job, oldest first, fetching page after page.
 
-        status: "running" or "finished". tag: "key:value" or a (key, value) pair.
+        status: "running" or "finished". tag: "key:value" or a (key, value) pair. family:
+        only the jobs of that family.
         """
         query = {"page_size": page_size}
+        if family is not None:
+            query["family"] = family
         if status is not None:
             query["status"] = status
         if tag is not None:
@@ -254,10 +268,33 @@ class Client:
                 return points
             query["page_token"] = page["next_page_token"]
 
-    def finish(self, job_id):
-        """Marks the job finished (it keeps its history, takes no new reports); returns it."""
-        return self._seen(self._call("PATCH", f"/v1/jobs/{quote(job_id)}",
-                                     body={"status": "finished"}))
+    def finish(self, job_id, outcome=None):
+        """Marks the job finished (it keeps its history, takes no new reports); returns it.
+
+        outcome: how well the run ended, lower is better (a test loss, say); by default its
+        last loss. It may also be given later, to a finished job. Tuning learns from it.
+        """
+        body = {"status": "finished"}
+        if outcome is not None:
+            body["outcome"] = float(outcome)
+        return self._seen(self._call("PATCH", f"/v1/jobs/{quote(job_id)}", body=body))
+
+    def families(self, page_size=LIST_PAGE_SIZE):
+        """Iterates over every family, by name: {"name", "jobs", "finished",
+        "best_outcome", "updated_at"}."""
+        query = {"page_size": page_size}
+        while True:
+            page = self._call("GET", "/v1/families", query=query)
+            yield from page["families"]
+            if not page.get("next_page_token"):
+                return
+            query["page_token"] = page["next_page_token"]
+
+    def family(self, name, policy=None):
+        """A family: its runs with their settings and outcomes, and what tuning of policy
+        ("auto" by default, or "greedylr") has learned from them ("tuning")."""
+        query = {"policy": policy} if policy is not None else None
+        return self._call("GET", f"/v1/families/{quote(name)}", query=query)
 
     def set_tags(self, job_id, tags):
         """Replaces the job's tags; returns the job."""

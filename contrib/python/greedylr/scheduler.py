@@ -199,7 +199,10 @@ class RemoteScheduler:
     "initial_lr" or "lr"); tags; rank and world_size (by default those of
     torch.distributed, else 0 and 1); aggregate and aggregate_timeout_ms (how the ranks'
     losses are combined); client (a greedylr.Client to use instead of a new one), timeout
-    and retries (for the new one); asynchronous (see below).
+    and retries (for the new one); asynchronous (see below); family, the family of runs
+    the job belongs to, and tune=True: the service chooses the settings of the policy
+    ("auto" unless named) and a factor of the lr from the family's finished runs, and the
+    optimizer takes the tuned lr (the job's "tuned" in self.job says what and why).
 
     A job created before with another policy, lr or config raises greedylr.Conflict naming
     the differences. A job that already has reports is continued where it is: last_epoch
@@ -215,10 +218,12 @@ class RemoteScheduler:
     the scheduler wraps it, on the instance, until close().
     """
 
-    def __init__(self, optimizer, job_id, url=DEFAULT_URL, policy="greedylr", *, lr=None,
+    def __init__(self, optimizer, job_id, url=DEFAULT_URL, policy=None, *, lr=None,
                  total_steps=None, tags=None, rank=None, world_size=None, aggregate=None,
                  aggregate_timeout_ms=None, client=None, timeout=10.0, retries=5, token=None,
-                 asynchronous=False, **config):
+                 asynchronous=False, family=None, tune=False, **config):
+        if policy is None:
+            policy = "auto" if tune else "greedylr"
         if total_steps is not None:
             config["total_steps"] = operator.index(total_steps)
         if asynchronous and not callable(getattr(optimizer, "step", None)):
@@ -248,9 +253,11 @@ class RemoteScheduler:
                    "aggregate_timeout_ms": aggregate_timeout_ms}
         try:
             job = self.client.create_job(job_id, request["lr"], policy, config, tags,
-                                         self.world_size, aggregate, aggregate_timeout_ms)
+                                         self.world_size, aggregate, aggregate_timeout_ms,
+                                         family=family, tune=tune)
         except errors.Conflict as conflict:
             raise self._explain(conflict, request) from None
+        self.job = job
         self.last_epoch = 0 if job["last_step"] is None else job["last_step"] + 1
         self._last_answer = None
         self._apply(job["lr"])
@@ -366,11 +373,12 @@ class RemoteScheduler:
         self.last_epoch = last_epoch
         self._apply(job["lr"])
 
-    def finish(self):
+    def finish(self, outcome=None):
         """Marks the job finished on the service (at the end of training), after the report
-        in flight; then close()s the scheduler."""
+        in flight, with its outcome (lower is better; by default its last loss); then
+        close()s the scheduler."""
         self.flush()
-        job = self.client.finish(self.job_id)
+        job = self.client.finish(self.job_id, outcome)
         self.close()
         return job
 

@@ -1,0 +1,155 @@
+"""Families of runs through a real greedylrd: outcomes, tuned settings, and the families
+routes, as the Python client sees them."""
+
+import math
+import threading
+
+import pytest
+
+import greedylr
+from conftest import SLOW
+
+
+def family_of(job_id):
+    """A family name no other test uses."""
+    return "fam-" + job_id[-40:]
+
+
+def run(client, job_id, losses):
+    for step, loss in enumerate(losses):
+        client.report(job_id, step, loss)
+
+
+def test_a_finished_job_has_its_last_loss_as_outcome(client, job_id):
+    client.create_job(job_id, 0.1, family=family_of(job_id))
+    run(client, job_id, [2.0, 1.0, 1.5])
+    job = client.finish(job_id)
+    assert job["family"] == family_of(job_id)
+    assert job["outcome"] == {"value": 1.5, "source": "last_loss", "last_loss": 1.5,
+                              "best_loss": 1.0}
+    # A test loss given later replaces it; the losses it ended with stay.
+    job = client.finish(job_id, outcome=0.75)
+    assert job["outcome"]["value"] == 0.75 and job["outcome"]["source"] == "given"
+    assert client.get_job(job_id)["outcome"]["last_loss"] == 1.5
+
+
+def test_a_run_that_ended_diverged_has_the_worst_outcome(client, job_id):
+    client.create_job(job_id, 0.1, "auto")
+    run(client, job_id, [2.0, 1.0, math.nan])
+    outcome = client.finish(job_id)["outcome"]
+    assert outcome["value"] == "Infinity" and outcome["last_loss"] == "NaN"
+    assert outcome["best_loss"] == 1.0
+
+
+def test_a_rewind_runs_the_job_again_without_an_outcome(client, job_id):
+    client.create_job(job_id, 0.1)
+    run(client, job_id, [2.0, 1.0])
+    assert client.finish(job_id)["outcome"]["value"] == 1.0
+    job = client.rewind(job_id, 0)
+    assert job["status"] == "running" and job["outcome"] is None
+    client.report(job_id, 1, 0.5)
+    assert client.finish(job_id)["outcome"]["value"] == 0.5
+
+
+def test_bad_outcomes_and_tuning_requests_are_refused(client, job_id):
+    client.create_job(job_id, 0.1)
+    with pytest.raises(greedylr.Conflict, match="running"):
+        client._call("PATCH", f"/v1/jobs/{job_id}", body={"outcome": 1.0})
+    with pytest.raises(greedylr.InvalidValue, match="outcome"):
+        client._call("PATCH", f"/v1/jobs/{job_id}", body={"status": "finished",
+                                                          "outcome": "NaN"})
+    with pytest.raises(greedylr.InvalidValue, match="tune needs a family"):
+        client.create_job(job_id + "-t", 0.1, tune=True)
+    with pytest.raises(greedylr.InvalidValue, match="cannot be tuned"):
+        client.create_job(job_id + "-t", 0.1, "cosine", {"t_max": 5}, family="f", tune=True)
+    with pytest.raises(greedylr.NotFound):
+        client.family("no-such-family")
+
+
+def test_the_first_tuned_job_gets_the_defaults_and_the_next_learns(client, job_id):
+    family = family_of(job_id)
+    first = client.create_job(job_id + "-1", 0.1, family=family, tune=True)
+    assert first["policy"] == "auto" and first["lr"] == 0.1
+    assert first["tuned"]["settings"] == {"lr_factor": 1, "decrease_factor": 0.5,
+                                          "probe_until": 0.5}
+    assert "defaults" in first["tuned"]["reason"]
+    # The same request again (a retry, or every rank) is the same job.
+    assert client.create_job(job_id + "-1", 0.1, family=family, tune=True)["id"] == first["id"]
+    run(client, job_id + "-1", [2.0, 1.0, 0.5])
+    client.finish(job_id + "-1")
+    second = client.create_job(job_id + "-2", 0.1, family=family, tune=True)
+    tuned = second["tuned"]
+    assert tuned["from_jobs"] == 1 and tuned["expected_outcome"] > 0
+    low, high = tuned["expected_range"]
+    assert low < tuned["expected_outcome"] < high
+    # The tuned lr factor and settings are what the job runs with.
+    assert second["lr"] == pytest.approx(0.1 * tuned["settings"]["lr_factor"])
+    assert second["config"]["decrease_factor"] == tuned["settings"]["decrease_factor"]
+    view = client.family(family)
+    assert view["jobs"] == 2 and view["finished"] == 1
+    assert view["tuning"]["best"]["job"] == job_id + "-1"
+    assert [f["name"] for f in client.families() if f["name"] == family] == [family]
+    assert {j["id"] for j in client.list_jobs(family=family)} == {job_id + "-1", job_id + "-2"}
+
+
+def test_a_sweep_started_at_once_gets_different_settings(client, job_id, daemon):
+    family = family_of(job_id)
+    jobs, failures = {}, []
+
+    def create(k):
+        try:
+            with greedylr.Client(daemon.url, timeout=10 * SLOW) as own:
+                jobs[k] = own.create_job(f"{job_id}-{k}", 0.01, "greedylr", family=family,
+                                         tune=True)
+        except Exception as error:  # noqa: BLE001 (reported below)
+            failures.append(error)
+
+    threads = [threading.Thread(target=create, args=(k,)) for k in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failures
+    settings = {tuple(sorted(job["tuned"]["settings"].items())) for job in jobs.values()}
+    assert len(settings) == 8
+
+
+def test_a_tuned_job_keeps_its_settings_across_a_restart(own_daemon, job_id):
+    family = family_of(job_id)
+    losses = [2.0, 1.5, 1.2, 1.1, 1.15, 1.2, 1.0]
+    with greedylr.Client(own_daemon.url, timeout=10 * SLOW) as client:
+        client.create_job(job_id + "-done", 0.1, family=family, tune=True)
+        run(client, job_id + "-done", losses)
+        client.finish(job_id + "-done", outcome=3.0)
+        made = client.create_job(job_id, 0.1, family=family, tune=True)
+        before = [client.report(job_id, s, loss)["lr"] for s, loss in enumerate(losses[:4])]
+    assert own_daemon.stop() == 0
+    own_daemon.restart()
+    with greedylr.Client(own_daemon.url, timeout=10 * SLOW) as client:
+        again = client.get_job(job_id)
+        assert again["tuned"] == made["tuned"] and again["initial_lr"] == made["initial_lr"]
+        after = [client.report(job_id, s, loss)["lr"] for s, loss in enumerate(losses)
+                 if s >= 4]
+        # A job of the same settings made by hand answers the same, step for step.
+        plain = client.create_job(job_id + "-plain", made["initial_lr"], "auto",
+                                  made["config"])
+        expected = [client.report(plain["id"], s, loss)["lr"] for s, loss in enumerate(losses)]
+    assert before + after == expected
+
+
+def test_remote_scheduler_takes_the_tuned_lr(daemon, job_id):
+    torch = pytest.importorskip("torch")
+    family = family_of(job_id)
+    with greedylr.Client(daemon.url) as client:
+        client.create_job(job_id + "-0", 0.1, family=family, tune=True)
+    model = torch.nn.Linear(2, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = greedylr.RemoteScheduler(optimizer, job_id, daemon.url, family=family,
+                                         tune=True)
+    assert scheduler.policy == "auto"
+    factor = scheduler.job["tuned"]["settings"]["lr_factor"]
+    assert factor != 1  # the defaults are taken by the running job -0
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.1 * factor)
+    scheduler.step(1.0)
+    job = scheduler.finish(outcome=0.25)
+    assert job["outcome"]["value"] == 0.25
