@@ -72,6 +72,17 @@ def run_one(spec):
     driver = schedules.make_driver(spec["policy"], training, spec["cadence"], spec["lr"],
                                    reports, spec.get("url"), f"{job_id}-{spec['run']}",
                                    auto_model)
+    losses = train_epochs(task, training, driver)
+    keep = max(1, math.ceil(len(driver.lrs) / POINTS_KEPT))
+    return dict(spec, auto_model=None, auto_via=via(spec), initial=initial, losses=losses,
+                final=losses[-1],
+                best=min((v for v in losses if math.isfinite(v)), default=math.nan),
+                lrs=driver.lrs[::keep], seconds=time.perf_counter() - started)
+
+
+def train_epochs(task, training, driver):
+    """Trains the task's epochs with driver, stopping at a validation loss that is not
+    finite; returns the validation loss after each epoch."""
     losses = []
     for _ in range(task.epochs):
         finite = training.train_epoch(driver)
@@ -80,11 +91,7 @@ def run_one(spec):
         if not math.isfinite(val):
             break
         driver.epoch_end(val)
-    keep = max(1, math.ceil(len(driver.lrs) / POINTS_KEPT))
-    return dict(spec, auto_model=None, auto_via=via(spec), initial=initial, losses=losses,
-                final=losses[-1],
-                best=min((v for v in losses if math.isfinite(v)), default=math.nan),
-                lrs=driver.lrs[::keep], seconds=time.perf_counter() - started)
+    return losses
 
 
 def via(spec):

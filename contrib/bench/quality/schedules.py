@@ -90,8 +90,15 @@ class Driver:
 class Remote(Driver):
     """A policy of the service, through greedylr.RemoteScheduler."""
 
-    def __init__(self, optimizer, cadence, url, job_id, policy, lr0, reports, cap=None):
+    def __init__(self, optimizer, cadence, url, job_id, policy, lr0, reports, cap=None,
+                 family=None):
         super().__init__(optimizer, cadence, cap)
+        if policy == "auto-tune":
+            # auto with the settings the service tunes from the family's finished runs.
+            self.scheduler = greedylr.RemoteScheduler(optimizer, job_id, url=url,
+                                                      family=family, tune=True,
+                                                      total_steps=reports)
+            return
         name, config = service_settings(policy, lr0, reports)
         self.scheduler = greedylr.RemoteScheduler(optimizer, job_id, url=url, policy=name,
                                                   **config)
@@ -187,18 +194,20 @@ class Hypergradient(Driver):
         pass  # it follows the gradients, not the losses
 
 
-def make_driver(policy, training, cadence, lr0, reports, url, job_id, auto_model=None):
-    """The driver of a policy label for one training."""
+def make_driver(policy, training, cadence, lr0, reports, url, job_id, auto_model=None,
+                family=None):
+    """The driver of a policy label for one training; "auto-tune" is auto tuned from the
+    runs of family (families.py)."""
     optimizer = training.optimizer
     cap = None
     # The bound is of plain gradient steps: it says nothing of Adam's per-coordinate steps.
-    if policy == "auto" and hasattr(training, "stable_step") and \
+    if policy in ("auto", "auto-tune") and hasattr(training, "stable_step") and \
             isinstance(optimizer, torch.optim.SGD):
         cap = training.stable_step
     if policy in ("auto", "auto-nocap") and auto_model is not None:
         driver = Model(optimizer, cadence, auto_model, lr0, reports, cap)
-    elif policy in SERVICE or policy == "auto-nocap":
-        driver = Remote(optimizer, cadence, url, job_id, policy, lr0, reports, cap)
+    elif policy in SERVICE or policy in ("auto-nocap", "auto-tune"):
+        driver = Remote(optimizer, cadence, url, job_id, policy, lr0, reports, cap, family)
     elif policy == "wsd":
         driver = WSD(optimizer, cadence, lr0, reports)
     elif policy == "plateau":
