@@ -238,7 +238,9 @@ def main():
     parser.add_argument("--only-report", metavar="FILE")
     args = parser.parse_args()
     if args.only_report:
-        with open(args.only_report) as f:
+        # A file kept compressed (as doc/quality/families.json.gz) is read as it is.
+        opener = gzip.open if args.only_report.endswith(".gz") else open
+        with opener(args.only_report, "rt") as f:
             report(json.load(f), args.plots)
         return 0
     if not args.daemon:
