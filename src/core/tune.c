@@ -351,6 +351,16 @@ static struct transform fit_transform(const struct tune_observation *obs, size_t
     return t;
 }
 
+/* True when a and b are at most one step of the grid apart in every setting. */
+static bool near(const struct tune_space *space, const struct tune_point *a,
+                 const struct tune_point *b)
+{
+    for (size_t d = 0; d < space->ndims; d++)
+        if (abs((int)a->at[d] - (int)b->at[d]) > 1)
+            return false;
+    return true;
+}
+
 static bool in_list(const struct tune_point *list, size_t n, const struct tune_point *p)
 {
     for (size_t i = 0; i < n; i++)
@@ -441,19 +451,22 @@ int tune_choose(const struct tune_space *space, const struct tune_observation *o
         score = draw;
     }
     if (ok) {
-        /* The lowest point not taken by a running job; any point when all are taken. */
-        bool all_taken = true;
-        for (size_t c = 0; c < m && all_taken; c++) {
-            struct tune_point p = point_number(space, c);
-            all_taken = in_list(pending, npending, &p);
-        }
+        /*
+         * The lowest point near the best run so far (a step of the grid away in each
+         * setting at most) that no running job has; failing that, the lowest free point
+         * anywhere; failing that, any point.
+         */
         size_t chosen = m;
-        for (size_t c = 0; c < m; c++) {
-            struct tune_point p = point_number(space, c);
-            if (!all_taken && in_list(pending, npending, &p))
-                continue;
-            if (chosen == m || score[c] < score[chosen])
-                chosen = c;
+        for (int pass = 0; pass < 3 && chosen == m; pass++) {
+            for (size_t c = 0; c < m; c++) {
+                struct tune_point p = point_number(space, c);
+                if (pass < 2 && in_list(pending, npending, &p))
+                    continue;
+                if (pass == 0 && (!out->has_best || !near(space, &p, &out->best)))
+                    continue;
+                if (chosen == m || score[c] < score[chosen])
+                    chosen = c;
+            }
         }
         out->point = point_number(space, chosen);
         if (nobs > 0) {

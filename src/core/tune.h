@@ -7,11 +7,13 @@
  * modelled as a Gaussian process over the grid: log outcomes when all are positive,
  * standardized, with a squared-exponential kernel over the grid's positions and a noise
  * term, so that runs at one setting with other seeds average out. A choice draws one
- * sample of the whole grid from the posterior and takes its lowest point: a setting is
- * tried as often as it is likely to be the best, which balances trying new settings with
- * using the best so far. Jobs of the family still running are pending: their settings are
- * not chosen again while others are free, and they count as seen at the posterior mean
- * (so their neighbourhood is less uncertain), which spreads a sweep started at once.
+ * sample of the whole grid from the posterior and takes its lowest point within one step
+ * of the grid of the best run so far (a trust region): a setting is tried as often as it
+ * is likely to be the best among those, which balances trying new settings with using the
+ * best so far, and the search moves step by step rather than across the grid at once. Jobs of the
+ * family still running are pending: their settings are not chosen again while others are free, and
+ * they count as seen at the posterior mean (so their neighbourhood is less uncertain), which
+ * spreads a sweep started at once.
  *
  * Pure like the rest of the core: no I/O, no clock; the caller gives the seed. A choice
  * allocates its matrices and frees them before it returns.
@@ -92,7 +94,7 @@ bool tune_point_of(const struct tune_space *space, const double *values, struct 
 
 enum tune_mode {
     TUNE_SAMPLE, /* a new job's settings: a draw from the posterior */
-    TUNE_MEAN,   /* a preview: the lowest expected outcome, no draw */
+    TUNE_MEAN,   /* a preview: the lowest expected outcome (in the same region), no draw */
 };
 
 struct tune_choice {
