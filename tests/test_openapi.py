@@ -43,6 +43,8 @@ METHODS = ["GET", "PUT", "POST", "PATCH", "DELETE"]
 # Largest request body the server accepts, in bytes.
 BODY_MAX = 1024 * 1024
 # Status codes this test can provoke; the document may also list server faults (5XX).
+# The dashboard's files, as make builds them.
+DASHBOARD = os.environ.get("GLR_DASHBOARD_DIR", "ui")
 TESTABLE = {200, 201, 204, 400, 404, 405, 409, 413, 414, 415, 422}
 # Errors that libmicrohttpd answers itself, before greedylrd sees the request, in HTML
 # (414 also in problem+json, from greedylrd, for a query past its bounds).
@@ -560,7 +562,7 @@ def check_routes(tap, spec, checker, client):
         if "{" in template:
             checker.call(method, sample_path(template, ".."), 400, "with the id ..")
     problem = spec.doc["components"]["schemas"]["Problem"]
-    for path in ["/", "/v1", "/v1/job", "/healthz/x", "/v1/jobs/x/y", "/v1/jobs/x/reports/1",
+    for path in ["/v1", "/v1/job", "/ui", "/ui/a/b", "/v1/openapi.json", "/index.html", "/healthz/x", "/v1/jobs/x/y", "/v1/jobs/x/reports/1",
                  "/v1/jobs/x/history/y", "/v2/jobs"]:
         response = client.request("GET", path)
         problems = []
@@ -581,6 +583,25 @@ def check_health(checker):
     checker.call("GET", "/healthz", 200, "says the daemon is up")
     checker.call("GET", "/readyz", 200, "says the daemon can take reports")
     checker.call("GET", "/metrics", 200, "answers the Prometheus text format")
+
+
+def check_dashboard(checker, workdir):
+    """The dashboard's files and the API description; a daemon without them answers 404."""
+    checker.call("GET", "/", 200, "answers the dashboard's page")
+    checker.call("GET", "/ui/app.js", 200, "answers the dashboard's script")
+    checker.call("GET", "/ui/style.css", 200, "answers the dashboard's style sheet")
+    checker.call("GET", "/ui/no-such-file.js", 404, "of a file the dashboard has not")
+    checker.call("GET", "/v1/openapi.yaml", 200, "answers this document")
+    empty = os.path.join(workdir, "bare", "empty")
+    os.makedirs(empty)
+    bare = Daemon(os.path.join(workdir, "bare"), extra_args=["--dashboard-dir", empty])
+    try:
+        other = Checker(checker.tap, checker.spec, Client(bare.port))
+        other.call("GET", "/", 404, "of a daemon whose dashboard directory is empty")
+        other.call("GET", "/v1/openapi.yaml", 404, "of a daemon without the document")
+        checker.seen |= other.seen
+    finally:
+        checker.tap.check(bare.stop() == 0, "the daemon without a dashboard stops cleanly")
 
 
 def check_no_body(checker, spec):
@@ -1028,7 +1049,7 @@ def main():
     spec = Spec(os.path.join(srcdir, "api", "openapi.yaml"))
     check_document(tap, spec)
     with tempfile.TemporaryDirectory(prefix="greedylr-openapi-") as workdir:
-        daemon = Daemon(workdir)
+        daemon = Daemon(workdir, extra_args=["--dashboard-dir", DASHBOARD])
         try:
             if tap.check(daemon.port is not None, f"the daemon listens (port {daemon.port})",
                          daemon.log_tail()):
@@ -1037,6 +1058,7 @@ def main():
                 started = time.monotonic()
                 check_routes(tap, spec, checker, client)
                 check_health(checker)
+                check_dashboard(checker, workdir)
                 check_no_body(checker, spec)
                 jobs = check_create(checker, client)
                 check_get_and_list(checker, jobs)
