@@ -19,6 +19,10 @@
   const FOLLOW_PAGE = 10000;
   /* Wait after a zoom or pan settles before asking for its range, in milliseconds. */
   const RANGE_SETTLE_MS = 120;
+  /* Most ranks' losses read for one view: one page of the ranks route. */
+  const RANKS_MAX_POINTS = 10000;
+  /* Most ranks drawn, each a line of its own. */
+  const RANKS_SHOWN = 16;
   /* Where the token is kept: this tab's session storage, never on disk for long. */
   const TOKEN_KEY = 'greedylr.token';
   const EVENTS = ['increase', 'decrease', 'reset', 'cooldown', 'warmup', 'diverged', 'capped',
@@ -39,11 +43,15 @@
   const probe = {
     requests: [],
     drawn: 0,
+    firstDrawAt: 0, /* performance.now() of the first chart drawn: from the page's request */
     lastDrawAt: 0,
     chart: null,
     compare: null,
     listedAt: 0,
+    firstListedAt: 0,
+    ranks: null,
     chartRows() { return rowsOf(probe.chart); },
+    rankRows() { return rowsOf(probe.ranks); },
     compareLabels() { return probe.compare ? probe.compare.loss.getLabels() : []; },
     compareRows() { return probe.compare ? rowsOf(probe.compare.loss) : []; },
     /* Zooms the job chart to [from, to] as a drag would; resolves once redrawn. */
@@ -202,6 +210,7 @@
     if (view) view.stop();
     view = null;
     probe.chart = null;
+    probe.ranks = null;
     probe.compare = null;
     showError(null);
     for (const id of ['view-jobs', 'view-job', 'view-compare']) $(id).hidden = true;
@@ -248,6 +257,7 @@
         text($('page-info'), `page ${page + 1}`);
         setStatus(`updated ${new Date().toLocaleTimeString()}`);
         probe.listedAt = performance.now();
+        if (!probe.firstListedAt) probe.firstListedAt = probe.listedAt;
         showError(null);
       } catch (e) {
         if (e.name !== 'AbortError' && !stopped) {
@@ -433,6 +443,7 @@
     $('view-job').hidden = false;
     text($('job-title'), id);
     $('chart').replaceChildren();
+    $('ranks-box').hidden = true;
     text($('chart-legend'), '');
     text($('chart-info'), 'loading');
     const history = `/v1/jobs/${enc(id)}/history`;
@@ -449,6 +460,7 @@
     let settle = null;
     let rangeSeq = 0;
     let pendingDraw = null;
+    let rg = null;          /* the chart of each rank's loss, for a job of several ranks */
 
     const eventsOf = () => {
       if (!asked) return overviewEvents;
@@ -496,6 +508,7 @@
     function onDraw() {
       probe.drawn++;
       probe.lastDrawAt = performance.now();
+      if (!probe.firstDrawAt) probe.firstDrawAt = probe.lastDrawAt;
       if (pendingDraw) {
         const done = pendingDraw;
         pendingDraw = null;
@@ -517,6 +530,7 @@
         asked = null;
         detailEvents = [];
         redraw();
+        loadRanks().catch((e) => { if (e.name !== 'AbortError') showError(e); });
         return;
       }
       askRange(lo, hi);
@@ -538,8 +552,61 @@
         const drawn = new Promise((resolve) => { pendingDraw = resolve; });
         redraw({ dateWindow: [lo, hi] });
         await drawn;
+        await loadRanks(lo, hi);
       } catch (e) {
         if (e.name !== 'AbortError') showError(e);
+      }
+    }
+
+    /*
+     * Draws each rank's loss over [lo, hi] (the whole run when not given), when that many
+     * steps times ranks fit in one page of the ranks route; else says to zoom in.
+     */
+    async function loadRanks(lo, hi) {
+      if (!job || !(job.world_size > 1)) return;
+      $('ranks-box').hidden = false;
+      const from = lo === undefined ? 0 : Math.max(0, Math.floor(lo));
+      const to = hi === undefined ? Math.max(0, job.last_step || 0) : Math.max(from, Math.ceil(hi));
+      const steps = Math.floor(RANKS_MAX_POINTS / job.world_size);
+      if (to - from + 1 > steps) {
+        text($('ranks-info'), `(zoom in to ${steps} steps or fewer to see them)`);
+        if (rg) rg.destroy();
+        rg = null;
+        probe.ranks = null;
+        $('ranks-chart').replaceChildren();
+        text($('ranks-legend'), '');
+        return;
+      }
+      const page = await get(`/v1/jobs/${enc(id)}/ranks?${query({
+        from_step: from, to_step: to, page_size: RANKS_MAX_POINTS,
+      })}`, { signal });
+      if (stopped) return;
+      const n = Math.min(job.world_size, RANKS_SHOWN);
+      const byStep = new Map();
+      for (const p of page.points) {
+        if (p.rank >= n) continue;
+        let row = byStep.get(p.step);
+        if (!row) {
+          row = new Array(n + 1).fill(null);
+          row[0] = p.step;
+          byStep.set(p.step, row);
+        }
+        row[p.rank + 1] = value(p.loss);
+      }
+      const rows = [...byStep.values()].sort((a, b) => a[0] - b[0]);
+      text($('ranks-info'), `(${n} of ${job.world_size} ranks, steps ${from} to ${to})`);
+      if (!rows.length) return;
+      if (!rg) {
+        const labels = ['step'];
+        for (let r = 0; r < n; r++) labels.push(`rank ${r}`);
+        rg = new Dygraph($('ranks-chart'), rows, {
+          labels, xlabel: 'step', ylabel: 'loss', colors: PALETTE.concat(PALETTE).slice(0, n),
+          connectSeparatedPoints: true, strokeWidth: 1, logscale: $('log').checked,
+          labelsDiv: $('ranks-legend'), legendFormatter,
+        });
+        probe.ranks = rg;
+      } else {
+        rg.updateOptions({ file: rows, dateWindow: lo === undefined ? null : [lo, hi] });
       }
     }
 
@@ -583,6 +650,7 @@
         redraw();
         job = await get(`/v1/jobs/${enc(id)}`, { signal });
         fillFields(job);
+        if (asked) await loadRanks(asked[0], asked[1]); else await loadRanks();
       }
       return added;
     }
@@ -615,7 +683,9 @@
     }
 
     const onLog = () => {
-      if (g) g.updateOptions({ axes: { y: { logscale: $('log').checked }, y2: { logscale: $('log').checked } } });
+      const log = $('log').checked;
+      if (g) g.updateOptions({ axes: { y: { logscale: log }, y2: { logscale: log } } });
+      if (rg) rg.updateOptions({ logscale: log });
     };
     const onFollow = () => { if ($('follow').checked) follow(); };
     const onReset = () => {
@@ -624,6 +694,7 @@
       detailEvents = [];
       if (g) g.updateOptions({ file: overview, dateWindow: null });
       redraw();
+      loadRanks().catch((e) => { if (e.name !== 'AbortError') showError(e); });
     };
     const onCsvAll = async () => {
       try { download(`${id}.csv`, await get(`${history}?format=csv`, { as: 'text' })); } catch (e) { showError(e); }
@@ -652,6 +723,7 @@
         await loadOverview();
         if (stopped) return;
         redraw();
+        await loadRanks();
         setStatus(job.status === 'running' ? 'following live' : 'finished');
         follow();
       } catch (e) {
@@ -669,7 +741,10 @@
         controller.abort();
         for (const [el, ev, fn] of bindings) el.removeEventListener(ev, fn);
         if (g) g.destroy();
+        if (rg) rg.destroy();
         $('chart').replaceChildren();
+        $('ranks-chart').replaceChildren();
+        $('ranks-box').hidden = true;
       },
     };
   }

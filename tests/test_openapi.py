@@ -930,6 +930,26 @@ def check_ranks(checker, client):
                   and after.json()["lr"] == alone.json()["lr"],
                   "the late rank gets the decision made without it, marked late",
                   [alone.body.decode(), after.body.decode()])
+    # Each rank's own loss, as the dashboard draws it.
+    losses = "/v1/jobs/ranks/ranks"
+    page = checker.call("GET", losses, 200, "of a job of two ranks")
+    if page.status == 200:
+        tap.check([(p["step"], p["rank"], p["loss"]) for p in page.json()["points"]]
+                  == [(0, 0, 1.0), (0, 1, 3.0)], "each rank's loss of step 0",
+                  [page.body.decode()])
+    first = checker.call("GET", f"{losses}?from_step=0&to_step=5&page_size=1", 200,
+                         "one at a time")
+    if first.status == 200 and first.json()["next_page_token"]:
+        token = urllib.parse.quote(first.json()["next_page_token"])
+        rest = checker.call("GET", f"{losses}?page_size=1&page_token={token}", 200, "page 2")
+        tap.check(rest.status == 200 and rest.json()["points"][0]["rank"] == 1,
+                  "the second page holds rank 1", [rest.body.decode()])
+    late_page = checker.call("GET", "/v1/jobs/ranks-late/ranks", 200, "with a late rank")
+    if late_page.status == 200:
+        tap.check(late_page.json()["points"][-1].get("late") is True, "the late rank is marked",
+                  [late_page.body.decode()])
+    checker.call("GET", f"{losses}?page_size=0", 422, "with page_size 0")
+    checker.call("GET", "/v1/jobs/no-such-job/ranks", 404, "of an unknown job")
 
 
 def check_csv(checker, job_id, groups):

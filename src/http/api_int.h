@@ -56,7 +56,7 @@ enum http_status {
 /* What logs and metrics call a request whose path no route has. */
 #define API_ROUTE_UNMATCHED "unmatched"
 /* Rows of the route table (api_route.c checks it at compile time). */
-#define API_ROUTE_ROWS 19
+#define API_ROUTE_ROWS 20
 /* Longest Allow header: every method of one path, "GET, HEAD, PUT, PATCH, DELETE". */
 #define API_ALLOW_MAX 64
 /* Longest path of the dashboard's directory. */
@@ -355,6 +355,7 @@ api_handler api_patch_job;
 api_handler api_delete_job;
 api_handler api_post_report;
 api_handler api_get_history;
+api_handler api_get_ranks;
 api_handler api_post_rewind;
 api_handler api_get_lr;
 /* Answers a request whose wait is over (wait_state WAIT_DONE) with what the service said. */

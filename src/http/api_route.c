@@ -35,6 +35,7 @@ const struct api_route api_routes[] = {
     {"/", "GET", false, false, AUTH_NONE, api_get_dashboard},
     {"/ui/{name}", "GET", false, false, AUTH_NONE, api_get_asset},
     {"/v1/openapi.yaml", "GET", false, false, AUTH_NONE, api_get_openapi},
+    {"/v1/jobs/{id}/ranks", "GET", false, false, AUTH_READER, api_get_ranks},
 };
 
 _Static_assert(sizeof(api_routes) / sizeof(api_routes[0]) == API_ROUTE_ROWS,

@@ -146,6 +146,23 @@ def test_zooming_asks_for_the_zoomed_range(browser, daemon, api, job_id):
     assert wait_for(inside, what="every step of the zoomed range")
 
 
+def test_each_ranks_loss_is_drawn(browser, daemon, api, job_id):
+    import concurrent.futures
+    api.job(job_id, world_size=3)
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        for step in range(20):
+            # A rank's report waits for the others: the three go together.
+            list(pool.map(lambda r, step=step: api.ok(
+                "POST", f"/v1/jobs/{job_id}/reports",
+                {"step": step, "rank": r, "loss": 1.0 + r + step / 100}), range(3)))
+    open_page(browser, f"{daemon.url}/#/job/{job_id}")
+    want = [[s] + [1.0 + r + s / 100 for r in range(3)] for s in range(20)]
+    got = wait_for(lambda: browser.execute_script("return window.glrDash.rankRows()"),
+                   what="the ranks' chart")
+    assert [[r[0]] + [pytest.approx(v) for v in r[1:]] for r in want] == got
+    assert "3 of 3 ranks" in browser.find_element("id", "ranks-info").text
+
+
 def test_compare_overlays_two_jobs(browser, daemon, api, job_id):
     a, b = f"{job_id}-a", f"{job_id}-b"
     api.job(a)
