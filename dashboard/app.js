@@ -176,7 +176,10 @@
 
   function formatTime(iso) {
     const d = new Date(iso);
-    return Number.isNaN(d.getTime()) ? String(iso) : d.toLocaleString();
+    if (Number.isNaN(d.getTime())) return String(iso);
+    const two = (n) => String(n).padStart(2, '0');
+    return `${d.getFullYear()}-${two(d.getMonth() + 1)}-${two(d.getDate())} ` +
+      `${two(d.getHours())}:${two(d.getMinutes())}:${two(d.getSeconds())}`;
   }
 
   /* A dygraph legend of plain text: series names and values are escaped before dygraphs sees them. */
@@ -403,13 +406,17 @@
     text($('job-title'), job.id);
   }
 
+  /* A key item: a swatch of class cls, then label as text. */
+  function keyItem(cls, label) {
+    const li = document.createElement('li');
+    li.className = cls;
+    text(li, label);
+    return li;
+  }
+
   function eventKey(seen) {
-    $('event-key').replaceChildren(...EVENTS.filter((e) => seen.has(e)).map((e) => {
-      const li = document.createElement('li');
-      li.className = `ev-${e}`;
-      text(li, e);
-      return li;
-    }));
+    $('event-key').replaceChildren(keyItem('c0 series', 'loss'), keyItem('lr-series', 'lr'),
+      ...EVENTS.filter((e) => seen.has(e)).map((e) => keyItem(`ev-${e}`, e)));
   }
 
   /* Draws each event of the window as a thin vertical line in its color. */
@@ -420,7 +427,7 @@
         if (e.step < lo || e.step > hi) continue;
         const x = g.toDomXCoord(e.step);
         ctx.fillStyle = EVENT_COLORS[e.event] || '#999999';
-        ctx.globalAlpha = 0.55;
+        ctx.globalAlpha = 0.3;
         ctx.fillRect(Math.round(x), area.y, 1, area.h);
       }
       ctx.globalAlpha = 1;
@@ -487,7 +494,7 @@
             y: { logscale: $('log').checked },
             y2: { logscale: $('log').checked, independentTicks: true, drawGrid: false },
           },
-          colors: ['#1f77b4', '#d62728'],
+          colors: ['#1f77b4', '#333333'],
           strokeWidth: 1.2,
           connectSeparatedPoints: true,
           labelsDiv: $('chart-legend'),
@@ -820,6 +827,7 @@
         charts.lr.updateOptions(Object.assign({ file: lr }, window));
       }
       text($('c-info'), `${ids.length} jobs, aligned by step`);
+      $('c-key').replaceChildren(...ids.map((id, k) => keyItem(`c${k}`, id)));
     }
 
     function onZoom(lo, hi) {
