@@ -883,6 +883,16 @@
     render();
   });
   window.addEventListener('hashchange', render);
+  /*
+   * A page left for another may be kept frozen (the back-forward cache) with its
+   * long-poll still open: the browser's few connections to this host would then fill
+   * with waits nobody reads. Stop the view when the page is hidden; show it again after.
+   */
+  window.addEventListener('pagehide', () => {
+    if (view) view.stop();
+    view = null;
+  });
+  window.addEventListener('pageshow', (e) => { if (e.persisted) render(); });
   $('forget-token').hidden = !token();
   render();
 }());

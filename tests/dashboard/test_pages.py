@@ -110,6 +110,24 @@ def test_a_new_report_appears_within_2_seconds(browser, daemon, api, job_id):
     assert chart_rows(browser)[-1][0] == 10
 
 
+def test_leaving_a_followed_job_frees_its_connection(browser, daemon, api, job_id):
+    """A page left while it follows a job must not keep its wait open: the browser has six
+    connections to the daemon, and the seventh page would wait for a stale wait to end."""
+    api.job(job_id)
+    api.report(job_id, 5)
+    for visit in range(12):
+        started = time.monotonic()
+        if visit < 8:
+            open_page(browser, f"{daemon.url}/#/job/{job_id}")  # another page, then back
+        else:
+            browser.get(f"{daemon.url}/#/")  # within the page: another view, then back
+            browser.get(f"{daemon.url}/#/job/{job_id}")
+        wait_for(lambda: len(chart_rows(browser)) == 5, timeout=5,
+                 what=f"the chart of visit {visit}")
+        took = time.monotonic() - started
+        assert took < 5 * SLOW, f"visit {visit} took {took:.1f} s"
+
+
 def test_zooming_asks_for_the_zoomed_range(browser, daemon, api, job_id):
     from selenium.webdriver.common.action_chains import ActionChains
 
