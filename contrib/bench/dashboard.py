@@ -163,6 +163,8 @@ def main():
         kib = compressed_kib(server.port)
         print("| figure | measured | target | |")
         print("|---|---|---|---|")
+        log(f"job page: {[round(t) for t in job]} ms; zooms: {[round(t) for t in zoom]} ms; "
+            f"list: {[round(t) for t in listed]} ms")
         print(summary(f"job page of a {args.reports:,}-report job: request to chart drawn",
                       job, TARGETS["job_page_ms"]))
         print(summary("zoom re-query and redraw", zoom, TARGETS["zoom_ms"]))
