@@ -69,13 +69,21 @@ def test_nothing_outside_the_directory(daemon, own_daemon, tmp_path):
     os.symlink(secret, ui / "link.js")
     (ui / "notes.txt").write_text("NOTES-CONTENT")
     (ui / "sub.js").mkdir()
+    # One byte over API_STATIC_FILE_MAX (16 MiB): not served (a sparse file, no disk used).
+    with open(ui / "huge.js", "wb") as huge:
+        huge.truncate(16 * 1024 * 1024 + 1)
+    with open(ui / "largest.js", "wb") as largest:
+        largest.truncate(16 * 1024 * 1024)
     d = own_daemon("--dashboard-dir", str(ui))
     assert fetch(d, "/ui/app.js")[0] == 200
+    status, _, body = fetch(d, "/ui/largest.js")
+    assert status == 200 and len(body) == 16 * 1024 * 1024
+    assert fetch(d, "/ui/" + "a" * 61 + ".js")[0] == 404  # 64 bytes: a name, not there
     for path in ["/ui/link.js", "/ui/notes.txt", "/ui/sub.js", "/ui/../Makefile",
                  "/ui/..%2fMakefile", "/ui/%2e%2e%2fsecret.js", "/ui/%2e%2e", "/ui/..",
                  "/ui/.", "/ui//etc/passwd", "/ui/%2fetc%2fpasswd", "/..%2f..%2fetc%2fpasswd",
                  "/ui/app.js%00.html", "/ui/.hidden.js", "/ui/app.js/", "/%2e%2e/secret.js",
-                 "/ui/" + "a" * 200 + ".js"]:
+                 "/ui/" + "a" * 62 + ".js", "/ui/huge.js"]:
         status, headers, body = fetch(d, path)
         assert status in (400, 404), f"{path}: {status}"
         assert b"SECRET-CONTENT" not in body and b"NOTES-CONTENT" not in body, path
@@ -140,7 +148,13 @@ def test_a_bad_cors_origin_or_dashboard_dir_is_refused(tmp_path):
     import subprocess
 
     import glrdaemon
+    longest = "https://" + "a" * (256 - len("https://"))  # API_ORIGIN_MAX
+    (tmp_path / "longest").mkdir()
+    d = glrdaemon.Daemon(str(tmp_path / "longest"), extra_args=["--cors-origin", longest])
+    assert d.port is not None, d.log_tail()
+    assert d.stop() == 0
     for args in (["--cors-origin", "grafana.example"], ["--cors-origin", "https://a/b"],
+                 ["--cors-origin", longest + "a"], ["--cors-origin", "https://a b"],
                  ["--dashboard-dir", str(tmp_path / "missing")]):
         answer = subprocess.run([glrdaemon.program(), "--listen", "127.0.0.1:0", "--db",
                                  str(tmp_path / "x.db")] + args, capture_output=True,
