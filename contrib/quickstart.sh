@@ -12,9 +12,9 @@ top=$(pwd)
 
 # Debian packages the build and the tests need.
 BUILD_PACKAGES="autoconf automake make gcc libc6-dev pkgconf libmicrohttpd-dev libcjson-dev \
-libsqlite3-dev libgnutls28-dev check"
+libsqlite3-dev libgnutls28-dev check libjs-dygraphs gzip"
 TEST_PACKAGES="valgrind curl python3 python3-yaml python3-jsonschema python3-pytest python3-venv \
-python3-torch flit groff-base systemd gnutls-bin"
+python3-torch flit groff-base systemd gnutls-bin chromium chromium-driver python3-selenium"
 BENCH_PACKAGES="wrk curl python3"
 QUALITY_PACKAGES="python3 python3-torch python3-sklearn python3-matplotlib"
 
@@ -73,7 +73,9 @@ run)
     bootstrap
     build build/release
     say "starting greedylrd on 127.0.0.1:8080 with ./greedylr.db (Ctrl-C stops it)"
-    exec build/release/src/greedylrd --listen 127.0.0.1:8080 --db ./greedylr.db
+    say "the dashboard: http://127.0.0.1:8080/"
+    exec build/release/src/greedylrd --listen 127.0.0.1:8080 --db ./greedylr.db \
+        --dashboard-dir build/release/ui
     ;;
 test)
     install_missing $BUILD_PACKAGES $TEST_PACKAGES

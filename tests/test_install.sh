@@ -66,6 +66,18 @@ show "$work/undocumented.txt"
 spec=$(installed /greedylr/openapi.yaml)
 check "the OpenAPI description is installed" cmp -s "$spec" "$srcdir/api/openapi.yaml"
 
+# The dashboard: its page, scripts and styles with their compressed copies, and the API
+# description it serves, all in the one directory that the daemon reads by default.
+page=$(installed /greedylr/dashboard/index.html)
+check "the dashboard is installed" [ -n "$page" ]
+ui=$(dirname "$page")
+for f in app.js style.css dygraph.min.js dygraph.min.css openapi.yaml; do
+    check "the dashboard's $f is installed with its gzip copy" \
+        sh -c "[ -s '$ui/$f' ] && gzip -dc '$ui/$f.gz' | cmp -s - '$ui/$f'"
+done
+check "the daemon's default dashboard directory is the installed one" \
+    sh -c "'$daemon' --help | grep -q -- '${ui#"$dest"}'"
+
 if [ "${GLR_UNIT_INSTALLED:-yes}" = yes ]; then
     unit=$(installed /system/greedylrd.service)
     check "the systemd unit is installed" [ -n "$unit" ]

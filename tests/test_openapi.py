@@ -43,6 +43,8 @@ METHODS = ["GET", "PUT", "POST", "PATCH", "DELETE"]
 # Largest request body the server accepts, in bytes.
 BODY_MAX = 1024 * 1024
 # Status codes this test can provoke; the document may also list server faults (5XX).
+# The dashboard's files, as make builds them.
+DASHBOARD = os.environ.get("GLR_DASHBOARD_DIR", "ui")
 TESTABLE = {200, 201, 204, 400, 404, 405, 409, 413, 414, 415, 422}
 # Errors that libmicrohttpd answers itself, before greedylrd sees the request, in HTML
 # (414 also in problem+json, from greedylrd, for a query past its bounds).
@@ -560,7 +562,7 @@ def check_routes(tap, spec, checker, client):
         if "{" in template:
             checker.call(method, sample_path(template, ".."), 400, "with the id ..")
     problem = spec.doc["components"]["schemas"]["Problem"]
-    for path in ["/", "/v1", "/v1/job", "/healthz/x", "/v1/jobs/x/y", "/v1/jobs/x/reports/1",
+    for path in ["/v1", "/v1/job", "/ui", "/ui/a/b", "/v1/openapi.json", "/index.html", "/healthz/x", "/v1/jobs/x/y", "/v1/jobs/x/reports/1",
                  "/v1/jobs/x/history/y", "/v2/jobs"]:
         response = client.request("GET", path)
         problems = []
@@ -581,6 +583,25 @@ def check_health(checker):
     checker.call("GET", "/healthz", 200, "says the daemon is up")
     checker.call("GET", "/readyz", 200, "says the daemon can take reports")
     checker.call("GET", "/metrics", 200, "answers the Prometheus text format")
+
+
+def check_dashboard(checker, workdir):
+    """The dashboard's files and the API description; a daemon without them answers 404."""
+    checker.call("GET", "/", 200, "answers the dashboard's page")
+    checker.call("GET", "/ui/app.js", 200, "answers the dashboard's script")
+    checker.call("GET", "/ui/style.css", 200, "answers the dashboard's style sheet")
+    checker.call("GET", "/ui/no-such-file.js", 404, "of a file the dashboard has not")
+    checker.call("GET", "/v1/openapi.yaml", 200, "answers this document")
+    empty = os.path.join(workdir, "bare", "empty")
+    os.makedirs(empty)
+    bare = Daemon(os.path.join(workdir, "bare"), extra_args=["--dashboard-dir", empty])
+    try:
+        other = Checker(checker.tap, checker.spec, Client(bare.port))
+        other.call("GET", "/", 404, "of a daemon whose dashboard directory is empty")
+        other.call("GET", "/v1/openapi.yaml", 404, "of a daemon without the document")
+        checker.seen |= other.seen
+    finally:
+        checker.tap.check(bare.stop() == 0, "the daemon without a dashboard stops cleanly")
 
 
 def check_no_body(checker, spec):
@@ -909,6 +930,26 @@ def check_ranks(checker, client):
                   and after.json()["lr"] == alone.json()["lr"],
                   "the late rank gets the decision made without it, marked late",
                   [alone.body.decode(), after.body.decode()])
+    # Each rank's own loss, as the dashboard draws it.
+    losses = "/v1/jobs/ranks/ranks"
+    page = checker.call("GET", losses, 200, "of a job of two ranks")
+    if page.status == 200:
+        tap.check([(p["step"], p["rank"], p["loss"]) for p in page.json()["points"]]
+                  == [(0, 0, 1.0), (0, 1, 3.0)], "each rank's loss of step 0",
+                  [page.body.decode()])
+    first = checker.call("GET", f"{losses}?from_step=0&to_step=5&page_size=1", 200,
+                         "one at a time")
+    if first.status == 200 and first.json()["next_page_token"]:
+        token = urllib.parse.quote(first.json()["next_page_token"])
+        rest = checker.call("GET", f"{losses}?page_size=1&page_token={token}", 200, "page 2")
+        tap.check(rest.status == 200 and rest.json()["points"][0]["rank"] == 1,
+                  "the second page holds rank 1", [rest.body.decode()])
+    late_page = checker.call("GET", "/v1/jobs/ranks-late/ranks", 200, "with a late rank")
+    if late_page.status == 200:
+        tap.check(late_page.json()["points"][-1].get("late") is True, "the late rank is marked",
+                  [late_page.body.decode()])
+    checker.call("GET", f"{losses}?page_size=0", 422, "with page_size 0")
+    checker.call("GET", "/v1/jobs/no-such-job/ranks", 404, "of an unknown job")
 
 
 def check_csv(checker, job_id, groups):
@@ -1093,7 +1134,7 @@ def main():
     spec = Spec(os.path.join(srcdir, "api", "openapi.yaml"))
     check_document(tap, spec)
     with tempfile.TemporaryDirectory(prefix="greedylr-openapi-") as workdir:
-        daemon = Daemon(workdir)
+        daemon = Daemon(workdir, extra_args=["--dashboard-dir", DASHBOARD])
         try:
             if tap.check(daemon.port is not None, f"the daemon listens (port {daemon.port})",
                          daemon.log_tail()):
@@ -1102,6 +1143,7 @@ def main():
                 started = time.monotonic()
                 check_routes(tap, spec, checker, client)
                 check_health(checker)
+                check_dashboard(checker, workdir)
                 check_no_body(checker, spec)
                 jobs = check_create(checker, client)
                 check_get_and_list(checker, jobs)

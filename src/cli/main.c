@@ -80,6 +80,8 @@ struct options {
     unsigned long max_jobs;
     unsigned long max_reports_per_job;
     uint64_t disk_reserve;
+    const char *dashboard_dir; /* as given; NULL: GLR_DASHBOARD_DIR, if installed */
+    const char *cors_origin;
 };
 
 static void usage(FILE *out)
@@ -92,7 +94,7 @@ static void usage(FILE *out)
             "                 [--max-connections N] [--max-connections-per-ip N]\n"
             "                 [--idle-timeout SECONDS] [--request-timeout SECONDS]\n"
             "                 [--max-header-bytes N] [--max-jobs N] [--max-reports-per-job N]\n"
-            "                 [--disk-reserve SIZE]\n"
+            "                 [--disk-reserve SIZE] [--dashboard-dir DIR] [--cors-origin ORIGIN]\n"
             "       greedylrd backup [--db PATH] [--force] OUT\n"
             "       greedylrd token create|list|revoke ...   (greedylrd token --help)\n"
             "       greedylrd --help (-h) | --version\n"
@@ -112,6 +114,7 @@ static void usage(FILE *out)
             "  --log-level LEVEL   what to log on standard error (default info; info\n"
             "                      logs one line per request)\n"
             "  --log-format FORMAT text, or json: one JSON object per line (default text)\n"
+            "  --dashboard-dir DIR the dashboard's files, served at / (default %s)\n"
             "Who gets in:\n"
             "  Clients send \"Authorization: Bearer TOKEN\" (greedylrd token create). With no\n"
             "  token in the database everyone may do everything, which greedylrd allows only\n"
@@ -119,6 +122,8 @@ static void usage(FILE *out)
             "  --insecure          serve another address without tokens all the same\n"
             "  --tls-cert FILE     serve HTTPS (TLS 1.2 and 1.3) with this PEM certificate\n"
             "  --tls-key FILE      and its PEM private key\n"
+            "  --cors-origin ORIGIN  let pages of this origin (scheme://host[:port]) call the\n"
+            "                      API; requests from any other origin are refused (403)\n"
             "Limits:\n"
             "  --rate-limit N/s    requests per second per token (per client address\n"
             "                      without tokens); over it 429 (default off)\n"
@@ -147,7 +152,7 @@ static void usage(FILE *out)
             "greedylrd backup copies the database at PATH (default as above), which a\n"
             "running daemon may be writing, into the new self-contained file OUT; an\n"
             "existing OUT is replaced only with --force.\n",
-            SVC_RESIDENT_DEFAULT, STORE_CHECK_MS / 1000, API_CONNECTIONS_DEFAULT,
+            SVC_RESIDENT_DEFAULT, STORE_CHECK_MS / 1000, GLR_DASHBOARD_DIR, API_CONNECTIONS_DEFAULT,
             API_CONNECTIONS_PER_IP_DEFAULT, API_IDLE_TIMEOUT_S, API_REQUEST_TIMEOUT_S,
             API_CONNECTION_MEMORY_DEFAULT, STORE_MAX_JOBS_DEFAULT, SVC_MAX_REPORTS_DEFAULT,
             (unsigned long long)(MAIN_DISK_RESERVE_DEFAULT >> 20), API_BODY_MAX, AUTH_RELOAD_S);
@@ -209,7 +214,8 @@ static const struct {
 /* The other options that take a value (parse_options reads each). */
 static const char *const value_options[] = {
     "--listen",       "--db",       "--threads", "--log-format", "--sync",      "--resident-jobs",
-    "--disk-reserve", "--tls-cert", "--tls-key", "--rate-limit", "--log-level",
+    "--disk-reserve", "--tls-cert", "--tls-key", "--rate-limit", "--log-level", "--dashboard-dir",
+    "--cors-origin",
 };
 
 /* Says that arg is no option of greedylrd's; returns the exit status of misuse. */
@@ -374,6 +380,10 @@ static int parse_options(int argc, char **argv, struct options *o)
                 return 2;
             }
             o->disk_reserve = size;
+        } else if (strcmp(arg, "--dashboard-dir") == 0) {
+            o->dashboard_dir = value;
+        } else if (strcmp(arg, "--cors-origin") == 0) {
+            o->cors_origin = value;
         } else if (strcmp(arg, "--tls-cert") == 0) {
             o->tls_cert = value;
         } else if (strcmp(arg, "--tls-key") == 0) {
@@ -660,6 +670,10 @@ int main(int argc, char **argv)
         .idle_timeout_s = (unsigned)o.idle_timeout_s,
         .request_timeout_s = (unsigned)o.request_timeout_s,
         .connection_memory = (size_t)o.connection_memory,
+        /* The installed dashboard may be missing (a build not installed): then / says so. */
+        .dashboard_dir = o.dashboard_dir ? o.dashboard_dir : GLR_DASHBOARD_DIR,
+        .dashboard_optional = !o.dashboard_dir,
+        .cors_origin = o.cors_origin,
     };
     struct api *api = NULL;
     rc = api_start(svc, &api_options, &api, err);

@@ -317,6 +317,8 @@ static enum MHD_Result on_head(struct api *api, struct MHD_Connection *conn, con
         return api_answer_problem(conn, req, HTTP_BAD_REQUEST, "malformed-request",
                                   "Malformed request", malformed, NULL, 1);
     enum MHD_Result refused;
+    if (!api_origin_admit(api, conn, req, &refused))
+        return refused;
     if (!admit(api, conn, req, &refused))
         return refused;
     /*
@@ -511,6 +513,7 @@ int api_start(struct svc *svc, const struct api_options *options, struct api **o
     struct api *api = calloc(1, sizeof(*api));
     if (!api)
         return glr_fail(err, GLR_ENOMEM, "out of memory");
+    int rc;
     api->svc = svc;
     /* Registered in the order /metrics lists them: unmatched, then the table's paths. */
     api->metric_unmatched = metrics_route(API_ROUTE_UNMATCHED);
@@ -518,19 +521,27 @@ int api_start(struct svc *svc, const struct api_options *options, struct api **o
         api->metric_rows[r] = metrics_route(api_routes[r].template);
     api->auth = options->auth;
     api->rate = options->rate;
+    api->tls = tls;
+    if ((rc = api_origin_set(api, options->cors_origin, err)) ||
+        (rc = api_static_open(api, options->dashboard_dir, options->dashboard_optional, err))) {
+        free(api);
+        return rc;
+    }
     if (options->rate > 0 && !(api->limit = ratelimit_create(options->rate))) {
+        api_static_close(api);
         free(api);
         return glr_fail(err, GLR_EINVAL, "the rate limit must be above 0 and at most %g/s",
                         RATELIMIT_RATE_MAX);
     }
     unsigned request_s =
         options->request_timeout_s ? options->request_timeout_s : API_REQUEST_TIMEOUT_S;
-    int rc = api_conns_start(api, connections, request_s, err);
+    rc = api_conns_start(api, connections, request_s, err);
     if (!rc && (rc = api_defer_start(api, err)))
         api_conns_stop(api);
     if (rc) {
         api_conns_destroy(api);
         ratelimit_free(api->limit);
+        api_static_close(api);
         free(api);
         return rc;
     }
@@ -575,6 +586,7 @@ int api_start(struct svc *svc, const struct api_options *options, struct api **o
         api_conns_stop(api);
         api_conns_destroy(api);
         ratelimit_free(api->limit);
+        api_static_close(api);
         free(api);
         if (tls)
             return glr_fail(err, GLR_EIO,
@@ -617,5 +629,6 @@ void api_stop(struct api *api)
     if (listener != MHD_INVALID_SOCKET)
         close(listener);
     ratelimit_free(api->limit);
+    api_static_close(api);
     free(api);
 }

@@ -6,6 +6,7 @@
 #ifndef GLR_API_H
 #define GLR_API_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -79,6 +80,9 @@ struct api_options {
     unsigned idle_timeout_s;         /* 0: API_IDLE_TIMEOUT_S */
     unsigned request_timeout_s;      /* 0: API_REQUEST_TIMEOUT_S */
     size_t connection_memory;        /* 0: API_CONNECTION_MEMORY_DEFAULT */
+    const char *dashboard_dir;       /* the dashboard's static files; NULL: none */
+    bool dashboard_optional;         /* a dashboard_dir that does not open is no error */
+    const char *cors_origin;         /* the one other origin let in (CORS); NULL: none */
 };
 
 /*

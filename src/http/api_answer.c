@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/jsonx.h"
 #include "base/log.h"
@@ -52,6 +53,8 @@ static const struct problem_kind *problem_for_status(int status)
 /* The response of a, without headers; NULL when libmicrohttpd has no memory for one. */
 static struct MHD_Response *response_of(const struct api_answer *a)
 {
+    if (a->file) /* the response owns fd from here, and closes it */
+        return MHD_create_response_from_fd64(a->size, a->fd);
     if (a->reader)
         return MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, a->reader,
                                                  a->reader_cls, a->reader_free);
@@ -68,6 +71,8 @@ enum MHD_Result api_answer(struct MHD_Connection *conn, struct request *req,
         /* Without a response nobody else will release the body. */
         if (a->reader && a->reader_free)
             a->reader_free(a->reader_cls);
+        if (a->file)
+            close(a->fd);
         free(a->text);
         return MHD_NO;
     }
@@ -81,6 +86,21 @@ enum MHD_Result api_answer(struct MHD_Connection *conn, struct request *req,
         char seconds[16];
         snprintf(seconds, sizeof(seconds), "%u", a->retry_after_s);
         MHD_add_response_header(response, MHD_HTTP_HEADER_RETRY_AFTER, seconds);
+    }
+    if (a->encoding)
+        MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_ENCODING, a->encoding);
+    if (a->page) {
+        MHD_add_response_header(response, "Content-Security-Policy", api_static_policy());
+        MHD_add_response_header(response, MHD_HTTP_HEADER_VARY, "Accept-Encoding");
+        MHD_add_response_header(response, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+        MHD_add_response_header(response, "Referrer-Policy", "no-referrer");
+    }
+    MHD_add_response_header(response, "X-Content-Type-Options", "nosniff");
+    if (req->cors_origin) {
+        MHD_add_response_header(response, "Access-Control-Allow-Origin", req->cors_origin);
+        MHD_add_response_header(response, "Access-Control-Expose-Headers",
+                                "Location, Retry-After, WWW-Authenticate");
+        MHD_add_response_header(response, MHD_HTTP_HEADER_VARY, "Origin");
     }
     if (a->status == HTTP_UNAUTHORIZED)
         MHD_add_response_header(response, MHD_HTTP_HEADER_WWW_AUTHENTICATE,

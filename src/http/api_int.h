@@ -56,9 +56,17 @@ enum http_status {
 /* What logs and metrics call a request whose path no route has. */
 #define API_ROUTE_UNMATCHED "unmatched"
 /* Rows of the route table (api_route.c checks it at compile time). */
-#define API_ROUTE_ROWS 18
+#define API_ROUTE_ROWS 22
 /* Longest Allow header: every method of one path, "GET, HEAD, PUT, PATCH, DELETE". */
 #define API_ALLOW_MAX 64
+/* Longest path of the dashboard's directory. */
+#define API_STATIC_DIR_MAX 4096
+/* Longest name of a dashboard file (one path segment); longer ones are 404. */
+#define API_STATIC_NAME_MAX 64
+/* Largest dashboard file served, in bytes; a larger one is 404. */
+#define API_STATIC_FILE_MAX (16 * 1024 * 1024)
+/* Longest --cors-origin, "https://host:port". */
+#define API_ORIGIN_MAX 256
 
 struct api;
 struct request;
@@ -141,6 +149,10 @@ struct api {
     struct auth *auth;               /* NULL: no token is asked for */
     struct ratelimit *limit;         /* NULL: no rate limit */
     double rate;
+    bool tls;                                /* fixed: served over HTTPS */
+    int static_fd;                           /* fixed: the dashboard's directory; -1: none */
+    char static_dir[API_STATIC_DIR_MAX + 1]; /* fixed: its path, for messages */
+    char cors_origin[API_ORIGIN_MAX + 1];    /* fixed: the origin let in; "": none */
 };
 
 /* Where a request that waits for other ranks (or for a decision) stands. */
@@ -178,6 +190,7 @@ struct request {
     bool answered;  /* an answer is queued */
     bool text;      /* answer in plain text, problems included (api_route.answers_text) */
     unsigned status;
+    const char *cors_origin; /* the api's named origin, which sent it; NULL: none */
 
     struct api_conn *link; /* the connection's entry (api_conn.c); NULL: not watched */
     atomic_bool gone;      /* the client hung up while the request waited: close, not answer */
@@ -216,6 +229,12 @@ struct api_answer {
     MHD_ContentReaderCallback reader;
     MHD_ContentReaderFreeCallback reader_free;
     void *reader_cls;
+    /* A body read from a file instead (api_answer() closes fd whatever happens). */
+    bool file;
+    int fd;
+    uint64_t size;
+    const char *encoding; /* Content-Encoding; NULL: none */
+    bool page;            /* a dashboard file: with its Content-Security-Policy */
 };
 
 /* api.c */
@@ -293,6 +312,8 @@ enum auth_role api_route_role(const struct api_match *m);
 bool api_route_takes_body(const struct api_match *m);
 /* The route's template for logs and metrics: API_ROUTE_UNMATCHED for a path no route has. */
 const char *api_route_label(const struct api_match *m);
+/* The methods path serves, as an Allow header: "GET, HEAD, POST". */
+void api_route_allow(const struct api_route *path, char out[API_ALLOW_MAX + 1]);
 /* Answers req by its matched route: the handler, 404 (no such path) or 405 (with Allow). */
 enum MHD_Result api_route_dispatch(struct api *api, struct MHD_Connection *conn,
                                    struct request *req);
@@ -334,6 +355,7 @@ api_handler api_patch_job;
 api_handler api_delete_job;
 api_handler api_post_report;
 api_handler api_get_history;
+api_handler api_get_ranks;
 api_handler api_post_rewind;
 api_handler api_get_lr;
 /* Answers a request whose wait is over (wait_state WAIT_DONE) with what the service said. */
@@ -361,6 +383,33 @@ api_handler api_get_family;
 api_handler api_list_tokens;
 api_handler api_create_token;
 api_handler api_revoke_token;
+
+/* api_static.c */
+
+/*
+ * Opens dir (NULL: none) as the dashboard's directory. A directory that does not open is
+ * GLR_EINVAL, unless optional: then the dashboard's routes answer 404 saying so.
+ */
+int api_static_open(struct api *api, const char *dir, bool optional, char *err);
+/* Closes what api_static_open() opened. */
+void api_static_close(struct api *api);
+/* The Content-Security-Policy of the dashboard's files. */
+const char *api_static_policy(void);
+api_handler api_get_dashboard;
+api_handler api_get_asset;
+api_handler api_get_openapi;
+
+/* api_origin.c */
+
+/* Keeps origin (NULL: none) as the one other origin let in; GLR_EINVAL if it is not one. */
+int api_origin_set(struct api *api, const char *origin, char *err);
+/*
+ * Refuses (403) a request whose Origin is neither this server's nor the one named, and
+ * answers the named origin's preflights; for the named origin, req->cors_origin is set so
+ * that the answer carries the CORS headers. Returns true to go on; else *result is set.
+ */
+bool api_origin_admit(struct api *api, struct MHD_Connection *conn, struct request *req,
+                      enum MHD_Result *result);
 
 /* api_ops.c */
 

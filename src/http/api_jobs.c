@@ -327,3 +327,21 @@ enum MHD_Result api_get_history(struct api *api, struct MHD_Connection *conn, st
         return api_answer_status(conn, req, rc, err);
     return api_answer_json(conn, req, HTTP_OK, history, NULL);
 }
+
+/* GET /v1/jobs/{id}/ranks: a page of each rank's own loss, in (step, rank) order. */
+enum MHD_Result api_get_ranks(struct api *api, struct MHD_Connection *conn, struct request *req)
+{
+    char err[GLR_ERR_MAX];
+    struct req_query query = api_query_of(conn);
+    struct req_history parsed;
+    int rc = req_parse_history(&query, &parsed, err);
+    if (!rc && parsed.csv)
+        rc = glr_fail(err, GLR_EINVAL, "format=csv does not apply to the ranks' losses");
+    if (rc)
+        return api_answer_status(conn, req, rc, err);
+    cJSON *ranks = NULL;
+    rc = svc_ranks(api->svc, req->match.id, &parsed.q, &ranks, err);
+    if (rc)
+        return api_answer_status(conn, req, rc, err);
+    return api_answer_json(conn, req, HTTP_OK, ranks, NULL);
+}

@@ -33,6 +33,11 @@ const struct api_route api_routes[] = {
     {"/v1/tokens/{name}", "DELETE", false, false, AUTH_ADMIN, api_revoke_token},
     {"/v1/families", "GET", false, false, AUTH_READER, api_list_families},
     {"/v1/families/{name}", "GET", false, false, AUTH_READER, api_get_family},
+    /* The dashboard's files and the API description: no datum, no token. */
+    {"/", "GET", false, false, AUTH_NONE, api_get_dashboard},
+    {"/ui/{name}", "GET", false, false, AUTH_NONE, api_get_asset},
+    {"/v1/openapi.yaml", "GET", false, false, AUTH_NONE, api_get_openapi},
+    {"/v1/jobs/{id}/ranks", "GET", false, false, AUTH_READER, api_get_ranks},
 };
 
 _Static_assert(sizeof(api_routes) / sizeof(api_routes[0]) == API_ROUTE_ROWS,
@@ -118,8 +123,7 @@ const char *api_route_label(const struct api_match *m)
     return m->path ? m->path->template : API_ROUTE_UNMATCHED;
 }
 
-/* The methods path serves, as an Allow header: "GET, HEAD, POST". */
-static void allow_of(const struct api_route *path, char out[API_ALLOW_MAX + 1])
+void api_route_allow(const struct api_route *path, char out[API_ALLOW_MAX + 1])
 {
     size_t len = 0;
     out[0] = '\0';
@@ -146,7 +150,7 @@ enum MHD_Result api_route_dispatch(struct api *api, struct MHD_Connection *conn,
         return api_answer_problem(conn, req, HTTP_NOT_FOUND, "no-route", "Not found",
                                   "no such route; the API is under /v1/jobs", NULL, 1);
     char allow[API_ALLOW_MAX + 1];
-    allow_of(m->path, allow);
+    api_route_allow(m->path, allow);
     char detail[96 + API_ALLOW_MAX];
     snprintf(detail, sizeof(detail), "%.16s is not allowed here; allowed: %s", req->method, allow);
     return api_answer_problem(conn, req, HTTP_METHOD_NOT_ALLOWED, "method", "Method not allowed",

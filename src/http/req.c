@@ -87,6 +87,33 @@ bool req_accepts_text(const char *accept)
     return text > 0 && text > json;
 }
 
+bool req_accepts_gzip(const char *accept_encoding)
+{
+    if (!accept_encoding)
+        return false;
+    double gzip = -1, any = -1;
+    const char *p = accept_encoding;
+    for (int codings = 0; *p && codings < REQ_ACCEPT_RANGES_MAX; codings++) {
+        size_t len = strcspn(p, ",");
+        const char *name = p;
+        while (name < p + len && (*name == ' ' || *name == '\t'))
+            name++;
+        size_t name_len = strcspn(name, ";,");
+        while (name_len > 0 && (name[name_len - 1] == ' ' || name[name_len - 1] == '\t'))
+            name_len--;
+        double q = range_quality(name + name_len, (size_t)(p + len - (name + name_len)));
+        if (name_len == 4 && strncasecmp(name, "gzip", 4) == 0)
+            gzip = q;
+        else if (name_len == 1 && name[0] == '*')
+            any = q;
+        p += len;
+        if (*p == ',')
+            p++;
+    }
+    /* gzip named decides; else a "*" does (RFC 9110, 12.5.3). */
+    return gzip >= 0 ? gzip > 0 : any > 0;
+}
+
 int req_parse_answer_format(const char *format, const char *accept, bool *text, char *err)
 {
     *text = false;

@@ -50,6 +50,12 @@ bool req_accepts_text(const char *accept);
  */
 int req_parse_answer_format(const char *format, const char *accept, bool *text, char *err);
 
+/*
+ * True when an Accept-Encoding header (NULL: none) takes gzip: "gzip" or "*" listed
+ * without q=0.
+ */
+bool req_accepts_gzip(const char *accept_encoding);
+
 /* A request body: its Content-Type (NULL when absent) and its bytes (not NUL-terminated). */
 struct req_body {
     const char *type;

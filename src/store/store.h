@@ -296,6 +296,24 @@ void store_commit_submit(struct store *store, struct store_commit *commit);
 int store_rank_loss_find(struct store *store, int64_t seq, int64_t step, int64_t rank, double *loss,
                          char *err);
 
+/* One rank's loss of one step, as a scan reads it. */
+struct store_rank_row {
+    int64_t step;
+    int64_t rank;
+    double loss; /* NaN for a diverged one */
+    bool late;   /* reported after the step was decided without it */
+};
+
+/* Called for each row of store_rank_loss_scan(); return false to stop early. */
+typedef bool (*store_rank_fn)(void *ctx, const struct store_rank_row *row);
+
+/*
+ * Calls fn for at most limit ranks' losses of job seq, in (step, rank) order, from
+ * (from_step, from_rank) to step to_step. Returns GLR_OK or GLR_EIO.
+ */
+int store_rank_loss_scan(struct store *store, int64_t seq, int64_t from_step, int64_t from_rank,
+                         int64_t to_step, int64_t limit, store_rank_fn fn, void *ctx, char *err);
+
 /* Records the loss of a rank that reported after its step was decided without it. */
 int store_rank_loss_add_late(struct store *store, int64_t seq, int64_t step, int64_t rank,
                              double loss, char *err);

@@ -261,6 +261,35 @@ int store_rank_loss_find(struct store *store, int64_t seq, int64_t step, int64_t
     return rc;
 }
 
+int store_rank_loss_scan(struct store *store, int64_t seq, int64_t from_step, int64_t from_rank,
+                         int64_t to_step, int64_t limit, store_rank_fn fn, void *ctx, char *err)
+{
+    int r = store_reader_take(store);
+    sqlite3_stmt *stmt = store->reader_stmts[r][R_RANK_LOSS_SCAN];
+    sqlite3_bind_int64(stmt, 1, seq);
+    sqlite3_bind_int64(stmt, 2, from_step);
+    sqlite3_bind_int64(stmt, 3, from_rank);
+    sqlite3_bind_int64(stmt, 4, to_step);
+    sqlite3_bind_int64(stmt, 5, limit);
+    int rc;
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        struct store_rank_row row = {
+            .step = sqlite3_column_int64(stmt, 0),
+            .rank = sqlite3_column_int64(stmt, 1),
+            .loss = store_column_real(stmt, 2),
+            .late = sqlite3_column_int64(stmt, 3) != 0,
+        };
+        if (!fn(ctx, &row)) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    rc = rc == SQLITE_DONE ? GLR_OK : store_fail(store, store->readers[r].db, err, "reading ranks");
+    store_stmt_done(stmt);
+    store_reader_give(store, r);
+    return rc;
+}
+
 int store_rank_loss_add_late(struct store *store, int64_t seq, int64_t step, int64_t rank,
                              double loss, char *err)
 {

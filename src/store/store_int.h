@@ -89,6 +89,7 @@ enum {
     R_BEST_LOSS,
     R_SNAPSHOT_FIND,
     R_RANK_LOSS_FIND,
+    R_RANK_LOSS_SCAN,
     R_TOKEN_SCAN,
     R_JOB_COUNT,
     R_BLOCK_SCAN,

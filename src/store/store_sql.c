@@ -126,6 +126,10 @@ const char *const store_reader_sql[R_COUNT] = {
     /* A rank's report of a step of a job of several ranks: a retry, or late. */
     [R_RANK_LOSS_FIND] = "SELECT loss FROM rank_losses WHERE job_seq = ?1 AND step = ?2"
                          " AND rank = ?3",
+    /* Each rank's loss of a step range, in order (the dashboard's losses by rank). */
+    [R_RANK_LOSS_SCAN] = "SELECT step, rank, loss, late FROM rank_losses"
+                         " WHERE job_seq = ?1 AND (step, rank) >= (?2, ?3) AND step <= ?4"
+                         " ORDER BY step, rank LIMIT ?5",
     /* Every API token, for the daemon's table in memory and for listing. */
     [R_TOKEN_SCAN] = "SELECT name, role, hash, created_ms FROM tokens ORDER BY created_ms, name",
     /* The jobs gauge of /metrics: how many jobs of each status. */

@@ -296,6 +296,15 @@ int svc_history_token_parse(const char *token, int64_t *step, int64_t *rank, cha
 int svc_history(struct svc *svc, const char *id, const struct svc_history_query *query, cJSON **out,
                 char *err);
 
+/*
+ * Each rank's own loss of a job of several ranks, a page at a time in (step, rank) order:
+ * {"job": id, "points": [{"step", "rank", "loss", "late"?}], "next_page_token": ...};
+ * query->max_points must be 0. A job of one rank has none. Returns GLR_OK, GLR_EINVAL (a
+ * bad page token), GLR_ENOTFOUND or GLR_EIO.
+ */
+int svc_ranks(struct svc *svc, const char *id, const struct svc_history_query *query, cJSON **out,
+              char *err);
+
 /* A CSV export in progress; it reads the history in batches, holding no lock between. */
 struct svc_csv;
 

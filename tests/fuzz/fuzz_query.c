@@ -3,7 +3,7 @@
  * service reads from them), and the Content-Type check. The first byte picks the parser
  * (list, history, lr, media type); the rest is a query string "name=value&..." as
  * libmicrohttpd hands it over after decoding (values may hold any byte but NUL), or the
- * Content-Type header's value.
+ * Content-Type header's value, which also goes to the Accept-Encoding reader.
  */
 #include <string.h>
 
@@ -96,6 +96,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int which = data[0] & 3;
     if (which == 3) {
         (void)req_is_json_media_type(text);
+        (void)req_accepts_gzip(text);
     } else {
         struct params p;
         split(text, &p);

@@ -141,15 +141,15 @@ def test_remote_scheduler_takes_the_tuned_lr(daemon, job_id):
     torch = pytest.importorskip("torch")
     family = family_of(job_id)
     with greedylr.Client(daemon.url) as client:
-        client.create_job(job_id + "-0", 0.1, family=family, tune=True)
+        running = client.create_job(job_id + "-0", 0.1, family=family, tune=True)
     model = torch.nn.Linear(2, 1)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     scheduler = greedylr.RemoteScheduler(optimizer, job_id, daemon.url, family=family,
                                          tune=True)
     assert scheduler.policy == "auto"
-    factor = scheduler.job["tuned"]["settings"]["lr_factor"]
-    assert factor != 1  # the defaults are taken by the running job -0
-    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.1 * factor)
+    settings = scheduler.job["tuned"]["settings"]
+    assert settings != running["tuned"]["settings"]  # the running job -0 has the defaults
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.1 * settings["lr_factor"])
     scheduler.step(1.0)
     job = scheduler.finish(outcome=0.25)
     assert job["outcome"]["value"] == 0.25
