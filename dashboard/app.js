@@ -289,7 +289,7 @@
         cell(tr, '', 'id').appendChild(link);
         cell(tr, job.status, `state-${job.status}`);
         cell(tr, job.policy);
-        cell(tr, job.tags && job.tags.family);
+        cell(tr, job.family || (job.tags && job.tags.family));
         const tags = cell(tr, '', 'tags');
         for (const [k, v] of Object.entries(job.tags || {})) {
           const span = document.createElement('span');

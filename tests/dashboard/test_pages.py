@@ -51,6 +51,15 @@ def test_list_shows_the_jobs(browser, daemon, api, job_id):
     assert cells[6] == "2"  # last step
 
 
+def test_list_shows_a_jobs_family(browser, daemon, api, job_id):
+    """A job's own family, which wins over a tag of that name."""
+    api.job(job_id, tags={"suite": job_id, "family": "from-a-tag"}, family="from-the-job")
+    open_page(browser, f"{daemon.url}/#/?tag=suite:{job_id}")
+    assert wait_for(lambda: rows_of(browser) == [job_id], what="the job")
+    row = browser.find_element("css selector", f"#jobs-body tr[data-id='{job_id}']")
+    assert [c.text for c in row.find_elements("css selector", "td")][4] == "from-the-job"
+
+
 def test_list_pages_and_filters(browser, daemon, api, job_id):
     """Pages of the API's size (50): the second page holds the rest; status filters."""
     ids = [f"{job_id}-{k:02d}" for k in range(55)]
