@@ -64,35 +64,69 @@ static cJSON *point_json(const struct store_report *r, bool lr_is_array)
     return p;
 }
 
+int svc_page_begin(struct svc_page *page, const char *id, int64_t wanted, char *err)
+{
+    *page = (struct svc_page){.wanted = wanted, .err = err};
+    page->answer = cJSON_CreateObject();
+    if (!page->answer || !cJSON_AddStringToObject(page->answer, "job", id) ||
+        !(page->points = cJSON_AddArrayToObject(page->answer, "points"))) {
+        cJSON_Delete(page->answer);
+        page->answer = NULL;
+        return glr_fail(err, GLR_ENOMEM, "out of memory");
+    }
+    return GLR_OK;
+}
+
+bool svc_page_add(struct svc_page *page, int64_t step, int64_t rank, cJSON *point)
+{
+    if (page->count == page->wanted) {
+        cJSON_Delete(point);
+        page->more = true;
+        page->next_step = step;
+        page->next_rank = rank;
+        return false;
+    }
+    if (!point || !cJSON_AddItemToArray(page->points, point)) {
+        cJSON_Delete(point);
+        page->rc = glr_fail(page->err, GLR_ENOMEM, "out of memory");
+        return false;
+    }
+    page->count++;
+    return true;
+}
+
+int svc_page_finish(struct svc_page *page, int rc, bool paged, cJSON **out)
+{
+    *out = NULL;
+    if (!rc)
+        rc = page->rc;
+    char text[64];
+    snprintf(text, sizeof(text), "h%lld.%lld", (long long)page->next_step,
+             (long long)page->next_rank);
+    if (!rc && !svc_json_add(page->answer, "next_page_token",
+                             paged && page->more ? cJSON_CreateString(text) : cJSON_CreateNull()))
+        rc = glr_fail(page->err, GLR_ENOMEM, "out of memory");
+    if (rc) {
+        cJSON_Delete(page->answer);
+        page->answer = NULL;
+        return rc;
+    }
+    *out = page->answer;
+    page->answer = NULL;
+    return GLR_OK;
+}
+
 struct page_ctx {
-    cJSON *points;
+    struct svc_page page;
     bool lr_is_array;
-    int64_t wanted;
-    int64_t count;
-    bool more;
-    int64_t next_step; /* the cursor of the next page, when there is one */
-    int64_t next_rank;
-    int rc;
-    char *err;
 };
 
 static bool page_one(void *ctx_, const struct store_report *r)
 {
     struct page_ctx *ctx = ctx_;
-    if (ctx->count == ctx->wanted) {
-        ctx->more = true;
-        ctx->next_step = r->step;
-        ctx->next_rank = r->rank;
-        return false;
-    }
-    cJSON *point = point_json(r, ctx->lr_is_array);
-    if (!point || !cJSON_AddItemToArray(ctx->points, point)) {
-        cJSON_Delete(point);
-        ctx->rc = glr_fail(ctx->err, GLR_ENOMEM, "out of memory");
-        return false;
-    }
-    ctx->count++;
-    return true;
+    /* A row past the page only marks where the next begins: no point is made for it. */
+    cJSON *point = ctx->page.count < ctx->page.wanted ? point_json(r, ctx->lr_is_array) : NULL;
+    return svc_page_add(&ctx->page, r->step, r->rank, point);
 }
 
 /*
@@ -423,37 +457,13 @@ int svc_history(struct svc *svc, const char *id, const struct svc_history_query 
     struct svc_history_key key;
     if ((rc = svc_history_key(svc, id, &key, err)))
         return rc;
-    cJSON *answer = cJSON_CreateObject();
-    cJSON *points = NULL;
-    if (!answer || !cJSON_AddStringToObject(answer, "job", id) ||
-        !(points = cJSON_AddArrayToObject(answer, "points"))) {
-        cJSON_Delete(answer);
-        return glr_fail(err, GLR_ENOMEM, "out of memory");
-    }
-    cJSON *token = NULL;
-    if (q->max_points > 0) {
-        rc = downsample(svc, &key, q, points, err);
-        token = cJSON_CreateNull();
-    } else {
-        struct page_ctx ctx = {
-            .points = points, .lr_is_array = key.lr_is_array, .wanted = q->page_size, .err = err};
+    struct page_ctx ctx = {.lr_is_array = key.lr_is_array};
+    if ((rc = svc_page_begin(&ctx.page, id, q->page_size, err)))
+        return rc;
+    if (q->max_points > 0)
+        rc = downsample(svc, &key, q, ctx.page.points, err);
+    else
         rc = store_report_scan(svc->store, key.seq, from_step, from_rank, q->to_step,
                                q->page_size + 1, page_one, &ctx, err);
-        if (!rc)
-            rc = ctx.rc;
-        char text[64];
-        snprintf(text, sizeof(text), "h%lld.%lld", (long long)ctx.next_step,
-                 (long long)ctx.next_rank);
-        token = ctx.more ? cJSON_CreateString(text) : cJSON_CreateNull();
-    }
-    if (!rc && !svc_json_add(answer, "next_page_token", token))
-        rc = glr_fail(err, GLR_ENOMEM, "out of memory");
-    else if (rc)
-        cJSON_Delete(token);
-    if (rc) {
-        cJSON_Delete(answer);
-        return rc;
-    }
-    *out = answer;
-    return GLR_OK;
+    return svc_page_finish(&ctx.page, rc, q->max_points == 0, out);
 }

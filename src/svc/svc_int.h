@@ -105,6 +105,39 @@ void svc_tuned_clear(struct svc_tuned *tuned);
 /* The JSON text of a tuned create's lr and config, as its record keeps them. */
 char *svc_tuned_request(const cJSON *lr, const cJSON *config);
 
+/*
+ * A page of rows in (step, rank) order being read into {"job", "points",
+ * "next_page_token"} (svc_history.c): the history's rows, or the ranks' losses.
+ */
+struct svc_page {
+    cJSON *answer; /* owned until svc_page_finish() */
+    cJSON *points; /* the answer's array */
+    int64_t wanted;
+    int64_t count;
+    bool more;         /* a row past the page was seen: it starts the next one */
+    int64_t next_step; /* that row's step and rank, the next page's token */
+    int64_t next_rank;
+    int rc; /* GLR_ENOMEM when a point could not be added */
+    char *err;
+};
+
+/* Starts the page of job id of at most wanted rows. Returns GLR_OK or GLR_ENOMEM. */
+int svc_page_begin(struct svc_page *page, const char *id, int64_t wanted, char *err);
+
+/*
+ * Adds the point of the row at (step, rank), taking point (which may be NULL: out of
+ * memory); false when the scan must stop: the page is full (the row starts the next
+ * page) or a point could not be added (page->rc).
+ */
+bool svc_page_add(struct svc_page *page, int64_t step, int64_t rank, cJSON *point);
+
+/*
+ * Ends the page: with rc GLR_OK (and page->rc too), *out receives the answer with its
+ * next_page_token ("h" STEP "." RANK, or null on the last page; null too when unpaged);
+ * otherwise the answer is freed. Returns the outcome.
+ */
+int svc_page_finish(struct svc_page *page, int rc, bool paged, cJSON **out);
+
 /* The job as JSON (the caller's); call with job->lock held. */
 int svc_describe_job(const struct svc_job *job, cJSON **out, char *err);
 
