@@ -101,3 +101,21 @@ class Daemon:
         """The last lines of the daemon's standard error."""
         with open(self.log_path, encoding="utf-8", errors="replace") as log:
             return log.read().splitlines()[-lines:]
+
+
+def start_or_fail(workdir, extra_args=()):
+    """A started Daemon, or a failed pytest test saying why it did not start."""
+    import pytest
+
+    daemon = Daemon(str(workdir), extra_args=extra_args)
+    if daemon.port is None:
+        daemon.stop()
+        pytest.fail("greedylrd did not start:\n" + "\n".join(daemon.log_tail()))
+    return daemon
+
+
+def stop_or_fail(daemon):
+    """Stops the daemon; fails the test unless it exits 0 (under valgrind: no memory error)."""
+    status = daemon.stop()
+    assert status == 0, (f"greedylrd exited {status} on SIGTERM:\n"
+                         + "\n".join(daemon.log_tail(30)))

@@ -75,18 +75,10 @@ class Api:
 
 def start_daemon(workdir, extra_args=()):
     """A started Daemon serving the dashboard, or a failed test saying why not."""
-    args = ["--dashboard-dir", DASHBOARD] + list(extra_args)
-    daemon = glrdaemon.Daemon(str(workdir), extra_args=args)
-    if daemon.port is None:
-        daemon.stop()
-        pytest.fail("greedylrd did not start:\n" + "\n".join(daemon.log_tail()))
-    return daemon
+    return glrdaemon.start_or_fail(workdir, ["--dashboard-dir", DASHBOARD] + list(extra_args))
 
 
-def stop_daemon(daemon):
-    status = daemon.stop()
-    assert status == 0, (f"greedylrd exited {status} on SIGTERM:\n"
-                         + "\n".join(daemon.log_tail(30)))
+stop_daemon = glrdaemon.stop_or_fail
 
 
 @pytest.fixture(scope="session")

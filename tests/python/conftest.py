@@ -29,20 +29,8 @@ SLOW = glrdaemon.SLOW
 _names = itertools.count()
 
 
-def start_daemon(workdir, extra_args=()):
-    """A started Daemon, or a failed test saying why it did not start."""
-    daemon = glrdaemon.Daemon(str(workdir), extra_args=extra_args)
-    if daemon.port is None:
-        daemon.stop()
-        pytest.fail("greedylrd did not start:\n" + "\n".join(daemon.log_tail()))
-    return daemon
-
-
-def stop_daemon(daemon):
-    """Stops the daemon; fails unless it exits 0 (under valgrind: no memory error)."""
-    status = daemon.stop()
-    assert status == 0, (f"greedylrd exited {status} on SIGTERM:\n"
-                         + "\n".join(daemon.log_tail(30)))
+start_daemon = glrdaemon.start_or_fail
+stop_daemon = glrdaemon.stop_or_fail
 
 
 @pytest.fixture(scope="session")
