@@ -26,10 +26,11 @@
   /* Where the token is kept: this tab's session storage, never on disk for long. */
   const TOKEN_KEY = 'greedylr.token';
   const EVENTS = ['increase', 'decrease', 'reset', 'cooldown', 'warmup', 'diverged', 'capped',
-    'anneal'];
+    'anneal', 'rewind'];
   const EVENT_COLORS = {
     increase: '#2ca02c', decrease: '#d62728', reset: '#9467bd', cooldown: '#7f7f7f',
     warmup: '#ff7f0e', diverged: '#000000', capped: '#8c564b', anneal: '#17becf',
+    rewind: '#e377c2',
   };
   const PALETTE = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e', '#8c564b',
     '#e377c2', '#17becf', '#bcbd22', '#7f7f7f'];
@@ -352,8 +353,11 @@
 
   /* ---- one job ---------------------------------------------------------------------------- */
 
-  /* [step, loss, lr] rows and the events (steps that were not holds) of history points. */
-  function rowsFromPoints(points) {
+  /*
+   * [step, loss, lr] rows and the events (steps that were not holds) of history points,
+   * and the rewinds of the answer, each marked at the step the job went back to.
+   */
+  function rowsFromPoints(points, rewinds = []) {
     const rows = new Array(points.length);
     const events = [];
     for (let i = 0; i < points.length; i++) {
@@ -361,6 +365,7 @@
       rows[i] = [p.step, value(p.loss), firstLr(p.lr)];
       if (p.event && p.event !== 'hold') events.push({ step: p.step, event: p.event });
     }
+    for (const r of rewinds) events.push({ step: Math.max(0, r.to_step), event: 'rewind' });
     return { rows, events };
   }
 
@@ -553,7 +558,7 @@
         const h = await get(`${history}?${query({ from_step: from, to_step: to, max_points: MAX_POINTS })}`,
           { signal });
         if (seq !== rangeSeq || stopped) return;
-        const got = rowsFromPoints(h.points);
+        const got = rowsFromPoints(h.points, h.rewinds);
         detail = got.rows;
         detailEvents = got.events;
         const drawn = new Promise((resolve) => { pendingDraw = resolve; });
@@ -626,7 +631,7 @@
 
     async function loadOverview() {
       const h = await get(`${history}?${query({ max_points: MAX_POINTS })}`, { signal });
-      const got = rowsFromPoints(h.points);
+      const got = rowsFromPoints(h.points, h.rewinds);
       overview = got.rows;
       overviewEvents = got.events;
     }
@@ -640,7 +645,7 @@
         const h = await get(`${history}?${query({
           from_step: last + 1, page_size: FOLLOW_PAGE, page_token: pageToken,
         })}`, { signal });
-        const got = rowsFromPoints(h.points);
+        const got = rowsFromPoints(h.points, h.rewinds);
         overview = overview.concat(got.rows);
         overviewEvents = overviewEvents.concat(got.events);
         if (detail && asked && got.rows.length) {

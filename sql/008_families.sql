@@ -1,5 +1,5 @@
--- greedylr schema, version 8: families of runs, the outcome of a finished job, and the
--- settings the service chose for a tuned job.
+-- greedylr schema, version 8: families of runs, the outcome of a finished job, the
+-- settings the service chose for a tuned job, and where each rewind went.
 
 -- The family a job belongs to (runs of one training problem; same rules as a job id),
 -- NULL for none.
@@ -15,6 +15,18 @@ ALTER TABLE jobs ADD COLUMN last_loss REAL;
 ALTER TABLE jobs ADD COLUMN best_loss REAL;
 -- JSON: what tuning chose for the job and why; NULL for a job that was not tuned.
 ALTER TABLE jobs ADD COLUMN tuned TEXT;
+
+-- Each rewind of a job: the step it went back to (-1: the initial state), the last step it
+-- had before, and when; n counts the job's rewinds from 0. The history keeps only what
+-- happened after, so this is where a chart of the job finds where it was rewound.
+CREATE TABLE rewinds (
+    job_seq   INTEGER NOT NULL REFERENCES jobs (seq) ON DELETE CASCADE,
+    n         INTEGER NOT NULL,
+    to_step   INTEGER NOT NULL,
+    from_step INTEGER,
+    time_ms   INTEGER NOT NULL,
+    PRIMARY KEY (job_seq, n)
+) WITHOUT ROWID;
 
 -- The jobs of a family in creation order, for the family filter and the families list.
 CREATE INDEX jobs_by_family ON jobs (family, seq) WHERE family IS NOT NULL;

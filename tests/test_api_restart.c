@@ -251,7 +251,7 @@ START_TEST(an_upgrade_summarizes_the_history)
     ck_assert_int_eq((int)testdb_integer(d.db, "SELECT count(*) FROM history_blocks"), 2000 / 64);
 
     /* Back to version 5: without the blocks, and without what versions 7 and 8 added. */
-    testdb_exec(d.db, "DROP TABLE history_blocks; DROP INDEX jobs_by_family;"
+    testdb_exec(d.db, "DROP TABLE history_blocks; DROP INDEX jobs_by_family; DROP TABLE rewinds;"
                       " ALTER TABLE jobs DROP COLUMN family; ALTER TABLE jobs DROP COLUMN outcome;"
                       " ALTER TABLE jobs DROP COLUMN outcome_given;"
                       " ALTER TABLE jobs DROP COLUMN last_loss;"

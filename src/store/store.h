@@ -330,15 +330,31 @@ int store_snapshot_find(struct store *store, int64_t seq, int64_t max_step,
 
 /*
  * Commits a rewind: history and snapshots after to_step are deleted, the job gets its state
- * as of to_step (last_step -1 for none), its report count, and one more rewind, and runs
- * again if it was finished. The rows go in transactions of at most STORE_REWIND_BATCH, the
- * newest first, so that a long rewind holds other writes back for one batch at a time; the
- * caller keeps the job from other use until it returns. A rewind cut short (a crash, a
- * failed write) leaves the job at a step of its old history between to_step and where it
- * was, consistent, and may be sent again. Returns GLR_OK, GLR_ENOTFOUND, GLR_EBUSY or GLR_EIO.
+ * as of to_step (last_step -1 for none), its report count, and one more rewind, recorded
+ * (store_rewind_scan()), and runs again if it was finished. The rows go in transactions of at most
+ * STORE_REWIND_BATCH, the newest first, so that a long rewind holds other writes back for one batch
+ * at a time; the caller keeps the job from other use until it returns. A rewind cut short (a crash,
+ * a failed write) leaves the job at a step of its old history between to_step and where it was,
+ * consistent, and may be sent again. Returns GLR_OK, GLR_ENOTFOUND, GLR_EBUSY or GLR_EIO.
  */
 int store_rewind_commit(struct store *store, int64_t seq, int64_t to_step, const char *state,
                         int64_t last_step, int64_t reports, int64_t updated_ms, char *err);
+
+/* A rewind of a job: where it went back to, from where, and when. */
+struct store_rewind {
+    int64_t to_step;   /* -1: the initial state */
+    int64_t from_step; /* the last step before it; -1: none */
+    int64_t time_ms;
+};
+
+typedef bool (*store_rewind_fn)(void *ctx, const struct store_rewind *rewind);
+
+/*
+ * Calls fn for at most limit rewinds of job seq whose to_step is in [from_step, to_step],
+ * oldest first; return false to stop early. Returns GLR_OK or GLR_EIO.
+ */
+int store_rewind_scan(struct store *store, int64_t seq, int64_t from_step, int64_t to_step,
+                      int64_t limit, store_rewind_fn fn, void *ctx, char *err);
 
 /* Loads the history row (seq, step, rank). Returns GLR_OK, GLR_ENOTFOUND or GLR_EIO. */
 int store_report_find(struct store *store, int64_t seq, int64_t step, int64_t rank,

@@ -135,9 +135,16 @@ static int rewind_batch(struct store *store, int64_t seq, int64_t to_step, int64
 }
 
 /* Saves the rewound state in job seq's row (write_lock held, in a transaction). */
-static int rewind_job_row(struct store *store, int64_t seq, const char *state, int64_t last_step,
-                          int64_t reports, int64_t updated_ms, char *err)
+static int rewind_job_row(struct store *store, int64_t seq, int64_t to_step, const char *state,
+                          int64_t last_step, int64_t reports, int64_t updated_ms, char *err)
 {
+    sqlite3_stmt *log = store->writer_stmts[W_REWIND_LOG];
+    sqlite3_bind_int64(log, 1, seq);
+    sqlite3_bind_int64(log, 2, to_step);
+    sqlite3_bind_int64(log, 3, updated_ms);
+    int rc = store_step_done(store, log, "recording the rewind", err);
+    if (rc)
+        return rc;
     sqlite3_stmt *stmt = store->writer_stmts[W_JOB_REWIND];
     sqlite3_bind_int64(stmt, 1, seq);
     sqlite3_bind_text(stmt, 2, state, -1, SQLITE_STATIC);
@@ -147,7 +154,7 @@ static int rewind_job_row(struct store *store, int64_t seq, const char *state, i
         sqlite3_bind_null(stmt, 3);
     sqlite3_bind_int64(stmt, 4, reports);
     sqlite3_bind_int64(stmt, 5, updated_ms);
-    int rc = store_step_done(store, stmt, "saving the rewound state", err);
+    rc = store_step_done(store, stmt, "saving the rewound state", err);
     if (!rc && sqlite3_changes(store->writer.db) == 0)
         rc = glr_fail(err, GLR_ENOTFOUND, "the job does not exist");
     return rc;
@@ -170,7 +177,7 @@ int store_rewind_commit(struct store *store, int64_t seq, int64_t to_step, const
     if (rc)
         return rc;
     int64_t floor = to_step;
-    rc = rewind_job_row(store, seq, state, last_step, reports, updated_ms, err);
+    rc = rewind_job_row(store, seq, to_step, state, last_step, reports, updated_ms, err);
     if (!rc)
         rc = rewind_batch(store, seq, to_step, &floor, err);
     rc = store_write_end(store, rc, err);
@@ -299,4 +306,33 @@ int store_rank_loss_add_late(struct store *store, int64_t seq, int64_t step, int
     struct store_rank_loss rl = {rank, loss};
     rc = store_insert_rank_loss(store, seq, step, &rl, true, err);
     return store_write_end(store, rc, err);
+}
+
+int store_rewind_scan(struct store *store, int64_t seq, int64_t from_step, int64_t to_step,
+                      int64_t limit, store_rewind_fn fn, void *ctx, char *err)
+{
+    int r = store_reader_take(store);
+    sqlite3_stmt *stmt = store->reader_stmts[r][R_REWIND_SCAN];
+    sqlite3_bind_int64(stmt, 1, seq);
+    sqlite3_bind_int64(stmt, 2, from_step);
+    sqlite3_bind_int64(stmt, 3, to_step);
+    sqlite3_bind_int64(stmt, 4, limit);
+    int rc;
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        struct store_rewind rewind = {
+            .to_step = sqlite3_column_int64(stmt, 0),
+            .from_step =
+                sqlite3_column_type(stmt, 1) == SQLITE_NULL ? -1 : sqlite3_column_int64(stmt, 1),
+            .time_ms = sqlite3_column_int64(stmt, 2),
+        };
+        if (!fn(ctx, &rewind)) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    rc = rc == SQLITE_DONE ? GLR_OK
+                           : store_fail(store, store->readers[r].db, err, "reading rewinds");
+    store_stmt_done(stmt);
+    store_reader_give(store, r);
+    return rc;
 }

@@ -67,6 +67,13 @@ const char *const store_writer_sql[W_COUNT] = {
                            " VALUES (?1, ?2, ?3, ?4, ?5)",
     /* A rewind forgets the ranks' losses after the step it goes back to. */
     [W_RANK_LOSSES_TRUNCATE] = "DELETE FROM rank_losses WHERE job_seq = ?1 AND step > ?2",
+    /*
+     * A rewind's record, made before the job's row counts it: its number, and the last
+     * step of the history it cuts (the row's last_step may be behind, see svc.c).
+     */
+    [W_REWIND_LOG] = "INSERT INTO rewinds (job_seq, n, to_step, from_step, time_ms)"
+                     " SELECT seq, rewinds, ?2, (SELECT max(step) FROM history WHERE job_seq = ?1),"
+                     " ?3 FROM jobs WHERE seq = ?1",
     /* A rewind's new state for the job, which counts it and runs again. */
     [W_JOB_REWIND] = "UPDATE jobs SET state = ?2, last_step = ?3, reports = ?4, updated_ms = ?5,"
                      " rewinds = rewinds + 1, status = 'running', outcome = NULL,"
@@ -117,6 +124,9 @@ const char *const store_reader_sql[R_COUNT] = {
     /* A job's outcome when it finishes: its last loss, */
     [R_LAST_LOSS] = "SELECT loss FROM history WHERE job_seq = ?1 AND rank = 0"
                     " ORDER BY step DESC LIMIT 1",
+    /* The rewinds of a job that went back into a step range, oldest first. */
+    [R_REWIND_SCAN] = "SELECT to_step, from_step, time_ms FROM rewinds WHERE job_seq = ?1"
+                      " AND to_step >= ?2 AND to_step <= ?3 ORDER BY n LIMIT ?4",
     /* and its lowest finite one (9e999 reads as infinity; a NaN is stored as NULL). */
     [R_BEST_LOSS] = "SELECT min(loss) FROM history WHERE job_seq = ?1 AND rank = 0"
                     " AND loss > -9e999 AND loss < 9e999",

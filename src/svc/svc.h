@@ -44,6 +44,7 @@
 #define SVC_CSV_EXPORTS_MAX       64       /* CSV exports open at once; past it, GLR_EBUSY */
 #define SVC_MAX_REPORTS_DEFAULT   10000000 /* the daemon's --max-reports-per-job by default */
 #define SVC_FAMILY_JOBS_MAX       10000    /* jobs of one family a read of it looks at */
+#define SVC_REWINDS_SHOWN         1000     /* rewinds one history answer lists (the oldest) */
 
 struct svc;
 
@@ -288,9 +289,11 @@ struct svc_history_query {
 int svc_history_token_parse(const char *token, int64_t *step, int64_t *rank, char *err);
 
 /*
- * History as JSON: {"job": id, "points": [...], "next_page_token": ...}. With max_points
- * the whole range comes in one answer of at most max_points points that keep its shape:
- * each bucket's lowest and highest loss and the points where the lr changed.
+ * History as JSON: {"job": id, "points": [...], "rewinds": [...], "next_page_token": ...}.
+ * With max_points the whole range comes in one answer of at most max_points points that
+ * keep its shape: each bucket's lowest and highest loss and the points where the lr
+ * changed. rewinds: {"to_step", "from_step", "at"} of the rewinds that went back into the
+ * range (at most SVC_REWINDS_SHOWN, the oldest), on every page.
  * Returns GLR_OK, GLR_EINVAL (a bad page token), GLR_ENOTFOUND or GLR_EIO.
  */
 int svc_history(struct svc *svc, const char *id, const struct svc_history_query *query, cJSON **out,

@@ -446,6 +446,48 @@ static int downsample(struct svc *svc, const struct svc_history_key *key,
     return rc;
 }
 
+struct rewinds_ctx {
+    cJSON *rewinds;
+    bool out_of_memory;
+};
+
+static bool rewind_one(void *ctx_, const struct store_rewind *r)
+{
+    struct rewinds_ctx *ctx = ctx_;
+    char at[GLR_TIME_TEXT_MAX];
+    glr_clock_format(r->time_ms, at);
+    cJSON *o = cJSON_CreateObject();
+    bool ok =
+        o && jsonx_add_integer(o, "to_step", r->to_step) &&
+        svc_json_add(o, "from_step",
+                     r->from_step >= 0 ? jsonx_number((double)r->from_step) : cJSON_CreateNull()) &&
+        cJSON_AddStringToObject(o, "at", at);
+    if (!ok || !cJSON_AddItemToArray(ctx->rewinds, o)) {
+        cJSON_Delete(o);
+        ctx->out_of_memory = true;
+        return false;
+    }
+    return true;
+}
+
+/*
+ * Adds "rewinds" to a history answer: the rewinds that went back into the query's range
+ * (one to the initial state counts as its first step), at most SVC_REWINDS_SHOWN, so
+ * that a chart can mark where the job was rewound; the history keeps only what followed.
+ */
+static int add_rewinds(struct svc *svc, int64_t seq, const struct svc_history_query *q,
+                       cJSON *answer, char *err)
+{
+    struct rewinds_ctx ctx = {.rewinds = cJSON_AddArrayToObject(answer, "rewinds")};
+    if (!ctx.rewinds)
+        return glr_fail(err, GLR_ENOMEM, "out of memory");
+    int rc = store_rewind_scan(svc->store, seq, q->from_step == 0 ? -1 : q->from_step, q->to_step,
+                               SVC_REWINDS_SHOWN, rewind_one, &ctx, err);
+    if (!rc && ctx.out_of_memory)
+        rc = glr_fail(err, GLR_ENOMEM, "out of memory");
+    return rc;
+}
+
 int svc_history(struct svc *svc, const char *id, const struct svc_history_query *q, cJSON **out,
                 char *err)
 {
@@ -465,5 +507,7 @@ int svc_history(struct svc *svc, const char *id, const struct svc_history_query 
     else
         rc = store_report_scan(svc->store, key.seq, from_step, from_rank, q->to_step,
                                q->page_size + 1, page_one, &ctx, err);
+    if (!rc)
+        rc = add_rewinds(svc, key.seq, q, ctx.page.answer, err);
     return svc_page_finish(&ctx.page, rc, q->max_points == 0, out);
 }

@@ -104,6 +104,18 @@ def test_events_are_marked(browser, daemon, api, job_id):
     assert {e.text for e in shown} == events - {"hold"}
 
 
+def test_rewinds_are_marked(browser, daemon, api, job_id):
+    """The history keeps only what followed a rewind: the mark comes from its record."""
+    api.job(job_id)
+    api.report(job_id, 30)
+    api.ok("POST", f"/v1/jobs/{job_id}/rewind", {"to_step": 9})
+    api.report(job_id, 10, first=10)
+    open_page(browser, f"{daemon.url}/#/job/{job_id}")
+    shown = wait_for(lambda: [e.text for e in browser.find_elements(
+        "css selector", "#event-key li.ev-rewind")], what="the rewind in the key")
+    assert shown == ["rewind"]
+
+
 def test_a_new_report_appears_within_2_seconds(browser, daemon, api, job_id):
     api.job(job_id)
     api.report(job_id, 10)

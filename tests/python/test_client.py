@@ -349,3 +349,18 @@ def test_tokens_are_sent_and_their_refusals_raised(tmp_path, job_id):
                 os.environ["GREEDYLR_TOKEN"] = old
     finally:
         stop_daemon(daemon)
+
+
+def test_history_says_where_the_job_was_rewound(client, job_id):
+    client.create_job(job_id, 0.1)
+    for step in range(6):
+        client.report(job_id, step, 2.0 - 0.1 * step)
+    client.rewind(job_id, 2)
+    for step in range(3, 5):
+        client.report(job_id, step, 1.0)
+    client.rewind(job_id, -1)
+    page = client._call("GET", f"/v1/jobs/{job_id}/history")
+    assert [(r["to_step"], r["from_step"]) for r in page["rewinds"]] == [(2, 5), (-1, 4)]
+    # A range that the first rewind's step is not in leaves it out.
+    page = client._call("GET", f"/v1/jobs/{job_id}/history", query={"from_step": 3})
+    assert page["rewinds"] == []
