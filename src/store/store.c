@@ -71,6 +71,29 @@ void store_stmt_done(sqlite3_stmt *stmt)
     sqlite3_clear_bindings(stmt);
 }
 
+int store_scan_end(struct store *store, int r, sqlite3_stmt *stmt, int rc, const char *what,
+                   char *err)
+{
+    /* SQLite's codes are positive, the store's statuses GLR_OK or negative. */
+    if (rc == SQLITE_DONE)
+        rc = GLR_OK;
+    else if (rc > 0)
+        rc = store_fail(store, store->readers[r].db, err, what);
+    store_stmt_done(stmt);
+    store_reader_give(store, r);
+    return rc;
+}
+
+void store_bind_range(sqlite3_stmt *stmt, int64_t seq, int64_t from_step, int64_t from_rank,
+                      int64_t to_step, int64_t limit)
+{
+    sqlite3_bind_int64(stmt, 1, seq);
+    sqlite3_bind_int64(stmt, 2, from_step);
+    sqlite3_bind_int64(stmt, 3, from_rank);
+    sqlite3_bind_int64(stmt, 4, to_step);
+    sqlite3_bind_int64(stmt, 5, limit);
+}
+
 char *store_column_strdup(sqlite3_stmt *stmt, int index)
 {
     const unsigned char *text = sqlite3_column_text(stmt, index);

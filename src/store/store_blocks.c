@@ -107,9 +107,5 @@ int store_block_scan(struct store *store, int64_t seq, int64_t from_step, int64_
             break;
         }
     }
-    rc = rc == SQLITE_DONE ? GLR_OK
-                           : store_fail(store, store->readers[r].db, err, "reading history blocks");
-    store_stmt_done(stmt);
-    store_reader_give(store, r);
-    return rc;
+    return store_scan_end(store, r, stmt, rc, "reading history blocks", err);
 }

@@ -221,11 +221,7 @@ int store_report_scan(struct store *store, int64_t seq, int64_t from_step, int64
 {
     int r = store_reader_take(store);
     sqlite3_stmt *stmt = store->reader_stmts[r][R_REPORT_SCAN];
-    sqlite3_bind_int64(stmt, 1, seq);
-    sqlite3_bind_int64(stmt, 2, from_step);
-    sqlite3_bind_int64(stmt, 3, from_rank);
-    sqlite3_bind_int64(stmt, 4, to_step);
-    sqlite3_bind_int64(stmt, 5, limit);
+    store_bind_range(stmt, seq, from_step, from_rank, to_step, limit);
     int rc;
     struct store_report report;
     while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
@@ -236,13 +232,7 @@ int store_report_scan(struct store *store, int64_t seq, int64_t from_step, int64
             break;
         }
     }
-    if (rc == SQLITE_DONE)
-        rc = GLR_OK;
-    else if (rc > 0)
-        rc = store_fail(store, store->readers[r].db, err, "reading history");
-    store_stmt_done(stmt);
-    store_reader_give(store, r);
-    return rc;
+    return store_scan_end(store, r, stmt, rc, "reading history", err);
 }
 
 int store_rank_loss_find(struct store *store, int64_t seq, int64_t step, int64_t rank, double *loss,
@@ -273,11 +263,7 @@ int store_rank_loss_scan(struct store *store, int64_t seq, int64_t from_step, in
 {
     int r = store_reader_take(store);
     sqlite3_stmt *stmt = store->reader_stmts[r][R_RANK_LOSS_SCAN];
-    sqlite3_bind_int64(stmt, 1, seq);
-    sqlite3_bind_int64(stmt, 2, from_step);
-    sqlite3_bind_int64(stmt, 3, from_rank);
-    sqlite3_bind_int64(stmt, 4, to_step);
-    sqlite3_bind_int64(stmt, 5, limit);
+    store_bind_range(stmt, seq, from_step, from_rank, to_step, limit);
     int rc;
     while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
         struct store_rank_row row = {
@@ -291,10 +277,7 @@ int store_rank_loss_scan(struct store *store, int64_t seq, int64_t from_step, in
             break;
         }
     }
-    rc = rc == SQLITE_DONE ? GLR_OK : store_fail(store, store->readers[r].db, err, "reading ranks");
-    store_stmt_done(stmt);
-    store_reader_give(store, r);
-    return rc;
+    return store_scan_end(store, r, stmt, rc, "reading ranks", err);
 }
 
 int store_rank_loss_add_late(struct store *store, int64_t seq, int64_t step, int64_t rank,
@@ -330,9 +313,5 @@ int store_rewind_scan(struct store *store, int64_t seq, int64_t from_step, int64
             break;
         }
     }
-    rc = rc == SQLITE_DONE ? GLR_OK
-                           : store_fail(store, store->readers[r].db, err, "reading rewinds");
-    store_stmt_done(stmt);
-    store_reader_give(store, r);
-    return rc;
+    return store_scan_end(store, r, stmt, rc, "reading rewinds", err);
 }

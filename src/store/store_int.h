@@ -249,6 +249,17 @@ void store_reader_give(struct store *store, int i);
 /* Resets a statement and clears its bindings, for its next use. */
 void store_stmt_done(sqlite3_stmt *stmt);
 /*
+ * Ends a scan of stmt on reader connection r: rc is the last sqlite3_step() result
+ * (SQLITE_DONE: the scan ended or its function stopped it; another SQLite code: a failure
+ * named by what) or a status the scan already failed with. Resets stmt, gives the
+ * connection back and returns GLR_OK or the failure.
+ */
+int store_scan_end(struct store *store, int r, sqlite3_stmt *stmt, int rc, const char *what,
+                   char *err);
+/* Binds the range of a scan in (step, rank) order: ?1 job, ?2 ?3 from, ?4 to, ?5 limit. */
+void store_bind_range(sqlite3_stmt *stmt, int64_t seq, int64_t from_step, int64_t from_rank,
+                      int64_t to_step, int64_t limit);
+/*
  * Binds a double, NaN as NULL (SQLite has no NaN: it would store NULL anyway). Inline,
  * as the next one: they run for every value of every history row a scan reads.
  */

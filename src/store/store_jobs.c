@@ -275,13 +275,7 @@ int store_job_scan(struct store *store, int64_t after_seq, int64_t limit,
             break;
         }
     }
-    if (rc == SQLITE_DONE)
-        rc = GLR_OK;
-    else if (rc > 0)
-        rc = store_fail(store, store->readers[r].db, err, "listing jobs");
-    store_stmt_done(stmt);
-    store_reader_give(store, r);
-    return rc;
+    return store_scan_end(store, r, stmt, rc, "listing jobs", err);
 }
 
 int store_job_counts(struct store *store, int64_t *running, int64_t *finished, char *err)
@@ -299,10 +293,7 @@ int store_job_counts(struct store *store, int64_t *running, int64_t *finished, c
         else
             *running += count;
     }
-    rc = rc == SQLITE_DONE ? GLR_OK : store_fail(store, store->readers[r].db, err, "counting jobs");
-    store_stmt_done(stmt);
-    store_reader_give(store, r);
-    return rc;
+    return store_scan_end(store, r, stmt, rc, "counting jobs", err);
 }
 
 /* The one real of a statement's first row: NaN when it is NULL or there is no row. */
@@ -351,9 +342,5 @@ int store_family_scan(struct store *store, const char *after_name, int64_t limit
             break;
         }
     }
-    rc = rc == SQLITE_DONE ? GLR_OK
-                           : store_fail(store, store->readers[r].db, err, "listing families");
-    store_stmt_done(stmt);
-    store_reader_give(store, r);
-    return rc;
+    return store_scan_end(store, r, stmt, rc, "listing families", err);
 }
