@@ -380,6 +380,18 @@
     return before.concat(detail, after);
   }
 
+  /* Table rows of [name, value] pairs: the name as a header cell, both as text. */
+  function keyValueRows(pairs) {
+    return pairs.map(([k, v]) => {
+      const tr = document.createElement('tr');
+      const th = document.createElement('th');
+      text(th, k);
+      tr.appendChild(th);
+      cell(tr, v);
+      return tr;
+    });
+  }
+
   function fillFields(job) {
     const fields = [
       ['id', job.id], ['status', job.status], ['policy', job.policy],
@@ -389,23 +401,9 @@
       ['created', formatTime(job.created_at)], ['updated', formatTime(job.updated_at)],
     ];
     const table = $('job-fields');
-    table.replaceChildren(...fields.map(([k, v]) => {
-      const tr = document.createElement('tr');
-      const th = document.createElement('th');
-      text(th, k);
-      tr.appendChild(th);
-      cell(tr, v);
-      return tr;
-    }));
+    table.replaceChildren(...keyValueRows(fields));
     const tags = Object.entries(job.tags || {});
-    $('job-tags').replaceChildren(...tags.map(([k, v]) => {
-      const tr = document.createElement('tr');
-      const th = document.createElement('th');
-      text(th, k);
-      tr.appendChild(th);
-      cell(tr, v);
-      return tr;
-    }));
+    $('job-tags').replaceChildren(...keyValueRows(tags));
     text($('job-config'), JSON.stringify(job.config, null, 2));
     text($('job-state'), JSON.stringify(job.state, null, 2));
     text($('job-title'), job.id);

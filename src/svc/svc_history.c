@@ -64,9 +64,18 @@ static cJSON *point_json(const struct store_report *r, bool lr_is_array)
     return p;
 }
 
-int svc_page_begin(struct svc_page *page, const char *id, int64_t wanted, char *err)
+int svc_page_open(struct svc *svc, const char *id, const struct svc_history_query *q,
+                  struct svc_history_key *key, int64_t *from_step, int64_t *from_rank,
+                  struct svc_page *page, char *err)
 {
-    *page = (struct svc_page){.wanted = wanted, .err = err};
+    *page = (struct svc_page){.wanted = q->page_size, .err = err};
+    *from_step = q->from_step;
+    *from_rank = 0;
+    int rc = svc_history_token_parse(q->page_token, from_step, from_rank, err);
+    if (!rc)
+        rc = svc_history_key(svc, id, key, err);
+    if (rc)
+        return rc;
     page->answer = cJSON_CreateObject();
     if (!page->answer || !cJSON_AddStringToObject(page->answer, "job", id) ||
         !(page->points = cJSON_AddArrayToObject(page->answer, "points"))) {
@@ -492,16 +501,13 @@ int svc_history(struct svc *svc, const char *id, const struct svc_history_query 
                 char *err)
 {
     *out = NULL;
-    int64_t from_step = q->from_step, from_rank = 0;
-    int rc = svc_history_token_parse(q->page_token, &from_step, &from_rank, err);
+    struct svc_history_key key;
+    int64_t from_step, from_rank;
+    struct page_ctx ctx;
+    int rc = svc_page_open(svc, id, q, &key, &from_step, &from_rank, &ctx.page, err);
     if (rc)
         return rc;
-    struct svc_history_key key;
-    if ((rc = svc_history_key(svc, id, &key, err)))
-        return rc;
-    struct page_ctx ctx = {.lr_is_array = key.lr_is_array};
-    if ((rc = svc_page_begin(&ctx.page, id, q->page_size, err)))
-        return rc;
+    ctx.lr_is_array = key.lr_is_array;
     if (q->max_points > 0)
         rc = downsample(svc, &key, q, ctx.page.points, err);
     else

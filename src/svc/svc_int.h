@@ -121,8 +121,14 @@ struct svc_page {
     char *err;
 };
 
-/* Starts the page of job id of at most wanted rows. Returns GLR_OK or GLR_ENOMEM. */
-int svc_page_begin(struct svc_page *page, const char *id, int64_t wanted, char *err);
+/*
+ * Starts a page of job id for q: *key receives the job's key, *from_step and *from_rank
+ * the first row (the page token's, else q's from_step), and the page its empty answer.
+ * Returns GLR_OK, GLR_EINVAL (a bad page token), GLR_ENOTFOUND, GLR_ENOMEM or GLR_EIO.
+ */
+int svc_page_open(struct svc *svc, const char *id, const struct svc_history_query *q,
+                  struct svc_history_key *key, int64_t *from_step, int64_t *from_rank,
+                  struct svc_page *page, char *err);
 
 /*
  * Adds the point of the row at (step, rank), taking point (which may be NULL: out of

@@ -23,15 +23,11 @@ int svc_ranks(struct svc *svc, const char *id, const struct svc_history_query *q
     *out = NULL;
     if (q->max_points > 0)
         return glr_fail(err, GLR_EINVAL, "max_points does not apply to the ranks' losses");
-    int64_t from_step = q->from_step, from_rank = 0;
-    int rc = svc_history_token_parse(q->page_token, &from_step, &from_rank, err);
-    if (rc)
-        return rc;
     struct svc_history_key key;
-    if ((rc = svc_history_key(svc, id, &key, err)))
-        return rc;
+    int64_t from_step, from_rank;
     struct svc_page page;
-    if ((rc = svc_page_begin(&page, id, q->page_size, err)))
+    int rc = svc_page_open(svc, id, q, &key, &from_step, &from_rank, &page, err);
+    if (rc)
         return rc;
     rc = store_rank_loss_scan(svc->store, key.seq, from_step, from_rank, q->to_step,
                               q->page_size + 1, rank_one, &page, err);
