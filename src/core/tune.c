@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "base/status.h"
+#include "core/numeric.h"
 
 /*
  * Length scales, on each setting's span taken as 1 (see struct tune_dim): neighbouring lr
@@ -136,80 +137,6 @@ static double kernel(const struct tune_space *space, const struct tune_point *a,
     return exp(-dist2 / 2);
 }
 
-/* ---- linear algebra, on row-major n x n matrices --------------------------------------- */
-
-/* The Cholesky factor L (lower) of a, in place; false when a is not positive definite. */
-static bool try_cholesky(double *a, size_t n)
-{
-    for (size_t j = 0; j < n; j++) {
-        double s = a[j * n + j];
-        for (size_t k = 0; k < j; k++)
-            s -= a[j * n + k] * a[j * n + k];
-        if (!(s > 0))
-            return false;
-        double root = sqrt(s);
-        a[j * n + j] = root;
-        for (size_t i = j + 1; i < n; i++) {
-            double t = a[i * n + j];
-            for (size_t k = 0; k < j; k++)
-                t -= a[i * n + k] * a[j * n + k];
-            a[i * n + j] = t / root;
-        }
-        for (size_t i = 0; i < j; i++)
-            a[i * n + j] = 0;
-    }
-    return true;
-}
-
-/*
- * try_cholesky(), adding a little to the diagonal until it succeeds: a covariance computed
- * in floating point may be a hair short of positive definite. False when out of memory.
- */
-static bool cholesky(double *a, size_t n)
-{
-    double *copy = malloc(n * n * sizeof(double));
-    if (!copy)
-        return false;
-    memcpy(copy, a, n * n * sizeof(double));
-    double jitter = 1e-10;
-    while (!try_cholesky(a, n)) {
-        memcpy(a, copy, n * n * sizeof(double));
-        if (jitter > 1) { /* not a covariance at all: the draw is then independent */
-            memset(a, 0, n * n * sizeof(double));
-            for (size_t i = 0; i < n; i++)
-                a[i * n + i] = 1;
-            break;
-        }
-        for (size_t i = 0; i < n; i++)
-            a[i * n + i] += jitter;
-        jitter *= 10;
-    }
-    free(copy);
-    return true;
-}
-
-/* Solves L x = b in place (L lower triangular). */
-static void solve_lower(const double *l, size_t n, double *b)
-{
-    for (size_t i = 0; i < n; i++) {
-        double s = b[i];
-        for (size_t k = 0; k < i; k++)
-            s -= l[i * n + k] * b[k];
-        b[i] = s / l[i * n + i];
-    }
-}
-
-/* Solves L^T x = b in place. */
-static void solve_upper(const double *l, size_t n, double *b)
-{
-    for (size_t i = n; i-- > 0;) {
-        double s = b[i];
-        for (size_t k = i + 1; k < n; k++)
-            s -= l[k * n + i] * b[k];
-        b[i] = s / l[i * n + i];
-    }
-}
-
 /* ---- randomness ------------------------------------------------------------------------ */
 
 static uint64_t splitmix64(uint64_t *state)
@@ -261,13 +188,13 @@ static bool posterior(const struct tune_space *space, const struct data *data, s
         k[i * n + i] += NOISE_VARIANCE;
         alpha[i] = data->y[i];
     }
-    if (n > 0 && !cholesky(k, n)) {
+    if (n > 0 && !numeric_cholesky(k, n)) {
         free(k);
         return false;
     }
     if (n > 0) {
-        solve_lower(k, n, alpha);
-        solve_upper(k, n, alpha);
+        numeric_solve_lower(k, n, alpha);
+        numeric_solve_upper(k, n, alpha);
     }
     double *column = malloc((n + 1) * sizeof(double));
     if (!column) {
@@ -283,7 +210,7 @@ static bool posterior(const struct tune_space *space, const struct data *data, s
         }
         mean[c] = mu;
         if (n > 0)
-            solve_lower(k, n, column);
+            numeric_solve_lower(k, n, column);
         for (size_t i = 0; i < n; i++)
             v[i * m + c] = column[i];
     }
@@ -304,51 +231,13 @@ static bool posterior(const struct tune_space *space, const struct data *data, s
     return true;
 }
 
-/* How outcomes are standardized: z = (f(outcome) - center) / scale, f = log or identity. */
-struct transform {
-    bool log;
-    double center, scale;
-};
-
-static double forward(const struct transform *t, double outcome)
+/* The scale of the outcomes of obs (at most TUNE_OBSERVATIONS_MAX). */
+static struct numeric_scale tune_scale(const struct tune_observation *obs, size_t n)
 {
-    return ((t->log ? log(outcome) : outcome) - t->center) / t->scale;
-}
-
-static double backward(const struct transform *t, double z)
-{
-    double y = t->center + t->scale * z;
-    return t->log ? exp(y) : y;
-}
-
-static struct transform fit_transform(const struct tune_observation *obs, size_t n)
-{
-    struct transform t = {true, 0, 1};
-    size_t finite = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (isfinite(obs[i].outcome)) {
-            finite++;
-            t.log = t.log && obs[i].outcome > 0;
-        }
-    }
-    if (finite == 0)
-        return t;
-    double sum = 0, sum2 = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (isfinite(obs[i].outcome)) {
-            double y = t.log ? log(obs[i].outcome) : obs[i].outcome;
-            sum += y;
-            sum2 += y * y;
-        }
-    }
-    t.center = sum / (double)finite;
-    double var = finite > 1 ? (sum2 - sum * t.center) / (double)(finite - 1) : 0;
-    /*
-     * With one run, or runs that all ended alike, there is no spread to learn from: a
-     * factor of e in the outcome (or 1 in its units) is taken as one deviation.
-     */
-    t.scale = var > 1e-12 ? sqrt(var) : (t.log ? 1.0 : fmax(fabs(t.center), 1.0));
-    return t;
+    double outcomes[TUNE_OBSERVATIONS_MAX];
+    for (size_t i = 0; i < n; i++)
+        outcomes[i] = obs[i].outcome;
+    return numeric_scale_fit(outcomes, n);
 }
 
 /* True when a and b are at most one step of the grid apart in every setting. */
@@ -397,7 +286,7 @@ int tune_choose(const struct tune_space *space, const struct tune_observation *o
     out->defaults = nobs == 0;
 
     size_t m = tune_space_size(space);
-    struct transform t = fit_transform(obs, nobs);
+    struct numeric_scale t = tune_scale(obs, nobs);
     struct data data = {0};
     double *mean = malloc(m * sizeof(double));
     double *cov = malloc(m * m * sizeof(double));
@@ -409,13 +298,13 @@ int tune_choose(const struct tune_space *space, const struct tune_observation *o
     double worst = -INFINITY;
     for (size_t i = 0; ok && i < nobs; i++)
         if (isfinite(obs[i].outcome))
-            worst = fmax(worst, forward(&t, obs[i].outcome));
+            worst = fmax(worst, numeric_scale_forward(&t, obs[i].outcome));
     if (!isfinite(worst))
         worst = 0;
     for (size_t i = 0; ok && i < nobs; i++) {
         data.x[data.n] = obs[i].point;
-        data.y[data.n++] =
-            isfinite(obs[i].outcome) ? forward(&t, obs[i].outcome) : worst + DIVERGED_MARGIN;
+        data.y[data.n++] = isfinite(obs[i].outcome) ? numeric_scale_forward(&t, obs[i].outcome)
+                                                    : worst + DIVERGED_MARGIN;
     }
     /* The running ones, seen at the mean the finished ones give them. */
     if (ok && npending > 0) {
@@ -441,7 +330,7 @@ int tune_choose(const struct tune_space *space, const struct tune_observation *o
         double z[TUNE_CANDIDATES_MAX];
         for (size_t i = 0; i < m; i++)
             z[i] = normal(&state);
-        ok = cholesky(cov, m);
+        ok = numeric_cholesky(cov, m);
         for (size_t i = 0; ok && i < m; i++) {
             double s = mean[i];
             for (size_t k = 0; k <= i; k++)
@@ -470,9 +359,9 @@ int tune_choose(const struct tune_space *space, const struct tune_observation *o
         }
         out->point = point_number(space, chosen);
         if (nobs > 0) {
-            out->expected = backward(&t, mean[chosen]);
-            out->low = backward(&t, mean[chosen] - Z90 * spread[chosen]);
-            out->high = backward(&t, mean[chosen] + Z90 * spread[chosen]);
+            out->expected = numeric_scale_backward(&t, mean[chosen]);
+            out->low = numeric_scale_backward(&t, mean[chosen] - Z90 * spread[chosen]);
+            out->high = numeric_scale_backward(&t, mean[chosen] + Z90 * spread[chosen]);
         }
     }
     free(spread);
