@@ -1073,6 +1073,72 @@ def check_families(checker, client):
     checker.call("GET", "/v1/families/fam?policy=greedylr", 200, "as greedylr tuning sees it")
     checker.call("GET", "/v1/families/fam?policy=cosine", 422, "for a policy without tuning")
     checker.call("GET", "/v1/families/no-such-family", 404, "is unknown")
+    check_learned(checker, second.json()["id"] if second.status == 201 else None)
+
+
+def check_learned(checker, second_id):
+    """The learned policy: POST /v1/families/{name}/learn, and jobs that run the model.
+    Runs after check_families' counts: family fam has one finished run (fam-1, of 3 reports,
+    too few to count) and a running tuned job, second_id."""
+    tap = checker.tap
+    learn = "/v1/families/fam/learn"
+    checker.call("POST", learn, 422, "with one finished run, of 3 reports")
+    checker.call("POST", "/v1/families/nobody/learn", 404, "of an unknown family")
+    for what, body, valid in [
+            ("policy learned without a family", {"lr": 0.1, "policy": "learned"}, None),
+            ("policy learned of an unknown family",
+             {"lr": 0.1, "policy": "learned", "family": "nobody"}, True),
+            ("policy learned and a model in config",
+             {"lr": 0.1, "policy": "learned", "family": "fam", "config": {"model": {}}}, None),
+            ("policy learned and tune",
+             {"lr": 0.1, "policy": "learned", "family": "fam", "tune": True}, None)]:
+        checker.call("PUT", "/v1/jobs/fam-bad", 422, f"with {what}", body, body_valid=valid)
+    learned = {"lr": 0.1, "policy": "learned", "family": "fam"}
+    early = checker.call("PUT", "/v1/jobs/fam-l0", 201,
+                         "creates a learned job of a family without a model", learned)
+    if early.status == 201:
+        job = early.json()
+        tap.check(job["policy"] == "auto" and job["tuned"].get("fallback") == "auto"
+                  and job["tuned"]["request"]["policy"] == "learned",
+                  "PUT /v1/jobs/fam-l0: without a model the learned request runs auto",
+                  [early.body.decode()])
+    losses = [2.0, 1.8, 1.6, 1.5, 1.45, 1.4]
+    for number, outcome in [(2, 0.7), (3, 0.8)]:
+        job_id = f"fam-{number}"
+        checker.call("PUT", f"/v1/jobs/{job_id}", 201, "creates another job of the family",
+                     {"lr": 0.1, "family": "fam"})
+        report_many(checker, job_id, losses)
+        checker.call("PATCH", f"/v1/jobs/{job_id}", 200, "finishes it with its outcome",
+                     {"status": "finished", "outcome": outcome})
+    # fam-1 made 3 reports: fewer than a run needs to count, so two runs count so far.
+    refused = checker.call("POST", learn, 422, "with two runs that count")
+    if refused.status == 422:
+        tap.check("2 finished runs" in refused.json()["detail"],
+                  f"POST {learn}: the refusal counts the 2 runs", [refused.body.decode()])
+    if second_id:
+        report_many(checker, second_id, losses)
+        checker.call("PATCH", f"/v1/jobs/{second_id}", 200, "finishes the second tuned job",
+                     {"status": "finished", "outcome": 0.9})
+    made = checker.call("POST", learn, 201, "learns from three runs")
+    if made.status == 201:
+        model = made.json()
+        tap.check(model["version"] == 1 and model["family"] == "fam"
+                  and model["fit"]["from_jobs"] == 3,
+                  f"POST {learn}: version 1, learned from 3 runs", [made.body.decode()])
+    job = checker.call("PUT", "/v1/jobs/fam-l1", 201, "creates a learned job", learned)
+    if job.status == 201:
+        body = job.json()
+        tap.check(body["policy"] == "learned" and body["config"]["model_version"] == 1
+                  and body["tuned"]["settings"] == {"model_version": 1},
+                  "PUT /v1/jobs/fam-l1: the job runs version 1 of the family's model",
+                  [job.body.decode()])
+    checker.call("PUT", "/v1/jobs/fam-l1", 200, "the same learned request again", learned)
+    report_many(checker, "fam-l1", [2.0, 1.9, 1.7, 1.6, 1.65])
+    checker.call("GET", "/v1/jobs/fam-l1", 200, "is the learned job after reports")
+    family = checker.call("GET", "/v1/families/fam", 200, "with a learned model")
+    if family.status == 200:
+        tap.check((family.json()["model"] or {}).get("version") == 1,
+                  "GET /v1/families/fam: the newest model is version 1", [family.body.decode()])
 
 
 def check_tokens(checker, client):

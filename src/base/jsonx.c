@@ -241,6 +241,47 @@ cJSON *jsonx_number_array(const double *values, size_t n)
     return array;
 }
 
+/* Makes every number under item a raw item of its shortest exact digits; false when out of memory.
+ */
+static bool numbers_to_raw(cJSON *item)
+{
+    for (cJSON *child = item->child; child; child = child->next) {
+        if (cJSON_IsNumber(child)) {
+            cJSON *raw = jsonx_number(child->valuedouble);
+            /* In an object the replacement takes the key: ReplaceItemViaPointer copies none. */
+            bool replaced =
+                raw && (cJSON_IsObject(item)
+                            ? cJSON_ReplaceItemInObjectCaseSensitive(item, child->string, raw)
+                            : cJSON_ReplaceItemViaPointer(item, child, raw));
+            if (!replaced) {
+                cJSON_Delete(raw);
+                return false;
+            }
+            child = raw;
+        } else if ((cJSON_IsArray(child) || cJSON_IsObject(child)) && !numbers_to_raw(child)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+cJSON *jsonx_parse_exact(const char *text)
+{
+    cJSON *tree = cJSON_Parse(text);
+    if (!tree)
+        return NULL;
+    if (cJSON_IsNumber(tree)) {
+        cJSON *raw = jsonx_number(tree->valuedouble);
+        cJSON_Delete(tree);
+        return raw;
+    }
+    if (!numbers_to_raw(tree)) {
+        cJSON_Delete(tree);
+        return NULL;
+    }
+    return tree;
+}
+
 cJSON *jsonx_lr(const double *values, size_t n, bool as_array)
 {
     return as_array ? jsonx_number_array(values, n) : jsonx_number(values[0]);

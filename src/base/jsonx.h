@@ -45,6 +45,14 @@ cJSON *jsonx_number(double v);
 cJSON *jsonx_number_array(const double *values, size_t n);
 
 /*
+ * Parses text (JSON this program wrote) with every number made a raw item as
+ * jsonx_number() makes it, so that printing the tree again keeps each number's digits
+ * (cJSON's own printing may change the last one). NULL when text is not JSON or out of
+ * memory. The caller owns the tree.
+ */
+cJSON *jsonx_parse_exact(const char *text);
+
+/*
  * A learning rate as clients write it: one number (as_array false: values[0]) or an
  * array of n (one per parameter group). NULL when out of memory.
  */

@@ -96,6 +96,7 @@ static void usage(FILE *out)
             "                 [--max-header-bytes N] [--max-jobs N] [--max-reports-per-job N]\n"
             "                 [--disk-reserve SIZE] [--dashboard-dir DIR] [--cors-origin ORIGIN]\n"
             "       greedylrd backup [--db PATH] [--force] OUT\n"
+            "       greedylrd learn --family NAME [--db PATH]\n"
             "       greedylrd token create|list|revoke ...   (greedylrd token --help)\n"
             "       greedylrd --help (-h) | --version\n"
             "\n"
@@ -151,7 +152,11 @@ static void usage(FILE *out)
             "\n"
             "greedylrd backup copies the database at PATH (default as above), which a\n"
             "running daemon may be writing, into the new self-contained file OUT; an\n"
-            "existing OUT is replaced only with --force.\n",
+            "existing OUT is replaced only with --force.\n"
+            "\n"
+            "greedylrd learn trains the next version of family NAME's learned model from the\n"
+            "database at PATH, which no daemon may be serving (a daemon does it with POST\n"
+            "/v1/families/NAME/learn), and prints the model's record as JSON.\n",
             SVC_RESIDENT_DEFAULT, STORE_CHECK_MS / 1000, GLR_DASHBOARD_DIR, API_CONNECTIONS_DEFAULT,
             API_CONNECTIONS_PER_IP_DEFAULT, API_IDLE_TIMEOUT_S, API_REQUEST_TIMEOUT_S,
             API_CONNECTION_MEMORY_DEFAULT, STORE_MAX_JOBS_DEFAULT, SVC_MAX_REPORTS_DEFAULT,
@@ -520,6 +525,61 @@ static int run_backup(int argc, char **argv)
     return EXIT_SUCCESS;
 }
 
+/*
+ * greedylrd learn --family NAME [--db PATH]: the family's next learned model, offline.
+ * Returns the exit status: 0, 1 when learning failed (or a daemon serves the database), 2
+ * on misuse.
+ */
+static int run_learn(int argc, char **argv)
+{
+    const char *db = cli_default_db();
+    const char *family = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--db") == 0 && i + 1 < argc) {
+            db = argv[++i];
+        } else if (strcmp(argv[i], "--family") == 0 && i + 1 < argc) {
+            family = argv[++i];
+        } else if (strcmp(argv[i], "--help") == 0) {
+            usage(stdout);
+            return 0;
+        } else {
+            fprintf(stderr, "greedylrd learn: unexpected argument %s (see --help)\n", argv[i]);
+            return 2;
+        }
+    }
+    if (!family) {
+        fprintf(stderr, "greedylrd learn: --family is missing (see --help)\n");
+        return 2;
+    }
+    /* Learning reads what a database holds: it makes none. */
+    if (access(db, F_OK) != 0) {
+        log_error("no database at %s: %s", db, strerror(errno));
+        return EXIT_FAILURE;
+    }
+    char err[GLR_ERR_MAX] = "";
+    struct svc *svc = NULL;
+    int rc = svc_open(db, NULL, &svc, err);
+    if (rc == GLR_EBUSY) {
+        log_error("%s: learn with POST /v1/families/%s/learn on the daemon that serves it", err,
+                  family);
+        return EXIT_FAILURE;
+    }
+    cJSON *model = NULL;
+    if (!rc)
+        rc = svc_family_learn(svc, family, &model, err);
+    char *text = rc ? NULL : cJSON_Print(model);
+    if (!rc && !text)
+        rc = glr_fail(err, GLR_ENOMEM, "out of memory");
+    if (rc)
+        log_error("%s", err);
+    else
+        printf("%s\n", text);
+    free(text);
+    cJSON_Delete(model);
+    svc_close(svc);
+    return rc ? EXIT_FAILURE : EXIT_SUCCESS;
+}
+
 /* The store's group commits, counted for /metrics. */
 static void count_group_commit(void *ctx, double seconds, size_t size)
 {
@@ -582,6 +642,7 @@ static const struct subcommand {
     int (*run)(int argc, char **argv);
 } subcommands[] = {
     {"backup", run_backup},
+    {"learn", run_learn},
     {"token", token_cli_main},
 };
 

@@ -27,6 +27,7 @@ static const struct glr_policy *const policies[] = {
     &glr_policy_linear,
     &glr_policy_onecycle,
     &glr_policy_sequence,
+    &glr_policy_learned,
 };
 #define POLICY_COUNT (sizeof(policies) / sizeof(policies[0]))
 

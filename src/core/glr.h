@@ -10,7 +10,8 @@
  * (this project's: relative settings, a horizon, a stability cap), the time-based
  * "constant", "step", "multistep", "constant_factor", "exponential", "polynomial",
  * "cosine", "cosine_restarts", "linear" and "onecycle" (PyTorch's schedulers of those
- * names), and "sequence", which chains others at milestones (PyTorch's SequentialLR).
+ * names), "sequence", which chains others at milestones (PyTorch's SequentialLR), and
+ * "learned", which runs a model learned from a family's histories (core/learn.h).
  */
 #ifndef GLR_GLR_H
 #define GLR_GLR_H

@@ -71,6 +71,7 @@ extern const struct glr_policy glr_policy_polynomial;
 extern const struct glr_policy glr_policy_cosine_restarts;
 extern const struct glr_policy glr_policy_onecycle;
 extern const struct glr_policy glr_policy_sequence;
+extern const struct glr_policy glr_policy_learned;
 
 /* The policy of that name, or NULL. */
 const struct glr_policy *policy_find(const char *name);

@@ -1,6 +1,6 @@
 /*
- * The family routes (see api_int.h): the list of families, and one family with its runs
- * and what tuning has learned from them.
+ * The family routes (see api_int.h): the list of families, one family with its runs and
+ * what tuning and learning have made of them, and a new learned model of a family.
  */
 #include "http/api_int.h"
 
@@ -32,4 +32,22 @@ enum MHD_Result api_get_family(struct api *api, struct MHD_Connection *conn, str
     if (rc)
         return api_answer_status(conn, req, rc, err);
     return api_answer_json(conn, req, HTTP_OK, family, NULL);
+}
+
+/* The learning itself, on the thread of long requests. */
+static int learn_deferred(struct api *api, struct request *req, char *err)
+{
+    req->deferred_created = true;
+    return svc_family_learn(api->svc, req->match.id, &req->deferred_answer, err);
+}
+
+/*
+ * POST /v1/families/{name}/learn: a new model from the family's histories, answered 201
+ * with its record once it is stored. Learning reads many histories, so it runs on the
+ * thread of long requests (api_defer.c), not on a server thread whose other connections
+ * would wait for it; it takes no job lock, so reports go on meanwhile.
+ */
+enum MHD_Result api_learn_family(struct api *api, struct MHD_Connection *conn, struct request *req)
+{
+    return api_defer(api, conn, req, learn_deferred);
 }

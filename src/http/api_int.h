@@ -56,7 +56,7 @@ enum http_status {
 /* What logs and metrics call a request whose path no route has. */
 #define API_ROUTE_UNMATCHED "unmatched"
 /* Rows of the route table (api_route.c checks it at compile time). */
-#define API_ROUTE_ROWS 22
+#define API_ROUTE_ROWS 23
 /* Longest Allow header: every method of one path, "GET, HEAD, PUT, PATCH, DELETE". */
 #define API_ALLOW_MAX 64
 /* Longest path of the dashboard's directory. */
@@ -206,6 +206,7 @@ struct request {
     struct request *deferred_next; /* the defer queue's lock */
     int64_t deferred_step;         /* the work's argument (a rewind's to_step) */
     cJSON *deferred_answer;        /* what the work answers (owned; freed with the request) */
+    bool deferred_created;         /* the work made something: 201, not 200 */
 
     /*
      * The large fields, last: a new request is zeroed only up to here (on_request),
@@ -377,6 +378,7 @@ enum MHD_Result api_wait_suspend(struct MHD_Connection *conn, struct request *re
 
 api_handler api_list_families;
 api_handler api_get_family;
+api_handler api_learn_family;
 
 /* api_tokens.c */
 

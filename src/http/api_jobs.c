@@ -162,7 +162,7 @@ enum MHD_Result api_answer_waited(struct MHD_Connection *conn, struct request *r
         return api_answer_status(conn, req, req->wait_status, req->wait_err);
     cJSON *answer = req->deferred_answer;
     req->deferred_answer = NULL; /* api_answer_json() deletes it */
-    return api_answer_json(conn, req, HTTP_OK, answer, NULL);
+    return api_answer_json(conn, req, req->deferred_created ? HTTP_CREATED : HTTP_OK, answer, NULL);
 }
 
 /*

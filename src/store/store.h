@@ -418,6 +418,37 @@ typedef bool (*store_family_fn)(void *ctx, const struct store_family *family);
 int store_family_scan(struct store *store, const char *after_name, int64_t limit,
                       store_family_fn fn, void *ctx, char *err);
 
+/* Longest JSON text of a model, of the ids it was trained on, or of its fit. */
+#define STORE_MODEL_TEXT_MAX 65536
+
+/*
+ * A model learned for a family (core/learn.h): never changed once stored, numbered from 1
+ * in its family. The strings are owned by the row: store_model_clear().
+ */
+struct store_model {
+    char family[STORE_ID_MAX + 1];
+    int64_t version;
+    int64_t created_ms;
+    char *model;      /* JSON: the parameters a learned job's config carries */
+    char *trained_on; /* JSON: the ids of the jobs it was trained on */
+    char *fit;        /* JSON: what the fit read of them */
+};
+
+void store_model_clear(struct store_model *model);
+
+/*
+ * Stores a new model of model->family as the version after its newest, and sets
+ * model->version. The texts must be at most STORE_MODEL_TEXT_MAX bytes each. Returns
+ * GLR_OK, GLR_EINVAL (a text too long), GLR_EBUSY or GLR_EIO.
+ */
+int store_model_insert(struct store *store, struct store_model *model, char *err);
+
+/*
+ * The newest model of family into *out (the caller's: store_model_clear()). Returns
+ * GLR_OK, GLR_ENOTFOUND (the family has none), GLR_ENOMEM or GLR_EIO.
+ */
+int store_model_latest(struct store *store, const char *family, struct store_model *out, char *err);
+
 /* Longest API token name, in bytes. */
 #define STORE_TOKEN_NAME_MAX 64
 /* Bytes of a token's hash (SHA-256). */

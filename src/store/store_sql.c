@@ -82,6 +82,10 @@ const char *const store_writer_sql[W_COUNT] = {
     [W_TOKEN_INSERT] = "INSERT INTO tokens (name, role, hash, created_ms) VALUES (?1, ?2, ?3, ?4)",
     /* Revoke a token. */
     [W_TOKEN_DELETE] = "DELETE FROM tokens WHERE name = ?1",
+    /* A family's next model: the version after its newest, chosen in the same statement. */
+    [W_MODEL_INSERT] = "INSERT INTO models (family, version, created_ms, model, trained_on, fit)"
+                       " SELECT ?1, coalesce(max(version), 0) + 1, ?2, ?3, ?4, ?5 FROM models"
+                       " WHERE family = ?1 RETURNING version",
     /* Summaries of history blocks (see store_build_blocks()): where the last one ends, */
     [W_BLOCK_LAST] = "SELECT last_step FROM history_blocks WHERE job_seq = ?1"
                      " ORDER BY first_step DESC LIMIT 1",
@@ -142,6 +146,9 @@ const char *const store_reader_sql[R_COUNT] = {
                          " ORDER BY step, rank LIMIT ?5",
     /* Every API token, for the daemon's table in memory and for listing. */
     [R_TOKEN_SCAN] = "SELECT name, role, hash, created_ms FROM tokens ORDER BY created_ms, name",
+    /* A family's newest model. */
+    [R_MODEL_LATEST] = "SELECT version, created_ms, model, trained_on, fit FROM models"
+                       " WHERE family = ?1 ORDER BY version DESC LIMIT 1",
     /* The jobs gauge of /metrics: how many jobs of each status. */
     [R_JOB_COUNT] = "SELECT status, count(*) FROM jobs GROUP BY status",
     /* The history blocks that lie wholly in a step range, in order. */

@@ -19,6 +19,7 @@
 #include "base/hash.h"
 #include "base/jsonx.h"
 #include "base/random.h"
+#include "core/tune.h"
 /* ---- small helpers ------------------------------------------------------------------ */
 
 bool svc_valid_id(const char *id)
@@ -149,7 +150,7 @@ bool svc_json_add(cJSON *object, const char *key, cJSON *item)
     return true;
 }
 
-static bool add_time(cJSON *object, const char *key, int64_t ms)
+bool svc_json_add_time(cJSON *object, const char *key, int64_t ms)
 {
     char text[GLR_TIME_TEXT_MAX];
     glr_clock_format(ms, text);
@@ -195,7 +196,8 @@ static cJSON *describe(const struct job_view *v, const struct glr_sched *sched)
               svc_json_add(o, "state", glr_sched_counters_json(sched)) &&
               svc_json_add(o, "outcome", outcome_json(v)) &&
               svc_json_add(o, "tuned", v->tuned ? cJSON_Parse(v->tuned) : cJSON_CreateNull()) &&
-              add_time(o, "created_at", v->created_ms) && add_time(o, "updated_at", v->updated_ms);
+              svc_json_add_time(o, "created_at", v->created_ms) &&
+              svc_json_add_time(o, "updated_at", v->updated_ms);
     if (!ok) {
         cJSON_Delete(o);
         return NULL;
@@ -383,11 +385,14 @@ struct create_extras {
     struct ranks_config ranks;
     char family[STORE_ID_MAX + 1]; /* "" for none */
     bool tune;
+    bool learned; /* policy "learned": the family's model (or auto, without one) */
 };
 
 static int read_extras(const struct svc_create *request, struct create_extras *out, char *err)
 {
     memset(out, 0, sizeof(*out));
+    out->learned =
+        cJSON_IsString(request->policy) && strcmp(request->policy->valuestring, "learned") == 0;
     int rc = read_ranks_config(request, &out->ranks, err);
     if (rc)
         return rc;
@@ -407,29 +412,42 @@ static int read_extras(const struct svc_create *request, struct create_extras *o
         return glr_fail(err, GLR_EINVAL,
                         "tune needs a family: settings are chosen from the outcomes of the "
                         "family's finished jobs");
+    if (out->learned && !out->family[0])
+        return glr_fail(err, GLR_EINVAL,
+                        "policy learned needs a family: its model is learned from the family's "
+                        "histories");
+    if (out->learned && out->tune)
+        return glr_fail(err, GLR_EINVAL,
+                        "tune chooses the settings of %s; a learned job runs its family's model: "
+                        "leave tune out",
+                        tune_policy_names());
     return GLR_OK;
 }
 
 /*
  * True when the stored job was created with the same policy, lr, config, ranks and family
- * as c, or, for a tuned job, by the same tuned request (tuned_request: its text). Tags do
- * not count: they change with PATCH, and a repeated create must still be recognised.
+ * as c, or, for a job whose settings the service chose (tuned, or learned), by the same
+ * request (chosen_request: its text, which names the policy of a learned request: its job
+ * may run auto). Tags do not count: they change with PATCH, and a repeated create must
+ * still be recognised.
  */
 static bool same_request(const struct store_job *row, const char *policy, const struct canonical *c,
-                         const struct create_extras *x, const char *tuned_request)
+                         const struct create_extras *x, const char *chosen_request)
 {
     const struct ranks_config *ranks = &x->ranks;
-    bool same = strcmp(row->policy, policy) == 0 && row->world_size == ranks->world_size &&
+    bool chosen = x->tune || x->learned;
+    bool same = (x->learned || strcmp(row->policy, policy) == 0) &&
+                row->world_size == ranks->world_size &&
                 strcmp(row->aggregate, svc_aggregate_names[ranks->aggregate]) == 0 &&
                 row->aggregate_timeout_ms == ranks->timeout_ms &&
-                strcmp(row->family, x->family) == 0 && (row->tuned != NULL) == x->tune;
-    if (!same || !x->tune)
+                strcmp(row->family, x->family) == 0 && (row->tuned != NULL) == chosen;
+    if (!same || !chosen)
         return same && strcmp(row->initial_lr, c->initial_lr) == 0 &&
                strcmp(row->config, c->config) == 0;
     /* A tuned job's lr and config are the service's choice: the request is what counts. */
     cJSON *record = cJSON_Parse(row->tuned);
     char *stored = svc_json_print(cJSON_GetObjectItemCaseSensitive(record, "request"));
-    same = stored && tuned_request && strcmp(stored, tuned_request) == 0;
+    same = stored && chosen_request && strcmp(stored, chosen_request) == 0;
     free(stored);
     cJSON_Delete(record);
     return same;
@@ -491,6 +509,12 @@ int svc_job_create(struct svc *svc, const struct svc_create *request, bool *crea
             glr_mutex_unlock(&svc->tune_lock);
             return rc;
         }
+        lr = tuned.lr;
+        config = tuned.config;
+    } else if (x.learned) {
+        rc = svc_family_learned(svc, x.family, lr, config, &tuned, &policy, err);
+        if (rc)
+            return rc;
         lr = tuned.lr;
         config = tuned.config;
     }

@@ -169,6 +169,23 @@ int svc_family_list(struct svc *svc, int64_t page_size, const char *page_token, 
  */
 int svc_family_get(struct svc *svc, const char *name, const char *policy, cJSON **out, char *err);
 
+/*
+ * Learns a new model for family (core/learn.h) from the histories of its newest
+ * LEARN_RUNS_MAX finished jobs with a finite outcome, and stores it as the family's next
+ * version. *out receives its record: {"family", "version", "created_at", "trained_on",
+ * "fit", "model"}. Reads the store a page at a time and takes no job lock, so reports are
+ * not held while it runs. Returns GLR_OK, GLR_ENOTFOUND (no job of that family),
+ * GLR_EINVAL (too few finished runs to learn from; err says how many), GLR_ENOMEM,
+ * GLR_EBUSY or GLR_EIO.
+ */
+int svc_family_learn(struct svc *svc, const char *family, cJSON **out, char *err);
+
+/*
+ * The record of family's newest model into *out, JSON null when it has none. Returns
+ * GLR_OK, GLR_ENOMEM or GLR_EIO.
+ */
+int svc_family_model(struct svc *svc, const char *family, cJSON **out, char *err);
+
 /* What a report (or an lr lookup) was answered. */
 struct svc_report_result {
     int64_t step;

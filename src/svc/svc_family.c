@@ -29,8 +29,6 @@ struct family_read {
     size_t npending_seen;
     int64_t jobs, finished, running;
     cJSON *runs; /* NULL, or the runs as GET /v1/families/{name} shows them */
-    bool out_of_memory;
-    int64_t last_seq;
 };
 
 /* The settings of row on the grid: those tuning chose, or its config's with lr factor 1. */
@@ -78,8 +76,8 @@ static cJSON *run_json(const struct family_read *f, const struct store_job *row,
         o && cJSON_AddStringToObject(o, "id", row->id) &&
         cJSON_AddStringToObject(o, "status", row->finished ? "finished" : "running") &&
         cJSON_AddStringToObject(o, "policy", row->policy) &&
-        svc_json_add(o, "initial_lr", cJSON_Parse(row->initial_lr)) &&
-        svc_json_add(o, "config", cJSON_Parse(row->config)) &&
+        svc_json_add(o, "initial_lr", jsonx_parse_exact(row->initial_lr)) &&
+        svc_json_add(o, "config", jsonx_parse_exact(row->config)) &&
         svc_json_add(o, "settings",
                      on_grid ? settings_json(f->space, point) : cJSON_CreateNull()) &&
         (row->tuned ? cJSON_AddTrueToObject(o, "tuned") : cJSON_AddFalseToObject(o, "tuned")) &&
@@ -95,7 +93,6 @@ static cJSON *run_json(const struct family_read *f, const struct store_job *row,
 static bool read_one(void *ctx, const struct store_job *row)
 {
     struct family_read *f = ctx;
-    f->last_seq = row->seq;
     f->jobs++;
     if (row->finished)
         f->finished++;
@@ -107,7 +104,6 @@ static bool read_one(void *ctx, const struct store_job *row)
         cJSON *run = run_json(f, row, on_grid, &point);
         if (!run || !cJSON_AddItemToArray(f->runs, run)) {
             cJSON_Delete(run);
-            f->out_of_memory = true;
             return false;
         }
     }
@@ -123,20 +119,47 @@ static bool read_one(void *ctx, const struct store_job *row)
     return true;
 }
 
-/* Reads the jobs of family (at most SVC_FAMILY_JOBS_MAX, the oldest) into *f. */
-static int read_family(struct svc *svc, const char *family, struct family_read *f, char *err)
+/* A scan of a family: where it stands, and what it calls for each job. */
+struct family_scan {
+    store_job_fn fn;
+    void *ctx;
+    int64_t last_seq;
+    int64_t seen;
+    bool stopped;
+};
+
+static bool scan_one(void *ctx, const struct store_job *row)
 {
+    struct family_scan *scan = ctx;
+    scan->last_seq = row->seq;
+    scan->seen++;
+    if (!scan->fn(scan->ctx, row)) {
+        scan->stopped = true;
+        return false;
+    }
+    return true;
+}
+
+int svc_family_scan(struct svc *svc, const char *family, store_job_fn fn, void *ctx, char *err)
+{
+    struct family_scan scan = {fn, ctx, 0, 0, false};
     int64_t before;
     do {
-        before = f->jobs;
-        int rc = store_job_scan(svc->store, f->last_seq, SVC_LIST_PAGE_MAX, STORE_ANY, NULL, NULL,
-                                family, read_one, f, err);
+        before = scan.seen;
+        int rc = store_job_scan(svc->store, scan.last_seq, SVC_LIST_PAGE_MAX, STORE_ANY, NULL, NULL,
+                                family, scan_one, &scan, err);
         if (rc)
             return rc;
-        if (f->out_of_memory)
+        if (scan.stopped)
             return glr_fail(err, GLR_ENOMEM, "out of memory");
-    } while (f->jobs - before == SVC_LIST_PAGE_MAX && f->jobs < SVC_FAMILY_JOBS_MAX);
+    } while (scan.seen - before == SVC_LIST_PAGE_MAX && scan.seen < SVC_FAMILY_JOBS_MAX);
     return GLR_OK;
+}
+
+/* Reads the jobs of family into *f. */
+static int read_family(struct svc *svc, const char *family, struct family_read *f, char *err)
+{
+    return svc_family_scan(svc, family, read_one, f, err);
 }
 
 static size_t ring_count(size_t seen, size_t size)
@@ -245,9 +268,13 @@ void svc_tuned_clear(struct svc_tuned *t)
     memset(t, 0, sizeof(*t));
 }
 
-char *svc_tuned_request(const cJSON *lr, const cJSON *config)
+char *svc_tuned_request(const char *policy, const cJSON *lr, const cJSON *config)
 {
     cJSON *request = cJSON_CreateObject();
+    if (request && policy && !cJSON_AddStringToObject(request, "policy", policy)) {
+        cJSON_Delete(request);
+        return NULL;
+    }
     cJSON *config_copy =
         cJSON_IsObject(config) ? cJSON_Duplicate(config, true) : cJSON_CreateObject();
     char *text = NULL;
@@ -299,7 +326,7 @@ int svc_family_tune(struct svc *svc, const char *family, const char *policy, con
     if (rc)
         return rc;
 
-    out->request = svc_tuned_request(lr, config);
+    out->request = svc_tuned_request(NULL, lr, config);
     out->config = cJSON_IsObject(config) ? cJSON_Duplicate(config, true) : cJSON_CreateObject();
     bool ok = record && out->request && out->config;
     for (size_t d = 0; ok && d < space->ndims; d++) {
@@ -447,11 +474,14 @@ int svc_family_get(struct svc *svc, const char *name, const char *policy, cJSON 
     f->policy = space->policy;
     f->runs = runs;
     struct tune_choice c;
+    cJSON *model = NULL;
     int rc = read_family(svc, name, f, err);
     if (!rc && f->jobs == 0)
         rc = glr_fail(err, GLR_ENOTFOUND, "family %s has no job", name);
     if (!rc)
         rc = choose(f, TUNE_MEAN, 0, &c, err);
+    if (!rc)
+        rc = svc_family_model(svc, name, &model, err);
     if (rc) {
         cJSON_Delete(runs);
         free(f);
@@ -472,6 +502,7 @@ int svc_family_get(struct svc *svc, const char *name, const char *policy, cJSON 
          jsonx_add_integer(tuning, "pending", (int64_t)c.pending) &&
          svc_json_add(tuning, "best", best_json(f, &c)) &&
          svc_json_add(tuning, "next", choice_json(f, name, &c, TUNE_MEAN));
+    ok = ok ? svc_json_add(answer, "model", model) : (cJSON_Delete(model), false);
     free(f);
     if (!ok) {
         cJSON_Delete(answer);

@@ -13,8 +13,8 @@
  *                                  would choose for it, and the choice for a tuned job
  *
  * and the files that use them: svc.c (the service object; jobs created, read, changed,
- * deleted), svc_list.c (listing), svc_report.c (reports, ranks, decisions), svc_rewind.c,
- * svc_history.c, svc_csv.c and svc_ops.c.
+ * deleted), svc_learn.c (a family's learned models), svc_list.c (listing), svc_report.c (reports,
+ * ranks, decisions), svc_rewind.c, svc_history.c, svc_csv.c and svc_ops.c.
  *
  * The lock order, which debug builds assert (base/mutex.h): a thread holding one of these
  * may take only those below it.
@@ -54,6 +54,16 @@ struct svc {
 
 /* Adds item to object under key, deleting item on failure; false when out of memory. */
 bool svc_json_add(cJSON *object, const char *key, cJSON *item);
+
+/* Adds ms (wall-clock milliseconds) under key as an RFC 3339 time; false when out of memory. */
+bool svc_json_add_time(cJSON *object, const char *key, int64_t ms);
+
+/*
+ * Calls fn for each job of family in creation order, at most SVC_FAMILY_JOBS_MAX (the
+ * oldest), a page at a time so that no reader is held for long (svc_family.c). Returns
+ * GLR_OK, GLR_ENOMEM (when fn stopped the scan: it says so by failing) or GLR_EIO.
+ */
+int svc_family_scan(struct svc *svc, const char *family, store_job_fn fn, void *ctx, char *err);
 
 /* Prints a tree without formatting; NULL for a NULL tree or out of memory. The caller frees. */
 char *svc_json_print(const cJSON *tree);
@@ -102,8 +112,21 @@ int svc_family_tune(struct svc *svc, const char *family, const char *policy, con
 /* Frees what a tuned create was given; a zeroed struct is fine. */
 void svc_tuned_clear(struct svc_tuned *tuned);
 
-/* The JSON text of a tuned create's lr and config, as its record keeps them. */
-char *svc_tuned_request(const cJSON *lr, const cJSON *config);
+/*
+ * The JSON text of a create's lr and config (and its policy, when not NULL: a learned
+ * create's, whose job may run another), as its record keeps them for a retry to match.
+ */
+char *svc_tuned_request(const char *policy, const cJSON *lr, const cJSON *config);
+
+/*
+ * What a job created with policy "learned" in family is given: the request's lr, its
+ * config with the family's newest model and its version, and the record of why; or, when
+ * the family has no model yet, the request's config under *policy "auto", and a record
+ * that says so. Returns GLR_OK, GLR_EINVAL (an unknown family, a config that sets the
+ * model), GLR_ENOMEM or GLR_EIO.
+ */
+int svc_family_learned(struct svc *svc, const char *family, const cJSON *lr, const cJSON *config,
+                       struct svc_tuned *out, const char **policy, char *err);
 
 /*
  * A page of rows in (step, rank) order being read into {"job", "points",

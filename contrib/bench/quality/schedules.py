@@ -99,6 +99,12 @@ class Remote(Driver):
                                                       family=family, tune=True,
                                                       total_steps=reports)
             return
+        if policy == "learned":
+            # The family's newest learned model (auto while it has none), under the same cap.
+            self.scheduler = greedylr.RemoteScheduler(optimizer, job_id, url=url,
+                                                      policy="learned", family=family,
+                                                      total_steps=reports)
+            return
         name, config = service_settings(policy, lr0, reports)
         self.scheduler = greedylr.RemoteScheduler(optimizer, job_id, url=url, policy=name,
                                                   **config)
@@ -197,16 +203,16 @@ class Hypergradient(Driver):
 def make_driver(policy, training, cadence, lr0, reports, url, job_id, auto_model=None,
                 family=None):
     """The driver of a policy label for one training; "auto-tune" is auto tuned from the
-    runs of family (families.py)."""
+    runs of family, "learned" the model learned from them (families.py)."""
     optimizer = training.optimizer
     cap = None
     # The bound is of plain gradient steps: it says nothing of Adam's per-coordinate steps.
-    if policy in ("auto", "auto-tune") and hasattr(training, "stable_step") and \
+    if policy in ("auto", "auto-tune", "learned") and hasattr(training, "stable_step") and \
             isinstance(optimizer, torch.optim.SGD):
         cap = training.stable_step
     if policy in ("auto", "auto-nocap") and auto_model is not None:
         driver = Model(optimizer, cadence, auto_model, lr0, reports, cap)
-    elif policy in SERVICE or policy in ("auto-nocap", "auto-tune"):
+    elif policy in SERVICE or policy in ("auto-nocap", "auto-tune", "learned"):
         driver = Remote(optimizer, cadence, url, job_id, policy, lr0, reports, cap, family)
     elif policy == "wsd":
         driver = WSD(optimizer, cadence, lr0, reports)

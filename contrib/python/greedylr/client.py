@@ -153,7 +153,9 @@ class Client:
         config: the policy's settings (README, "Policies"). tags: a dict of strings.
         world_size: how many ranks report each step; aggregate ("mean", "max", "min",
         "rank0") and aggregate_timeout_ms say how their losses are combined and waited for.
-        policy: by default "greedylr", or "auto" with tune.
+        policy: by default "greedylr", or "auto" with tune. "learned" (with a family) runs
+        the family's newest learned model (learn()), or auto while it has none (the job's
+        "tuned" says which, and why).
         family: the family of runs the job belongs to (one training problem). tune: the
         service chooses the policy's settings and a factor of lr from the outcomes of the
         family's finished jobs (the job's "tuned" says what and why; its "lr" is the lr to
@@ -291,10 +293,19 @@ class Client:
             query["page_token"] = page["next_page_token"]
 
     def family(self, name, policy=None):
-        """A family: its runs with their settings and outcomes, and what tuning of policy
-        ("auto" by default, or "greedylr") has learned from them ("tuning")."""
+        """A family: its runs with their settings and outcomes, what tuning of policy
+        ("auto" by default, or "greedylr") has learned from them ("tuning"), and its newest
+        learned model ("model", None before learn())."""
         query = {"policy": policy} if policy is not None else None
         return self._call("GET", f"/v1/families/{quote(name)}", query=query)
+
+    def learn(self, family):
+        """Learns a new model of the family from its finished jobs' histories (an admin
+        token's call) and returns its record: {"family", "version", "created_at",
+        "trained_on", "fit", "model"}. Jobs created with policy="learned" in the family
+        from then on run it; those running keep theirs. Raises InvalidValue when the family has
+        too few finished jobs, NotFound when it has none."""
+        return self._call("POST", f"/v1/families/{quote(family)}/learn", idempotent=False)
 
     def set_tags(self, job_id, tags):
         """Replaces the job's tags; returns the job."""

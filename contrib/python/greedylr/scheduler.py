@@ -23,7 +23,7 @@ from .client import DEFAULT_URL, Client
 
 # The policies whose decisions depend on the metric (the others are schedules of the step
 # number: step() may be called without a metric for them).
-METRIC_POLICIES = ("greedylr", "auto", "plateau")
+METRIC_POLICIES = ("greedylr", "auto", "plateau", "learned")
 # The marks torch's own lr schedulers put on the optimizer.step they wrap (1.x counts the
 # calls with "_with_counter", 2.x with "_wrapped_by_lr_sched"): the step we put over theirs
 # carries them too, so that they neither wrap it again nor warn that it was overridden.
@@ -203,6 +203,8 @@ class RemoteScheduler:
     the job belongs to, and tune=True: the service chooses the settings of the policy
     ("auto" unless named) and a factor of the lr from the family's finished runs, and the
     optimizer takes the tuned lr (the job's "tuned" in self.job says what and why).
+    policy="learned" with a family runs the model the service learned from the family's
+    histories (Client.learn()), or auto while it has none (self.job["tuned"] says which).
 
     A job created before with another policy, lr or config raises greedylr.Conflict naming
     the differences. A job that already has reports is continued where it is: last_epoch
