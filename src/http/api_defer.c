@@ -5,14 +5,26 @@
  * one thread of this file's own does the work, then completes the request as the service
  * completes a waiting one (api_wait_complete), which resumes the connection to answer.
  */
+#define _GNU_SOURCE /* gettid(): on Linux each thread has a nice value of its own */
 #include <stdlib.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include "http/api_int.h"
+
+/*
+ * The nice value of the thread of long requests: its work (learning a family's model,
+ * rewinding a long history) yields the CPU to the server threads, so that reports on a
+ * busy machine do not wait behind it.
+ */
+#define API_DEFER_NICE 10
 
 /* The deferred thread: work in order; at a stop, the rest is answered 503 unrun. */
 static void *defer_main(void *arg)
 {
     struct api *api = arg;
+    /* Only ever lowers the priority, which needs no privilege; a failure changes nothing. */
+    (void)setpriority(PRIO_PROCESS, (id_t)gettid(), API_DEFER_NICE);
     struct api_defer *d = &api->defer;
     pthread_mutex_lock(&d->lock);
     for (;;) {
