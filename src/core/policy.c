@@ -92,3 +92,19 @@ int policy_state_get_count(const cJSON *state, const char *key, int64_t max, int
     *out = (int64_t)v;
     return GLR_OK;
 }
+
+int policy_state_get_optional(const cJSON *state, const char *key, bool present, const char *marker,
+                              double *out, char *err)
+{
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(state, key);
+    if (!present) {
+        if (!cJSON_IsNull(item))
+            return glr_fail(err, GLR_ECORRUPT, "saved state: %s must be null when %s is", key,
+                            marker);
+        *out = 0;
+        return GLR_OK;
+    }
+    if (!jsonx_get_double(item, out) || !isfinite(*out))
+        return glr_fail(err, GLR_ECORRUPT, "saved state: %s must be a finite number", key);
+    return GLR_OK;
+}

@@ -116,6 +116,14 @@ int policy_state_get_double(const cJSON *state, const char *key, double *out, ch
 int policy_state_get_count(const cJSON *state, const char *key, int64_t max, int64_t *out,
                            char *err);
 
+/*
+ * Reads a finite number of a saved state that exists only once the value named marker
+ * does (a smoothed loss, before the first loss: null): a number when present, null when
+ * not; *out is 0 then. Fails with GLR_ECORRUPT naming key.
+ */
+int policy_state_get_optional(const cJSON *state, const char *key, bool present, const char *marker,
+                              double *out, char *err);
+
 /* Adds an array of n doubles to object under key; false when out of memory. */
 bool policy_json_add_doubles(cJSON *object, const char *key, const double *values, size_t n);
 

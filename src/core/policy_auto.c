@@ -409,21 +409,6 @@ static bool auto_state_save(const struct glr_sched *sched, cJSON *o)
     return add_counters(a, o) && add_losses(a, o) && jsonx_add_number(o, "rate_base", a->rate_base);
 }
 
-/* Reads a smoothed loss of a saved state: finite when have_loss, null otherwise. */
-static int get_loss(const cJSON *o, const char *key, bool have_loss, double *out, char *err)
-{
-    const cJSON *item = cJSON_GetObjectItemCaseSensitive(o, key);
-    if (!have_loss) {
-        if (!cJSON_IsNull(item))
-            return glr_fail(err, GLR_ECORRUPT, "saved state: %s must be null when ema is", key);
-        *out = 0;
-        return GLR_OK;
-    }
-    if (!jsonx_get_double(item, out) || !isfinite(*out))
-        return glr_fail(err, GLR_ECORRUPT, "saved state: %s must be a finite number", key);
-    return GLR_OK;
-}
-
 static int auto_state_load(struct glr_sched *sched, const cJSON *o, char *err)
 {
     struct autolr *a = sched->priv;
@@ -453,9 +438,9 @@ static int auto_state_load(struct glr_sched *sched, const cJSON *o, char *err)
     tmp.phase = (enum phase)found;
     const cJSON *ema = cJSON_GetObjectItemCaseSensitive(o, "ema");
     tmp.have_loss = !cJSON_IsNull(ema);
-    if ((rc = get_loss(o, "ema", tmp.have_loss, &tmp.ema, err)) ||
-        (rc = get_loss(o, "best", tmp.have_loss, &tmp.best, err)) ||
-        (rc = get_loss(o, "mark", tmp.have_loss, &tmp.mark, err)))
+    if ((rc = policy_state_get_optional(o, "ema", tmp.have_loss, "ema", &tmp.ema, err)) ||
+        (rc = policy_state_get_optional(o, "best", tmp.have_loss, "ema", &tmp.best, err)) ||
+        (rc = policy_state_get_optional(o, "mark", tmp.have_loss, "ema", &tmp.mark, err)))
         return rc;
     *a = tmp;
     return GLR_OK;

@@ -166,21 +166,6 @@ static bool learned_counters_json(const struct glr_sched *sched, cJSON *o)
            jsonx_add_number(o, "slow", l->trend.slow) && jsonx_add_number(o, "best", l->best);
 }
 
-/* Reads a loss average of a saved state: finite when the trend has begun, else null. */
-static int get_average(const cJSON *o, const char *key, bool have, double *out, char *err)
-{
-    const cJSON *item = cJSON_GetObjectItemCaseSensitive(o, key);
-    if (!have) {
-        if (!cJSON_IsNull(item))
-            return glr_fail(err, GLR_ECORRUPT, "saved state: %s must be null when fast is", key);
-        *out = 0;
-        return GLR_OK;
-    }
-    if (!jsonx_get_double(item, out) || !isfinite(*out))
-        return glr_fail(err, GLR_ECORRUPT, "saved state: %s must be a finite number", key);
-    return GLR_OK;
-}
-
 static int learned_state_load(struct glr_sched *sched, const cJSON *o, char *err)
 {
     struct learned *l = sched->priv;
@@ -193,9 +178,9 @@ static int learned_state_load(struct glr_sched *sched, const cJSON *o, char *err
         return glr_fail(err, GLR_ECORRUPT, "saved state: cut must be in [%g, 1]",
                         LEARN_LEVEL_FLOOR);
     tmp.trend.have = !cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(o, "fast"));
-    if ((rc = get_average(o, "fast", tmp.trend.have, &tmp.trend.fast, err)) ||
-        (rc = get_average(o, "slow", tmp.trend.have, &tmp.trend.slow, err)) ||
-        (rc = get_average(o, "best", tmp.trend.have, &tmp.best, err)))
+    if ((rc = policy_state_get_optional(o, "fast", tmp.trend.have, "fast", &tmp.trend.fast, err)) ||
+        (rc = policy_state_get_optional(o, "slow", tmp.trend.have, "fast", &tmp.trend.slow, err)) ||
+        (rc = policy_state_get_optional(o, "best", tmp.trend.have, "fast", &tmp.best, err)))
         return rc;
     *l = tmp;
     return GLR_OK;
