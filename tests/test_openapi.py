@@ -1141,6 +1141,121 @@ def check_learned(checker, second_id):
                   "GET /v1/families/fam: the newest model is version 1", [family.body.decode()])
 
 
+def check_batch(checker, client):
+    """POST /v1/reports: a batch of reports of several jobs, each answered in its place (a
+    report's own problem among the others' answers); the batch as a whole refused."""
+    tap = checker.tap
+    path = "/v1/reports"
+    checker.call("PUT", "/v1/jobs/batch-greedylr", 201, "creates a greedylr job for batches",
+                 {"lr": 0.1, "config": POLICY_CONFIGS["greedylr"]})
+    checker.call("PUT", "/v1/jobs/batch-cosine", 201, "creates a cosine job for batches",
+                 {"policy": "cosine", "lr": 0.1, "config": {"t_max": 4}})
+    good = [{"job": "batch-greedylr", "step": 0, "loss": 2.0},
+            {"job": "batch-cosine", "step": 0},
+            {"job": "batch-greedylr", "step": 1, "loss": "NaN", "rank": 0},
+            {"job": "batch-cosine", "step": 1, "loss": None}]
+    # (item, its status, its job and step in its result)
+    refused = [({"job": "no-such-job", "step": 0, "loss": 1.0}, 404, "no-such-job", 0),
+               ({"job": "batch-greedylr", "step": 0, "loss": 3.0}, 409, "batch-greedylr", 0),
+               ({"job": "batch-greedylr", "step": -1, "loss": 1.0}, 422, "batch-greedylr", None),
+               (7, 422, None, None),
+               ({"job": "a/b", "step": 2, "loss": 1.0}, 422, None, 2),
+               ({"job": "batch-cosine", "step": 5, "epoch": 1}, 422, "batch-cosine", 5)]
+    batch = {"reports": good + [item for item, _, _, _ in refused]}
+
+    def results_problems(response, replayed, first=None):
+        """What is wrong with the results of the batch above."""
+        if response.status != 200:
+            return [f"status {response.status}"]
+        results = response.json()["results"]
+        if len(results) != len(batch["reports"]):
+            return [f"{len(results)} results for {len(batch['reports'])} reports"]
+        problems = []
+        for index, (item, result) in enumerate(zip(good, results)):
+            if (result.get("job"), result.get("step")) != (item["job"], item["step"]) \
+                    or "lr" not in result or result.get("replayed", False) is not replayed:
+                problems.append(f"result {index}: {json.dumps(result)}")
+            elif first is not None and result["lr"] != first[index]["lr"]:
+                problems.append(f"result {index}: lr {result['lr']}, first {first[index]['lr']}")
+        for index, (_, status, job, step) in enumerate(refused, start=len(good)):
+            result = results[index]
+            problem = result.get("problem", {})
+            found = (result.get("job"), result.get("step"), problem.get("status"))
+            if found != (job, step, status):
+                problems.append(f"result {index}: {json.dumps(result)}")
+            elif status == 422 and not problem["detail"].startswith(f"reports[{index}]: "):
+                problems.append(f"result {index}: the detail names no index: {problem['detail']}")
+        return problems
+
+    first = checker.call("POST", path, 200, "with good reports of two jobs and refused ones",
+                         batch)
+    tap.check(not results_problems(first, False),
+              f"POST {path}: one result per report, in order: the decisions, and a problem "
+              "404, 409 or 422 in the place of each refused report",
+              results_problems(first, False))
+    answers = first.json()["results"] if first.status == 200 else [{"lr": None}] * len(good)
+    again = checker.call("POST", path, 200, "the same batch again (a retry)", batch)
+    tap.check(not results_problems(again, True, answers),
+              f"POST {path} again: each decided report is replayed with its stored answer, each "
+              "refused one refused alike", results_problems(again, True, answers))
+    lookup = checker.call("GET", "/v1/jobs/batch-greedylr/lr?step=1", 200,
+                          "of a step a batch decided")
+    tap.check(lookup.status == 200 and lookup.json()["lr"] == answers[2]["lr"],
+              "a step decided in a batch is the job's decision", [lookup.body.decode()])
+    single = checker.call("POST", "/v1/jobs/batch-cosine/reports", 200,
+                          "of a step a batch decided, retried alone", {"step": 0})
+    tap.check(single.status == 200 and single.json().get("replayed") is True
+              and single.json()["lr"] == answers[1]["lr"],
+              "a report a batch decided, retried alone, is replayed", [single.body.decode()])
+
+    # Both ranks of one step in one batch: decided once, on both ranks.
+    checker.call("PUT", "/v1/jobs/batch-ranks", 201, "creates a job of two ranks for batches",
+                 {"lr": 0.1, "world_size": 2, "aggregate_timeout_ms": 20000})
+    ranks = checker.call("POST", path, 200, "with both ranks of one step",
+                         {"reports": [{"job": "batch-ranks", "step": 0, "loss": 1.0, "rank": 0},
+                                      {"job": "batch-ranks", "step": 0, "loss": 3.0, "rank": 1}]})
+    if ranks.status == 200:
+        both = ranks.json()["results"]
+        tap.check(len(both) == 2 and all(r.get("ranks") == 2 for r in both)
+                  and both[0]["lr"] == both[1]["lr"],
+                  f"POST {path}: both ranks of a step get one decision, made on 2 ranks",
+                  [ranks.body.decode()])
+
+    # A backfill of the most reports a batch may carry.
+    checker.call("PUT", "/v1/jobs/batch-backfill", 201, "creates a constant job to backfill",
+                 {"policy": "constant", "lr": 0.1})
+    backfill = {"reports": [{"job": "batch-backfill", "step": step} for step in range(1000)]}
+    full = checker.call("POST", path, 200, "with 1000 reports", backfill)
+    if full.status == 200:
+        results = full.json()["results"]
+        tap.check([r.get("step") for r in results] == list(range(1000))
+                  and all("lr" in r for r in results),
+                  f"POST {path}: 1000 reports, 1000 decisions in order")
+
+    # Faults of the batch as a whole refuse it.
+    check_body_errors(checker, client, "POST", path)
+    one = {"job": "batch-greedylr", "step": 2, "loss": 1.0}
+    for what, body, detail in [
+            ("with no reports", {"reports": []}, "reports must be an array of 1 to 1000 reports"),
+            ("with 1001 reports", {"reports": [one] * 1001},
+             "reports must be an array of 1 to 1000 reports"),
+            ("with reports that are not an array", {"reports": one},
+             "reports must be an array of 1 to 1000 reports"),
+            ("without reports", {}, "reports must be an array of 1 to 1000 reports"),
+            ("with an unknown field", {"report": [one]},
+             "unknown field \"report\" in the batch (did you mean \"reports\"?)"),
+            ("with a body that is an array", [one], None)]:
+        response = checker.call("POST", path, 422, what, body)
+        if detail is not None and response.status == 422:
+            tap.check(response.json()["detail"] == detail, f"POST {path} {what}: the detail "
+                      "says why", [response.body.decode()])
+    history = checker.call("GET", "/v1/jobs/batch-greedylr/history", 200,
+                           "after batches, some refused")
+    if history.status == 200:
+        tap.check([p["step"] for p in history.json()["points"]] == [0, 1],
+                  "the refused batches reported nothing", [history.body.decode()])
+
+
 def check_tokens(checker, client):
     """The token routes. Runs last: once a token exists, every other route needs one; the
     daemon (on loopback) is open again when the last is revoked."""
@@ -1219,6 +1334,7 @@ def main():
                 check_rewind(checker, client, jobs)
                 check_ranks(checker, client)
                 check_families(checker, client)
+                check_batch(checker, client)
                 check_tokens(checker, client)
                 check_coverage(tap, spec, checker)
                 print(f"# requests took {time.monotonic() - started:.1f} s")

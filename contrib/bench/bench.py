@@ -34,6 +34,7 @@ TARGETS = {
     "csv_rows_per_s": (">=", 1_000_000),
     "rss_mib": ("<=", 256.0),
     "start_s": ("<=", 2.0),
+    "batch_reports_per_s": (">=", 150_000),
 }
 
 
@@ -134,8 +135,9 @@ def loss_at(step, job):
     return 2.0 / (1.0 + 0.01 * step) + 0.05 * math.sin(step * 0.7 + job)
 
 
-def wrk(args, url, seconds):
-    env = dict(os.environ, BENCH_JOBS=str(args.jobs), BENCH_THREADS=str(args.wrk_threads))
+def wrk(args, url, seconds, batch=0):
+    env = dict(os.environ, BENCH_JOBS=str(args.jobs), BENCH_THREADS=str(args.wrk_threads),
+               BENCH_BATCH=str(batch))
     out = subprocess.run([args.wrk, f"-t{args.wrk_threads}", f"-c{args.connections}",
                           f"-d{seconds}s", "-s", args.lua, url + "/"],
                          env=env, capture_output=True, text=True, check=True)
@@ -149,7 +151,7 @@ def wrk(args, url, seconds):
     return result
 
 
-def bench_reports(args, sync, tmp):
+def bench_reports(args, sync, tmp, batch=0):
     scratch = tempfile.mkdtemp(dir=tmp)
     server = Server([args.daemon, "--db", os.path.join(scratch, "reports.db"), "--sync", sync,
                      "--log-level", "warn"])
@@ -157,10 +159,25 @@ def bench_reports(args, sync, tmp):
     pipe.run([("PUT", f"/v1/jobs/bench-{j:04d}", '{"lr":0.1,"config":{"patience":3}}')
               for j in range(args.jobs)])
     pipe.close()
-    result = wrk(args, server.url, args.seconds)
+    result = wrk(args, server.url, args.seconds, batch)
     server.stop()
     shutil.rmtree(scratch)
     return result
+
+
+def bench_batch(args, tmp, out):
+    """Batches of args.batch reports (POST /v1/reports), --sync normal: reports per second,
+    the median over the rounds."""
+    runs = []
+    for n in range(args.rounds):
+        log(f"batches of {args.batch}, round {n + 1} of {args.rounds}")
+        run = bench_reports(args, "normal", tmp, args.batch)
+        run["reports_per_s"] = run["rps"] * args.batch
+        runs.append(run)
+    out["batch_runs"] = runs
+    out["batch"] = args.batch
+    out["batch_reports_per_s"] = statistics.median(run["reports_per_s"] for run in runs)
+    out["batch_p99_ms"] = statistics.median(run["p99_ms"] for run in runs)
 
 
 def median_run(runs):
@@ -291,6 +308,10 @@ def table(out):
                      verdict(sync + "_ratio", out[sync + "_ratio"])))
         rows.append((f"report latency, --sync {sync}", f"p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms",
                      "p99 <= 5 ms", verdict(sync + "_p99_ms", r["p99_ms"])))
+    rows.append((f"batch route, {out['batch']} reports per request, --sync normal",
+                 f"{out['batch_reports_per_s']:,.0f} reports/s, p99 {out['batch_p99_ms']:.2f} ms "
+                 "per request", ">= 150,000 reports/s",
+                 verdict("batch_reports_per_s", out["batch_reports_per_s"])))
     rows += [
         (f"history, max_points=1000 over {out['long_steps']:,} points", f"{out['history_ms']:.1f} ms",
          "<= 50 ms",
@@ -322,6 +343,7 @@ def main():
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--wrk-threads", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=64, help="reports per batch request")
     parser.add_argument("--long-steps", type=int, default=1_000_000)
     parser.add_argument("--scale-jobs", type=int, default=100_000)
     parser.add_argument("--scale-rows", type=int, default=10_000_000)
@@ -336,6 +358,7 @@ def main():
            "scale_jobs": args.scale_jobs, "long_steps": args.long_steps}
     with tempfile.TemporaryDirectory(prefix="greedylr-bench-") as tmp:
         bench_throughput(args, tmp, out)
+        bench_batch(args, tmp, out)
         bench_history_and_scale(args, tmp, out)
     out["met"] = {key: verdict(key, out[key]) for key in TARGETS}
     with open(args.out, "w") as f:

@@ -445,6 +445,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     atomic_fetch_sub(&api->in_flight, 1);
     pthread_mutex_destroy(&req->wait_lock);
     cJSON_Delete(req->deferred_answer); /* done, but never answered */
+    api_batch_free(req->batch);
     free(req->body);
     free(req);
     *con_cls = NULL;

@@ -155,6 +155,33 @@ static char *problem_line(unsigned status, const char *title, const char *detail
     return line;
 }
 
+/* {"type", "title", "status", "detail"}: a problem+json object; NULL when out of memory. */
+static cJSON *problem_json(unsigned status, const char *slug, const char *title, const char *detail)
+{
+    cJSON *problem = cJSON_CreateObject();
+    char type[96];
+    snprintf(type, sizeof(type), "urn:greedylr:problem:%s", slug);
+    /* A detail may quote what the client sent, or be cut inside a character. */
+    char clean_detail[JSONX_UTF8_REPAIRED_MAX(GLR_ERR_MAX)];
+    jsonx_utf8_repair(detail, clean_detail, sizeof(clean_detail));
+    if (!problem || !cJSON_AddStringToObject(problem, "type", type) ||
+        !cJSON_AddStringToObject(problem, "title", title) ||
+        !cJSON_AddNumberToObject(problem, "status", status) ||
+        !cJSON_AddStringToObject(problem, "detail", clean_detail)) {
+        cJSON_Delete(problem);
+        return NULL;
+    }
+    return problem;
+}
+
+cJSON *api_problem_of_status(int rc, const char *err)
+{
+    const struct problem_kind *kind = problem_for_status(rc);
+    if (kind->http >= 500)
+        log_error("%s", err);
+    return problem_json(kind->http, kind->slug, kind->title, err);
+}
+
 enum MHD_Result api_answer_problem(struct MHD_Connection *conn, struct request *req,
                                    unsigned status, const char *slug, const char *title,
                                    const char *detail, const char *allow, unsigned retry_after_s)
@@ -170,20 +197,7 @@ enum MHD_Result api_answer_problem(struct MHD_Connection *conn, struct request *
         };
         return a.text ? api_answer(conn, req, &a) : MHD_NO;
     }
-    cJSON *problem = cJSON_CreateObject();
-    char type[96];
-    snprintf(type, sizeof(type), "urn:greedylr:problem:%s", slug);
-    /* A detail may quote what the client sent, or be cut inside a character. */
-    char clean_detail[JSONX_UTF8_REPAIRED_MAX(GLR_ERR_MAX)];
-    jsonx_utf8_repair(detail, clean_detail, sizeof(clean_detail));
-    if (!problem || !cJSON_AddStringToObject(problem, "type", type) ||
-        !cJSON_AddStringToObject(problem, "title", title) ||
-        !cJSON_AddNumberToObject(problem, "status", status) ||
-        !cJSON_AddStringToObject(problem, "detail", clean_detail)) {
-        cJSON_Delete(problem);
-        return MHD_NO;
-    }
-    char *text = print_line(problem);
+    char *text = print_line(problem_json(status, slug, title, detail));
     if (!text)
         return MHD_NO;
     struct api_answer a = {

@@ -56,7 +56,7 @@ enum http_status {
 /* What logs and metrics call a request whose path no route has. */
 #define API_ROUTE_UNMATCHED "unmatched"
 /* Rows of the route table (api_route.c checks it at compile time). */
-#define API_ROUTE_ROWS 23
+#define API_ROUTE_ROWS 24
 /* Longest Allow header: every method of one path, "GET, HEAD, PUT, PATCH, DELETE". */
 #define API_ALLOW_MAX 64
 /* Longest path of the dashboard's directory. */
@@ -207,6 +207,7 @@ struct request {
     int64_t deferred_step;         /* the work's argument (a rewind's to_step) */
     cJSON *deferred_answer;        /* what the work answers (owned; freed with the request) */
     bool deferred_created;         /* the work made something: 201, not 200 */
+    struct api_batch *batch;       /* a batch of reports (api_batch.c); owned, NULL: none */
 
     /*
      * The large fields, last: a new request is zeroed only up to here (on_request),
@@ -359,6 +360,12 @@ api_handler api_get_history;
 api_handler api_get_ranks;
 api_handler api_post_rewind;
 api_handler api_get_lr;
+/* The answer of a report or an lr lookup: {"job","step","lr","event"} and what else applies. */
+cJSON *api_decision_json(const char *id, const struct svc_report_result *r);
+/* A problem+json object for a status of the service and its message (logged when a 5xx). */
+cJSON *api_problem_of_status(int rc, const char *err);
+/* Marks req as waiting for the service (WAIT_PENDING) before it is called. */
+void api_wait_begin(struct request *req, struct MHD_Connection *conn);
 /* Answers a request whose wait is over (wait_state WAIT_DONE) with what the service said. */
 enum MHD_Result api_answer_waited(struct MHD_Connection *conn, struct request *req);
 /*
@@ -373,6 +380,14 @@ void api_wait_complete(struct request *req, int status, const struct svc_report_
  * answers at once).
  */
 enum MHD_Result api_wait_suspend(struct MHD_Connection *conn, struct request *req);
+
+/* api_batch.c */
+
+api_handler api_post_reports;
+/* The answer of a batch whose every report has its result. */
+enum MHD_Result api_answer_batch(struct MHD_Connection *conn, struct request *req);
+/* Frees a batch; NULL is accepted. */
+void api_batch_free(struct api_batch *batch);
 
 /* api_families.c */
 

@@ -105,8 +105,7 @@ enum MHD_Result api_list_jobs(struct api *api, struct MHD_Connection *conn, stru
 
 /* ---- reports and lr lookups, and how they wait ------------------------------------------ */
 
-/* The answer of a report or an lr lookup: {"job","step","lr","event"} and what else applies. */
-static cJSON *decision_json(const char *id, const struct svc_report_result *r)
+cJSON *api_decision_json(const char *id, const struct svc_report_result *r)
 {
     cJSON *answer = cJSON_CreateObject();
     cJSON *lr = jsonx_lr(r->lrs, r->groups, r->lr_is_array);
@@ -148,7 +147,7 @@ static enum MHD_Result answer_decision(struct MHD_Connection *conn, struct reque
         return a.text ? api_answer(conn, req, &a) : MHD_NO;
     }
     if (rc == GLR_OK)
-        return api_answer_json(conn, req, HTTP_OK, decision_json(req->match.id, r), NULL);
+        return api_answer_json(conn, req, HTTP_OK, api_decision_json(req->match.id, r), NULL);
     if (rc == GLR_EAGAIN && req->lookup)
         return api_answer_no_content(conn, req, 1);
     return api_answer_status(conn, req, rc, err);
@@ -156,6 +155,8 @@ static enum MHD_Result answer_decision(struct MHD_Connection *conn, struct reque
 
 enum MHD_Result api_answer_waited(struct MHD_Connection *conn, struct request *req)
 {
+    if (req->batch)
+        return api_answer_batch(conn, req);
     if (!req->deferred)
         return answer_decision(conn, req, req->wait_status, &req->wait_result, req->wait_err);
     if (req->wait_status != GLR_OK)
@@ -197,13 +198,18 @@ void api_wait_complete(struct request *req, int status, const struct svc_report_
         MHD_resume_connection(conn);
 }
 
+void api_wait_begin(struct request *req, struct MHD_Connection *conn)
+{
+    req->conn = conn;
+    req->wait_state = WAIT_PENDING;
+}
+
 /* Prepares req to be a waiter before calling the service. */
 static void start_waiting(struct request *req, struct MHD_Connection *conn, bool lookup)
 {
-    req->conn = conn;
+    api_wait_begin(req, conn);
     req->lookup = lookup;
     req->waiter.done = waiter_done;
-    req->wait_state = WAIT_PENDING;
 }
 
 /*

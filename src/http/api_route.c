@@ -39,6 +39,7 @@ const struct api_route api_routes[] = {
     {"/v1/openapi.yaml", "GET", false, false, AUTH_NONE, api_get_openapi},
     {"/v1/jobs/{id}/ranks", "GET", false, false, AUTH_READER, api_get_ranks},
     {"/v1/families/{name}/learn", "POST", false, false, AUTH_ADMIN, api_learn_family},
+    {"/v1/reports", "POST", true, false, AUTH_WRITER, api_post_reports},
 };
 
 _Static_assert(sizeof(api_routes) / sizeof(api_routes[0]) == API_ROUTE_ROWS,

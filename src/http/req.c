@@ -5,6 +5,7 @@
 #include "http/req.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -143,6 +144,22 @@ static const char *unknown_key(const cJSON *object, const char *const *allowed)
     return NULL;
 }
 
+/* GLR_OK when every key of object is in allowed; else GLR_EINVAL naming the first that is not. */
+static int check_keys(const cJSON *object, const char *const *allowed, const char *what, char *err)
+{
+    const char *unknown = unknown_key(object, allowed);
+    if (!unknown)
+        return GLR_OK;
+    size_t count = 0;
+    while (allowed[count])
+        count++;
+    const char *closest = suggest_closest(unknown, allowed, count);
+    return closest ? glr_fail(err, GLR_EINVAL,
+                              "unknown field \"%.64s\" in the %s (did you mean \"%s\"?)", unknown,
+                              what, closest)
+                   : glr_fail(err, GLR_EINVAL, "unknown field \"%.64s\" in the %s", unknown, what);
+}
+
 int req_parse_object(const struct req_body *body, const char *const *allowed, const char *what,
                      cJSON **out, char *err)
 {
@@ -179,17 +196,8 @@ int req_parse_object(const struct req_body *body, const char *const *allowed, co
         cJSON_Delete(tree);
         return glr_fail(err, GLR_EINVAL, "the request body must be a JSON object");
     }
-    const char *unknown = unknown_key(tree, allowed);
-    if (unknown) {
-        size_t count = 0;
-        while (allowed[count])
-            count++;
-        const char *closest = suggest_closest(unknown, allowed, count);
-        rc = closest
-                 ? glr_fail(err, GLR_EINVAL,
-                            "unknown field \"%.64s\" in the %s (did you mean \"%s\"?)", unknown,
-                            what, closest)
-                 : glr_fail(err, GLR_EINVAL, "unknown field \"%.64s\" in the %s", unknown, what);
+    rc = check_keys(tree, allowed, what, err);
+    if (rc) {
         cJSON_Delete(tree);
         return rc;
     }
@@ -277,6 +285,30 @@ static bool parse_loss(const cJSON *item, double *loss)
 
 static const char *const report_keys[] = {"step", "loss", "rank", "lr_cap", NULL};
 
+/* The fields of one report, from its object (its keys checked already). */
+static int report_fields(const cJSON *tree, struct svc_report_input *out, char *err)
+{
+    memset(out, 0, sizeof(*out));
+    const cJSON *rank = cJSON_GetObjectItemCaseSensitive(tree, "rank");
+    const cJSON *loss = cJSON_GetObjectItemCaseSensitive(tree, "loss");
+    const cJSON *lr_cap = cJSON_GetObjectItemCaseSensitive(tree, "lr_cap");
+    out->lr_cap = INFINITY;
+    out->has_loss = loss != NULL;
+    if (!jsonx_get_integer(cJSON_GetObjectItemCaseSensitive(tree, "step"), 0, GLR_MAX_STEP,
+                           &out->step))
+        return glr_fail(err, GLR_EINVAL, "step must be an integer from 0 to %lld",
+                        (long long)GLR_MAX_STEP);
+    if (rank && !jsonx_get_integer(rank, 0, SVC_WORLD_MAX - 1, &out->rank))
+        return glr_fail(err, GLR_EINVAL, "rank must be an integer from 0 to %d", SVC_WORLD_MAX - 1);
+    if (loss && !parse_loss(loss, &out->loss))
+        return glr_fail(err, GLR_EINVAL,
+                        "loss must be a number, null, \"NaN\", \"Infinity\" or \"-Infinity\"");
+    if (lr_cap && !(cJSON_IsNumber(lr_cap) && jsonx_get_double(lr_cap, &out->lr_cap) &&
+                    isfinite(out->lr_cap) && out->lr_cap > 0))
+        return glr_fail(err, GLR_EINVAL, "lr_cap must be a finite number > 0");
+    return GLR_OK;
+}
+
 int req_parse_report(const struct req_body *body, struct svc_report_input *out, char *err)
 {
     memset(out, 0, sizeof(*out));
@@ -284,25 +316,66 @@ int req_parse_report(const struct req_body *body, struct svc_report_input *out, 
     int rc = req_parse_object(body, report_keys, "report", &tree, err);
     if (rc)
         return rc;
-    const cJSON *rank = cJSON_GetObjectItemCaseSensitive(tree, "rank");
-    const cJSON *loss = cJSON_GetObjectItemCaseSensitive(tree, "loss");
-    const cJSON *lr_cap = cJSON_GetObjectItemCaseSensitive(tree, "lr_cap");
-    out->lr_cap = INFINITY;
-    if (!jsonx_get_integer(cJSON_GetObjectItemCaseSensitive(tree, "step"), 0, GLR_MAX_STEP,
-                           &out->step))
-        rc = glr_fail(err, GLR_EINVAL, "step must be an integer from 0 to %lld",
-                      (long long)GLR_MAX_STEP);
-    else if (rank && !jsonx_get_integer(rank, 0, SVC_WORLD_MAX - 1, &out->rank))
-        rc = glr_fail(err, GLR_EINVAL, "rank must be an integer from 0 to %d", SVC_WORLD_MAX - 1);
-    else if (loss && !parse_loss(loss, &out->loss))
-        rc = glr_fail(err, GLR_EINVAL,
-                      "loss must be a number, null, \"NaN\", \"Infinity\" or \"-Infinity\"");
-    else if (lr_cap && !(cJSON_IsNumber(lr_cap) && jsonx_get_double(lr_cap, &out->lr_cap) &&
-                         isfinite(out->lr_cap) && out->lr_cap > 0))
-        rc = glr_fail(err, GLR_EINVAL, "lr_cap must be a finite number > 0");
-    out->has_loss = loss != NULL;
+    rc = report_fields(tree, out, err);
     cJSON_Delete(tree);
     return rc;
+}
+
+static const char *const batch_keys[] = {"reports", NULL};
+static const char *const batch_item_keys[] = {"job", "step", "loss", "rank", "lr_cap", NULL};
+
+/* One item of a batch; its faults are its own. */
+static void batch_item(const cJSON *object, size_t index, struct req_batch_item *item)
+{
+    char fault[GLR_ERR_MAX] = "";
+    const cJSON *job = cJSON_GetObjectItemCaseSensitive(object, "job");
+    if (cJSON_IsString(job) && svc_valid_id(job->valuestring))
+        snprintf(item->job, sizeof(item->job), "%s", job->valuestring);
+    if (!cJSON_IsObject(object)) {
+        item->status = glr_fail(fault, GLR_EINVAL, "a report must be a JSON object");
+    } else {
+        item->status = check_keys(object, batch_item_keys, "report", fault);
+        if (!item->status && !item->job[0])
+            item->status = glr_fail(fault, GLR_EINVAL,
+                                    "job must be a job id: 1 to %d characters of A-Z, a-z, 0-9, "
+                                    "'.', '_', '-', and not \".\" or \"..\"",
+                                    STORE_ID_MAX);
+        if (!item->status)
+            item->status = report_fields(object, &item->in, fault);
+    }
+    item->has_step = cJSON_IsObject(object) &&
+                     jsonx_get_integer(cJSON_GetObjectItemCaseSensitive(object, "step"), 0,
+                                       GLR_MAX_STEP, &item->in.step);
+    if (item->status)
+        snprintf(item->err, sizeof(item->err), "reports[%zu]: %s", index, fault);
+}
+
+int req_parse_batch(const struct req_body *body, struct req_batch_item **items, size_t *count,
+                    char *err)
+{
+    *items = NULL;
+    *count = 0;
+    cJSON *tree = NULL;
+    int rc = req_parse_object(body, batch_keys, "batch", &tree, err);
+    if (rc)
+        return rc;
+    const cJSON *reports = cJSON_GetObjectItemCaseSensitive(tree, "reports");
+    int n = cJSON_GetArraySize(reports);
+    if (!cJSON_IsArray(reports) || n < 1 || n > REQ_BATCH_MAX)
+        rc =
+            glr_fail(err, GLR_EINVAL, "reports must be an array of 1 to %d reports", REQ_BATCH_MAX);
+    struct req_batch_item *out = rc ? NULL : calloc((size_t)n, sizeof(*out));
+    if (!rc && !out)
+        rc = glr_fail(err, GLR_ENOMEM, "out of memory");
+    size_t i = 0;
+    for (const cJSON *item = rc ? NULL : reports->child; item; item = item->next, i++)
+        batch_item(item, i, &out[i]);
+    cJSON_Delete(tree);
+    if (rc)
+        return rc;
+    *items = out;
+    *count = (size_t)n;
+    return GLR_OK;
 }
 
 static const char *const rewind_keys[] = {"to_step", NULL};

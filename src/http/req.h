@@ -97,6 +97,27 @@ void req_patch_clear(struct req_patch *patch);
  */
 int req_parse_report(const struct req_body *body, struct svc_report_input *out, char *err);
 
+/* Most reports one batch (POST /v1/reports) carries. */
+#define REQ_BATCH_MAX 1000
+
+/* One report of a batch: its job and its fields as req_parse_report() reads them. */
+struct req_batch_item {
+    char job[STORE_ID_MAX + 1]; /* "" when it named none */
+    struct svc_report_input in;
+    bool has_step; /* in.step is the item's (for its answer), even when it failed */
+    int status;    /* GLR_OK, or GLR_EINVAL: the item is answered err, unreported */
+    char err[GLR_ERR_MAX];
+};
+
+/*
+ * A batch: {"reports": [{"job", "step", "loss", "rank", "lr_cap"}, ...]} of 1 to
+ * REQ_BATCH_MAX items. A fault of the body is the whole request's (GLR_EMEDIA,
+ * GLR_EMALFORMED, GLR_EINVAL); a fault of one item is that item's status, and the others
+ * go on. *items (count of them) is the caller's: free().
+ */
+int req_parse_batch(const struct req_body *body, struct req_batch_item **items, size_t *count,
+                    char *err);
+
 /* A rewind: POST /v1/jobs/{id}/rewind. */
 struct req_rewind {
     int64_t to_step; /* -1 to GLR_MAX_STEP */

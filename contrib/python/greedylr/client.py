@@ -34,6 +34,8 @@ DEFAULT_AGGREGATE_TIMEOUT_MS = 30000
 LIST_PAGE_SIZE = 1000
 # Points per page when reading a history.
 HISTORY_PAGE_SIZE = 10000
+# Most reports one report_batch() sends (the service's limit).
+BATCH_MAX = 1000
 
 
 def encode_loss(loss):
@@ -233,6 +235,39 @@ class Client:
                 timeout += DEFAULT_AGGREGATE_TIMEOUT_MS / 1000.0
         return decode_lrs(self._call("POST", f"/v1/jobs/{quote(job_id)}/reports", body=body,
                                      timeout=timeout))
+
+    def report_batch(self, reports, timeout=None):
+        """Reports many steps, of any jobs, in one request (POST /v1/reports) and returns
+        one result per report, in order: the answer report() would give, or, for a report
+        the service refused, {"job", "step", "problem"} (problem: the problem+json object
+        report() would raise). Each report is as idempotent as a single one, so the batch
+        is retried whole after a lost connection; the answer comes once every new decision
+        is committed.
+
+        reports: dicts {"job", "step", "loss"} with "rank" and "lr_cap" when they apply,
+        at most BATCH_MAX of them (loss as report() takes it; None or absent: no loss).
+        The client waits as report() does, for the longest wait of any report's ranks.
+        """
+        items = []
+        for report in reports:
+            item = {"job": report["job"], "step": operator.index(report["step"])}
+            if report.get("loss") is not None:
+                item["loss"] = encode_loss(report["loss"])
+            for key, kind in (("rank", operator.index), ("lr_cap", float)):
+                if report.get(key) is not None:
+                    item[key] = kind(report[key])
+            items.append(item)
+        if not 1 <= len(items) <= BATCH_MAX:
+            raise ValueError(f"a batch holds 1 to {BATCH_MAX} reports, not {len(items)}")
+        if timeout is None:
+            # As report() waits: the longest wait for the other ranks of any report's step.
+            waits = [self._rank_waits.get(item["job"],
+                                          DEFAULT_AGGREGATE_TIMEOUT_MS / 1000.0
+                                          if item.get("rank") else 0.0) for item in items]
+            timeout = self.timeout + max(waits)
+        answer = self._call("POST", "/v1/reports", body={"reports": items}, timeout=timeout)
+        return [result if "problem" in result else decode_lrs(result)
+                for result in answer["results"]]
 
     def get_lr(self, job_id, step, wait_ms=0):
         """The decision of a step (the answer its report got), waiting up to wait_ms for it;
