@@ -255,6 +255,24 @@ START_TEST(bad_models_are_refused_with_the_field_named)
 }
 END_TEST
 
+START_TEST(the_trend_stays_bounded_and_finite)
+{
+    struct learn_trend trend;
+    learn_trend_init(&trend, 100);
+    /* A loss through 0 and back: the ratio to a slow average near 0 is clamped. */
+    const double losses[] = {1.0, 0.01, -0.5, -0.001, 2.0, 1e308, 1e308, -1e308, NAN, INFINITY};
+    for (size_t i = 0; i < sizeof(losses) / sizeof(losses[0]); i++) {
+        learn_trend_add(&trend, losses[i]);
+        double v = learn_trend_value(&trend);
+        ck_assert_msg(isfinite(v) && fabs(v) <= LEARN_TREND_MAX, "trend %g after loss %zu", v, i);
+        ck_assert(isfinite(trend.fast) && isfinite(trend.slow));
+    }
+    /* An lr a million times its start or more is read at the ceiling, as a model may give. */
+    ck_assert(learn_level_of(1e9) == log(LEARN_LEVEL_CEILING));
+    ck_assert(learn_level_of(0) == log(LEARN_LEVEL_FLOOR));
+}
+END_TEST
+
 int main(void)
 {
     Suite *suite = suite_create("learn");
@@ -265,6 +283,7 @@ int main(void)
     tcase_add_test(tc, a_diverging_loss_is_cut_and_the_cap_holds);
     tcase_add_test(tc, a_saved_state_goes_on_exactly);
     tcase_add_test(tc, bad_models_are_refused_with_the_field_named);
+    tcase_add_test(tc, the_trend_stays_bounded_and_finite);
     suite_add_tcase(suite, tc);
     return testutil_run(suite);
 }

@@ -59,8 +59,13 @@ void learn_trend_add(struct learn_trend *trend, double loss)
         trend->have = true;
         return;
     }
-    trend->fast += trend->fast_alpha * (loss - trend->fast);
-    trend->slow += trend->slow_alpha * (loss - trend->slow);
+    double fast = trend->fast + trend->fast_alpha * (loss - trend->fast);
+    double slow = trend->slow + trend->slow_alpha * (loss - trend->slow);
+    /* Losses near the largest doubles may overflow an average: such a loss is skipped. */
+    if (isfinite(fast) && isfinite(slow)) {
+        trend->fast = fast;
+        trend->slow = slow;
+    }
 }
 
 double learn_trend_value(const struct learn_trend *trend)
@@ -68,7 +73,16 @@ double learn_trend_value(const struct learn_trend *trend)
     if (!trend->have || trend->slow == 0)
         return 0;
     double v = (trend->slow - trend->fast) / fabs(trend->slow);
-    return isfinite(v) ? v : 0;
+    /*
+     * A loss near 0, or one that changes sign, makes the gap's ratio huge: past a change of
+     * the whole loss it says nothing more, and it would swamp the runs' other trends.
+     */
+    return isfinite(v) ? fmin(fmax(v, -LEARN_TREND_MAX), LEARN_TREND_MAX) : 0;
+}
+
+double learn_level_of(double factor)
+{
+    return log(fmin(fmax(factor, LEARN_LEVEL_FLOOR), LEARN_LEVEL_CEILING));
 }
 
 /* The weights of the knots at progress p: the hat functions, two of them non-zero. */
@@ -219,7 +233,8 @@ int learn_fit(const struct learn_run *runs, size_t nruns, int64_t horizon, struc
      */
     for (size_t j = 0; j < k; j++)
         a[j * n + j] += 1e-9 * total;
-    bool ok = numeric_cholesky(a, n);
+    int rc = numeric_cholesky(a, n);
+    bool ok = rc == GLR_OK;
     if (ok) {
         numeric_solve_lower(a, n, b);
         numeric_solve_upper(a, n, b);
@@ -239,6 +254,8 @@ int learn_fit(const struct learn_run *runs, size_t nruns, int64_t horizon, struc
     }
     free(a);
     free(b);
+    if (rc == GLR_ENOMEM)
+        return glr_fail(err, GLR_ENOMEM, "out of memory");
     if (!ok)
         return glr_fail(err, GLR_EINVAL, "the fit did not converge to finite levels");
     return GLR_OK;
@@ -301,9 +318,9 @@ int learn_model_read(const cJSON *object, const char *what, struct learn_model *
     if (!(out->level_min <= out->level_max))
         return glr_fail(err, GLR_EINVAL, "%s: level_min must be at most level_max", what);
     /* exp() of a level must be a finite, positive factor of the lr. */
-    if (out->level_min < log(LEARN_LEVEL_FLOOR) || out->level_max > log(1e6))
-        return glr_fail(err, GLR_EINVAL, "%s: the levels must lie in [log(%g), log(1e6)]", what,
-                        LEARN_LEVEL_FLOOR);
+    if (out->level_min < log(LEARN_LEVEL_FLOOR) || out->level_max > log(LEARN_LEVEL_CEILING))
+        return glr_fail(err, GLR_EINVAL, "%s: the levels must lie in [log(%g), log(%g)]", what,
+                        LEARN_LEVEL_FLOOR, LEARN_LEVEL_CEILING);
     double horizon;
     if ((rc = read_number(object, what, "horizon", &horizon, err)))
         return rc;

@@ -49,6 +49,8 @@
  * read as this), and the lowest a learned job answers.
  */
 #define LEARN_LEVEL_FLOOR 1e-3
+/* The highest factor of the initial lr a history's lr is read as, and a model may give. */
+#define LEARN_LEVEL_CEILING 1e6
 
 /* The most the trend moves a level: a factor of 2 of the lr either way. */
 #define LEARN_TREND_EFFECT_MAX 0.6931471805599453
@@ -80,8 +82,15 @@ void learn_trend_init(struct learn_trend *trend, int64_t horizon);
 /* Takes one report's loss; a loss that is not finite is skipped. */
 void learn_trend_add(struct learn_trend *trend, double loss);
 
-/* The trend now: (slow - fast) / |slow|, 0 before a loss and when slow is 0. */
+/* The largest trend, either way: a gap of the whole loss between the two averages. */
+#define LEARN_TREND_MAX 1.0
+
+/* The trend now: (slow - fast) / |slow| within +-LEARN_TREND_MAX, 0 before a loss and when slow is
+ * 0. */
 double learn_trend_value(const struct learn_trend *trend);
+
+/* The level of an lr that is factor times the initial one, within the floor and ceiling. */
+double learn_level_of(double factor);
 
 /* The model's level at progress (clamped to [0, 1]) and trend. */
 double learn_level(const struct learn_model *model, double progress, double trend);

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/status.h"
+
 /* The factorization of numeric_cholesky() without its retries; false when a is not positive
  * definite. */
 static bool try_cholesky(double *a, size_t n)
@@ -31,11 +33,12 @@ static bool try_cholesky(double *a, size_t n)
     return true;
 }
 
-bool numeric_cholesky(double *a, size_t n)
+int numeric_cholesky(double *a, size_t n)
 {
     double *copy = malloc(n * n * sizeof(double));
     if (!copy)
-        return false;
+        return GLR_ENOMEM;
+    int rc = GLR_OK;
     memcpy(copy, a, n * n * sizeof(double));
     double jitter = 1e-10;
     while (!try_cholesky(a, n)) {
@@ -44,6 +47,7 @@ bool numeric_cholesky(double *a, size_t n)
             memset(a, 0, n * n * sizeof(double));
             for (size_t i = 0; i < n; i++)
                 a[i * n + i] = 1;
+            rc = GLR_EINVAL;
             break;
         }
         for (size_t i = 0; i < n; i++)
@@ -51,7 +55,7 @@ bool numeric_cholesky(double *a, size_t n)
         jitter *= 10;
     }
     free(copy);
-    return true;
+    return rc;
 }
 
 void numeric_solve_lower(const double *l, size_t n, double *b)

@@ -14,10 +14,11 @@
 /*
  * The Cholesky factor L (lower, the upper triangle zeroed) of the symmetric matrix a, in
  * place. A matrix computed in floating point may be a hair short of positive definite: a
- * little is added to the diagonal until the factorization succeeds, and a matrix that is
- * not positive definite even then becomes the identity. False only when out of memory.
+ * little is added to the diagonal until the factorization succeeds. Returns GLR_OK;
+ * GLR_EINVAL when a is not positive definite even then (a becomes the identity, which a
+ * caller may take as independent draws); GLR_ENOMEM.
  */
-bool numeric_cholesky(double *a, size_t n);
+int numeric_cholesky(double *a, size_t n);
 
 /* Solves L x = b in place (L lower triangular). */
 void numeric_solve_lower(const double *l, size_t n, double *b);

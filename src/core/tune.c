@@ -188,7 +188,8 @@ static bool posterior(const struct tune_space *space, const struct data *data, s
         k[i * n + i] += NOISE_VARIANCE;
         alpha[i] = data->y[i];
     }
-    if (n > 0 && !numeric_cholesky(k, n)) {
+    /* A covariance that is not positive definite gives independent draws (the identity). */
+    if (n > 0 && numeric_cholesky(k, n) == GLR_ENOMEM) {
         free(k);
         return false;
     }
@@ -330,7 +331,7 @@ int tune_choose(const struct tune_space *space, const struct tune_observation *o
         double z[TUNE_CANDIDATES_MAX];
         for (size_t i = 0; i < m; i++)
             z[i] = normal(&state);
-        ok = numeric_cholesky(cov, m);
+        ok = numeric_cholesky(cov, m) != GLR_ENOMEM;
         for (size_t i = 0; ok && i < m; i++) {
             double s = mean[i];
             for (size_t k = 0; k <= i; k++)

@@ -239,6 +239,7 @@ int svc_open(const char *path, const struct svc_options *options, struct svc **o
     if (!options)
         options = &defaults;
     size_t resident = options->resident_jobs ? options->resident_jobs : SVC_RESIDENT_DEFAULT;
+    atomic_init(&svc->stopping, false);
     svc_wait_init(&svc->waits);
     glr_mutex_init(&svc->tune_lock, SVC_LOCK_TUNE);
     atomic_init(&svc->csv_exports, 0);
@@ -276,6 +277,7 @@ void svc_cancel_waiter(struct svc *svc, const char *id, struct svc_waiter *waite
 
 void svc_cancel_waiters(struct svc *svc)
 {
+    atomic_store(&svc->stopping, true);
     svc_wait_stop(svc);
 }
 

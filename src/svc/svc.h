@@ -176,7 +176,7 @@ int svc_family_get(struct svc *svc, const char *name, const char *policy, cJSON 
  * "fit", "model"}. Reads the store a page at a time and takes no job lock, so reports are
  * not held while it runs. Returns GLR_OK, GLR_ENOTFOUND (no job of that family),
  * GLR_EINVAL (too few finished runs to learn from; err says how many), GLR_ENOMEM,
- * GLR_EBUSY or GLR_EIO.
+ * GLR_EBUSY (the service is stopping, or the store cannot write) or GLR_EIO.
  */
 int svc_family_learn(struct svc *svc, const char *family, cJSON **out, char *err);
 
@@ -272,7 +272,8 @@ int svc_lr(struct svc *svc, const char *id, int64_t step, int64_t wait_ms,
 void svc_cancel_waiter(struct svc *svc, const char *id, struct svc_waiter *waiter);
 
 /*
- * Answers every waiting request with GLR_EBUSY ("stopping"), before the HTTP server stops.
+ * Answers every waiting request with GLR_EBUSY ("stopping"), before the HTTP server stops;
+ * a learning under way gives up at its next page of history (GLR_EBUSY).
  * Ranks gathered but not decided are dropped: none of them was answered, so their
  * clients retry.
  */

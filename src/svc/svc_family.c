@@ -140,7 +140,8 @@ static bool scan_one(void *ctx, const struct store_job *row)
     return true;
 }
 
-int svc_family_scan(struct svc *svc, const char *family, store_job_fn fn, void *ctx, char *err)
+int svc_family_scan(struct svc *svc, const char *family, int64_t most, store_job_fn fn, void *ctx,
+                    char *err)
 {
     struct family_scan scan = {fn, ctx, 0, 0, false};
     int64_t before;
@@ -152,14 +153,14 @@ int svc_family_scan(struct svc *svc, const char *family, store_job_fn fn, void *
             return rc;
         if (scan.stopped)
             return glr_fail(err, GLR_ENOMEM, "out of memory");
-    } while (scan.seen - before == SVC_LIST_PAGE_MAX && scan.seen < SVC_FAMILY_JOBS_MAX);
+    } while (scan.seen - before == SVC_LIST_PAGE_MAX && scan.seen < most);
     return GLR_OK;
 }
 
-/* Reads the jobs of family into *f. */
+/* Reads the jobs of family (the oldest SVC_FAMILY_JOBS_MAX) into *f. */
 static int read_family(struct svc *svc, const char *family, struct family_read *f, char *err)
 {
-    return svc_family_scan(svc, family, read_one, f, err);
+    return svc_family_scan(svc, family, SVC_FAMILY_JOBS_MAX, read_one, f, err);
 }
 
 static size_t ring_count(size_t seen, size_t size)

@@ -50,6 +50,7 @@ struct svc {
     atomic_int csv_exports;       /* exports open now, at most SVC_CSV_EXPORTS_MAX */
     uint64_t max_reports_per_job; /* svc_options; set by svc_open */
     struct glr_mutex tune_lock;   /* svc_family.c */
+    atomic_bool stopping;         /* svc.c: set by svc_cancel_waiters(); long work gives up */
 };
 
 /* Adds item to object under key, deleting item on failure; false when out of memory. */
@@ -59,11 +60,13 @@ bool svc_json_add(cJSON *object, const char *key, cJSON *item);
 bool svc_json_add_time(cJSON *object, const char *key, int64_t ms);
 
 /*
- * Calls fn for each job of family in creation order, at most SVC_FAMILY_JOBS_MAX (the
- * oldest), a page at a time so that no reader is held for long (svc_family.c). Returns
- * GLR_OK, GLR_ENOMEM (when fn stopped the scan: it says so by failing) or GLR_EIO.
+ * Calls fn for each job of family in creation order, at least the oldest most of them (a
+ * page at a time, so that no reader is held for long: the last page may pass most), in
+ * svc_family.c. Returns GLR_OK, GLR_ENOMEM (when fn stopped the scan: it says so by
+ * failing) or GLR_EIO.
  */
-int svc_family_scan(struct svc *svc, const char *family, store_job_fn fn, void *ctx, char *err);
+int svc_family_scan(struct svc *svc, const char *family, int64_t most, store_job_fn fn, void *ctx,
+                    char *err);
 
 /* Prints a tree without formatting; NULL for a NULL tree or out of memory. The caller frees. */
 char *svc_json_print(const cJSON *tree);

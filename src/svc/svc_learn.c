@@ -21,14 +21,18 @@
 
 /* ---- which runs a model is trained on --------------------------------------------------- */
 
-/* A finished run of the family, as the fit needs it. */
+/*
+ * A finished run of the family, as the fit needs it. The scan copies the row's texts and
+ * nothing more (it holds a reader meanwhile); source_ready() reads them after it.
+ */
 struct learn_source {
     int64_t seq;
     char id[STORE_ID_MAX + 1];
+    double outcome;
+    char *policy, *initial_lr, *config, *tuned; /* copies of the row's (tuned may be NULL) */
     int64_t horizon; /* its declared total_steps, else the reports it made (0: not known yet) */
     double base_lr;  /* the lr its client asked for (before a tuned lr factor) */
     double first_lr; /* the lr it answered when it was created, for its first report's period */
-    double outcome;
 };
 
 /* The newest LEARN_RUNS_MAX finished runs with a finite outcome, in a ring. */
@@ -38,15 +42,28 @@ struct learn_sources {
     int64_t jobs;
 };
 
-/* The first group's lr of a job's initial_lr (a number or an array), or NaN. */
-static double first_lr(const char *initial_lr)
+static void source_clear(struct learn_source *src)
 {
-    cJSON *lr = cJSON_Parse(initial_lr);
+    free(src->policy);
+    free(src->initial_lr);
+    free(src->config);
+    free(src->tuned);
+    memset(src, 0, sizeof(*src));
+}
+
+static void sources_clear(struct learn_sources *s)
+{
+    for (size_t i = 0; i < LEARN_RUNS_MAX; i++)
+        source_clear(&s->runs[i]);
+}
+
+/* The first group's lr of a job's initial_lr (a number or an array), or NaN. */
+static double first_lr(const cJSON *lr)
+{
     const cJSON *first = cJSON_IsArray(lr) ? cJSON_GetArrayItem(lr, 0) : lr;
     double value = NAN;
     if (!jsonx_get_double(first, &value))
         value = NAN;
-    cJSON_Delete(lr);
     return value;
 }
 
@@ -64,14 +81,12 @@ static double tuned_factor(const char *tuned)
 }
 
 /* The horizon a job declared (total_steps of its config), or 0. */
-static int64_t declared_horizon(const char *config_text)
+static int64_t declared_horizon(const cJSON *config)
 {
-    cJSON *config = cJSON_Parse(config_text);
     double steps = 0;
     if (!jsonx_get_double(cJSON_GetObjectItemCaseSensitive(config, "total_steps"), &steps) ||
         !(steps >= 1 && steps <= GLR_MAX_COUNT))
         steps = 0;
-    cJSON_Delete(config);
     return (int64_t)steps;
 }
 
@@ -81,33 +96,43 @@ static bool take_source(void *ctx, const struct store_job *row)
     s->jobs++;
     if (!row->finished || !row->has_outcome || !isfinite(row->outcome.value))
         return true;
-    double lr = first_lr(row->initial_lr);
-    if (!(lr > 0 && isfinite(lr)))
-        return true;
+    struct learn_source *src = &s->runs[s->seen++ % LEARN_RUNS_MAX];
+    source_clear(src);
+    src->seq = row->seq;
+    memcpy(src->id, row->id, sizeof(src->id));
+    src->outcome = row->outcome.value;
+    src->policy = strdup(row->policy);
+    src->initial_lr = strdup(row->initial_lr);
+    src->config = strdup(row->config);
+    src->tuned = row->tuned ? strdup(row->tuned) : NULL;
+    return src->policy && src->initial_lr && src->config && (src->tuned || !row->tuned);
+}
+
+/*
+ * Reads what the fit needs from a source's texts; false for a run it cannot use (an lr
+ * that is not a number > 0, a config its policy no longer takes).
+ */
+static bool source_ready(struct learn_source *src)
+{
+    cJSON *initial = cJSON_Parse(src->initial_lr);
+    cJSON *config = cJSON_Parse(src->config);
+    double lr = first_lr(initial);
     /*
      * The lr a job answered when it was created (a warmup's first, say) is in no row of its
      * history: its scheduler made anew from the row says it.
      */
-    cJSON *initial = cJSON_Parse(row->initial_lr);
-    cJSON *config = cJSON_Parse(row->config);
     struct glr_sched *sched = NULL;
-    double created_lr = NAN;
-    if (glr_sched_create(row->policy, initial, config, &sched, NULL) == GLR_OK)
-        created_lr = glr_sched_lrs(sched)[0];
+    src->first_lr = NAN;
+    if (lr > 0 && isfinite(lr) &&
+        glr_sched_create(src->policy, initial, config, &sched, NULL) == GLR_OK)
+        src->first_lr = glr_sched_lrs(sched)[0];
     glr_sched_free(sched);
+    /* The row's counts may lag its history (svc.c): the history is what is counted. */
+    src->horizon = declared_horizon(config);
+    src->base_lr = lr / tuned_factor(src->tuned);
     cJSON_Delete(initial);
     cJSON_Delete(config);
-    if (!(created_lr > 0))
-        return true;
-    struct learn_source *src = &s->runs[s->seen++ % LEARN_RUNS_MAX];
-    src->first_lr = created_lr;
-    src->seq = row->seq;
-    memcpy(src->id, row->id, sizeof(src->id));
-    /* The row's counts may lag its history (svc.c): the history is what is counted. */
-    src->horizon = declared_horizon(row->config);
-    src->base_lr = lr / tuned_factor(row->tuned);
-    src->outcome = row->outcome.value;
-    return true;
+    return src->first_lr > 0 && isfinite(src->first_lr) && src->base_lr > 0;
 }
 
 /* ---- a run's points ----------------------------------------------------------------------- */
@@ -156,7 +181,7 @@ static bool read_point(void *ctx, const struct store_report *row)
     r->points[r->npoints++] = (struct learn_point){
         .progress = (double)r->reports,
         .trend = learn_trend_value(&r->trend),
-        .level = log(fmax(row->lrs[0] / r->base_lr, LEARN_LEVEL_FLOOR)),
+        .level = learn_level_of(row->lrs[0] / r->base_lr),
     };
     return true;
 }
@@ -184,6 +209,10 @@ static int read_points(struct svc *svc, struct learn_source *src, struct learn_p
             from_step = from_rank = 0;
         }
         do {
+            if (atomic_load(&svc->stopping)) {
+                free(r.points);
+                return glr_fail(err, GLR_EBUSY, "the service is stopping; learn again after it");
+            }
             r.page_rows = 0;
             int rc = store_report_scan(svc->store, src->seq, from_step, from_rank, GLR_MAX_STEP,
                                        LEARN_PAGE_ROWS, read_point, &r, err);
@@ -205,7 +234,7 @@ static int read_points(struct svc *svc, struct learn_source *src, struct learn_p
     r.points[0] = (struct learn_point){
         .progress = 0,
         .trend = 0,
-        .level = log(fmax(src->first_lr / src->base_lr, LEARN_LEVEL_FLOOR)),
+        .level = learn_level_of(src->first_lr / src->base_lr),
     };
     r.npoints++;
     *points = r.points;
@@ -262,34 +291,47 @@ static int train(struct svc *svc, struct learn_sources *s, struct store_model *m
     int64_t horizons[LEARN_RUNS_MAX];
     cJSON *ids = cJSON_CreateArray();
     int rc = runs && points && ids ? GLR_OK : glr_fail(err, GLR_ENOMEM, "out of memory");
+    size_t used = 0; /* runs whose texts could be read: runs[0..used) */
     for (size_t i = 0; !rc && i < n; i++) {
         /* Oldest first, as the ring holds them once it has wrapped. */
         struct learn_source *src = &s->runs[(s->seen - n + i) % LEARN_RUNS_MAX];
-        rc = read_points(svc, src, &points[i], &runs[i].npoints, err);
-        runs[i].points = points[i];
-        runs[i].outcome = src->outcome;
-        horizons[i] = src->horizon;
-        if (!rc && runs[i].npoints >= LEARN_POINTS_MIN &&
+        if (!source_ready(src))
+            continue;
+        rc = read_points(svc, src, &points[used], &runs[used].npoints, err);
+        runs[used].points = points[used];
+        runs[used].outcome = src->outcome;
+        horizons[used] = src->horizon;
+        if (!rc && runs[used].npoints >= LEARN_POINTS_MIN &&
             !cJSON_AddItemToArray(ids, cJSON_CreateString(src->id)))
             rc = glr_fail(err, GLR_ENOMEM, "out of memory");
+        used++;
     }
     struct learn_model model;
     struct learn_fit_info info;
     if (!rc) {
-        qsort(horizons, n, sizeof(horizons[0]), compare_int64);
-        int64_t horizon = n ? horizons[n / 2] : 1;
-        rc = learn_fit(runs, n, horizon, &model, &info, err);
+        qsort(horizons, used, sizeof(horizons[0]), compare_int64);
+        int64_t horizon = used ? horizons[used / 2] : 1;
+        rc = learn_fit(runs, used, horizon, &model, &info, err);
     }
+    cJSON *o = rc ? NULL : cJSON_CreateObject();
+    if (!rc && !(o && learn_model_json(&model, o)))
+        rc = glr_fail(err, GLR_ENOMEM, "out of memory");
     if (!rc) {
-        cJSON *o = cJSON_CreateObject();
-        m->model = o && learn_model_json(&model, o) ? svc_json_print(o) : NULL;
-        cJSON_Delete(o);
+        /* Stored only if a learned job's config would take it: read it back as one does. */
+        cJSON *back = jsonx_parse_exact(m->model = svc_json_print(o));
+        struct learn_model check;
+        rc = back ? learn_model_read(back, "the fitted model", &check, err)
+                  : glr_fail(err, GLR_ENOMEM, "out of memory");
+        cJSON_Delete(back);
+    }
+    cJSON_Delete(o);
+    if (!rc) {
         m->trained_on = svc_json_print(ids);
-        m->fit = fit_text(&info, n);
+        m->fit = fit_text(&info, used);
         if (!m->model || !m->trained_on || !m->fit)
             rc = glr_fail(err, GLR_ENOMEM, "out of memory");
     }
-    for (size_t i = 0; points && i < n; i++)
+    for (size_t i = 0; points && i < used; i++)
         free(points[i]);
     free(points);
     free(runs);
@@ -307,7 +349,8 @@ int svc_family_learn(struct svc *svc, const char *family, cJSON **out, char *err
         return glr_fail(err, GLR_ENOMEM, "out of memory");
     struct store_model m = {0};
     snprintf(m.family, sizeof(m.family), "%s", family);
-    int rc = svc_family_scan(svc, family, take_source, s, err);
+    /* Every job, so that the ring keeps the newest: it alone bounds what is kept. */
+    int rc = svc_family_scan(svc, family, INT64_MAX, take_source, s, err);
     if (!rc && s->jobs == 0)
         rc = glr_fail(err, GLR_ENOTFOUND, "family %s has no job", family);
     if (!rc) {
@@ -318,6 +361,7 @@ int svc_family_learn(struct svc *svc, const char *family, cJSON **out, char *err
         else if (rc)
             memcpy(err, why, GLR_ERR_MAX);
     }
+    sources_clear(s);
     free(s);
     if (!rc) {
         m.created_ms = glr_clock_wall_ms();
