@@ -207,7 +207,9 @@ def bench_throughput(args, tmp, out):
 
 def bench_history_and_scale(args, tmp, out):
     db = os.path.join(tmp, "scale.db")
-    server = Server([args.daemon, "--db", db, "--log-level", "warn"])
+    # The scale jobs and the long one: one more than the default --max-jobs allows.
+    limits = ["--max-jobs", str(args.scale_jobs + 1000)]
+    server = Server([args.daemon, "--db", db, "--log-level", "warn"] + limits)
     pipe = Pipeline(server.port)
 
     log(f"history: reporting {args.long_steps} steps to one job")
@@ -280,7 +282,7 @@ def bench_history_and_scale(args, tmp, out):
 
     # Drop the page cache's advantage as far as an unprivileged run can: none. The figure
     # is the time from starting the process to the first answered report.
-    server = Server([args.daemon, "--db", db, "--log-level", "warn"])
+    server = Server([args.daemon, "--db", db, "--log-level", "warn"] + limits)
     pipe = Pipeline(server.port)
     pipe.run([("POST", f"/v1/jobs/scale-{args.scale_jobs - 1:06d}/reports",
                '{"step":1,"loss":1.25}')])

@@ -174,11 +174,10 @@ static cJSON *problem_json(unsigned status, const char *slug, const char *title,
     return problem;
 }
 
-cJSON *api_problem_of_status(int rc, const char *err)
+cJSON *api_problem_of_status(int rc, const char *err, unsigned *http)
 {
     const struct problem_kind *kind = problem_for_status(rc);
-    if (kind->http >= 500)
-        log_error("%s", err);
+    *http = kind->http;
     return problem_json(kind->http, kind->slug, kind->title, err);
 }
 

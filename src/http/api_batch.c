@@ -9,8 +9,9 @@
  * it, completes the request exactly once (api_wait_complete), and the connection waits
  * suspended meanwhile, as a single report's does.
  *
- * A batch's reports are not given up when its client goes away: each ends by itself (its
- * commit, or its step's rank timeout), and the connection closes after the last.
+ * When its client goes away, the reports that still wait (for the other ranks of their
+ * step) are given up as a single report's would be (api_batch_cancel), so that retries of
+ * a lost batch do not pile waiters up on its jobs.
  */
 #include <stdatomic.h>
 #include <stddef.h>
@@ -19,6 +20,7 @@
 #include <string.h>
 
 #include "base/jsonx.h"
+#include "base/log.h"
 #include "http/api_int.h"
 
 /* One report of a batch: what the client sent, and its result. */
@@ -35,6 +37,15 @@ struct api_batch {
     size_t count;
     struct batch_item items[];
 };
+
+void api_batch_cancel(struct api *api, struct request *req)
+{
+    struct api_batch *batch = req->batch;
+    /* A job's id is set before its report is sent and never changes: it is safe to read. */
+    for (size_t i = 0; i < batch->count; i++)
+        if (batch->items[i].parsed.job[0])
+            svc_cancel_waiter(api->svc, batch->items[i].parsed.job, &batch->items[i].waiter);
+}
 
 void api_batch_free(struct api_batch *batch)
 {
@@ -62,15 +73,16 @@ static void item_done(struct svc_waiter *waiter, int status, const struct svc_re
 }
 
 /* One result: the decision as a single report answers it, or {"job", "step", "problem"}. */
-static cJSON *item_json(const struct batch_item *item)
+static cJSON *item_json(const struct batch_item *item, unsigned *http)
 {
+    *http = HTTP_OK;
     const struct req_batch_item *p = &item->parsed;
     if (p->status == GLR_OK)
         return api_decision_json(p->job, &item->result);
     cJSON *o = cJSON_CreateObject();
     cJSON *job = p->job[0] ? cJSON_CreateString(p->job) : cJSON_CreateNull();
     cJSON *step = p->has_step ? jsonx_number((double)p->in.step) : cJSON_CreateNull();
-    cJSON *problem = api_problem_of_status(p->status, p->err);
+    cJSON *problem = api_problem_of_status(p->status, p->err, http);
     cJSON *parts[3] = {job, step, problem};
     static const char *const keys[3] = {"job", "step", "problem"};
     bool ok = o != NULL;
@@ -92,13 +104,22 @@ enum MHD_Result api_answer_batch(struct MHD_Connection *conn, struct request *re
     struct api_batch *batch = req->batch;
     cJSON *answer = cJSON_CreateObject();
     cJSON *results = answer ? cJSON_AddArrayToObject(answer, "results") : NULL;
+    size_t faults = 0; /* reports that failed on the server's side (5xx) */
+    size_t first_fault = 0;
     for (size_t i = 0; results && i < batch->count; i++) {
-        cJSON *item = item_json(&batch->items[i]);
+        unsigned http;
+        cJSON *item = item_json(&batch->items[i], &http);
+        if (http >= 500 && faults++ == 0)
+            first_fault = i;
         if (!item || !cJSON_AddItemToArray(results, item)) {
             cJSON_Delete(item);
             results = NULL;
         }
     }
+    /* One line for the batch, as a single report's fault is one line. */
+    if (faults > 0)
+        log_error("%zu of %zu reports of a batch failed; reports[%zu]: %s", faults, batch->count,
+                  first_fault, batch->items[first_fault].parsed.err);
     if (!results) {
         cJSON_Delete(answer);
         return api_answer_status(conn, req, GLR_ENOMEM, "out of memory");

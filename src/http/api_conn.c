@@ -212,7 +212,10 @@ static void *watch_main(void *arg)
             pthread_mutex_unlock(&cs->lock);
             for (size_t i = 0; i < pinned; i++) {
                 struct request *req = cs->pinned[i]->req;
-                svc_cancel_waiter(api->svc, req->match.id, &req->waiter);
+                if (req->batch)
+                    api_batch_cancel(api, req);
+                else
+                    svc_cancel_waiter(api->svc, req->match.id, &req->waiter);
             }
             pthread_mutex_lock(&cs->lock);
             for (size_t i = 0; i < pinned; i++)

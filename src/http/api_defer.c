@@ -1,9 +1,10 @@
 /*
- * Work too long for a server thread (a rewind of a long history): a server thread serves
- * many connections, and one handler that runs for a second holds every other connection of
- * that thread for as long. Such a request is queued here, its connection suspended, and
- * one thread of this file's own does the work, then completes the request as the service
- * completes a waiting one (api_wait_complete), which resumes the connection to answer.
+ * Work too long for a server thread (a rewind of a long history, learning a family's
+ * model): a server thread serves many connections, and one handler that runs for a second
+ * holds every other connection of that thread for as long. Such a request is queued here,
+ * in one of two lanes, its connection suspended, and the lane's own thread does the work,
+ * then completes the request as the service completes a waiting one (api_wait_complete),
+ * which resumes the connection to answer.
  */
 #define _GNU_SOURCE /* gettid(): on Linux each thread has a nice value of its own */
 #include <stdlib.h>
@@ -13,19 +14,22 @@
 #include "http/api_int.h"
 
 /*
- * The nice value of the thread of long requests: its work (learning a family's model,
- * rewinding a long history) yields the CPU to the server threads, so that reports on a
- * busy machine do not wait behind it.
+ * The nice value of the background lane's thread: its work (learning a family's model)
+ * yields the CPU to the server threads, so that reports on a busy machine do not wait
+ * behind it. It takes no lock a report needs; a rewind does (its job's, the store's
+ * writer's), so rewinds keep their lane at the daemon's priority: a lowered thread holding
+ * those would hold every report up.
  */
-#define API_DEFER_NICE 10
+#define API_DEFER_BACKGROUND_NICE 10
 
-/* The deferred thread: work in order; at a stop, the rest is answered 503 unrun. */
+/* A lane's thread: work in order; at a stop, the rest is answered 503 unrun. */
 static void *defer_main(void *arg)
 {
-    struct api *api = arg;
+    struct api_defer *d = arg;
+    struct api *api = d->api;
     /* Only ever lowers the priority, which needs no privilege; a failure changes nothing. */
-    (void)setpriority(PRIO_PROCESS, (id_t)gettid(), API_DEFER_NICE);
-    struct api_defer *d = &api->defer;
+    if (d->nice > 0)
+        (void)setpriority(PRIO_PROCESS, (id_t)gettid(), d->nice);
     pthread_mutex_lock(&d->lock);
     for (;;) {
         while (!d->head && !d->stopping)
@@ -48,21 +52,24 @@ static void *defer_main(void *arg)
     return NULL;
 }
 
-int api_defer_start(struct api *api, char *err)
+static int lane_start(struct api *api, struct api_defer *d, int nice, char *err)
 {
-    struct api_defer *d = &api->defer;
     pthread_mutex_init(&d->lock, NULL);
     pthread_cond_init(&d->wake, NULL);
     d->tail = &d->head;
-    if (pthread_create(&d->thread, NULL, defer_main, api) != 0)
-        return glr_fail(err, GLR_ENOMEM, "cannot start the thread of long requests");
+    d->api = api;
+    d->nice = nice;
+    if (pthread_create(&d->thread, NULL, defer_main, d) != 0) {
+        pthread_cond_destroy(&d->wake);
+        pthread_mutex_destroy(&d->lock);
+        return glr_fail(err, GLR_ENOMEM, "cannot start a thread of long requests");
+    }
     d->started = true;
     return GLR_OK;
 }
 
-void api_defer_stop(struct api *api)
+static void lane_stop(struct api_defer *d)
 {
-    struct api_defer *d = &api->defer;
     if (!d->started)
         return;
     pthread_mutex_lock(&d->lock);
@@ -75,10 +82,25 @@ void api_defer_stop(struct api *api)
     pthread_mutex_destroy(&d->lock);
 }
 
-enum MHD_Result api_defer(struct api *api, struct MHD_Connection *conn, struct request *req,
-                          api_deferred_fn *fn)
+int api_defer_start(struct api *api, char *err)
 {
-    struct api_defer *d = &api->defer;
+    int rc = lane_start(api, &api->defer[API_DEFER_LONG], 0, err);
+    if (!rc &&
+        (rc = lane_start(api, &api->defer[API_DEFER_BACKGROUND], API_DEFER_BACKGROUND_NICE, err)))
+        lane_stop(&api->defer[API_DEFER_LONG]);
+    return rc;
+}
+
+void api_defer_stop(struct api *api)
+{
+    for (int lane = 0; lane < API_DEFER_LANES; lane++)
+        lane_stop(&api->defer[lane]);
+}
+
+enum MHD_Result api_defer(struct api *api, struct MHD_Connection *conn, struct request *req,
+                          enum api_defer_lane lane, api_deferred_fn *fn)
+{
+    struct api_defer *d = &api->defer[lane];
     pthread_mutex_lock(&req->wait_lock); /* the connection watcher reads deferred */
     req->conn = conn;
     req->deferred = fn;

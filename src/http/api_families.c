@@ -44,10 +44,11 @@ static int learn_deferred(struct api *api, struct request *req, char *err)
 /*
  * POST /v1/families/{name}/learn: a new model from the family's histories, answered 201
  * with its record once it is stored. Learning reads many histories, so it runs on the
- * thread of long requests (api_defer.c), not on a server thread whose other connections
- * would wait for it; it takes no job lock, so reports go on meanwhile.
+ * background lane of long requests (api_defer.c, at a lower priority), not on a server
+ * thread whose other connections would wait for it; it takes no job lock, so reports go
+ * on meanwhile.
  */
 enum MHD_Result api_learn_family(struct api *api, struct MHD_Connection *conn, struct request *req)
 {
-    return api_defer(api, conn, req, learn_deferred);
+    return api_defer(api, conn, req, API_DEFER_BACKGROUND, learn_deferred);
 }

@@ -126,21 +126,28 @@ struct api_conns {
     size_t cap;
 };
 
-/* The thread of long requests and its queue (api_defer.c). */
+/*
+ * The lanes of long requests (api_defer.c), each a thread and its queue: rewinds at the
+ * daemon's priority, and learning in the background, at a lower one.
+ */
+enum api_defer_lane { API_DEFER_LONG, API_DEFER_BACKGROUND, API_DEFER_LANES };
 struct request;
+struct api;
 struct api_defer {
     pthread_mutex_t lock;         /* guards the queue and stopping */
     pthread_cond_t wake;          /* work queued, or stopping */
     struct request *head, **tail; /* lock: queued requests, oldest first */
     bool stopping;                /* lock */
     bool started;                 /* fixed after api_defer_start() */
+    struct api *api;              /* fixed: whose */
+    int nice;                     /* fixed: the thread's nice value */
     pthread_t thread;
 };
 
 struct api {
     struct svc *svc;
     struct api_conns conns;
-    struct api_defer defer;
+    struct api_defer defer[API_DEFER_LANES];
     struct MHD_Daemon *daemon;
     uint16_t port;
     atomic_int in_flight;            /* requests begun and not yet completed */
@@ -248,7 +255,7 @@ struct req_query api_query_of(struct MHD_Connection *conn);
 
 /* api_defer.c */
 
-/* Starts the thread of long requests. Returns GLR_OK or GLR_ENOMEM. */
+/* Starts the threads of long requests. Returns GLR_OK or GLR_ENOMEM. */
 int api_defer_start(struct api *api, char *err);
 /*
  * Finishes the work begun, answers what is queued 503 without doing it, and stops the
@@ -256,11 +263,11 @@ int api_defer_start(struct api *api, char *err);
  */
 void api_defer_stop(struct api *api);
 /*
- * Has fn do req's work on the thread of long requests, and suspends req's connection
- * until it is done (then it answers what fn said, through api_answer_waited()).
+ * Has fn do req's work on the thread of lane, and suspends req's connection until it is
+ * done (then it answers what fn said, through api_answer_waited()).
  */
 enum MHD_Result api_defer(struct api *api, struct MHD_Connection *conn, struct request *req,
-                          api_deferred_fn *fn);
+                          enum api_defer_lane lane, api_deferred_fn *fn);
 
 /* api_conn.c */
 
@@ -362,8 +369,8 @@ api_handler api_post_rewind;
 api_handler api_get_lr;
 /* The answer of a report or an lr lookup: {"job","step","lr","event"} and what else applies. */
 cJSON *api_decision_json(const char *id, const struct svc_report_result *r);
-/* A problem+json object for a status of the service and its message (logged when a 5xx). */
-cJSON *api_problem_of_status(int rc, const char *err);
+/* A problem+json object for a status of the service and its message; *http its status. */
+cJSON *api_problem_of_status(int rc, const char *err, unsigned *http);
 /* Marks req as waiting for the service (WAIT_PENDING) before it is called. */
 void api_wait_begin(struct request *req, struct MHD_Connection *conn);
 /* Answers a request whose wait is over (wait_state WAIT_DONE) with what the service said. */
@@ -386,6 +393,12 @@ enum MHD_Result api_wait_suspend(struct MHD_Connection *conn, struct request *re
 api_handler api_post_reports;
 /* The answer of a batch whose every report has its result. */
 enum MHD_Result api_answer_batch(struct MHD_Connection *conn, struct request *req);
+/*
+ * Gives up the reports of req's batch that still wait, as the watcher gives up a single
+ * report whose client went away: each is answered GLR_EBUSY, and the last completes req.
+ * From any thread holding no lock of the service.
+ */
+void api_batch_cancel(struct api *api, struct request *req);
 /* Frees a batch; NULL is accepted. */
 void api_batch_free(struct api_batch *batch);
 

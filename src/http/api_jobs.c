@@ -285,7 +285,7 @@ enum MHD_Result api_post_rewind(struct api *api, struct MHD_Connection *conn, st
     if (rc)
         return api_answer_status(conn, req, rc, err);
     req->deferred_step = parsed.to_step;
-    return api_defer(api, conn, req, rewind_deferred);
+    return api_defer(api, conn, req, API_DEFER_LONG, rewind_deferred);
 }
 
 /* Streams a CSV export through libmicrohttpd's chunked callback response. */

@@ -307,7 +307,9 @@ int svc_report(struct svc *svc, const char *id, const struct svc_report_input *i
         rc = glr_fail(err, GLR_EINVAL, "loss is required: policy %s reads it",
                       glr_sched_policy(job->sched));
     else if (isfinite(lr_cap) && !glr_sched_takes_lr_cap(job->sched))
-        rc = glr_fail(err, GLR_EINVAL, "lr_cap is taken only by policy auto; job %s has policy %s",
+        rc = glr_fail(err, GLR_EINVAL,
+                      "lr_cap is taken only by policies auto and learned (and a sequence "
+                      "holding one); job %s has policy %s",
                       job->id, glr_sched_policy(job->sched));
     else if (job->last_step >= 0 && step <= job->last_step)
         rc = answer_decided(svc, job, step, rank, loss, result, err);

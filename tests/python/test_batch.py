@@ -2,7 +2,10 @@
 each report answered as alone, each fault its own, every decision committed before the
 answer."""
 
+import json
 import signal
+import socket
+import time
 
 import pytest
 
@@ -85,3 +88,31 @@ def test_an_answered_batch_survives_a_crash(own_daemon, job_id):
             assert client.get_job(job)["last_step"] == 15
         replayed = client.report_batch(batch)
     assert [r["lr"] for r in replayed] == [r["lr"] for r in answered]
+
+
+def waiting_requests(client):
+    text = client._call("GET", "/metrics")
+    text = text if isinstance(text, str) else text.decode()
+    for line in text.splitlines():
+        if line.startswith("greedylr_waiting_requests "):
+            return float(line.split()[1])
+    raise AssertionError("no greedylr_waiting_requests in /metrics")
+
+
+def test_a_batch_whose_client_went_away_gives_its_waits_up(client, daemon, job_id):
+    client.create_job(job_id, 0.1, world_size=2, aggregate_timeout_ms=600000)
+    body = json.dumps({"reports": [{"job": job_id, "step": 0, "loss": 1.0, "rank": 0}]})
+    sock = socket.create_connection(("127.0.0.1", daemon.port))
+    sock.sendall((f"POST /v1/reports HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  f"Content-Length: {len(body)}\r\n\r\n{body}").encode())
+    deadline = time.monotonic() + 10 * SLOW
+    while waiting_requests(client) < 1 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert waiting_requests(client) >= 1
+    sock.close()
+    while waiting_requests(client) > 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert waiting_requests(client) == 0
+    # The rank's loss stays gathered, as a single report's does: rank 1 decides the step.
+    answer = client.report(job_id, 0, 3.0, rank=1)
+    assert answer["ranks"] == 2
