@@ -15,7 +15,7 @@ BUILD_PACKAGES="autoconf automake make gcc libc6-dev pkgconf libmicrohttpd-dev l
 libsqlite3-dev libgnutls28-dev check libjs-dygraphs gzip"
 TEST_PACKAGES="valgrind curl python3 python3-yaml python3-jsonschema python3-pytest python3-venv \
 python3-torch flit groff-base systemd gnutls-bin chromium chromium-driver python3-selenium"
-BENCH_PACKAGES="wrk curl python3"
+BENCH_PACKAGES="wrk curl python3 valgrind"
 QUALITY_PACKAGES="python3 python3-torch python3-sklearn python3-matplotlib"
 
 say() { printf 'quickstart: %s\n' "$*" >&2; }

@@ -9,7 +9,8 @@ setup cancelled out. With --against, a second daemon (say, the build before a ch
 measured the same way and the table shows both and their ratio.
 
     /usr/bin/python3 contrib/bench/instructions.py --daemon build/release/src/greedylrd \\
-        [--against OTHER/src/greedylrd] [--ops report,history,csv,list]
+        [--against OTHER/src/greedylrd] [--ops report,history,csv,list] \\
+        [--ceiling build/release/contrib/bench/ceiling]
 
 Build the daemons optimized and without sanitizers (sh contrib/quickstart.sh bench does).
 A run takes a few minutes: callgrind is about fifty times slower than the daemon.
@@ -50,13 +51,16 @@ class Client:
             raise RuntimeError("%s %s: %d %s" % (method, path, response.status, data[:200]))
 
 
-def run(daemon, op, count):
-    """The instructions of one daemon run: setup, then count operations of op."""
+def run(daemon, op, count, ceiling=False):
+    """The instructions of one daemon run: setup, then count operations of op. ceiling: the
+    daemon is the bare-HTTP ceiling server (contrib/bench/ceiling.c), which has no database
+    and answers every request alike."""
     work = tempfile.mkdtemp(prefix="glr-instructions-")
     out = os.path.join(work, "callgrind.out")
+    database = [] if ceiling else ["--db", os.path.join(work, "bench.db")]
     proc = subprocess.Popen(
         ["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out, daemon,
-         "--listen", "127.0.0.1:0", "--db", os.path.join(work, "bench.db"), "--threads", "2"],
+         "--listen", "127.0.0.1:0", "--threads", "2"] + database,
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         line = proc.stdout.readline()
@@ -94,9 +98,10 @@ def run(daemon, op, count):
     return total
 
 
-def per_op(daemon, op):
+def per_op(daemon, op, ceiling=False):
     small, large = OPS[op][1]
-    return (run(daemon, op, large) - run(daemon, op, small)) / (large - small)
+    return ((run(daemon, op, large, ceiling) - run(daemon, op, small, ceiling))
+            / (large - small))
 
 
 def main():
@@ -104,6 +109,8 @@ def main():
     parser.add_argument("--daemon", required=True, help="the greedylrd to measure")
     parser.add_argument("--against", help="another greedylrd to compare with")
     parser.add_argument("--ops", default=",".join(OPS), help="of " + ",".join(OPS))
+    parser.add_argument("--ceiling", help="the ceiling server: its instructions per request "
+                        "of a report, and a report's as a multiple of them")
     args = parser.parse_args()
     if not shutil.which("valgrind"):
         sys.exit("instructions: valgrind is missing (Debian: apt-get install valgrind)")
@@ -126,6 +133,15 @@ def main():
         else:
             print("| %s | %s |" % (OPS[o][0], format(round(mine), ",")))
         sys.stdout.flush()
+    if args.ceiling:
+        report = per_op(args.daemon, "report")
+        ceiling = per_op(args.ceiling, "report", ceiling=True)
+        print()
+        print("| a report | instructions |")
+        print("|---|---|")
+        print("| the ceiling's request | %s |" % format(round(ceiling), ","))
+        print("| greedylrd's report | %s (%.2fx the ceiling's) |"
+              % (format(round(report), ","), report / ceiling))
 
 
 if __name__ == "__main__":
