@@ -240,6 +240,12 @@ int store_job_patch(struct store *store, int64_t seq, const bool *finished,
 int store_job_losses(struct store *store, int64_t seq, double *last_loss, double *best_loss,
                      char *err);
 
+/*
+ * How many steps the history of job seq holds, counted by SQLite on a reader (the job's
+ * row may lag its history). Returns GLR_OK or GLR_EIO.
+ */
+int store_history_steps(struct store *store, int64_t seq, int64_t *steps, char *err);
+
 /* Deletes the job and its history. Returns GLR_OK, GLR_ENOTFOUND or GLR_EIO. */
 int store_job_delete(struct store *store, int64_t seq, char *err);
 

@@ -297,15 +297,15 @@ int store_job_counts(struct store *store, int64_t *running, int64_t *finished, c
 }
 
 /* The one real of a statement's first row: NaN when it is NULL or there is no row. */
-static int read_one_real(struct store *store, int r, int which, int64_t seq, double *out, char *err)
+static int read_one_real(struct store *store, int r, int which, int64_t seq, const char *what,
+                         double *out, char *err)
 {
     sqlite3_stmt *stmt = store->reader_stmts[r][which];
     sqlite3_bind_int64(stmt, 1, seq);
     int rc = sqlite3_step(stmt);
     *out = rc == SQLITE_ROW ? store_column_real(stmt, 0) : NAN;
-    rc = rc == SQLITE_ROW || rc == SQLITE_DONE
-             ? GLR_OK
-             : store_fail(store, store->readers[r].db, err, "reading a job's losses");
+    rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? GLR_OK
+                                               : store_fail(store, store->readers[r].db, err, what);
     store_stmt_done(stmt);
     return rc;
 }
@@ -314,10 +314,20 @@ int store_job_losses(struct store *store, int64_t seq, double *last_loss, double
                      char *err)
 {
     int r = store_reader_take(store);
-    int rc = read_one_real(store, r, R_LAST_LOSS, seq, last_loss, err);
+    int rc = read_one_real(store, r, R_LAST_LOSS, seq, "reading a job's losses", last_loss, err);
     if (!rc)
-        rc = read_one_real(store, r, R_BEST_LOSS, seq, best_loss, err);
+        rc = read_one_real(store, r, R_BEST_LOSS, seq, "reading a job's losses", best_loss, err);
     store_reader_give(store, r);
+    return rc;
+}
+
+int store_history_steps(struct store *store, int64_t seq, int64_t *steps, char *err)
+{
+    int r = store_reader_take(store);
+    double count = 0;
+    int rc = read_one_real(store, r, R_HISTORY_STEPS, seq, "counting a job's history", &count, err);
+    store_reader_give(store, r);
+    *steps = rc || !(count >= 0) ? 0 : (int64_t)count;
     return rc;
 }
 

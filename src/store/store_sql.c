@@ -134,6 +134,8 @@ const char *const store_reader_sql[R_COUNT] = {
     /* and its lowest finite one (9e999 reads as infinity; a NaN is stored as NULL). */
     [R_BEST_LOSS] = "SELECT min(loss) FROM history WHERE job_seq = ?1 AND rank = 0"
                     " AND loss > -9e999 AND loss < 9e999",
+    /* How many steps a job's history holds (a step of several ranks counts once). */
+    [R_HISTORY_STEPS] = "SELECT count(DISTINCT step) FROM history WHERE job_seq = ?1",
     /* The latest snapshot at or before a step, where a rewind starts replaying. */
     [R_SNAPSHOT_FIND] = "SELECT step, reports, state FROM snapshots"
                         " WHERE job_seq = ?1 AND step <= ?2 ORDER BY step DESC LIMIT 1",

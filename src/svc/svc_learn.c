@@ -193,37 +193,35 @@ static bool read_point(void *ctx, const struct store_report *row)
 static int read_points(struct svc *svc, struct learn_source *src, struct learn_point **points,
                        size_t *npoints, char *err)
 {
-    struct point_read r = {.base_lr = src->base_lr, .stride = 1};
     /* The trend's spans need a horizon: without a declared one, the history's length. */
+    if (src->horizon == 0) {
+        int rc = store_history_steps(svc->store, src->seq, &src->horizon, err);
+        if (rc)
+            return rc;
+        if (src->horizon < 1)
+            src->horizon = 1;
+    }
+    struct point_read r = {.base_lr = src->base_lr, .stride = 1};
     learn_trend_init(&r.trend, src->horizon);
     r.points = malloc((LEARN_POINTS_MAX + 1) * sizeof(*r.points));
     if (!r.points)
         return glr_fail(err, GLR_ENOMEM, "out of memory");
     int64_t from_step = 0, from_rank = 0;
-    for (int pass = src->horizon > 0 ? 1 : 0; pass < 2; pass++) {
-        if (pass == 1 && src->horizon == 0) {
-            /* The first pass counted the reports; the second reads them with the right spans. */
-            src->horizon = r.reports > 0 ? r.reports : 1;
-            r = (struct point_read){.base_lr = src->base_lr, .stride = 1, .points = r.points};
-            learn_trend_init(&r.trend, src->horizon);
-            from_step = from_rank = 0;
+    do {
+        if (atomic_load(&svc->stopping)) {
+            free(r.points);
+            return glr_fail(err, GLR_EBUSY, "the service is stopping; learn again after it");
         }
-        do {
-            if (atomic_load(&svc->stopping)) {
-                free(r.points);
-                return glr_fail(err, GLR_EBUSY, "the service is stopping; learn again after it");
-            }
-            r.page_rows = 0;
-            int rc = store_report_scan(svc->store, src->seq, from_step, from_rank, GLR_MAX_STEP,
-                                       LEARN_PAGE_ROWS, read_point, &r, err);
-            if (rc) {
-                free(r.points);
-                return rc;
-            }
-            from_step = r.last_step;
-            from_rank = r.last_rank + 1;
-        } while (r.page_rows == LEARN_PAGE_ROWS);
-    }
+        r.page_rows = 0;
+        int rc = store_report_scan(svc->store, src->seq, from_step, from_rank, GLR_MAX_STEP,
+                                   LEARN_PAGE_ROWS, read_point, &r, err);
+        if (rc) {
+            free(r.points);
+            return rc;
+        }
+        from_step = r.last_step;
+        from_rank = r.last_rank + 1;
+    } while (r.page_rows == LEARN_PAGE_ROWS);
     /* The answer to a run's last report was never used: it says nothing of the run. */
     if (r.npoints > 0 && r.points[r.npoints - 1].progress == (double)r.reports)
         r.npoints--;

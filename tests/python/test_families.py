@@ -279,3 +279,17 @@ def test_remote_scheduler_runs_a_learned_model(daemon, job_id):
         scheduler.step(loss)
     assert optimizer.param_groups[0]["lr"] == scheduler.last_answer["lr"]
     scheduler.close()
+
+
+def test_runs_without_a_horizon_are_read_for_their_length(client, job_id):
+    family = family_of(job_id)
+    for k in range(3):
+        job = f"{job_id}-{k}"
+        client.create_job(job, 0.1, "greedylr", {"patience": 2}, family=family)
+        train_toy(client, job, 12)
+        client.finish(job)
+    model = client.learn(family)
+    # No job declared total_steps: each run's horizon is the steps its history holds.
+    assert model["model"]["horizon"] == 12 and model["fit"]["from_jobs"] == 3
+    job = client.create_job(job_id + "-L", 0.1, "learned", family=family)
+    assert job["config"]["total_steps"] == 12
